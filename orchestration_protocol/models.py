@@ -1,0 +1,244 @@
+"""The protocol's files as pydantic models: Task, Claim, WorkerStatus, Result, CancelRequest.
+
+Every model forbids unknown fields and carries ``schema_version``; a version this code does not
+speak is refused. Times are timezone-aware UTC. The smallest valid task is the seed's
+``{"id": "task-001", "prompt": "..."}``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+    model_validator,
+)
+
+from .paths import validate_task_id
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+
+TaskId = Annotated[str, AfterValidator(validate_task_id)]
+SECRET_ENV_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE|CREDENTIAL)", re.I)
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def _check_schema_version(version: int) -> int:
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        supported = ", ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
+        raise ValueError(
+            f"schema_version {version} is not supported (this version speaks {supported}); "
+            "upgrade claude-orchestrator"
+        )
+    return version
+
+
+SchemaVersion = Annotated[int, AfterValidator(_check_schema_version)]
+
+
+class ProtocolModel(BaseModel):
+    """Common settings: unknown fields are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def to_json_bytes(self) -> bytes:
+        """The model as the UTF-8 JSON that goes into its file."""
+        return self.model_dump_json(indent=2, exclude_none=True).encode() + b"\n"
+
+
+class AgentKind(StrEnum):
+    """How a worker carries out a task's prompt."""
+
+    CLAUDE = "claude"
+    """The prompt goes to the headless Claude Code CLI."""
+    COMMAND = "command"
+    """The prompt is a shell command run in the clone (opt-in, needs no model)."""
+
+
+class Task(ProtocolModel):
+    """``tasks/<id>.json``: one unit of work. Written once by the manager or a person."""
+
+    id: TaskId
+    """The task's id; must equal the file name without ``.json``."""
+    prompt: str = Field(min_length=1)
+    """What the agent is asked to do (for ``agent: command``, the shell command)."""
+    profile: str | None = None
+    """Worker profile (image and defaults) to run it with, e.g. ``flutter``; None for the default."""
+    repo: str | None = None
+    """Git URL to clone; None means the manager's configured repository."""
+    branch: str | None = None
+    """Branch to start from; None means the repository's configured branch."""
+    depends_on: list[TaskId] = Field(default_factory=list)
+    """Ids of tasks that must succeed before this one may start."""
+    timeout_s: float | None = Field(default=None, gt=0)
+    """Wall-clock limit for one attempt, in seconds; None means no limit."""
+    max_attempts: int = Field(default=1, ge=1, le=100)
+    """How many attempts may be made in all (1 means no retry)."""
+    model: str | None = None
+    """Model name passed to the agent; None means the agent's default."""
+    agent: AgentKind = AgentKind.CLAUDE
+    """Which agent runs the prompt."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra non-secret environment variables for the agent."""
+    created_at: datetime | None = None
+    """When the task was written."""
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    """Protocol version of this file."""
+
+    @field_validator("env")
+    @classmethod
+    def _env_is_not_secret(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if SECRET_ENV_NAME.search(name):
+                raise ValueError(
+                    f"env variable {name!r} looks like a secret; tasks are plain files, so pass "
+                    "credentials to workers at run time (spawn options), never in a task"
+                )
+        return env
+
+    @model_validator(mode="after")
+    def _depends_on_others(self) -> Task:
+        if self.id in self.depends_on:
+            raise ValueError(f"task {self.id!r} depends on itself")
+        if len(set(self.depends_on)) != len(self.depends_on):
+            raise ValueError("depends_on lists a task twice")
+        return self
+
+
+class Claim(ProtocolModel):
+    """``claims/<id>/<attempt>.json``: who runs an attempt. Created exclusively, never rewritten."""
+
+    task_id: TaskId
+    """The claimed task."""
+    attempt: int = Field(ge=1)
+    """The attempt number this claim is for (1 for the first run)."""
+    worker_id: str = Field(min_length=1, max_length=200)
+    """Who holds the claim (container name, or host:pid)."""
+    claimed_at: datetime
+    """When the claim was made."""
+    lease_s: float = Field(gt=0)
+    """How long the claim stays valid without a heartbeat."""
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    """Protocol version of this file."""
+
+
+class WorkerPhase(StrEnum):
+    """What a worker is doing now."""
+
+    STARTING = "starting"
+    CLONING = "cloning"
+    RUNNING = "running"
+    COMMITTING = "committing"
+    PUBLISHING = "publishing"
+
+
+class WorkerStatus(ProtocolModel):
+    """``status/<id>.json``: the claim holder's heartbeat, rewritten while it works."""
+
+    task_id: TaskId
+    """The task being worked on."""
+    attempt: int = Field(ge=1)
+    """The attempt this status belongs to; ignored when a later attempt holds the claim."""
+    worker_id: str = Field(min_length=1, max_length=200)
+    """Who is working (same as the claim's worker_id)."""
+    phase: WorkerPhase
+    """What the worker is doing."""
+    started_at: datetime
+    """When this attempt started."""
+    heartbeat_at: datetime
+    """When this file was last written."""
+    lease_expires_at: datetime
+    """After this moment without a newer heartbeat the worker counts as lost."""
+    message: str | None = Field(default=None, max_length=2000)
+    """A short human-readable note on progress."""
+    container: str | None = None
+    """Container name, when the worker runs in one."""
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    """Protocol version of this file."""
+
+
+class ResultStatus(StrEnum):
+    """How an attempt ended."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+
+class Result(ProtocolModel):
+    """``results/<id>.json``: how an attempt ended. Written once per attempt."""
+
+    task_id: TaskId
+    """The task this result is for."""
+    status: ResultStatus
+    """success, failed, cancelled or timeout."""
+    output: str = ""
+    """The agent's final text (or the command's output)."""
+    completed_at: datetime
+    """When the attempt ended."""
+    error: str | None = None
+    """What went wrong, in one sentence, when status is not success."""
+    exit_code: int | None = None
+    """Exit code of the agent process or container, when known."""
+    attempt: int = Field(default=1, ge=1)
+    """Which attempt this result belongs to."""
+    worker_id: str | None = None
+    """Who wrote it (a worker, or the manager for a lost worker)."""
+    started_at: datetime | None = None
+    """When the attempt started."""
+    duration_s: float | None = Field(default=None, ge=0)
+    """How long the attempt ran."""
+    branch: str | None = None
+    """The branch holding the task's commit, e.g. ``orchestrator/<id>``."""
+    base_commit: str | None = None
+    """The commit the work started from."""
+    head_commit: str | None = None
+    """The commit holding the work, when anything changed."""
+    pushed: bool = False
+    """Whether the branch reached the remote."""
+    files_changed: list[str] = Field(default_factory=list)
+    """Paths changed by the work, relative to the repository root."""
+    insertions: int = Field(default=0, ge=0)
+    """Lines added."""
+    deletions: int = Field(default=0, ge=0)
+    """Lines removed."""
+    patch: str | None = None
+    """Path of ``changes.patch`` relative to the orchestration root, when saved."""
+    cost_usd: float | None = Field(default=None, ge=0)
+    """What the agent reported the attempt cost."""
+    usage: dict[str, JsonValue] | None = None
+    """Token usage as the agent reported it."""
+    num_turns: int | None = Field(default=None, ge=0)
+    """Agent turns taken."""
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    """Protocol version of this file."""
+
+
+class CancelRequest(ProtocolModel):
+    """``control/<id>.cancel``: asks the claim holder to stop."""
+
+    task_id: TaskId
+    """The task to cancel."""
+    requested_at: datetime
+    """When cancelling was asked for."""
+    reason: str | None = Field(default=None, max_length=2000)
+    """Why, for the result's error text."""
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    """Protocol version of this file."""
+
+
+FileKind = Literal["task", "status", "result", "cancel", "claim"]

@@ -1,0 +1,253 @@
+"""The one derivation of a task's state from the files on the volume.
+
+Every view (the CLI's status table, ``wait``, the dispatcher, a restarted manager) reads a
+:class:`TaskSnapshot` per task and calls :func:`derive_state`; nothing else decides what state a
+task is in, and nothing else decides which attempt may be claimed next (:func:`next_attempt`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from .errors import InvalidFile, ProtocolError
+from .files import read_model_if_exists
+from .models import CancelRequest, Claim, Result, ResultStatus, Task, WorkerStatus
+from .paths import JSON_SUFFIX, Layout, is_hidden, task_id_from_filename
+
+
+class TaskState(StrEnum):
+    """Where a task stands."""
+
+    INVALID = "invalid"
+    """Its task file cannot be used; see the snapshot's problems."""
+    PENDING = "pending"
+    """Waiting for a worker."""
+    BLOCKED = "blocked"
+    """Waiting for dependencies that have not succeeded."""
+    RUNNING = "running"
+    """Claimed, with a fresh lease."""
+    LOST = "lost"
+    """Claimed, but the lease expired, no result, and no live container."""
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+    @property
+    def is_final(self) -> bool:
+        """True for states that only a retry can change."""
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {TaskState.SUCCESS, TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMEOUT, TaskState.INVALID}
+)
+RETRYABLE_RESULTS = frozenset({ResultStatus.FAILED, ResultStatus.TIMEOUT})
+
+
+@dataclass(frozen=True)
+class TaskSnapshot:
+    """Everything the volume says about one task, read at one moment."""
+
+    task_id: str
+    task: Task | None = None
+    claim: Claim | None = None
+    status: WorkerStatus | None = None
+    result: Result | None = None
+    cancel: CancelRequest | None = None
+    problems: tuple[ProtocolError, ...] = ()
+
+    @property
+    def attempt(self) -> int:
+        """The latest attempt made (0 when never claimed)."""
+        claimed = self.claim.attempt if self.claim else 0
+        finished = self.result.attempt if self.result else 0
+        return max(claimed, finished)
+
+    @property
+    def current_result(self) -> Result | None:
+        """The result, unless a later attempt has been claimed since it was written."""
+        if self.result is None:
+            return None
+        if self.claim is not None and self.claim.attempt > self.result.attempt:
+            return None
+        return self.result
+
+    @property
+    def current_status(self) -> WorkerStatus | None:
+        """The heartbeat of the claim holder; a status from an older attempt is ignored."""
+        if self.status is None or self.claim is None:
+            return None
+        return self.status if self.status.attempt == self.claim.attempt else None
+
+
+def lease_expires_at(snapshot: TaskSnapshot) -> datetime | None:
+    """When the current claim's lease runs out (None when unclaimed)."""
+    if snapshot.claim is None:
+        return None
+    status = snapshot.current_status
+    if status is not None:
+        return status.lease_expires_at
+    return snapshot.claim.claimed_at + timedelta(seconds=snapshot.claim.lease_s)
+
+
+def derive_state(
+    snapshot: TaskSnapshot,
+    *,
+    now: datetime,
+    dependency_states: Mapping[str, TaskState] | None = None,
+    container_alive: bool | None = None,
+) -> TaskState:
+    """The task's state. ``container_alive`` is None when no container engine was asked."""
+    if snapshot.task is None:
+        return TaskState.INVALID
+    result = snapshot.current_result
+    if result is not None:
+        return TaskState(result.status.value)
+    if snapshot.claim is not None:
+        expires = lease_expires_at(snapshot)
+        if (expires is not None and expires > now) or container_alive:
+            return TaskState.RUNNING
+        return TaskState.LOST
+    states = dependency_states or {}
+    if any(states.get(dep) != TaskState.SUCCESS for dep in snapshot.task.depends_on):
+        return TaskState.BLOCKED
+    return TaskState.PENDING
+
+
+def next_attempt(snapshot: TaskSnapshot, state: TaskState, *, force: bool = False) -> int | None:
+    """The attempt that may be claimed now, or None. ``force`` ignores ``max_attempts``."""
+    if snapshot.task is None or (snapshot.cancel is not None and not force):
+        return None
+    if state == TaskState.PENDING:
+        return snapshot.attempt + 1
+    retryable = state == TaskState.LOST or (
+        state in (TaskState.FAILED, TaskState.TIMEOUT) or (force and state == TaskState.CANCELLED)
+    )
+    if not retryable:
+        return None
+    if force or snapshot.attempt < snapshot.task.max_attempts:
+        return snapshot.attempt + 1
+    return None
+
+
+def latest_claim_attempt(layout: Layout, task_id: str) -> int:
+    """The highest attempt claimed for a task (0 when never claimed)."""
+    try:
+        names = os.listdir(layout.claim_dir(task_id))
+    except FileNotFoundError:
+        return 0
+    attempts = [
+        int(name[: -len(JSON_SUFFIX)])
+        for name in names
+        if name.endswith(JSON_SUFFIX) and name[: -len(JSON_SUFFIX)].isdigit()
+    ]
+    return max(attempts, default=0)
+
+
+def _read_part(read: Callable[[], object], problems: list[ProtocolError]) -> object | None:
+    try:
+        return read()
+    except InvalidFile as error:
+        problems.append(error)
+        return None
+
+
+def read_snapshot(layout: Layout, task_id: str) -> TaskSnapshot:
+    """Read every file about one task; unreadable parts become problems, never exceptions."""
+    problems: list[ProtocolError] = []
+    task = _read_part(
+        lambda: read_model_if_exists(layout.task_file(task_id), Task, task_id), problems
+    )
+    attempt = latest_claim_attempt(layout, task_id)
+    claim = None
+    if attempt:
+        claim = _read_part(
+            lambda: read_model_if_exists(layout.claim_file(task_id, attempt), Claim, task_id),
+            problems,
+        )
+    status = _read_part(
+        lambda: read_model_if_exists(layout.status_file(task_id), WorkerStatus, task_id), problems
+    )
+    result = _read_part(
+        lambda: read_model_if_exists(layout.result_file(task_id), Result, task_id), problems
+    )
+    cancel = _read_part(
+        lambda: read_model_if_exists(layout.cancel_file(task_id), CancelRequest, task_id), problems
+    )
+    return TaskSnapshot(
+        task_id=task_id,
+        task=task if isinstance(task, Task) else None,
+        claim=claim if isinstance(claim, Claim) else None,
+        status=status if isinstance(status, WorkerStatus) else None,
+        result=result if isinstance(result, Result) else None,
+        cancel=cancel if isinstance(cancel, CancelRequest) else None,
+        problems=tuple(problems),
+    )
+
+
+@dataclass
+class Board:
+    """A snapshot of the whole volume: every task, plus files that could not be matched to one."""
+
+    snapshots: dict[str, TaskSnapshot] = field(default_factory=dict)
+    """Per task id, its snapshot (tasks whose file is invalid included)."""
+    stray_files: list[ProtocolError] = field(default_factory=list)
+    """Files in tasks/ whose names are not ``<valid id>.json``."""
+
+    def states(
+        self, *, now: datetime, container_alive: Mapping[str, bool] | None = None
+    ) -> dict[str, TaskState]:
+        """The state of every task, dependencies resolved (a cycle leaves its tasks blocked)."""
+        alive = container_alive or {}
+        states: dict[str, TaskState] = {}
+        visiting: set[str] = set()
+
+        def state_of(task_id: str) -> TaskState:
+            if task_id in states:
+                return states[task_id]
+            snapshot = self.snapshots.get(task_id)
+            if snapshot is None or task_id in visiting:
+                return TaskState.BLOCKED
+            visiting.add(task_id)
+            deps = snapshot.task.depends_on if snapshot.task else []
+            dependency_states = {dep: state_of(dep) for dep in deps}
+            visiting.discard(task_id)
+            states[task_id] = derive_state(
+                snapshot,
+                now=now,
+                dependency_states=dependency_states,
+                container_alive=alive.get(task_id),
+            )
+            return states[task_id]
+
+        for task_id in self.snapshots:
+            state_of(task_id)
+        return states
+
+
+def read_board(layout: Layout) -> Board:
+    """Read every task on the volume."""
+    board = Board()
+    try:
+        names = sorted(os.listdir(layout.tasks_dir))
+    except FileNotFoundError:
+        return board
+    for name in names:
+        if is_hidden(name):
+            continue
+        task_id = task_id_from_filename(name)
+        if task_id is None:
+            path = layout.tasks_dir / name
+            board.stray_files.append(
+                InvalidFile(
+                    f"{path} is not named <id>.json with a valid id; rename or remove it.", path
+                )
+            )
+            continue
+        board.snapshots[task_id] = read_snapshot(layout, task_id)
+    return board

@@ -1,0 +1,215 @@
+"""Following the volume: every protocol file reported once per version, with nothing missed.
+
+The watcher starts its observer first and scans second, so a file made while it starts is seen
+by one or the other (watchdog #1010), and a file seen by both is reported once: each path is
+reported when its signature (inode, size, mtime) is new. Because watchdog drops inotify queue
+overflow silently (#654), a periodic rescan reconciles the view. Where inotify cannot see writes
+(NFS, other network filesystems, macOS bind mounts through FUSE) it polls instead, by option,
+by ``$ORCHESTRATION_POLLING``, or when it detects such a filesystem or inotify fails to start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from .paths import Layout, is_hidden, task_id_from_filename
+
+logger = logging.getLogger(__name__)
+
+WatchKind = Literal["task", "status", "result", "cancel"]
+ALL_KINDS: tuple[WatchKind, ...] = ("task", "status", "result", "cancel")
+_DIRECTORY_KINDS: dict[str, tuple[WatchKind, str]] = {
+    "tasks": ("task", ".json"),
+    "status": ("status", ".json"),
+    "results": ("result", ".json"),
+    "control": ("cancel", ".cancel"),
+}
+POLLING_ENV = "ORCHESTRATION_POLLING"
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs")
+Signature = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ProtocolEvent:
+    """A protocol file appeared or changed."""
+
+    kind: WatchKind
+    """Which kind of file: task, status, result or cancel."""
+    task_id: str
+    """The task the file is about."""
+    path: Path
+    """The file's path."""
+
+
+def _filesystem_type(path: Path) -> str | None:
+    """The type of the mount holding ``path``, from /proc/mounts (None where unknown)."""
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    target = str(path.resolve())
+    best, best_type = "", None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        mount_point = fields[1].replace("\\040", " ")
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, best_type = mount_point, fields[2]
+    return best_type
+
+
+def default_polling(root: Path) -> bool:
+    """Whether to poll: ``$ORCHESTRATION_POLLING`` if set, else detect a network filesystem."""
+    setting = os.environ.get(POLLING_ENV, "").strip().lower()
+    if setting in ("1", "true", "yes", "on"):
+        return True
+    if setting in ("0", "false", "no", "off"):
+        return False
+    fs_type = _filesystem_type(root) or ""
+    return fs_type.startswith(NETWORK_FILESYSTEMS) or fs_type in ("fuse.grpcfuse", "fakeowner")
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, pending: queue.SimpleQueue[Path | None]) -> None:
+        self._pending = pending
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory or event.event_type in ("opened", "closed_no_write", "deleted"):
+            return
+        target = getattr(event, "dest_path", "") or event.src_path
+        self._pending.put(Path(os.fsdecode(target)))
+
+
+class ProtocolWatcher:
+    """Calls ``callback`` once for every new or changed protocol file under ``root``."""
+
+    def __init__(
+        self,
+        root: Path,
+        callback: Callable[[ProtocolEvent], None],
+        *,
+        kinds: Iterable[WatchKind] = ALL_KINDS,
+        polling: bool | None = None,
+        rescan_interval_s: float = 5.0,
+        poll_interval_s: float = 0.5,
+    ) -> None:
+        self.layout = Layout(root).ensure()
+        self.callback = callback
+        self.kinds = frozenset(kinds)
+        self.polling = default_polling(root) if polling is None else polling
+        self.rescan_interval_s = rescan_interval_s
+        self.poll_interval_s = poll_interval_s
+        self._pending: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+        self._seen: dict[Path, Signature] = {}
+        self._stop = threading.Event()
+        self._observer: BaseObserver | None = None
+        self._threads: list[threading.Thread] = []
+
+    def _watched_dirs(self) -> list[tuple[Path, WatchKind, str]]:
+        return [
+            (self.layout.root / name, kind, suffix)
+            for name, (kind, suffix) in _DIRECTORY_KINDS.items()
+            if kind in self.kinds
+        ]
+
+    def _start_observer(self, polling: bool) -> BaseObserver:
+        observer: BaseObserver = (
+            PollingObserver(timeout=self.poll_interval_s) if polling else Observer()
+        )
+        handler = _Handler(self._pending)
+        for directory, _, _ in self._watched_dirs():
+            observer.schedule(handler, str(directory), recursive=False)
+        observer.start()
+        return observer
+
+    def start(self) -> ProtocolWatcher:
+        """Start following events, then scan what exists; returns self."""
+        try:
+            self._observer = self._start_observer(self.polling)
+        except OSError as error:
+            logger.warning("inotify unavailable (%s); polling %s instead", error, self.layout.root)
+            self.polling = True
+            self._observer = self._start_observer(True)
+        self._threads = [
+            threading.Thread(target=self._deliver, name="protocol-watcher", daemon=True),
+            threading.Thread(target=self._rescan_loop, name="protocol-rescan", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        self.rescan()
+        return self
+
+    def stop(self) -> None:
+        """Stop following the volume and wait for the threads to end."""
+        self._stop.set()
+        self._pending.put(None)
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> ProtocolWatcher:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def rescan(self) -> None:
+        """Queue every protocol file; those already reported in this version are skipped."""
+        for directory, _, _ in self._watched_dirs():
+            try:
+                with os.scandir(directory) as entries:
+                    for entry in entries:
+                        if not is_hidden(entry.name):
+                            self._pending.put(Path(entry.path))
+            except FileNotFoundError:
+                continue
+
+    def _rescan_loop(self) -> None:
+        while not self._stop.wait(self.rescan_interval_s):
+            self.rescan()
+
+    def _classify(self, path: Path) -> ProtocolEvent | None:
+        if is_hidden(path.name):
+            return None
+        for directory, kind, suffix in self._watched_dirs():
+            if path.parent == directory:
+                task_id = task_id_from_filename(path.name, suffix)
+                return ProtocolEvent(kind, task_id, path) if task_id else None
+        return None
+
+    def _deliver(self) -> None:
+        while True:
+            path = self._pending.get()
+            if path is None or self._stop.is_set():
+                return
+            event = self._classify(path)
+            if event is None:
+                continue
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            signature = (info.st_ino, info.st_size, info.st_mtime_ns)
+            if self._seen.get(path) == signature:
+                continue
+            self._seen[path] = signature
+            try:
+                self.callback(event)
+            except Exception:
+                logger.exception("watcher callback failed for %s", path)
