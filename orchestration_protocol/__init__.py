@@ -64,6 +64,7 @@ from .state import (
     next_attempt,
     read_board,
     read_snapshot,
+    read_task_state,
 )
 from .tasks import TaskExists, json_schemas, read_task, write_task
 from .watcher import ProtocolEvent, ProtocolWatcher, default_polling
@@ -118,6 +119,7 @@ __all__ = [
     "read_model_if_exists",
     "read_snapshot",
     "read_task",
+    "read_task_state",
     "request_cancel",
     "try_claim_attempt",
     "utc_now",

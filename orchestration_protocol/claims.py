@@ -20,7 +20,7 @@ from .errors import ClaimLost, InvalidFile, TaskNotFound
 from .files import atomic_write_bytes, create_exclusive, read_model_if_exists
 from .models import CancelRequest, Claim, Result, ResultStatus, WorkerPhase, WorkerStatus, utc_now
 from .paths import Layout
-from .state import TaskState, derive_state, latest_claim_attempt, next_attempt, read_board
+from .state import TaskState, latest_claim_attempt, next_attempt, read_task_state
 
 DEFAULT_LEASE_S = 30.0
 
@@ -173,15 +173,12 @@ def claim_task(
     one with attempts left (``attempt + 1``); ``force`` retries regardless of ``max_attempts``.
     """
     now = now or utc_now()
-    board = read_board(layout)
-    snapshot = board.snapshots.get(task_id)
-    if snapshot is None:
+    if not layout.task_file(task_id).exists():
         raise TaskNotFound(
             f"No task {task_id!r} in {layout.tasks_dir}; create it first.",
             layout.task_file(task_id),
         )
-    alive = {task_id: container_alive} if container_alive is not None else None
-    state = board.states(now=now, container_alive=alive)[task_id]
+    snapshot, state = read_task_state(layout, task_id, now=now, container_alive=container_alive)
     attempt = next_attempt(snapshot, state, force=force)
     if attempt is None:
         return None
@@ -203,12 +200,9 @@ def request_cancel(layout: Layout, task_id: str, reason: str | None = None) -> T
     layout.task_file(task_id)  # validates the id
     request = CancelRequest(task_id=task_id, requested_at=utc_now(), reason=reason)
     atomic_write_bytes(layout.cancel_file(task_id), request.to_json_bytes())
-    board = read_board(layout)
-    snapshot = board.snapshots.get(task_id)
-    if snapshot is None:
+    if not layout.task_file(task_id).exists():
         raise TaskNotFound(f"No task {task_id!r} to cancel.", layout.task_file(task_id))
-    now = utc_now()
-    state = derive_state(snapshot, now=now, dependency_states=board.states(now=now))
+    snapshot, state = read_task_state(layout, task_id, now=utc_now())
     if state in (TaskState.PENDING, TaskState.BLOCKED, TaskState.LOST):
         handle = try_claim_attempt(layout, task_id, snapshot.attempt + 1, worker_id="manager")
         if handle is not None:

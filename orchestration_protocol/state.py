@@ -190,6 +190,28 @@ def read_snapshot(layout: Layout, task_id: str) -> TaskSnapshot:
     )
 
 
+def read_task_state(
+    layout: Layout, task_id: str, *, now: datetime, container_alive: bool | None = None
+) -> tuple[TaskSnapshot, TaskState]:
+    """One task's snapshot and state, reading only its own files and its dependencies'."""
+    snapshot = read_snapshot(layout, task_id)
+    deps = snapshot.task.depends_on if snapshot.task else []
+    dependency_states = {
+        dep: derive_state(read_snapshot(layout, dep), now=now)
+        if _task_exists(layout, dep)
+        else TaskState.BLOCKED
+        for dep in deps
+    }
+    state = derive_state(
+        snapshot, now=now, dependency_states=dependency_states, container_alive=container_alive
+    )
+    return snapshot, state
+
+
+def _task_exists(layout: Layout, task_id: str) -> bool:
+    return os.path.lexists(layout.task_file(task_id))
+
+
 @dataclass
 class Board:
     """A snapshot of the whole volume: every task, plus files that could not be matched to one."""
