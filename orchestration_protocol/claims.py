@@ -96,7 +96,13 @@ class ClaimHandle:
 
     def publish_result(self, result: Result) -> Result:
         """Write the attempt's result once; raise :class:`ClaimLost` if that is no longer ours."""
-        result = result.model_copy(update={"task_id": self.task_id, "attempt": self.attempt})
+        result = result.model_copy(
+            update={
+                "task_id": self.task_id,
+                "attempt": self.attempt,
+                "worker_id": result.worker_id or self.claim.worker_id,
+            }
+        )
         path = self.layout.result_file(self.task_id)
         data = result.to_json_bytes()
         for _ in range(5):

@@ -52,7 +52,9 @@ SchemaVersion = Annotated[int, AfterValidator(_check_schema_version)]
 class ProtocolModel(BaseModel):
     """Common settings: unknown fields are errors, values are validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_attribute_docstrings=True
+    )
 
     def to_json_bytes(self) -> bytes:
         """The model as the UTF-8 JSON that goes into its file."""

@@ -1,0 +1,41 @@
+"""Shared fixtures. Tests marked ``docker`` need an engine: on a laptop without one they skip
+with a reason; under ``CI=true`` they fail, so CI can never pass without running them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from orchestration_protocol import Layout
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip (or fail under CI=true) when a real dependency of the test is missing."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: this test must run in CI)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Layout:
+    """A fresh orchestration root on the real filesystem."""
+    return Layout(tmp_path / "orchestration").ensure()
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A live docker-py client; skips (fails in CI) when no engine answers."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as error:  # any failure to reach the engine means "no Docker here"
+        require(False, f"no Docker engine answers: {error}")
+    return client
