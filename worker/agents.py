@@ -1,0 +1,193 @@
+"""The agents a worker can run a prompt with: headless Claude Code, or a plain shell command.
+
+Each agent turns a task into a command line and its output lines into two things: a readable
+log line (for ``logs/<id>.log`` and ``docker logs``) and, at the end, an :class:`AgentReport`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestration_protocol import AgentKind, Task
+
+from .errors import AgentNotFound
+
+WORKER_PROMPT = """\
+You are a worker of claude-orchestrator, running headless in a container with no person to ask.
+Your working directory is a fresh git clone, already on the branch for this task. Make the
+change the task asks for, completely, in this directory. Do not push, do not switch or create
+branches, and do not ask questions: decide sensibly and say what you decided. The worker commits
+and reports your changes when you finish. End with a short summary: what you changed, in which
+files, and anything left undone."""
+
+OUTPUT_TAIL_LINES = 200
+
+
+@dataclass
+class AgentReport:
+    """What the agent said about its run."""
+
+    output: str = ""
+    """Final text (Claude's result, or the command's last output lines)."""
+    is_error: bool = False
+    """Whether the agent itself reported failure."""
+    error: str | None = None
+    """The agent's own error text, when it gave one."""
+    cost_usd: float | None = None
+    usage: dict[str, Any] | None = None
+    num_turns: int | None = None
+
+
+@dataclass
+class ClaudeAgent:
+    """Headless ``claude -p`` with stream-json output."""
+
+    task: Task
+    model: str | None = None
+    transcript: list[str] = field(default_factory=list)
+    _result: dict[str, Any] | None = None
+    _tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+
+    def command(self) -> list[str]:
+        binary = os.environ.get("CLAUDE_BIN") or shutil.which("claude")
+        if binary is None:
+            raise AgentNotFound(
+                "The claude CLI is not installed in this worker; rebuild the image with scripts/build-images.sh."
+            )
+        command = [
+            binary,
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--dangerously-skip-permissions",
+            "--append-system-prompt",
+            WORKER_PROMPT,
+        ]
+        model = self.task.model or self.model
+        if model:
+            command += ["--model", model]
+        if budget := os.environ.get("ORCHESTRATOR_MAX_BUDGET_USD"):
+            command += ["--max-budget-usd", budget]
+        return command
+
+    def stdin_text(self) -> str:
+        return self.task.prompt
+
+    def render(self, line: str) -> list[str]:
+        """Log lines for one line of the CLI's output."""
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            self._tail.append(line)
+            return [line] if line.strip() else []
+        if not isinstance(event, dict):
+            return [line]
+        self.transcript.append(line)
+        kind = event.get("type")
+        if kind == "result":
+            self._result = event
+            state = "error" if event.get("is_error") else "done"
+            cost = event.get("total_cost_usd")
+            return [f"[claude] {state}: {event.get('num_turns')} turns, cost ${cost}"]
+        if kind == "system" and event.get("subtype") == "init":
+            return [f"[claude] started, model {event.get('model')}"]
+        return [text for text in _render_message(event) if text]
+
+    def report(self, exit_code: int) -> AgentReport:
+        result = self._result
+        if result is None:
+            detail = " | ".join(self._tail) or "no output"
+            return AgentReport(
+                is_error=True, error=f"claude exited {exit_code} without a result: {detail[-500:]}"
+            )
+        is_error = bool(result.get("is_error")) or result.get("subtype") != "success"
+        text = result.get("result") if isinstance(result.get("result"), str) else ""
+        return AgentReport(
+            output=text or "",
+            is_error=is_error,
+            error=(
+                f"claude reported {result.get('subtype')}: {(text or '')[:500]}"
+                if is_error
+                else None
+            ),
+            cost_usd=result.get("total_cost_usd"),
+            usage=result.get("usage") if isinstance(result.get("usage"), dict) else None,
+            num_turns=result.get("num_turns"),
+        )
+
+
+def _render_message(event: dict[str, Any]) -> list[str]:
+    message = event.get("message")
+    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+        return []
+    lines = []
+    for block in message["content"]:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text":
+            lines.append(f"[claude] {block.get('text', '').strip()}")
+        elif block.get("type") == "tool_use":
+            lines.append(f"[tool] {block.get('name')}: {_summarize(block.get('input'))}")
+        elif block.get("type") == "tool_result":
+            content = block.get("content")
+            text = content if isinstance(content, str) else json.dumps(content)
+            lines.append(f"[tool result] {_shorten(text)}")
+    return lines
+
+
+def _summarize(tool_input: object) -> str:
+    if isinstance(tool_input, dict):
+        for key in ("command", "file_path", "path", "pattern", "url", "description"):
+            if key in tool_input:
+                return _shorten(str(tool_input[key]))
+    return _shorten(json.dumps(tool_input))
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class CommandAgent:
+    """Runs the prompt as a shell command in the clone (``agent: command``; needs no model)."""
+
+    task: Task
+    transcript: list[str] = field(default_factory=list)
+    _tail: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_TAIL_LINES))
+
+    def command(self) -> list[str]:
+        return ["/bin/sh", "-c", self.task.prompt]
+
+    def stdin_text(self) -> str | None:
+        return None
+
+    def render(self, line: str) -> list[str]:
+        self._tail.append(line)
+        return [line]
+
+    def report(self, exit_code: int) -> AgentReport:
+        output = "\n".join(self._tail)
+        failed = exit_code != 0
+        return AgentReport(
+            output=output,
+            is_error=failed,
+            error=f"command exited {exit_code}: {_shorten(output[-300:]) or 'no output'}"
+            if failed
+            else None,
+        )
+
+
+Agent = ClaudeAgent | CommandAgent
+
+
+def agent_for(task: Task, model: str | None) -> Agent:
+    if task.agent == AgentKind.COMMAND:
+        return CommandAgent(task)
+    return ClaudeAgent(task, model=model)

@@ -1,0 +1,19 @@
+"""Errors of the worker runtime, named by condition."""
+
+from __future__ import annotations
+
+
+class WorkerError(Exception):
+    """Base of the worker's errors; ``str()`` is one sentence for the result's ``error``."""
+
+
+class GitFailed(WorkerError, RuntimeError):
+    """A git command failed (clone, commit, bundle)."""
+
+
+class NoRepository(WorkerError, ValueError):
+    """Neither the task nor the worker's settings name a repository to clone."""
+
+
+class AgentNotFound(WorkerError, FileNotFoundError):
+    """The agent's executable (e.g. ``claude``) is not installed."""

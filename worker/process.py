@@ -1,0 +1,91 @@
+"""Running a child process under supervision: output streamed line by line, and stopped
+(SIGTERM to its process group, then SIGKILL) when the attempt is cancelled, times out, or the
+worker itself is told to stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+TERM_GRACE_S = 3.0
+
+
+@dataclass
+class ProcessOutcome:
+    """How a supervised process ended."""
+
+    exit_code: int
+    """Its exit code (negative: killed by that signal)."""
+    stopped_because: str | None
+    """Why the worker stopped it (the stop reason), or None when it ended by itself."""
+
+
+def run_supervised(
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    on_line: Callable[[str], None],
+    should_stop: Callable[[], str | None],
+    stdin_text: str | None = None,
+    poll_s: float = 0.1,
+) -> ProcessOutcome:
+    """Run ``command``, feeding each output line (stdout and stderr merged) to ``on_line``.
+
+    ``should_stop`` is asked every ``poll_s``; when it returns a reason, the process group gets
+    SIGTERM, then SIGKILL after a grace period.
+    """
+    process = subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    reader = threading.Thread(target=_pump, args=(process, on_line), daemon=True)
+    reader.start()
+    if stdin_text is not None and process.stdin is not None:
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.write(stdin_text.encode())
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.close()
+    stopped_because = None
+    while process.poll() is None:
+        reason = should_stop()
+        if reason is not None:
+            stopped_because = reason
+            _terminate_group(process)
+            break
+        time.sleep(poll_s)
+    exit_code = process.wait()
+    reader.join(timeout=5)
+    return ProcessOutcome(exit_code=exit_code, stopped_because=stopped_because)
+
+
+def _pump(process: subprocess.Popen[bytes], on_line: Callable[[str], None]) -> None:
+    assert process.stdout is not None
+    for raw in process.stdout:
+        on_line(raw.decode("utf-8", errors="replace").rstrip("\n"))
+
+
+def _terminate_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, wait, then SIGKILL what is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=TERM_GRACE_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # helpers the agent left behind
