@@ -68,6 +68,8 @@ def run_supervised(
         time.sleep(poll_s)
     exit_code = process.wait()
     reader.join(timeout=5)
+    if process.stdout is not None:
+        process.stdout.close()
     return ProcessOutcome(exit_code=exit_code, stopped_because=stopped_because)
 
 
