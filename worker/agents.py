@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestration_protocol import AgentKind, Task
+from scripted_model.claude_binary import find_claude
+from scripted_model.exceptions import ClaudeNotFound
 
 from .errors import AgentNotFound
 
@@ -54,11 +55,12 @@ class ClaudeAgent:
     _tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
 
     def command(self) -> list[str]:
-        binary = os.environ.get("CLAUDE_BIN") or shutil.which("claude")
-        if binary is None:
+        try:
+            binary = str(find_claude())
+        except ClaudeNotFound as error:
             raise AgentNotFound(
-                "The claude CLI is not installed in this worker; rebuild the image with scripts/build-images.sh."
-            )
+                f"The claude CLI is not installed here ({error}); rebuild the image with scripts/build-images.sh."
+            ) from error
         command = [
             binary,
             "-p",
