@@ -108,13 +108,15 @@ class ClaudeAgent:
             return AgentReport(
                 is_error=True, error=f"claude exited {exit_code} without a result: {detail[-500:]}"
             )
-        is_error = bool(result.get("is_error")) or result.get("subtype") != "success"
+        subtype = result.get("subtype")
+        is_error = bool(result.get("is_error")) or subtype != "success"
         text = result.get("result") if isinstance(result.get("result"), str) else ""
+        kind = "" if subtype in (None, "success") else f" ({subtype})"
         return AgentReport(
             output=text or "",
             is_error=is_error,
             error=(
-                f"claude reported {result.get('subtype')}: {(text or '')[:500]}"
+                f"claude failed{kind}: {(text or 'no message')[:500]}"
                 if is_error
                 else None
             ),
