@@ -1,0 +1,56 @@
+"""The scripted model endpoint: a small HTTP server speaking the part of Anthropic's Messages
+API that Claude Code uses, answering from scenarios keyed by the prompt, so the real ``claude``
+binary runs end to end (edits files, runs commands, reports a result) without a model service.
+
+See ``scripted_model/README.md`` for the scenario format, the CLI and what Claude Code sends.
+"""
+
+from .claude_binary import (
+    SDK_PIN,
+    TEST_API_KEY,
+    claude_env,
+    find_claude,
+    prepare_claude_home,
+)
+from .conversation import Conversation, read_conversation
+from .exceptions import ClaudeNotFound, ScenarioFileError, ScriptedModelError
+from .scenario import (
+    NO_SCENARIO,
+    SCENARIOS_ENV,
+    ApiError,
+    Scenario,
+    ScenarioBook,
+    ScenarioFile,
+    ToolUse,
+    Turn,
+    Usage,
+    load_scenarios,
+    read_scenario_file,
+)
+from .server import RecordedRequest, ScriptedModelServer
+
+__all__ = [
+    "NO_SCENARIO",
+    "SCENARIOS_ENV",
+    "SDK_PIN",
+    "TEST_API_KEY",
+    "ApiError",
+    "ClaudeNotFound",
+    "Conversation",
+    "RecordedRequest",
+    "Scenario",
+    "ScenarioBook",
+    "ScenarioFile",
+    "ScenarioFileError",
+    "ScriptedModelError",
+    "ScriptedModelServer",
+    "ToolUse",
+    "Turn",
+    "Usage",
+    "claude_env",
+    "find_claude",
+    "load_scenarios",
+    "prepare_claude_home",
+    "read_conversation",
+    "read_scenario_file",
+]

@@ -1,0 +1,185 @@
+"""What the scripted model reads from a ``POST /v1/messages`` body sent by Claude Code.
+
+Facts this relies on (Claude Code 2.1.330, checked against the real binary):
+
+- The prompt is a ``text`` block of a ``user`` message; Claude Code puts ``<system-reminder>``
+  blocks (git status, attribution) before it in the same message. Interactive sessions append each
+  new prompt to the same conversation, so the *latest* prompt message is the key, and the turn
+  index counts the assistant replies after it.
+- Tool results come back as ``user`` messages holding ``tool_result`` blocks.
+- The working directory is stated as ``Primary working directory: /path`` in a mid-conversation
+  ``role: "system"`` message (older versions: ``Working directory: /path`` in the system prompt).
+- Side requests do not belong to the scripted conversation: the quota check (non-streamed,
+  ``max_tokens: 1``, content ``"quota"``), tool-free helpers such as session-title generation
+  (no ``tools``, often a JSON-schema ``output_config.format``), the auto-mode permission
+  classifier (``stop_sequences`` ``</block>`` or ``</severity>``), and forked helpers that reuse
+  the main conversation with an extra instruction (away summary, prompt suggestion, compaction).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+_CWD = re.compile(r"(?:Primary working directory|Working directory):[ \t]*(\S[^\n]*)")
+_REMINDER = "<system-reminder>"
+
+FORKED_SIDE_PROMPTS = {
+    "away_summary": "The user stepped away and is coming back.",
+    "prompt_suggestion": "Reply with ONLY the suggestion",
+    "compact": "Your task is to create a detailed summary of",
+}
+"""Instructions of Claude Code's forked helper requests (they carry the main tools)."""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """The parts of a request that choose and fill a scripted reply."""
+
+    prompt: str
+    """The text of the latest prompt (``<system-reminder>`` blocks left out)."""
+
+    turn: int
+    """How many assistant replies follow the latest prompt: the scenario's turn index."""
+
+    cwd: str | None
+    """The working directory Claude Code states, if it states one."""
+
+    last_tool_result: str
+    """The text of the tool results the request answers with, joined; empty if none."""
+
+    session_id: str
+    """Claude Code's session id (``X-Claude-Code-Session-Id``), empty if not sent."""
+
+    model: str
+    """The model the request names."""
+
+    side_kind: str | None
+    """Why this is a side request (``quota_check``, ``classifier``, ...), None for the main one."""
+
+    def placeholders(self) -> dict[str, str]:
+        """The values placeholders in scenario strings are filled with."""
+        return {
+            "cwd": self.cwd or ".",
+            "prompt": self.prompt,
+            "prompt_hash": hashlib.sha1(self.prompt.encode()).hexdigest()[:8],
+            "session_id": self.session_id,
+            "last_tool_result": self.last_tool_result,
+            "turn": str(self.turn),
+            "model": self.model,
+        }
+
+
+def blocks_of(content: Any) -> list[dict[str, Any]]:
+    """A message's content as a list of blocks (a plain string becomes one text block)."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if isinstance(content, list):
+        return [block for block in content if isinstance(block, dict)]
+    return []
+
+
+def _texts(blocks: list[dict[str, Any]]) -> list[str]:
+    return [b["text"] for b in blocks if b.get("type") == "text" and isinstance(b.get("text"), str)]
+
+
+def _prompt_of(message: Mapping[str, Any]) -> str | None:
+    """The prompt text of a user message, or None when it is not a prompt."""
+    if message.get("role") != "user":
+        return None
+    blocks = blocks_of(message.get("content"))
+    if any(b.get("type") == "tool_result" for b in blocks):
+        return None
+    texts = [t for t in _texts(blocks) if not t.lstrip().startswith(_REMINDER)]
+    return "\n".join(texts) if texts else None
+
+
+def latest_prompt(messages: list[Mapping[str, Any]]) -> tuple[int, str]:
+    """The index and text of the latest prompt message; ``(-1, "")`` when there is none."""
+    for index in range(len(messages) - 1, -1, -1):
+        prompt = _prompt_of(messages[index])
+        if prompt is not None:
+            return index, prompt
+    return -1, ""
+
+
+def count_replies(messages: list[Mapping[str, Any]]) -> int:
+    """Assistant replies in ``messages``; consecutive assistant messages count as one."""
+    replies, previous = 0, None
+    for message in messages:
+        role = message.get("role")
+        if role == "assistant" and previous != "assistant":
+            replies += 1
+        if role in ("assistant", "user"):
+            previous = role
+    return replies
+
+
+def _tool_result_text(block: Mapping[str, Any]) -> str:
+    content = block.get("content")
+    if isinstance(content, str):
+        return content
+    return "\n".join(_texts(blocks_of(content)))
+
+
+def last_tool_result(messages: list[Mapping[str, Any]]) -> str:
+    """The text of the tool results in the last message, joined by newlines."""
+    if not messages or messages[-1].get("role") != "user":
+        return ""
+    blocks = blocks_of(messages[-1].get("content"))
+    return "\n".join(_tool_result_text(b) for b in blocks if b.get("type") == "tool_result")
+
+
+def find_cwd(body: Mapping[str, Any]) -> str | None:
+    """The working directory stated in the system prompt or a system message, if any."""
+    texts = _texts(blocks_of(body.get("system")))
+    for message in body.get("messages") or []:
+        texts += _texts(blocks_of(message.get("content")))
+    for text in texts:
+        found = _CWD.search(text)
+        if found:
+            return found[1].strip()
+    return None
+
+
+def side_kind(body: Mapping[str, Any], prompt: str) -> str | None:
+    """Why ``body`` is a side request rather than a turn of the main conversation, or None."""
+    stops = body.get("stop_sequences") or []
+    if "</block>" in stops or "</severity>" in stops:
+        return "classifier"
+    if not body.get("tools"):
+        return "quota_check" if prompt.strip() == "quota" else "tool_free"
+    for kind, marker in FORKED_SIDE_PROMPTS.items():
+        if marker in prompt:
+            return kind
+    return None
+
+
+def _session_id(body: Mapping[str, Any], headers: Mapping[str, str]) -> str:
+    for name, value in headers.items():
+        if name.lower() == "x-claude-code-session-id":
+            return value
+    try:
+        user = json.loads((body.get("metadata") or {}).get("user_id") or "{}")
+    except (TypeError, ValueError):
+        return ""
+    return str(user.get("session_id", "")) if isinstance(user, dict) else ""
+
+
+def read_conversation(body: Mapping[str, Any], headers: Mapping[str, str]) -> Conversation:
+    """The conversation a ``/v1/messages`` request body carries."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, Mapping)]
+    index, prompt = latest_prompt(messages)
+    return Conversation(
+        prompt=prompt,
+        turn=count_replies(messages[index + 1 :]),
+        cwd=find_cwd(body),
+        last_tool_result=last_tool_result(messages),
+        session_id=_session_id(body, headers),
+        model=str(body.get("model") or "claude-scripted"),
+        side_kind=side_kind(body, prompt),
+    )
