@@ -1,0 +1,406 @@
+"""The Docker backend: one hardened container per attempt, found again by its labels.
+
+Containers are named ``worker-<task-id>``; an ended one of an earlier attempt is renamed to
+``worker-<task-id>.attempt-<n>`` before the next starts, so its logs stay readable until
+``orchestrator cleanup``. Secrets are copied into the created container as files (mode 0400,
+owned by the worker's uid) before it starts: never env, never arguments, never labels, so
+``docker inspect`` does not show them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import shutil
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from ..config import CONTAINER_ROOT, ManagerSettings
+from ..errors import DockerUnavailable, ImageMissing, SpawnFailed, TaskNotSpawnable
+from ..profiles import Profile
+from .base import (
+    LABEL_ATTEMPT,
+    LABEL_PROFILE,
+    LABEL_ROLE,
+    LABEL_ROOT,
+    LABEL_TASK,
+    ROLE_WORKER,
+    Backend,
+    ExitInfo,
+    SpawnRequest,
+    WorkerRecord,
+    archived_worker_name,
+    worker_name,
+)
+
+SECRETS_PARENT = "/run"
+SECRETS_DIRNAME = "orchestrator-secrets"
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+EXITED = re.compile(r"Exited \((-?\d+)\)")
+BUILD_HINTS = {
+    "claude-worker": "scripts/build-images.sh --offline",
+    "claude-orchestrator": "scripts/build-images.sh --offline",
+}
+
+
+def describe_docker_failure(error: BaseException) -> str:
+    """One sentence saying why the engine cannot be reached and what to do."""
+    host = os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+    text = f"{error!r} {error.__cause__!r} {error.__context__!r}"
+    if "Permission denied" in text or "PermissionError" in text:
+        return (
+            f"Permission denied on the Docker socket ({host}); add your user to the 'docker' "
+            "group and log in again, or run as root."
+        )
+    if "FileNotFoundError" in text or "No such file" in text:
+        if os.environ.get("DOCKER_HOST"):
+            return (
+                f"No Docker engine listens at DOCKER_HOST={host}; start the engine there, "
+                "or fix or unset DOCKER_HOST."
+            )
+        if shutil.which("dockerd") or shutil.which("docker"):
+            return (
+                f"The Docker engine is not running (no socket at {host}); start it with "
+                "'systemctl start docker' (or 'dockerd &')."
+            )
+        return (
+            "Docker is not installed (no engine, no socket at /var/run/docker.sock); install it "
+            "(Debian: apt-get install docker.io) and start it."
+        )
+    if "Connection refused" in text:
+        return (
+            f"The Docker engine at {host} refuses connections; start it ('systemctl start "
+            "docker' or 'dockerd &') or fix DOCKER_HOST."
+        )
+    first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"The Docker engine at {host} cannot be reached ({first}); start it or fix DOCKER_HOST."
+
+
+def connect_docker(timeout_s: float = 30) -> Any:
+    """A live docker-py client, or DockerUnavailable with one sentence and the fix."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=int(timeout_s))
+        client.ping()
+    except Exception as error:  # docker-py wraps engine trouble in many exception types
+        raise DockerUnavailable(describe_docker_failure(error)) from error
+    return client
+
+
+def build_hint(image: str, profile: str | None = None) -> str:
+    """The command that builds ``image``."""
+    if image in BUILD_HINTS:
+        return BUILD_HINTS[image]
+    if image.startswith("claude-"):
+        return f"scripts/build-images.sh --profile {image.removeprefix('claude-')}"
+    return f"docker build -t {image} <context>"
+
+
+def secrets_archive(secrets: dict[str, str], user: str) -> bytes:
+    """A tar holding ``orchestrator-secrets/<NAME>`` files, mode 0400, owned by ``user``."""
+    uid, _, gid = user.partition(":")
+    owner = {"uid": int(uid), "gid": int(gid or uid)}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        directory = tarfile.TarInfo(SECRETS_DIRNAME)
+        directory.type, directory.mode, directory.mtime = tarfile.DIRTYPE, 0o500, time.time()
+        directory.uid, directory.gid = owner["uid"], owner["gid"]
+        archive.addfile(directory)
+        for name, value in secrets.items():
+            data = value.encode()
+            info = tarfile.TarInfo(f"{SECRETS_DIRNAME}/{name}")
+            info.size, info.mode, info.mtime = len(data), 0o400, time.time()
+            info.uid, info.gid = owner["uid"], owner["gid"]
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _parse_mount(spec: str) -> tuple[str, dict[str, str]]:
+    source, _, rest = spec.partition(":")
+    target, _, mode = rest.partition(":")
+    return source, {"bind": target, "mode": mode or "rw"}
+
+
+def _record(summary: dict[str, Any]) -> WorkerRecord | None:
+    labels = summary.get("Labels") or {}
+    task_id = labels.get(LABEL_TASK)
+    if not task_id:
+        return None
+    names = summary.get("Names") or [""]
+    state = summary.get("State", "")
+    match = EXITED.search(summary.get("Status", ""))
+    attempt = labels.get(LABEL_ATTEMPT, "")
+    created = summary.get("Created")
+    return WorkerRecord(
+        name=names[0].lstrip("/"),
+        task_id=task_id,
+        attempt=int(attempt) if attempt.isdigit() else None,
+        running=state in ("running", "restarting", "paused"),
+        exit_code=int(match.group(1)) if match else None,
+        created_at=datetime.fromtimestamp(created, UTC) if created else None,
+        profile=labels.get(LABEL_PROFILE),
+        started=state != "created",
+    )
+
+
+class DockerBackend(Backend):
+    """Workers as containers of the local Docker engine."""
+
+    name = "docker"
+
+    def __init__(self, settings: ManagerSettings, client: Any = None) -> None:
+        self.settings = settings
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = connect_docker()
+        return self._client
+
+    @property
+    def _filters(self) -> dict[str, list[str]]:
+        return {
+            "label": [f"{LABEL_ROLE}={ROLE_WORKER}", f"{LABEL_ROOT}={self.settings.root_label}"]
+        }
+
+    def require_image(self, image: str) -> None:
+        from docker.errors import ImageNotFound
+
+        try:
+            self.client.images.get(image)
+        except ImageNotFound:
+            raise ImageMissing(
+                f"The image {image} is not built; build it with '{build_hint(image)}'."
+            ) from None
+
+    def require_network(self, network: str | None) -> None:
+        from docker.errors import NotFound
+
+        if not network:
+            return
+        try:
+            self.client.networks.get(network)
+        except NotFound:
+            raise SpawnFailed(
+                f"The Docker network {network} does not exist; create it with "
+                f"'docker network create {network}' or choose another with --network."
+            ) from None
+
+    def preflight(self, profile: Profile) -> None:
+        self.require_image(profile.image)
+        self.require_network(self.settings.network or profile.network)
+
+    def _archive_previous(self, task_id: str) -> None:
+        from docker.errors import NotFound
+
+        name = worker_name(task_id)
+        try:
+            previous = self.client.containers.get(name)
+        except NotFound:
+            return
+        if previous.status in ("running", "restarting", "paused"):
+            raise TaskNotSpawnable(
+                f"Task {task_id} already has a running container {name}; wait for it, or stop "
+                f"it with 'orchestrator task cancel {task_id}'."
+            )
+        labels = previous.labels or {}
+        if labels.get(LABEL_TASK) != task_id or previous.status == "created":
+            previous.remove(force=True)  # never ran, or not ours: nothing worth keeping
+            return
+        attempt = labels.get(LABEL_ATTEMPT)
+        target = archived_worker_name(task_id, int(attempt) if attempt and attempt.isdigit() else 0)
+        with contextlib.suppress(NotFound):
+            self.client.containers.get(target).remove(force=True)
+        previous.rename(target)
+
+    def _run_kwargs(self, request: SpawnRequest) -> dict[str, Any]:
+        profile = request.profile
+        volumes = {self.settings.volume: {"bind": str(CONTAINER_ROOT), "mode": "rw"}}
+        for spec in (*profile.mounts, *request.mounts):
+            source, bind = _parse_mount(spec)
+            volumes[source] = bind
+        labels = {
+            LABEL_TASK: request.task_id,
+            LABEL_ROLE: ROLE_WORKER,
+            LABEL_ATTEMPT: str(request.attempt),
+            LABEL_ROOT: self.settings.root_label,
+            LABEL_PROFILE: profile.name,
+        }
+        kwargs: dict[str, Any] = {
+            "image": profile.image,
+            "command": request.worker_args,
+            "name": request.name,
+            "labels": labels,
+            "environment": request.env,
+            "user": profile.user,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "volumes": volumes,
+            "detach": True,
+        }
+        if profile.memory:
+            kwargs["mem_limit"] = profile.memory
+        if profile.cpus:
+            kwargs["nano_cpus"] = int(profile.cpus * 1e9)
+        if profile.pids_limit:
+            kwargs["pids_limit"] = profile.pids_limit
+        if request.network:
+            kwargs["network"] = request.network
+        return kwargs
+
+    def spawn(self, request: SpawnRequest) -> WorkerRecord:
+        from docker.errors import APIError
+
+        self._archive_previous(request.task_id)
+        try:
+            container = self.client.containers.create(**self._run_kwargs(request))
+        except APIError as error:
+            if error.status_code == 409:
+                raise TaskNotSpawnable(
+                    f"A container named {request.name} appeared meanwhile; another manager "
+                    "is spawning this task."
+                ) from error
+            raise SpawnFailed(
+                f"Docker refused to create {request.name}: {error.explanation}; check the "
+                "profile's settings."
+            ) from error
+        try:
+            if request.secrets:
+                container.put_archive(
+                    SECRETS_PARENT, secrets_archive(request.secrets, request.profile.user)
+                )
+            container.start()
+        except APIError as error:
+            with contextlib.suppress(APIError):
+                container.remove(force=True)
+            raise SpawnFailed(
+                f"Docker could not start {request.name}: {error.explanation}; check the "
+                "profile's image, network and mounts."
+            ) from error
+        return WorkerRecord(
+            name=request.name,
+            task_id=request.task_id,
+            attempt=request.attempt,
+            running=True,
+            created_at=datetime.now(UTC),
+            profile=request.profile.name,
+        )
+
+    def workers(self) -> list[WorkerRecord]:
+        summaries = self.client.api.containers(all=True, filters=self._filters)
+        records = (_record(summary) for summary in summaries)
+        return [record for record in records if record is not None]
+
+    def _container(self, name: str) -> Any:
+        from docker.errors import NotFound
+
+        try:
+            return self.client.containers.get(name)
+        except NotFound:
+            return None
+
+    def exit_info(self, name: str) -> ExitInfo:
+        container = self._container(name)
+        if container is None:
+            return ExitInfo(exit_code=None, error="container is gone")
+        state = container.attrs.get("State", {})
+        return ExitInfo(
+            exit_code=state.get("ExitCode"),
+            oom_killed=bool(state.get("OOMKilled")),
+            error=state.get("Error") or None,
+        )
+
+    def logs(self, name: str, *, tail: int | None = None) -> str:
+        container = self._container(name)
+        if container is None:
+            return ""
+        data = container.logs(stdout=True, stderr=True, tail=tail if tail else "all")
+        return bytes(data).decode(errors="replace")
+
+    def follow_logs(self, name: str) -> Iterator[str]:
+        container = self._container(name)
+        if container is None:
+            return
+        for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
+            yield bytes(chunk).decode(errors="replace")
+
+    def stop(self, name: str, timeout_s: float = 10) -> None:
+        from docker.errors import APIError
+
+        container = self._container(name)
+        if container is not None:
+            with contextlib.suppress(APIError):
+                container.stop(timeout=int(timeout_s))
+
+    def remove(self, name: str) -> None:
+        from docker.errors import APIError
+
+        container = self._container(name)
+        if container is not None:
+            with contextlib.suppress(APIError):
+                container.remove(force=True)
+
+    def watch_exits(
+        self, callback: Callable[[WorkerRecord], None], stop: threading.Event
+    ) -> threading.Thread:
+        thread = threading.Thread(
+            target=self._follow_exits, args=(callback, stop), name="docker-exits", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _follow_exits(
+        self, callback: Callable[[WorkerRecord], None], stop: threading.Event
+    ) -> None:
+        filters = {"type": "container", "event": "die", **self._filters}
+        while not stop.is_set():
+            try:
+                stream = self.client.events(filters=filters, decode=True)
+            except Exception:  # engine restarting: try again shortly
+                stop.wait(2)
+                continue
+            closer = threading.Thread(target=_close_when, args=(stop, stream), daemon=True)
+            closer.start()
+            try:
+                for event in stream:
+                    record = _exit_record(event)
+                    if record is not None:
+                        callback(record)
+            except Exception:  # the stream broke (engine restart, close()): reconnect
+                stop.wait(1)
+
+    def close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+
+
+def _close_when(stop: threading.Event, stream: Any) -> None:
+    stop.wait()
+    with contextlib.suppress(Exception):
+        stream.close()
+
+
+def _exit_record(event: dict[str, Any]) -> WorkerRecord | None:
+    attributes = (event.get("Actor") or {}).get("Attributes") or {}
+    task_id = attributes.get(LABEL_TASK)
+    if not task_id:
+        return None
+    attempt = attributes.get(LABEL_ATTEMPT, "")
+    code = attributes.get("exitCode", "")
+    return WorkerRecord(
+        name=attributes.get("name", worker_name(task_id)),
+        task_id=task_id,
+        attempt=int(attempt) if attempt.isdigit() else None,
+        running=False,
+        exit_code=int(code) if code.lstrip("-").isdigit() else None,
+        profile=attributes.get(LABEL_PROFILE),
+    )

@@ -1,0 +1,317 @@
+"""The local backend: workers as processes on this host, for fast tests and for hosts without
+Docker. Each worker runs under a small supervisor (``python -m manager.backends.local``) that
+forwards SIGTERM, records the worker's exit code and removes its private secrets directory.
+
+Records live in ``<root>/.workers/`` (hidden names are never protocol files), so a restarted
+manager finds its workers again, as the Docker backend does through labels::
+
+    <name>.json    who: task, attempt, supervisor pid and its start time
+    <name>.out     the worker's stdout and stderr
+    <name>.exit    the worker's exit code, once it ended
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from orchestration_protocol import atomic_write_bytes, is_valid_task_id
+from worker.settings import ENV_SECRETS_DIR, SECRET_NAMES
+
+from ..config import ManagerSettings
+from ..errors import TaskNotSpawnable, WorkerCommandMissing
+from ..profiles import Profile
+from .base import (
+    Backend,
+    ExitInfo,
+    SpawnRequest,
+    WorkerRecord,
+    archived_worker_name,
+)
+
+WORKER_COMMAND_ENV = "ORCHESTRATOR_WORKER_COMMAND"
+RECORDS_DIR = ".workers"
+POLL_S = 0.25
+
+
+def worker_command() -> list[str]:
+    """``$ORCHESTRATOR_WORKER_COMMAND``, else ``orchestrator-worker`` beside this Python."""
+    configured = os.environ.get(WORKER_COMMAND_ENV)
+    if configured:
+        return shlex.split(configured)
+    beside = Path(sys.executable).parent / "orchestrator-worker"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("orchestrator-worker")
+    if found:
+        return [found]
+    raise WorkerCommandMissing(
+        "orchestrator-worker is not installed here; install the project "
+        "(pip install -e .) or set ORCHESTRATOR_WORKER_COMMAND."
+    )
+
+
+_DETACHED: list[subprocess.Popen[bytes]] = []
+
+
+def keep_running(process: subprocess.Popen[bytes]) -> None:
+    """Keep a reference to a child meant to outlive its caller (and reap it once it ends)."""
+    _DETACHED[:] = [child for child in _DETACHED if child.poll() is None]
+    _DETACHED.append(process)
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The start time of process ``pid`` (to tell it from a later process with the same pid)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+class LocalBackend(Backend):
+    """Workers as supervised processes on this host."""
+
+    name = "local"
+
+    def __init__(self, settings: ManagerSettings) -> None:
+        self.settings = settings
+        self.records_dir = settings.root / RECORDS_DIR
+
+    def _path(self, name: str, suffix: str) -> Path:
+        return self.records_dir / f"{name}{suffix}"
+
+    def preflight(self, profile: Profile) -> None:
+        worker_command()
+
+    def _archive_previous(self, name: str, task_id: str) -> None:
+        record = self._read(name)
+        if record is None:
+            return
+        if record.running:
+            raise TaskNotSpawnable(
+                f"Task {task_id} already has a running worker {name}; wait for it, or stop it "
+                f"with 'orchestrator task cancel {task_id}'."
+            )
+        target = archived_worker_name(task_id, record.attempt)
+        for suffix in (".json", ".out", ".exit", ".pid"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self._path(name, suffix), self._path(target, suffix))
+
+    def spawn(self, request: SpawnRequest) -> WorkerRecord:
+        command = worker_command()
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        self._archive_previous(request.name, request.task_id)
+        secrets_dir = Path(tempfile.mkdtemp(prefix="orchestrator-secrets-"))
+        for key, value in request.secrets.items():
+            path = secrets_dir / key
+            path.write_text(value)
+            path.chmod(0o400)
+        env = {key: value for key, value in os.environ.items() if key not in SECRET_NAMES}
+        env.update(request.env)
+        env[ENV_SECRETS_DIR] = str(secrets_dir)
+        supervisor = [
+            sys.executable,
+            "-m",
+            "manager.backends.local",
+            "--exit-file",
+            str(self._path(request.name, ".exit")),
+            "--secrets-dir",
+            str(secrets_dir),
+            "--",
+            *command,
+            *request.worker_args,
+            "--root",
+            str(self.settings.root),
+        ]
+        with open(self._path(request.name, ".out"), "ab") as out:
+            process = subprocess.Popen(
+                supervisor,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        record = {
+            "name": request.name,
+            "task_id": request.task_id,
+            "attempt": request.attempt,
+            "profile": request.profile.name,
+            "pid": process.pid,
+            "start_ticks": process_start_ticks(process.pid),
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        atomic_write_bytes(self._path(request.name, ".json"), json.dumps(record).encode())
+        keep_running(process)  # reaped by poll(), so no zombie lingers as "alive"
+        return WorkerRecord(
+            name=request.name,
+            task_id=request.task_id,
+            attempt=request.attempt,
+            running=True,
+            created_at=datetime.now(UTC),
+            profile=request.profile.name,
+        )
+
+    def _reap(self) -> None:
+        _DETACHED[:] = [child for child in _DETACHED if child.poll() is None]
+
+    def _alive(self, pid: int, start_ticks: int | None) -> bool:
+        self._reap()
+        ticks = process_start_ticks(pid)
+        if ticks is None or (start_ticks is not None and ticks != start_ticks):
+            return False
+        with contextlib.suppress(OSError):
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            return state != "Z"
+        return False
+
+    def _exit_code(self, name: str) -> int | None:
+        try:
+            return int(self._path(name, ".exit").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _read(self, name: str) -> WorkerRecord | None:
+        try:
+            data = json.loads(self._path(name, ".json").read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or not is_valid_task_id(str(data.get("task_id", ""))):
+            return None
+        running = self._alive(int(data["pid"]), data.get("start_ticks"))
+        created = data.get("created_at")
+        return WorkerRecord(
+            name=name,
+            task_id=data["task_id"],
+            attempt=data.get("attempt"),
+            running=running,
+            exit_code=None if running else self._exit_code(name),
+            created_at=datetime.fromisoformat(created) if created else None,
+            profile=data.get("profile"),
+        )
+
+    def workers(self) -> list[WorkerRecord]:
+        try:
+            names = sorted(os.listdir(self.records_dir))
+        except FileNotFoundError:
+            return []
+        records = (self._read(name[:-5]) for name in names if name.endswith(".json"))
+        return [record for record in records if record is not None]
+
+    def exit_info(self, name: str) -> ExitInfo:
+        code = self._exit_code(name)
+        return ExitInfo(exit_code=code, error=None if code is not None else "supervisor gone")
+
+    def logs(self, name: str, *, tail: int | None = None) -> str:
+        try:
+            text = self._path(name, ".out").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        if tail:
+            text = "".join(text.splitlines(keepends=True)[-tail:])
+        return text
+
+    def follow_logs(self, name: str) -> Iterator[str]:
+        path = self._path(name, ".out")
+        offset = 0
+        while True:
+            record = self._read(name)
+            with contextlib.suppress(FileNotFoundError), open(path, "rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+                offset += len(chunk)
+                if chunk:
+                    yield chunk.decode(errors="replace")
+            if record is None or not record.running:
+                return
+            time.sleep(POLL_S)
+
+    def stop(self, name: str, timeout_s: float = 10) -> None:
+        record = self._read(name)
+        if record is None or not record.running:
+            return
+        pid = json.loads(self._path(name, ".json").read_text())["pid"]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self._alive(pid, None):
+            time.sleep(0.05)
+        if self._alive(pid, None):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+    def worker_pid(self, name: str) -> int | None:
+        """The pid of the worker process itself (not its supervisor), while it runs."""
+        try:
+            return int(self._path(name, ".pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def remove(self, name: str) -> None:
+        for suffix in (".json", ".out", ".exit", ".pid"):
+            with contextlib.suppress(FileNotFoundError):
+                self._path(name, suffix).unlink()
+
+    def watch_exits(
+        self, callback: Callable[[WorkerRecord], None], stop: threading.Event
+    ) -> threading.Thread:
+        def follow() -> None:
+            running = {record.name for record in self.workers() if record.running}
+            while not stop.wait(POLL_S):
+                records = {record.name: record for record in self.workers()}
+                for name in list(running):
+                    record = records.get(name)
+                    if record is None or not record.running:
+                        running.discard(name)
+                        if record is not None:
+                            callback(record)
+                running.update(name for name, record in records.items() if record.running)
+
+        thread = threading.Thread(target=follow, name="local-exits", daemon=True)
+        thread.start()
+        return thread
+
+
+# --- the supervisor ------------------------------------------------------------------------------
+
+
+def supervise(argv: Sequence[str] | None = None) -> int:
+    """Run the worker, forward SIGTERM/SIGINT to it, record its exit code, drop its secrets."""
+    parser = argparse.ArgumentParser(prog="python -m manager.backends.local")
+    parser.add_argument("--exit-file", type=Path, required=True)
+    parser.add_argument("--secrets-dir", type=Path, required=True)
+    parser.add_argument("command", nargs="+")
+    args = parser.parse_args(argv)
+    worker = subprocess.Popen(args.command)
+    atomic_write_bytes(args.exit_file.with_suffix(".pid"), str(worker.pid).encode())
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            worker.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = worker.wait()
+    code = 128 - code if code < 0 else code
+    shutil.rmtree(args.secrets_dir, ignore_errors=True)
+    atomic_write_bytes(args.exit_file, f"{code}\n".encode())
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(supervise())

@@ -1,0 +1,115 @@
+"""The manager's settings, resolved in one place: explicit option, then environment, then
+detection (as watchfiles does). Commands build one :class:`ManagerSettings` and pass it down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestration_protocol import Layout, default_root
+from worker import settings as worker_settings
+
+BackendName = Literal["docker", "local"]
+
+BACKEND_ENV = "ORCHESTRATOR_BACKEND"
+VOLUME_ENV = "ORCHESTRATOR_VOLUME"
+NETWORK_ENV = "ORCHESTRATOR_NETWORK"
+DEFAULT_VOLUME = "orchestration-volume"
+CONTAINER_ROOT = Path("/orchestration")
+"""Where the volume is mounted in worker containers."""
+
+
+def in_container() -> bool:
+    """True when this process runs inside a container (the manager container)."""
+    return Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()
+
+
+def default_volume(root: Path) -> str:
+    """``$ORCHESTRATOR_VOLUME``; else the named volume inside a container, the root's path on a
+    host (so workers bind-mount the very directory this manager reads)."""
+    configured = os.environ.get(VOLUME_ENV)
+    if configured:
+        return configured
+    return DEFAULT_VOLUME if in_container() else str(root.resolve())
+
+
+class ManagerSettings(BaseModel):
+    """Everything commands need besides their own arguments."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    root: Path
+    """The orchestration root as this process sees it."""
+    backend: BackendName = "docker"
+    """Where workers run: Docker containers, or processes on this host (``local``)."""
+    volume: str = DEFAULT_VOLUME
+    """What workers mount at /orchestration: a named volume, or an absolute host path."""
+    network: str | None = None
+    """Docker network for workers; None for the profile's or the engine's default."""
+    repo_url: str | None = None
+    """Repository for tasks that name none (``$REPO_URL``)."""
+    repo_branch: str | None = None
+    """Branch for tasks that name none (``$REPO_BRANCH``)."""
+    lease_s: float | None = Field(default=None, gt=0)
+    """Lease given to workers (``$ORCHESTRATOR_LEASE_S``); None for the worker's default."""
+    heartbeat_s: float | None = Field(default=None, gt=0)
+    """Heartbeat interval given to workers; None for the worker's default."""
+    simulate: bool = False
+    """Point workers at the scripted model instead of a real one."""
+    profiles_path: Path | None = None
+    """An explicit profiles file (``--profiles``)."""
+    mounts: list[str] = Field(default_factory=list)
+    """Extra bind mounts for every worker, beside the profile's."""
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.root)
+
+    @property
+    def volume_is_bind(self) -> bool:
+        return self.volume.startswith("/")
+
+    @property
+    def root_label(self) -> str:
+        """Identifies this root in container labels, so each root sees only its own workers."""
+        return f"bind:{self.volume}" if self.volume_is_bind else f"volume:{self.volume}"
+
+
+def _env_float(name: str) -> float | None:
+    value = os.environ.get(name)
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def resolve_settings(
+    root: Path | None = None,
+    *,
+    backend: str | None = None,
+    volume: str | None = None,
+    network: str | None = None,
+    repo_url: str | None = None,
+    repo_branch: str | None = None,
+    simulate: bool = False,
+    profiles_path: Path | None = None,
+    mounts: list[str] | None = None,
+) -> ManagerSettings:
+    """Settings from explicit values, then the environment, then detection."""
+    root = (root or default_root()).absolute()
+    return ManagerSettings(
+        root=root,
+        backend=backend or os.environ.get(BACKEND_ENV) or "docker",
+        volume=volume or default_volume(root),
+        network=network or os.environ.get(NETWORK_ENV) or None,
+        repo_url=repo_url or os.environ.get(worker_settings.ENV_REPO_URL) or None,
+        repo_branch=repo_branch or os.environ.get(worker_settings.ENV_REPO_BRANCH) or None,
+        lease_s=_env_float(worker_settings.ENV_LEASE_S),
+        heartbeat_s=_env_float(worker_settings.ENV_HEARTBEAT_S),
+        simulate=simulate,
+        profiles_path=profiles_path,
+        mounts=mounts or [],
+    )

@@ -1,0 +1,235 @@
+"""The dispatcher: keeps up to N workers running on the tasks that may start, recovers the
+workers that die, and retries what ``max_attempts`` allows.
+
+It holds no state of its own that matters: every tick reads the volume (``read_board``) and the
+backend's workers (container labels), so a restarted dispatcher picks up exactly where the last
+one stopped: a task whose worker still runs is not started again, one whose worker died while no
+dispatcher watched is recovered. Ticks are driven by the protocol watcher (tasks, results, cancel
+requests), by the backend's exit events, and by a timer for leases that run out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from filelock import FileLock, Timeout
+
+from orchestration_protocol import (
+    Board,
+    ProtocolWatcher,
+    TaskState,
+    next_attempt,
+    read_board,
+    utc_now,
+)
+
+from .backends import WorkerRecord
+from .errors import DispatcherBusy, TaskNotSpawnable
+from .progress import Progress, assess
+from .recovery import Recovery, recover_ended_worker, recover_lost_task
+from .spawn import SpawnContext, spawn_attempt
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = ".dispatcher.lock"
+DEFAULT_TICK_S = 5.0
+DEBOUNCE_S = 0.1
+SPAWNABLE = frozenset({TaskState.PENDING, TaskState.FAILED, TaskState.TIMEOUT})
+
+
+@dataclass
+class Tick:
+    """What one pass saw and did."""
+
+    board: Board
+    states: dict[str, TaskState]
+    progress: Progress
+    spawned: list[WorkerRecord] = field(default_factory=list)
+    recovered: list[Recovery] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    running: int = 0
+
+
+class Dispatcher:
+    """Starts workers for ready tasks, at most ``max_workers`` at a time."""
+
+    def __init__(
+        self,
+        context: SpawnContext,
+        *,
+        max_workers: int,
+        scope: Iterable[str] | None = None,
+        profile: str | None = None,
+        tick_s: float | None = None,
+    ) -> None:
+        self.context = context
+        self.settings = context.settings
+        self.backend = context.backend
+        self.layout = context.settings.layout
+        self.max_workers = max_workers
+        self.scope = frozenset(scope) if scope is not None else None
+        self.profile = profile
+        lease = self.settings.lease_s
+        self.tick_s = tick_s or (min(DEFAULT_TICK_S, lease / 3) if lease else DEFAULT_TICK_S)
+        self._handled: set[tuple[str, int | None]] = set()
+
+    # --- one pass ------------------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> Tick:
+        """Recover, then spawn; return what was seen and done."""
+        workers = self.backend.workers()
+        recovered = self._recover_ended(workers)
+        now = now or utc_now()
+        board = read_board(self.layout)
+        states = self._states(board, workers, now)
+        recovered += self._recover_lost(board, states)
+        stopped = self._stop_hung(board, states, workers, now)
+        if recovered:
+            board = read_board(self.layout)
+            states = self._states(board, workers, now)
+        tick = Tick(board, states, assess(board, states, self.scope), recovered=recovered)
+        tick.stopped = stopped
+        self._spawn_ready(tick, workers)
+        return tick
+
+    def _states(
+        self, board: Board, workers: list[WorkerRecord], now: datetime
+    ) -> dict[str, TaskState]:
+        alive: dict[str, bool] = {}
+        for worker in workers:
+            alive[worker.task_id] = alive.get(worker.task_id, False) or worker.running
+        return board.states(now=now, container_alive=alive)
+
+    def _recover_ended(self, workers: list[WorkerRecord]) -> list[Recovery]:
+        recovered = []
+        for worker in workers:
+            key = (worker.name, worker.attempt)
+            if worker.running or key in self._handled:
+                continue
+            recovery = recover_ended_worker(self.layout, self.backend, worker, self.context.secrets)
+            self._handled.add(key)
+            if recovery is not None:
+                logger.warning("%s", recovery.error)
+                recovered.append(recovery)
+        return recovered
+
+    def _recover_lost(self, board: Board, states: dict[str, TaskState]) -> list[Recovery]:
+        recovered = []
+        for task_id, state in states.items():
+            if state == TaskState.LOST:
+                recovery = recover_lost_task(
+                    self.layout, self.backend, board.snapshots[task_id], self.context.secrets
+                )
+                if recovery is not None:
+                    recovered.append(recovery)
+        return recovered
+
+    def _stop_hung(
+        self, board: Board, states: dict[str, TaskState], workers: list[WorkerRecord], now: datetime
+    ) -> list[str]:
+        """Stop a live worker whose heartbeat is more than a lease overdue (its die event then
+        brings it to recovery)."""
+        stopped = []
+        for worker in workers:
+            snapshot = board.snapshots.get(worker.task_id)
+            if not worker.running or snapshot is None or snapshot.claim is None:
+                continue
+            if states.get(worker.task_id) != TaskState.RUNNING or snapshot.current_status is None:
+                continue
+            overdue = now - snapshot.current_status.lease_expires_at
+            if overdue > timedelta(seconds=snapshot.claim.lease_s):
+                logger.warning("stopping %s: no heartbeat for %s", worker.name, overdue)
+                self.backend.stop(worker.name, timeout_s=5)
+                stopped.append(worker.name)
+        return stopped
+
+    def _candidates(self, tick: Tick, busy: set[str]) -> list[tuple[str, int]]:
+        ready = []
+        for task_id, state in tick.states.items():
+            if state not in SPAWNABLE or task_id in busy:
+                continue
+            if self.scope is not None and task_id not in self.scope:
+                continue
+            snapshot = tick.board.snapshots[task_id]
+            attempt = next_attempt(snapshot, state)
+            if attempt is not None and snapshot.task is not None:
+                created = snapshot.task.created_at or datetime.max.replace(tzinfo=utc_now().tzinfo)
+                ready.append((created, task_id, attempt))
+        return [(task_id, attempt) for _, task_id, attempt in sorted(ready)]
+
+    def _spawn_ready(self, tick: Tick, workers: list[WorkerRecord]) -> None:
+        busy = {worker.task_id for worker in workers if worker.running}
+        running = len(busy)
+        for task_id, attempt in self._candidates(tick, busy):
+            if running >= self.max_workers:
+                break
+            task = tick.board.snapshots[task_id].task
+            assert task is not None
+            try:
+                record = spawn_attempt(self.context, task, attempt, self.profile)
+            except TaskNotSpawnable as error:  # raced with another spawner: it runs anyway
+                logger.info("%s", error)
+                continue
+            tick.spawned.append(record)
+            running += 1
+        tick.running = running
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(
+        self,
+        *,
+        until_settled: bool,
+        stop: threading.Event | None = None,
+        on_tick: Callable[[Tick], None] | None = None,
+        deadline: float | None = None,
+    ) -> Tick:
+        """Tick on every event until stopped, or until the scope is settled; the last tick."""
+        import time
+
+        stop = stop or threading.Event()
+        wake = threading.Event()
+        watcher = ProtocolWatcher(
+            self.layout.root, lambda _event: wake.set(), kinds=("task", "result", "cancel")
+        )
+        halt_exits = threading.Event()
+        with self.lock(), watcher:
+            self.backend.watch_exits(lambda _worker: wake.set(), halt_exits)
+            try:
+                while True:
+                    wake.clear()
+                    tick = self.tick()
+                    if on_tick is not None:
+                        on_tick(tick)
+                    if until_settled and tick.progress.done:
+                        return tick
+                    if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                        return tick
+                    timeout = self.tick_s
+                    if deadline is not None:
+                        timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+                    if wake.wait(timeout):
+                        stop.wait(DEBOUNCE_S)
+            finally:
+                halt_exits.set()
+
+    @contextlib.contextmanager
+    def lock(self):  # type: ignore[no-untyped-def]
+        """Hold the root's dispatcher lock (one dispatcher per root)."""
+        lock = FileLock(str(self.layout.root / LOCK_NAME))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise DispatcherBusy(
+                f"Another dispatcher is already running on {self.layout.root}; let it finish or "
+                "stop it first (only one may start workers for a root)."
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()  # the file stays: unlinking lock files races with other lockers

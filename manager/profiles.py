@@ -1,0 +1,165 @@
+"""Worker profiles: a name mapped to an image and its defaults (resources, env, agent, mounts).
+
+Built-ins: ``default`` -> ``claude-worker`` and ``flutter`` -> ``claude-flutter``. A YAML (or
+JSON) file maps more names, or overrides these, e.g.::
+
+    flutter:
+      image: claude-worker      # use the generic image for flutter tasks
+      memory: 8g
+      env: {FLUTTER_CHANNEL: stable}
+
+The file is the first that exists of: the ``--profiles`` option, ``$ORCHESTRATOR_PROFILES``,
+``<root>/profiles.yaml``, ``~/.config/claude-orchestrator/profiles.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orchestration_protocol import AgentKind
+
+from .errors import ProfilesInvalid, UnknownProfile
+
+PROFILES_ENV = "ORCHESTRATOR_PROFILES"
+USER_PROFILES = Path("~/.config/claude-orchestrator/profiles.yaml")
+DEFAULT_PROFILE = "default"
+MOUNT_PATTERN = re.compile(r"^[^:]+:/[^:]*(:(ro|rw))?$")
+SECRET_ENV_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE|CREDENTIAL)", re.I)
+
+
+class Profile(BaseModel):
+    """How to run the workers of one kind of task."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    """The profile's name, as given to ``spawn PROFILE`` and ``task create --profile``."""
+    image: str = "claude-worker"
+    """The worker image (built locally; never pulled)."""
+    memory: str | None = "4g"
+    """Memory limit, Docker syntax (``512m``, ``4g``); None for no limit."""
+    cpus: float | None = Field(default=2.0, gt=0)
+    """CPU limit in cores; None for no limit."""
+    pids_limit: int | None = Field(default=1024, gt=0)
+    """Most processes the worker may run at once; None for no limit."""
+    user: str = "1000:1000"
+    """User (uid[:gid]) the worker runs as; never root."""
+    network: str | None = None
+    """Docker network for the worker; None for the engine's default (or ``--network``)."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Non-secret environment for the worker."""
+    agent: AgentKind | None = None
+    """Agent for tasks created with this profile when none is given."""
+    model: str | None = None
+    """Model for tasks created with this profile when none is given."""
+    mounts: list[str] = Field(default_factory=list)
+    """Extra bind mounts ``HOST:CONTAINER[:ro|rw]`` (caches, a local repository)."""
+
+    @field_validator("env")
+    @classmethod
+    def _env_is_not_secret(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in env:
+            if SECRET_ENV_NAME.search(key):
+                raise ValueError(
+                    f"env {key!r} looks like a secret; profiles are plain files, so give "
+                    "credentials to the manager's environment or secrets dir instead"
+                )
+        return env
+
+    @field_validator("mounts")
+    @classmethod
+    def _mounts_are_binds(cls, mounts: list[str]) -> list[str]:
+        for mount in mounts:
+            if not MOUNT_PATTERN.fullmatch(mount):
+                raise ValueError(f"mount {mount!r} is not HOST:/CONTAINER[:ro|rw]")
+        return mounts
+
+    @field_validator("user")
+    @classmethod
+    def _not_root(cls, user: str) -> str:
+        if user.split(":")[0] in ("0", "root"):
+            raise ValueError("workers never run as root; use a uid such as 1000")
+        return user
+
+
+BUILTIN_PROFILES: dict[str, Profile] = {
+    "default": Profile(name="default", image="claude-worker"),
+    "flutter": Profile(name="flutter", image="claude-flutter", memory="8g"),
+}
+
+
+def profiles_file(root: Path | None, explicit: Path | None = None) -> Path | None:
+    """The profiles file in effect: the first that exists of the places in the module doc."""
+    if explicit is not None:
+        return explicit
+    candidates = []
+    if os.environ.get(PROFILES_ENV):
+        return Path(os.environ[PROFILES_ENV])
+    if root is not None:
+        candidates.append(root / "profiles.yaml")
+    candidates.append(USER_PROFILES.expanduser())
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def _parse_profiles(path: Path) -> dict[str, Profile]:
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError as error:
+        raise ProfilesInvalid(
+            f"The profiles file {path} does not exist; create it or unset {PROFILES_ENV}."
+        ) from error
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        reason = str(error).splitlines()[0]
+        raise ProfilesInvalid(
+            f"The profiles file {path} cannot be read ({reason}); fix its YAML."
+        ) from error
+    if document is None:
+        return {}
+    if isinstance(document, dict) and isinstance(document.get("profiles"), dict):
+        document = document["profiles"]
+    if not isinstance(document, dict):
+        raise ProfilesInvalid(f"The profiles file {path} must map profile names to settings.")
+    profiles = {}
+    for name, settings in document.items():
+        if not isinstance(settings, dict):
+            raise ProfilesInvalid(f"Profile {name!r} in {path} must be a mapping of settings.")
+        try:
+            profiles[str(name)] = Profile.model_validate({"name": str(name), **settings})
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            message = "unknown setting" if first["type"] == "extra_forbidden" else first["msg"]
+            raise ProfilesInvalid(
+                f"Profile {name!r} in {path}: {where}: {message}; fix the profiles file."
+            ) from error
+    return profiles
+
+
+def load_profiles(root: Path | None = None, explicit: Path | None = None) -> dict[str, Profile]:
+    """Built-in profiles, overridden and extended by the profiles file in effect."""
+    profiles = dict(BUILTIN_PROFILES)
+    path = profiles_file(root, explicit)
+    if path is not None:
+        profiles.update(_parse_profiles(path))
+    return profiles
+
+
+def resolve_profile(
+    name: str | None, root: Path | None = None, explicit: Path | None = None
+) -> Profile:
+    """The profile called ``name`` (``default`` for None); UnknownProfile naming the choices."""
+    profiles = load_profiles(root, explicit)
+    name = name or DEFAULT_PROFILE
+    try:
+        return profiles[name]
+    except KeyError:
+        known = ", ".join(sorted(profiles))
+        where = profiles_file(root, explicit) or USER_PROFILES
+        raise UnknownProfile(
+            f"Unknown profile {name!r} (known: {known}); add it to {where} or pick a known one."
+        ) from None

@@ -1,0 +1,208 @@
+"""Simulation mode: workers talk to the scripted model endpoint instead of a real model.
+
+With Docker, the endpoint runs as the container ``orchestrator-scripted-model`` (the
+``claude-worker`` image with ``--entrypoint scripted-model``) on the user-defined network
+``orchestrator-net``, and workers join that network with ``ANTHROPIC_BASE_URL`` pointing at it.
+With the local backend it runs as a process on the loopback interface. Either stays up between
+commands (``orchestrator cleanup --simulation`` removes it), so ``spawn --simulate`` works too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .backends.base import LABEL_ROLE, LABEL_ROOT, Backend
+from .backends.docker import DockerBackend
+from .backends.local import RECORDS_DIR, keep_running, process_start_ticks
+from .config import ManagerSettings
+from .errors import SpawnFailed
+
+SIMULATION_NETWORK = "orchestrator-net"
+MODEL_CONTAINER = "orchestrator-scripted-model"
+MODEL_IMAGE = "claude-worker"
+MODEL_PORT = 8080
+ROLE_MODEL = "scripted-model"
+SIMULATED_API_KEY = "sk-ant-simulated-key-for-the-scripted-model-0000"
+"""A placeholder key: Claude Code wants one; the scripted model ignores it."""
+READY_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """What workers need to use the scripted model."""
+
+    env: dict[str, str]
+    secrets: dict[str, str] = field(repr=False)
+    network: str | None = None
+
+
+def start_simulation(settings: ManagerSettings, backend: Backend) -> Simulation:
+    """Make sure the scripted model runs; return the settings for workers."""
+    if isinstance(backend, DockerBackend):
+        return _start_in_docker(settings, backend)
+    return _start_locally(settings)
+
+
+def stop_simulation(settings: ManagerSettings, backend: Backend) -> bool:
+    """Stop the scripted model if it runs; True when something was stopped."""
+    if isinstance(backend, DockerBackend):
+        from docker.errors import NotFound
+
+        try:
+            backend.client.containers.get(MODEL_CONTAINER).remove(force=True)
+        except NotFound:
+            return False
+        return True
+    record = _local_record(settings)
+    if record is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(record["pid"], signal.SIGTERM)
+    return True
+
+
+# --- Docker ----------------------------------------------------------------------------------
+
+
+def _ensure_network(client: Any, name: str) -> None:
+    from docker.errors import NotFound
+
+    try:
+        client.networks.get(name)
+    except NotFound:
+        client.networks.create(name, driver="bridge", labels={LABEL_ROLE: "network"})
+
+
+def _start_in_docker(settings: ManagerSettings, backend: DockerBackend) -> Simulation:
+    from docker.errors import APIError, NotFound
+
+    client = backend.client
+    network = settings.network or SIMULATION_NETWORK
+    _ensure_network(client, network)
+    backend.require_image(MODEL_IMAGE)
+    try:
+        container = client.containers.get(MODEL_CONTAINER)
+        if (
+            container.status != "running"
+            or network not in container.attrs["NetworkSettings"]["Networks"]
+        ):
+            container.remove(force=True)
+            container = None
+    except NotFound:
+        container = None
+    if container is None:
+        try:
+            container = client.containers.run(
+                MODEL_IMAGE,
+                entrypoint=["scripted-model"],
+                command=["--host", "0.0.0.0", "--port", str(MODEL_PORT), "--quiet"],
+                name=MODEL_CONTAINER,
+                network=network,
+                labels={LABEL_ROLE: ROLE_MODEL, LABEL_ROOT: settings.root_label},
+                user="1000:1000",
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                mem_limit="512m",
+                detach=True,
+            )
+        except APIError as error:
+            raise SpawnFailed(
+                f"The scripted model container {MODEL_CONTAINER} did not start "
+                f"({error.explanation}); see 'docker logs {MODEL_CONTAINER}'."
+            ) from error
+    _wait_ready_in_container(container)
+    return Simulation(
+        env={"ANTHROPIC_BASE_URL": f"http://{MODEL_CONTAINER}:{MODEL_PORT}"},
+        secrets={"ANTHROPIC_API_KEY": SIMULATED_API_KEY},
+        network=network,
+    )
+
+
+def _wait_ready_in_container(container: Any) -> None:
+    probe = (
+        "import urllib.request;"
+        f"urllib.request.urlopen('http://127.0.0.1:{MODEL_PORT}/health', timeout=2)"
+    )
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        code, _ = container.exec_run(["python3", "-c", probe])
+        if code == 0:
+            return
+        time.sleep(0.2)
+    raise SpawnFailed(
+        f"The scripted model in {MODEL_CONTAINER} did not answer within {READY_TIMEOUT_S:g}s; "
+        f"see 'docker logs {MODEL_CONTAINER}'."
+    )
+
+
+# --- local -----------------------------------------------------------------------------------
+
+
+def _local_record(settings: ManagerSettings) -> dict[str, Any] | None:
+    path = settings.root / RECORDS_DIR / "scripted-model.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if process_start_ticks(record["pid"]) != record.get("start_ticks"):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _start_locally(settings: ManagerSettings) -> Simulation:
+    record = _local_record(settings)
+    if record is None:
+        record = _spawn_local_model(settings)
+    return Simulation(
+        env={"ANTHROPIC_BASE_URL": record["url"]},
+        secrets={"ANTHROPIC_API_KEY": SIMULATED_API_KEY},
+    )
+
+
+def _spawn_local_model(settings: ManagerSettings) -> dict[str, Any]:
+    records = settings.root / RECORDS_DIR
+    records.mkdir(parents=True, exist_ok=True)
+    port_file = records / "scripted-model.port"
+    port_file.unlink(missing_ok=True)
+    with open(records / "scripted-model.out", "ab") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "scripted_model.server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--port-file",
+                str(port_file),
+                "--quiet",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    keep_running(process)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not port_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SpawnFailed(
+                f"The scripted model did not start; see {records / 'scripted-model.out'}."
+            )
+        time.sleep(0.05)
+    record = {
+        "pid": process.pid,
+        "start_ticks": process_start_ticks(process.pid),
+        "url": f"http://127.0.0.1:{int(port_file.read_text())}",
+    }
+    (records / "scripted-model.json").write_text(json.dumps(record))
+    return record

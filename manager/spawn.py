@@ -1,0 +1,166 @@
+"""Starting workers: what a worker gets (env, secrets, network) and whether a task may start.
+
+:func:`prepare_spawning` does the per-command work once (root, secrets, simulation);
+:func:`spawn_attempt` starts one attempt; :func:`spawn_task` is the ``spawn`` command: it checks
+the task's state with the protocol's own :func:`next_attempt` first.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from orchestration_protocol import (
+    AgentKind,
+    Task,
+    TaskSnapshot,
+    TaskState,
+    next_attempt,
+    read_task_state,
+    utc_now,
+)
+from worker import settings as worker_env
+
+from .backends import Backend, WorkerRecord, worker_name
+from .config import ManagerSettings
+from .credentials import (
+    MODEL_SECRETS,
+    MODEL_SWITCHES,
+    collect_secrets,
+    passthrough_env,
+    require_model_credentials,
+)
+from .errors import BadInput, TaskNotSpawnable, TaskUnknown
+from .preflight import prepare_root
+from .profiles import Profile, resolve_profile
+from .simulation import start_simulation
+
+FORWARDED_ENV = ("GIT_USER_NAME", "GIT_USER_EMAIL")
+
+
+@dataclass
+class SpawnContext:
+    """What every spawn of one command shares: settings, backend, secrets, extra env."""
+
+    settings: ManagerSettings
+    backend: Backend
+    secrets: dict[str, str] = field(repr=False)
+    env: dict[str, str]
+    network: str | None
+    checked_profiles: set[str] = field(default_factory=set)
+
+    def profile(self, name: str | None) -> Profile:
+        return resolve_profile(name, self.settings.root, self.settings.profiles_path)
+
+
+def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContext:
+    """Check the root, gather secrets and model settings, start the scripted model if simulating."""
+    prepare_root(settings)
+    secrets = collect_secrets()
+    env = passthrough_env()
+    env.update({name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)})
+    network = settings.network
+    if settings.simulate:
+        simulation = start_simulation(settings, backend)
+        for name in MODEL_SECRETS:
+            secrets.pop(name, None)
+        for name in (*MODEL_SWITCHES, "ANTHROPIC_MODEL"):
+            env.pop(name, None)
+        secrets.update(simulation.secrets)
+        env.update(simulation.env)
+        network = network or simulation.network
+    return SpawnContext(settings, backend, secrets, env, network)
+
+
+def worker_env_for(context: SpawnContext, task: Task, profile: Profile) -> dict[str, str]:
+    """The plain environment of a task's worker (no secrets: those go as files)."""
+    settings = context.settings
+    name = worker_name(task.id)
+    env = dict(context.env)
+    env.update(profile.env)
+    env[worker_env.ENV_WORKER_ID] = name
+    if context.backend.name == "docker":
+        env[worker_env.ENV_CONTAINER] = name
+    if settings.repo_url:
+        env[worker_env.ENV_REPO_URL] = settings.repo_url
+    if settings.repo_branch:
+        env[worker_env.ENV_REPO_BRANCH] = settings.repo_branch
+    if settings.lease_s:
+        env[worker_env.ENV_LEASE_S] = f"{settings.lease_s:g}"
+    if settings.heartbeat_s:
+        env[worker_env.ENV_HEARTBEAT_S] = f"{settings.heartbeat_s:g}"
+    if profile.model and not settings.simulate:
+        env.setdefault(worker_env.ENV_MODEL, profile.model)
+    return env
+
+
+def spawn_attempt(
+    context: SpawnContext,
+    task: Task,
+    attempt: int,
+    profile_name: str | None = None,
+    *,
+    force: bool = False,
+) -> WorkerRecord:
+    """Start the worker of one attempt (preflight of its profile once per command)."""
+    from .backends.base import SpawnRequest
+
+    profile = context.profile(profile_name or task.profile)
+    if profile.name not in context.checked_profiles:
+        context.backend.preflight(profile)
+        context.checked_profiles.add(profile.name)
+    if task.agent == AgentKind.CLAUDE and not context.settings.simulate:
+        require_model_credentials(context.secrets)
+    request = SpawnRequest(
+        task_id=task.id,
+        attempt=attempt,
+        profile=profile,
+        env=worker_env_for(context, task, profile),
+        secrets=context.secrets,
+        network=context.network or profile.network,
+        mounts=tuple(context.settings.mounts),
+        force=force,
+    )
+    return context.backend.spawn(request)
+
+
+def why_not_spawnable(snapshot: TaskSnapshot, state: TaskState) -> str:
+    """One sentence: why no attempt of this task may start now, and what to do."""
+    task_id = snapshot.task_id
+    if snapshot.cancel is not None and not state.is_final:
+        return f"Task {task_id} has a cancel request; it will not start again."
+    if state == TaskState.RUNNING:
+        worker = snapshot.claim.worker_id if snapshot.claim else "a worker"
+        return f"Task {task_id} is running (attempt {snapshot.attempt}, {worker}); wait for it or cancel it."
+    if state == TaskState.BLOCKED:
+        deps = ", ".join(snapshot.task.depends_on) if snapshot.task else ""
+        return f"Task {task_id} waits for its dependencies ({deps}) to succeed first."
+    if state == TaskState.SUCCESS:
+        return f"Task {task_id} already succeeded; create a new task to do more."
+    if state == TaskState.CANCELLED:
+        return f"Task {task_id} was cancelled; run 'orchestrator task retry {task_id}' to run it again."
+    return (
+        f"Task {task_id} ended {state.value} after {snapshot.attempt} of "
+        f"{snapshot.task.max_attempts if snapshot.task else '?'} attempts; run "
+        f"'orchestrator task retry {task_id}' to run it again."
+    )
+
+
+def spawn_task(
+    context: SpawnContext, task_id: str, profile_name: str | None = None
+) -> WorkerRecord:
+    """The ``spawn`` command: start the next attempt of a task if its state allows one."""
+    layout = context.settings.layout
+    if not layout.task_file(task_id).exists():
+        raise TaskUnknown(
+            f"No task {task_id!r} in {layout.tasks_dir}; create it first "
+            "(orchestrator task create, or write tasks/<id>.json)."
+        )
+    snapshot, state = read_task_state(layout, task_id, now=utc_now())
+    if snapshot.task is None:
+        problem = snapshot.problems[0] if snapshot.problems else f"task {task_id} is unreadable"
+        raise BadInput(f"{problem}")
+    attempt = next_attempt(snapshot, state)
+    if attempt is None:
+        raise TaskNotSpawnable(why_not_spawnable(snapshot, state))
+    return spawn_attempt(context, snapshot.task, attempt, profile_name)

@@ -1,0 +1,152 @@
+"""What the CLI shows: one row per task (as a dict for ``--json``, as a rich table for people),
+the files that could not be used, and results in a few lines."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from orchestration_protocol import Board, Result, TaskSnapshot, TaskState
+
+STATE_STYLES = {
+    TaskState.SUCCESS: "green",
+    TaskState.RUNNING: "cyan",
+    TaskState.PENDING: "white",
+    TaskState.BLOCKED: "yellow",
+    TaskState.LOST: "magenta",
+    TaskState.FAILED: "red",
+    TaskState.TIMEOUT: "red",
+    TaskState.CANCELLED: "yellow",
+    TaskState.INVALID: "bold red",
+}
+
+
+def format_age(seconds: float | None) -> str:
+    """``12s``, ``4m``, ``3h``, ``2d``; empty when unknown."""
+    if seconds is None:
+        return ""
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _since(moment: datetime | None, now: datetime) -> float | None:
+    return (now - moment).total_seconds() if moment else None
+
+
+def task_row(snapshot: TaskSnapshot, state: TaskState, now: datetime) -> dict[str, Any]:
+    """Everything ``status`` shows about one task, JSON-ready."""
+    task, claim, result = snapshot.task, snapshot.claim, snapshot.current_result
+    status = snapshot.current_status
+    row: dict[str, Any] = {
+        "id": snapshot.task_id,
+        "state": state.value,
+        "attempt": snapshot.attempt,
+        "max_attempts": task.max_attempts if task else None,
+        "profile": task.profile if task else None,
+        "agent": task.agent.value if task else None,
+        "depends_on": list(task.depends_on) if task else [],
+        "created_at": task.created_at.isoformat() if task and task.created_at else None,
+        "age_s": _since(task.created_at if task else None, now),
+        "worker": (status.worker_id if status else claim.worker_id if claim else None),
+        "phase": status.phase.value if status and not result else None,
+        "heartbeat_age_s": _since(status.heartbeat_at, now) if status and not result else None,
+        "cost_usd": result.cost_usd if result else None,
+        "branch": result.branch if result else None,
+        "pushed": result.pushed if result else None,
+        "duration_s": result.duration_s if result else None,
+        "error": result.error if result else None,
+        "problems": [str(problem) for problem in snapshot.problems],
+        "prompt": task.prompt if task else None,
+    }
+    return row
+
+
+def status_rows(
+    board: Board, states: dict[str, TaskState], now: datetime, ids: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Rows for ``ids`` (every task when None), oldest first."""
+    chosen = ids if ids is not None else list(board.snapshots)
+    rows = [task_row(board.snapshots[i], states[i], now) for i in chosen if i in board.snapshots]
+    return sorted(rows, key=lambda row: (row["created_at"] or "", row["id"]))
+
+
+def board_problems(board: Board) -> list[dict[str, str]]:
+    """Files that could not be used: stray names in tasks/, and unreadable files of any task."""
+    problems = [{"file": str(error.path), "error": str(error)} for error in board.stray_files]
+    for snapshot in board.snapshots.values():
+        problems.extend(
+            {"file": str(problem.path), "error": str(problem)} for problem in snapshot.problems
+        )
+    return problems
+
+
+def _note(row: dict[str, Any]) -> str:
+    if row["problems"]:
+        return str(row["problems"][0])
+    if row["error"]:
+        return str(row["error"])
+    if row["phase"]:
+        return f"{row['phase']}, beat {format_age(row['heartbeat_age_s'])} ago"
+    if row["state"] == "blocked":
+        return "waits for " + ", ".join(row["depends_on"])
+    return ""
+
+
+def status_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
+    """The status table: state, age, worker, cost, branch and a note per task."""
+    table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
+    for column, justify in (
+        ("task", "left"),
+        ("state", "left"),
+        ("try", "right"),
+        ("age", "right"),
+        ("worker", "left"),
+        ("cost", "right"),
+        ("branch", "left"),
+        ("note", "left"),
+    ):
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for row in rows:
+        state = TaskState(row["state"])
+        cost = f"${row['cost_usd']:.4f}" if row["cost_usd"] is not None else ""
+        tries = f"{row['attempt']}/{row['max_attempts']}" if row["max_attempts"] else ""
+        table.add_row(
+            row["id"],
+            Text(state.value, style=STATE_STYLES[state]),
+            tries,
+            format_age(row["age_s"]),
+            row["worker"] or "",
+            cost,
+            row["branch"] or "",
+            Text(_note(row)[:160]),
+        )
+    return table
+
+
+def result_text(result: Result) -> str:
+    """A result in a few lines for people."""
+    lines = [f"{result.task_id}: {result.status.value} (attempt {result.attempt})"]
+    if result.error:
+        lines.append(f"error: {result.error}")
+    if result.branch:
+        pushed = "pushed" if result.pushed else "not pushed"
+        lines.append(f"branch: {result.branch} ({pushed}) {result.head_commit or ''}".rstrip())
+    if result.files_changed:
+        lines.append(
+            f"changed: {len(result.files_changed)} files, +{result.insertions} "
+            f"-{result.deletions}: " + ", ".join(result.files_changed[:10])
+        )
+    if result.cost_usd is not None:
+        lines.append(f"cost: ${result.cost_usd:.4f}, turns: {result.num_turns}")
+    if result.duration_s is not None:
+        lines.append(f"took: {result.duration_s:.1f}s")
+    if result.output:
+        lines.append("output:")
+        lines.append(result.output.rstrip())
+    return "\n".join(lines)
