@@ -5,6 +5,8 @@ binary runs end to end (edits files, runs commands, reports a result) without a 
 See ``scripted_model/README.md`` for the scenario format, the CLI and what Claude Code sends.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .claude_binary import (
     SDK_PIN,
     TEST_API_KEY,
@@ -27,7 +29,19 @@ from .scenario import (
     load_scenarios,
     read_scenario_file,
 )
-from .server import RecordedRequest, ScriptedModelServer
+
+if TYPE_CHECKING:
+    from .server import RecordedRequest, ScriptedModelServer
+
+
+def __getattr__(name: str) -> Any:
+    # The server module loads lazily, so `python -m scripted_model.server` runs it only once.
+    if name in ("RecordedRequest", "ScriptedModelServer"):
+        from . import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module 'scripted_model' has no attribute {name!r}")
+
 
 __all__ = [
     "NO_SCENARIO",

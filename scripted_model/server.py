@@ -141,7 +141,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, error_body("invalid_request_error", "body is not JSON"), record)
         else:
             self._route(record)
-        self.server.owner.record(record)
 
     def _route(self, record: RecordedRequest) -> None:
         route = self.path.split("?", 1)[0].rstrip("/")
@@ -178,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.delay_s:
             self.server.owner.stopping.wait(reply.delay_s)
         if body.get("stream"):
-            self._send_stream(reply)
+            self._send_stream(reply, record)
         else:
             self._send_json(200, message_json(reply), record)
 
@@ -190,6 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
     ) -> None:
         record.status = status
+        self.server.owner.record(record)
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -201,7 +201,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def _send_stream(self, reply: Reply) -> None:
+    def _send_stream(self, reply: Reply, record: RecordedRequest) -> None:
+        self.server.owner.record(record)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -277,7 +278,7 @@ class ScriptedModelServer:
         self.port = self._httpd.server_address[1]
         self.stopping.clear()
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="scripted-model", daemon=True
+            target=self._httpd.serve_forever, args=(0.05,), name="scripted-model", daemon=True
         )
         self._thread.start()
         return self
