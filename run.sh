@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# Start the claude-orchestrator manager: Claude Code, interactive, in the claude-orchestrator
+# container, with the Docker socket (to start workers), the shared volume, and the credentials
+# mounted read-only as files (never on a command line, never in `docker inspect`).
+#
+#   ./run.sh --repo git@github.com:you/app.git         # then talk to the manager
+#   ./run.sh --simulate --repo /srv/git/app.git        # dry run: scripted model, no credentials
+#
+# Run with --help for the options. Exit codes: 0 the manager ended normally, 2 bad usage,
+# 3 the machine is not ready (Docker, images, credentials, key); otherwise the manager's own.
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+RET_USAGE=2
+RET_ENVIRONMENT=3
+
+MANAGER_IMAGE=${ORCHESTRATOR_MANAGER_IMAGE:-claude-orchestrator}
+WORKER_IMAGE=${ORCHESTRATOR_WORKER_IMAGE:-claude-worker}
+SECRETS_DIR=/run/orchestrator-secrets
+# Non-secret settings handed to the manager as they are, when set in this shell.
+PASSTHROUGH_ENV=(ANTHROPIC_BASE_URL ANTHROPIC_SMALL_FAST_MODEL CLAUDE_CODE_USE_BEDROCK
+    CLAUDE_CODE_USE_VERTEX AWS_REGION AWS_DEFAULT_REGION ANTHROPIC_VERTEX_PROJECT_ID
+    CLOUD_ML_REGION GIT_USER_NAME GIT_USER_EMAIL)
+# Secrets taken from this shell's environment: each goes in as a read-only file.
+SECRET_ENV=(ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+    AWS_SESSION_TOKEN GIT_TOKEN)
+
+usage() {
+    cat <<'EOF'
+Usage: ./run.sh --repo URL [OPTIONS] [-- COMMAND...]
+
+Start the claude-orchestrator manager (Claude Code in the claude-orchestrator container) and talk
+to it: it splits your request into tasks, runs one worker container per task, waits, merges
+their branches into orchestrator/integration and tells you what changed.
+
+Options:
+  --repo URL          repository to work on (git URL, or a path to a local repository, which
+                      is mounted at the same path); default $REPO_URL
+  --branch NAME       branch to start from (default: main, or $REPO_BRANCH)
+  --token FILE        file holding a Claude Code OAuth token, made with `claude setup-token`
+                      (default: ~/.claude-token); not needed with ANTHROPIC_API_KEY, Bedrock
+                      or Vertex set, nor with --simulate
+  --ssh-key FILE      private key for git over SSH (default: ~/.ssh/id_ed25519, if present)
+  --model NAME        model for the manager and its workers (ANTHROPIC_MODEL)
+  --max-workers N     most workers the manager runs at once (default 4)
+  --simulate          dry run: a scripted model stands in for Claude (no credentials, no cost)
+  --volume NAME       shared volume for tasks and results (default orchestration-volume)
+  --network NAME      Docker network for the manager and workers (default orchestrator-net)
+  --name NAME         the manager container's name (default orchestrator-manager)
+  -h, --help          show this help
+
+  -- COMMAND...       run COMMAND in the prepared container instead of claude (e.g. -- bash)
+
+Environment: ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, ANTHROPIC_BASE_URL; Bedrock:
+CLAUDE_CODE_USE_BEDROCK=1 with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+AWS_REGION; Vertex: CLAUDE_CODE_USE_VERTEX=1, ANTHROPIC_VERTEX_PROJECT_ID, CLOUD_ML_REGION;
+GIT_TOKEN (HTTPS pushes); GIT_USER_NAME, GIT_USER_EMAIL (default: your git config).
+Secrets reach the container as read-only files, never as command-line arguments.
+
+Warning: the manager gets the Docker socket, which gives it root on this machine.
+EOF
+}
+
+die() {  # CODE MESSAGE
+    printf 'run.sh: %s\n' "$2" >&2
+    exit "$1"
+}
+
+need_value() {  # OPTION COUNT
+    [[ $2 -ge 2 ]] || die $RET_USAGE "$1 needs a value (see ./run.sh --help)."
+}
+
+repo=${REPO_URL:-}
+branch=${REPO_BRANCH:-main}
+token_file=~/.claude-token
+token_given=0
+ssh_key=~/.ssh/id_ed25519
+key_given=0
+model=${ANTHROPIC_MODEL:-}
+max_workers=${ORCHESTRATOR_MAX_WORKERS:-4}
+simulate=0
+volume=${ORCHESTRATOR_VOLUME:-orchestration-volume}
+network=${ORCHESTRATOR_NETWORK:-orchestrator-net}
+name=orchestrator-manager
+command=()
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --repo) need_value "$1" $#; repo=$2; shift ;;
+        --repo=*) repo=${1#*=} ;;
+        --branch) need_value "$1" $#; branch=$2; shift ;;
+        --branch=*) branch=${1#*=} ;;
+        --token) need_value "$1" $#; token_file=$2; token_given=1; shift ;;
+        --token=*) token_file=${1#*=}; token_given=1 ;;
+        --ssh-key) need_value "$1" $#; ssh_key=$2; key_given=1; shift ;;
+        --ssh-key=*) ssh_key=${1#*=}; key_given=1 ;;
+        --model) need_value "$1" $#; model=$2; shift ;;
+        --model=*) model=${1#*=} ;;
+        --max-workers) need_value "$1" $#; max_workers=$2; shift ;;
+        --max-workers=*) max_workers=${1#*=} ;;
+        --simulate) simulate=1 ;;
+        --volume) need_value "$1" $#; volume=$2; shift ;;
+        --volume=*) volume=${1#*=} ;;
+        --network) need_value "$1" $#; network=$2; shift ;;
+        --network=*) network=${1#*=} ;;
+        --name) need_value "$1" $#; name=$2; shift ;;
+        --name=*) name=${1#*=} ;;
+        -h|--help) usage; exit 0 ;;
+        --) shift; command=("$@"); break ;;
+        *) die $RET_USAGE "unknown option '$1' (see ./run.sh --help)." ;;
+    esac
+    shift
+done
+
+# --- the request -------------------------------------------------------------------------------
+
+[[ -n "$repo" ]] || die $RET_USAGE "no repository given; pass --repo URL (a git URL or a local path)."
+[[ "$max_workers" =~ ^[1-9][0-9]*$ ]] \
+    || die $RET_USAGE "--max-workers must be a whole number of at least 1, not '$max_workers'."
+
+# A local repository (a path, or file://) is mounted at the same path, so the manager and the
+# workers (which the manager starts through the same engine) reach it by the same name.
+repo_mount=""
+case "$repo" in
+    file://*) local_path=${repo#file://} ;;
+    *://*|*@*:*) local_path="" ;;
+    *) local_path=$repo ;;
+esac
+if [[ -n "$local_path" ]]; then
+    [[ -d "$local_path" ]] \
+        || die $RET_USAGE "the repository $local_path is not a directory; pass a git URL or the path of a local repository."
+    local_path=$(cd "$local_path" && pwd -P)
+    repo=$local_path
+    repo_mount=$local_path
+fi
+
+# --- Docker ------------------------------------------------------------------------------------
+
+command -v docker >/dev/null 2>&1 \
+    || die $RET_ENVIRONMENT "Docker is not installed; install it (on Debian: apt-get install docker.io) and run again."
+if ! docker_err=$(docker info --format '{{.ServerVersion}}' 2>&1 >/dev/null); then
+    case "$docker_err" in
+        *"permission denied"*)
+            die $RET_ENVIRONMENT "no permission to use the Docker socket; run as root or join the 'docker' group (then log in again)." ;;
+        *)
+            die $RET_ENVIRONMENT "the Docker engine is not running; start it (systemctl start docker) or point DOCKER_HOST at one." ;;
+    esac
+fi
+socket=/var/run/docker.sock
+if [[ "${DOCKER_HOST:-}" == unix://* ]]; then
+    socket=${DOCKER_HOST#unix://}
+elif [[ -n "${DOCKER_HOST:-}" ]]; then
+    die $RET_ENVIRONMENT "DOCKER_HOST=$DOCKER_HOST is not a local socket; the manager needs the engine's unix socket to start workers."
+fi
+
+# --- credentials -------------------------------------------------------------------------------
+
+mounts=()
+secret_tmp=""
+cleanup() { [[ -z "$secret_tmp" ]] || rm -rf "$secret_tmp"; }
+trap cleanup EXIT
+
+mount_secret() {  # FILE NAME
+    mounts+=(--mount "type=bind,source=$1,target=$SECRETS_DIR/$2,readonly")
+}
+
+secret_from_env() {  # NAME: the variable's value into a private file, mounted read-only
+    if [[ -z "$secret_tmp" ]]; then
+        secret_tmp=$(mktemp -d "${TMPDIR:-/tmp}/orchestrator-secrets.XXXXXX")
+        chmod 0700 "$secret_tmp"
+    fi
+    (umask 077; printf '%s' "${!1}" > "$secret_tmp/$1")
+    mount_secret "$secret_tmp/$1" "$1"
+}
+
+absolute() { [[ "$1" == /* ]] && printf '%s' "$1" || printf '%s/%s' "$PWD" "$1"; }
+
+if [[ $simulate -eq 0 ]]; then
+    has_other_credentials=0
+    for var in ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN CLAUDE_CODE_USE_BEDROCK CLAUDE_CODE_USE_VERTEX; do
+        [[ -n "${!var:-}" ]] && has_other_credentials=1
+    done
+    if [[ -r "$token_file" && -f "$token_file" ]]; then
+        mount_secret "$(absolute "$token_file")" CLAUDE_CODE_OAUTH_TOKEN
+    elif [[ $token_given -eq 1 || $has_other_credentials -eq 0 ]]; then
+        die $RET_ENVIRONMENT "the token file $token_file is missing or unreadable; make one with 'claude setup-token > ~/.claude-token', pass --token FILE, set ANTHROPIC_API_KEY, or try --simulate."
+    fi
+    for var in "${SECRET_ENV[@]}"; do
+        [[ -z "${!var:-}" ]] || secret_from_env "$var"
+    done
+else
+    [[ -z "${GIT_TOKEN:-}" ]] || secret_from_env GIT_TOKEN
+fi
+
+if [[ -e "$ssh_key" || $key_given -eq 1 ]]; then
+    [[ -f "$ssh_key" && -r "$ssh_key" ]] \
+        || die $RET_ENVIRONMENT "the SSH key $ssh_key cannot be read; fix its permissions or pass --ssh-key FILE."
+    mount_secret "$(absolute "$ssh_key")" GIT_SSH_KEY
+fi
+
+# --- images, volume, network -------------------------------------------------------------------
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+if ! image_exists "$MANAGER_IMAGE" || ! image_exists "$WORKER_IMAGE"; then
+    printf 'run.sh: building the images first (scripts/build-images.sh; once, takes a few minutes)\n' >&2
+    "$REPO_ROOT/scripts/build-images.sh" \
+        || die $RET_ENVIRONMENT "building the images failed (see above); run scripts/build-images.sh --offline and try again."
+fi
+docker volume inspect "$volume" >/dev/null 2>&1 || docker volume create "$volume" >/dev/null
+docker network inspect "$network" >/dev/null 2>&1 \
+    || docker network create --label orchestrator.role=network "$network" >/dev/null
+if docker container inspect "$name" >/dev/null 2>&1; then
+    die $RET_ENVIRONMENT "a container named $name exists already (another manager?); attach with 'docker attach $name', or remove it with 'docker rm -f $name'."
+fi
+
+# --- the manager -------------------------------------------------------------------------------
+
+env_args=(
+    -e "REPO_URL=$repo"
+    -e "REPO_BRANCH=$branch"
+    -e "ORCHESTRATOR_MAX_WORKERS=$max_workers"
+    -e "ORCHESTRATOR_VOLUME=$volume"
+    -e "ORCHESTRATOR_NETWORK=$network"
+    -e "ORCHESTRATOR_SIMULATE=$simulate"
+    -e "TERM=${TERM:-xterm-256color}"
+)
+[[ -z "$model" ]] || env_args+=(-e "ANTHROPIC_MODEL=$model")
+GIT_USER_NAME=${GIT_USER_NAME:-$(git config --get user.name 2>/dev/null || true)}
+GIT_USER_EMAIL=${GIT_USER_EMAIL:-$(git config --get user.email 2>/dev/null || true)}
+for var in "${PASSTHROUGH_ENV[@]}"; do
+    [[ -z "${!var:-}" ]] || env_args+=(-e "$var=${!var}")
+done
+if [[ -n "$repo_mount" ]]; then
+    mounts+=(--mount "type=bind,source=$repo_mount,target=$repo_mount")
+    env_args+=(-e "ORCHESTRATOR_WORKER_MOUNTS=$repo_mount:$repo_mount")
+fi
+
+tty_args=(-i)
+[[ -t 0 && -t 1 ]] && tty_args=(-it)
+
+status=0
+docker run --rm "${tty_args[@]}" \
+    --name "$name" \
+    --label orchestrator.role=manager \
+    --network "$network" \
+    --mount "type=bind,source=$socket,target=/var/run/docker.sock" \
+    --mount "type=volume,source=$volume,target=/orchestration" \
+    "${mounts[@]}" \
+    "${env_args[@]}" \
+    "$MANAGER_IMAGE" "${command[@]+"${command[@]}"}" || status=$?
+exit "$status"
