@@ -44,7 +44,7 @@ from .replies import (
     plan_reply,
     stream_events,
 )
-from .scenario import Scenario, ScenarioBook, load_scenarios
+from .scenario import Scenario, ScenarioBook, ScenarioFile, load_scenarios
 
 log = logging.getLogger("scripted_model")
 
@@ -348,12 +348,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="leave out the built-in scenarios")
     parser.add_argument("--log-file", type=Path, help="append every request as JSON lines here")
     parser.add_argument("--quiet", action="store_true", help="log only warnings on stderr")
+    parser.add_argument("--schema", action="store_true",
+                        help="print the JSON Schema of a scenario file and exit")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGTERM or SIGINT; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.schema:
+        print(json.dumps(ScenarioFile.model_json_schema(), indent=2))
+        return RET_OK
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="scripted-model: %(message)s", stream=sys.stderr)
     try:

@@ -32,7 +32,7 @@ from scripted_model import (
     read_scenario_file,
 )
 from scripted_model.scenario import fill_placeholders
-from scripted_model.server import RET_BAD_SCENARIO
+from scripted_model.server import RET_BAD_SCENARIO, RET_OK, main
 from tests.conftest import require
 from tests.gitrepo import IDENTITY, git
 
@@ -356,6 +356,17 @@ def test_the_cli_refuses_a_bad_scenario_file_in_one_sentence(tmp_path: Path) -> 
     assert run.returncode == RET_BAD_SCENARIO
     assert run.stderr.startswith(f"scripted-model: scenario file {bad} is not valid")
     assert "Traceback" not in run.stderr
+
+
+def test_help_and_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--help"])
+    assert stopped.value.code == 0
+    assert "ANTHROPIC_BASE_URL" in capsys.readouterr().out
+    assert main(["--schema"]) == RET_OK
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["properties"]["scenarios"]["type"] == "array"
+    assert "Substring" in schema["$defs"]["Scenario"]["properties"]["match"]["description"]
 
 
 # ---------------------------------------------------------------- finding and preparing claude
