@@ -180,7 +180,7 @@ def merge_tasks(
     base = _checkout_integration(git, integration_branch)
     report = MergeReport(
         integration_branch=integration_branch,
-        repo_dir=str(repo_dir),
+        repo_dir=str(repo_dir.resolve()),
         base_commit=base,
         head_commit=base,
     )
