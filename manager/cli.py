@@ -519,6 +519,7 @@ def run(
         context, max_workers=max_workers, scope=[task.id for task in tasks], profile=profile
     )
     tick = _dispatch(context, dispatcher, until_settled=True, as_json=as_json, quiet_json=True)
+    dispatcher.wait_for_workers()
     rows = status_rows(tick.board, tick.states, utc_now(), [task.id for task in tasks])
     _print_summary(rows, tick.progress, as_json)
     _finish(tick.progress)

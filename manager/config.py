@@ -22,20 +22,6 @@ CONTAINER_ROOT = Path("/orchestration")
 """Where the volume is mounted in worker containers."""
 
 
-def in_container() -> bool:
-    """True when this process runs inside a container (the manager container)."""
-    return Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()
-
-
-def default_volume(root: Path) -> str:
-    """``$ORCHESTRATOR_VOLUME``; else the named volume inside a container, the root's path on a
-    host (so workers bind-mount the very directory this manager reads)."""
-    configured = os.environ.get(VOLUME_ENV)
-    if configured:
-        return configured
-    return DEFAULT_VOLUME if in_container() else str(root.resolve())
-
-
 class ManagerSettings(BaseModel):
     """Everything commands need besides their own arguments."""
 
@@ -45,8 +31,10 @@ class ManagerSettings(BaseModel):
     """The orchestration root as this process sees it."""
     backend: BackendName = "docker"
     """Where workers run: Docker containers, or processes on this host (``local``)."""
-    volume: str = DEFAULT_VOLUME
-    """What workers mount at /orchestration: a named volume, or an absolute host path."""
+    volume: str | None = None
+    """What workers mount at /orchestration: a named volume, or an absolute host path; None to
+    find out from Docker (the mount this manager's container has at the root, else the root's
+    own path)."""
     network: str | None = None
     """Docker network for workers; None for the profile's or the engine's default."""
     repo_url: str | None = None
@@ -67,15 +55,6 @@ class ManagerSettings(BaseModel):
     @property
     def layout(self) -> Layout:
         return Layout(self.root)
-
-    @property
-    def volume_is_bind(self) -> bool:
-        return self.volume.startswith("/")
-
-    @property
-    def root_label(self) -> str:
-        """Identifies this root in container labels, so each root sees only its own workers."""
-        return f"bind:{self.volume}" if self.volume_is_bind else f"volume:{self.volume}"
 
 
 def _env_float(name: str) -> float | None:
@@ -103,7 +82,7 @@ def resolve_settings(
     return ManagerSettings(
         root=root,
         backend=backend or os.environ.get(BACKEND_ENV) or "docker",
-        volume=volume or default_volume(root),
+        volume=volume or os.environ.get(VOLUME_ENV) or None,
         network=network or os.environ.get(NETWORK_ENV) or None,
         repo_url=repo_url or os.environ.get(worker_settings.ENV_REPO_URL) or None,
         repo_branch=repo_branch or os.environ.get(worker_settings.ENV_REPO_BRANCH) or None,

@@ -218,6 +218,22 @@ class Dispatcher:
             finally:
                 halt_exits.set()
 
+    def wait_for_workers(self, timeout_s: float = 15.0) -> list[str]:
+        """After the scope is settled: let its workers exit (they publish, then end); the names
+        of those still running at the deadline."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            running = [
+                worker.name
+                for worker in self.backend.workers()
+                if worker.running and (self.scope is None or worker.task_id in self.scope)
+            ]
+            if not running or time.monotonic() >= deadline:
+                return running
+            time.sleep(0.1)
+
     @contextlib.contextmanager
     def lock(self):  # type: ignore[no-untyped-def]
         """Hold the root's dispatcher lock (one dispatcher per root)."""

@@ -46,7 +46,7 @@ def prepare_root(settings: ManagerSettings) -> Layout:
         raise _not_writable(
             root, Path(error.filename or root), error.strerror or str(error)
         ) from error
-    if settings.backend == "docker" and settings.volume_is_bind:
+    if settings.backend == "docker":
         share_with_workers(layout)
     return layout
 
@@ -148,7 +148,7 @@ def _check_volume(settings: ManagerSettings, backend: DockerBackend, image: str)
             image,
             entrypoint=["sh", "-c", probe],
             user=f"{WORKER_UID}:{WORKER_UID}",
-            volumes={settings.volume: {"bind": "/orchestration", "mode": "rw"}},
+            volumes={backend.volume: {"bind": "/orchestration", "mode": "rw"}},
             remove=True,
             stderr=True,
             network_mode="none",
@@ -157,7 +157,7 @@ def _check_volume(settings: ManagerSettings, backend: DockerBackend, image: str)
         detail = getattr(error, "stderr", b"") or b""
         reason = bytes(detail).decode(errors="replace").strip() or "the worker cannot see this root"
         raise VolumeNotWritable(
-            f"Workers cannot use the volume {settings.volume} as {settings.root} ({reason}); "
+            f"Workers cannot use the volume {backend.volume} as {settings.root} ({reason}); "
             f"mount the same volume here and for workers (--volume) and make it writable by "
             f"uid {WORKER_UID}."
         ) from error
@@ -165,7 +165,7 @@ def _check_volume(settings: ManagerSettings, backend: DockerBackend, image: str)
         with contextlib.suppress(FileNotFoundError):
             marker.unlink()
     del output
-    return f"workers see and can write {settings.volume}"
+    return f"workers see and can write {backend.volume} (mounted at {settings.root} here)"
 
 
 def _check_credentials(simulate: bool) -> str:

@@ -111,7 +111,8 @@ def _parse_profiles(path: Path) -> dict[str, Profile]:
         document = yaml.safe_load(path.read_text())
     except FileNotFoundError as error:
         raise ProfilesInvalid(
-            f"The profiles file {path} does not exist; create it or unset {PROFILES_ENV}."
+            f"The profiles file {path} does not exist; create it, or point --profiles "
+            f"(or {PROFILES_ENV}) at one that does."
         ) from error
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         reason = str(error).splitlines()[0]

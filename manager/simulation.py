@@ -106,7 +106,7 @@ def _start_in_docker(settings: ManagerSettings, backend: DockerBackend) -> Simul
                 command=["--host", "0.0.0.0", "--port", str(MODEL_PORT), "--quiet"],
                 name=MODEL_CONTAINER,
                 network=network,
-                labels={LABEL_ROLE: ROLE_MODEL, LABEL_ROOT: settings.root_label},
+                labels={LABEL_ROLE: ROLE_MODEL, LABEL_ROOT: backend.root_label},
                 user="1000:1000",
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],

@@ -52,7 +52,9 @@ def task_row(snapshot: TaskSnapshot, state: TaskState, now: datetime) -> dict[st
         "agent": task.agent.value if task else None,
         "depends_on": list(task.depends_on) if task else [],
         "created_at": task.created_at.isoformat() if task and task.created_at else None,
-        "age_s": _since(task.created_at if task else None, now),
+        "age_s": _since(
+            (task.created_at if task else None) or (claim.claimed_at if claim else None), now
+        ),
         "worker": (status.worker_id if status else claim.worker_id if claim else None),
         "phase": status.phase.value if status and not result else None,
         "heartbeat_age_s": _since(status.heartbeat_at, now) if status and not result else None,

@@ -14,15 +14,23 @@ import io
 import os
 import re
 import shutil
+import socket
 import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ..config import CONTAINER_ROOT, ManagerSettings
-from ..errors import DockerUnavailable, ImageMissing, SpawnFailed, TaskNotSpawnable
+from ..errors import (
+    DockerUnavailable,
+    ImageMissing,
+    SpawnFailed,
+    TaskNotSpawnable,
+    VolumeNotWritable,
+)
 from ..profiles import Profile
 from .base import (
     LABEL_ATTEMPT,
@@ -42,6 +50,8 @@ from .base import (
 SECRETS_PARENT = "/run"
 SECRETS_DIRNAME = "orchestrator-secrets"
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+FINISHING_S = 5
+"""How long a spawn waits for the previous container of the task to exit."""
 EXITED = re.compile(r"Exited \((-?\d+)\)")
 BUILD_HINTS = {
     "claude-worker": "scripts/build-images.sh --offline",
@@ -122,6 +132,37 @@ def secrets_archive(secrets: dict[str, str], user: str) -> bytes:
     return buffer.getvalue()
 
 
+def find_volume(client: Any, root: Path) -> str:
+    """What to mount in workers so they see ``root``: the mount that holds it in this process's
+    own container (a named volume, or a bind mount's host path), else the path itself (this
+    process runs on the engine's host)."""
+    from docker.errors import APIError, NotFound
+
+    try:
+        me = client.containers.get(socket.gethostname())
+    except (NotFound, APIError):
+        return str(root.resolve())
+    root = root.resolve()
+    mounts = sorted(me.attrs.get("Mounts", []), key=lambda m: len(m.get("Destination", "")))
+    for mount in reversed(mounts):
+        destination = Path(mount.get("Destination", "/nonexistent"))
+        if root != destination and destination not in root.parents:
+            continue
+        if mount.get("Type") == "bind":
+            return str(Path(mount["Source"]) / root.relative_to(destination))
+        if root == destination and mount.get("Name"):
+            return str(mount["Name"])
+        raise VolumeNotWritable(
+            f"The orchestration root {root} is inside the volume {mount.get('Name')} at "
+            f"{destination}, not its top; use --root {destination}, or name the volume with "
+            "--volume."
+        )
+    raise VolumeNotWritable(
+        f"The orchestration root {root} is not on a volume of this container, so workers cannot "
+        f"see it; mount orchestration-volume at {root} (docker run -v orchestration-volume:{root})."
+    )
+
+
 def _parse_mount(spec: str) -> tuple[str, dict[str, str]]:
     source, _, rest = spec.partition(":")
     target, _, mode = rest.partition(":")
@@ -158,6 +199,20 @@ class DockerBackend(Backend):
     def __init__(self, settings: ManagerSettings, client: Any = None) -> None:
         self.settings = settings
         self._client = client
+        self._volume = settings.volume
+
+    @property
+    def volume(self) -> str:
+        """What workers mount at /orchestration (found out from Docker once, unless given)."""
+        if self._volume is None:
+            self._volume = find_volume(self.client, self.settings.root)
+        return self._volume
+
+    @property
+    def root_label(self) -> str:
+        """Names this root in labels, so each root sees only its own workers."""
+        kind = "bind" if self.volume.startswith("/") else "volume"
+        return f"{kind}:{self.volume}"
 
     @property
     def client(self) -> Any:
@@ -167,9 +222,7 @@ class DockerBackend(Backend):
 
     @property
     def _filters(self) -> dict[str, list[str]]:
-        return {
-            "label": [f"{LABEL_ROLE}={ROLE_WORKER}", f"{LABEL_ROOT}={self.settings.root_label}"]
-        }
+        return {"label": [f"{LABEL_ROLE}={ROLE_WORKER}", f"{LABEL_ROOT}={self.root_label}"]}
 
     def require_image(self, image: str) -> None:
         from docker.errors import ImageNotFound
@@ -206,6 +259,10 @@ class DockerBackend(Backend):
             previous = self.client.containers.get(name)
         except NotFound:
             return
+        if previous.status == "running":
+            with contextlib.suppress(Exception):  # it may be exiting after its result
+                previous.wait(timeout=FINISHING_S)
+            previous.reload()
         if previous.status in ("running", "restarting", "paused"):
             raise TaskNotSpawnable(
                 f"Task {task_id} already has a running container {name}; wait for it, or stop "
@@ -223,7 +280,7 @@ class DockerBackend(Backend):
 
     def _run_kwargs(self, request: SpawnRequest) -> dict[str, Any]:
         profile = request.profile
-        volumes = {self.settings.volume: {"bind": str(CONTAINER_ROOT), "mode": "rw"}}
+        volumes = {self.volume: {"bind": str(CONTAINER_ROOT), "mode": "rw"}}
         for spec in (*profile.mounts, *request.mounts):
             source, bind = _parse_mount(spec)
             volumes[source] = bind
@@ -231,7 +288,7 @@ class DockerBackend(Backend):
             LABEL_TASK: request.task_id,
             LABEL_ROLE: ROLE_WORKER,
             LABEL_ATTEMPT: str(request.attempt),
-            LABEL_ROOT: self.settings.root_label,
+            LABEL_ROOT: self.root_label,
             LABEL_PROFILE: profile.name,
         }
         kwargs: dict[str, Any] = {

@@ -45,6 +45,8 @@ from .base import (
 WORKER_COMMAND_ENV = "ORCHESTRATOR_WORKER_COMMAND"
 RECORDS_DIR = ".workers"
 POLL_S = 0.25
+FINISHING_S = 5.0
+"""How long a spawn waits for the previous worker of the task to exit."""
 
 
 def worker_command() -> list[str]:
@@ -100,6 +102,10 @@ class LocalBackend(Backend):
 
     def _archive_previous(self, name: str, task_id: str) -> None:
         record = self._read(name)
+        deadline = time.monotonic() + FINISHING_S
+        while record is not None and record.running and time.monotonic() < deadline:
+            time.sleep(0.05)  # a worker that just published its result is still exiting
+            record = self._read(name)
         if record is None:
             return
         if record.running:

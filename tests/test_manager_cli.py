@@ -1,0 +1,397 @@
+"""The ``orchestrator`` CLI with the local backend: real worker processes, real git, the real
+filesystem and watcher; no Docker. Fast enough to run on every change."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from manager.cli import main, spawn_worker_main
+from orchestration_protocol import Layout, Result, Task, read_model, write_task
+from tests.gitrepo import make_remote
+
+ORCHESTRATOR = [sys.executable, "-c", "import sys; from manager.cli import main; sys.exit(main())"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_process_state(monkeypatch):
+    """The CLI sets the umask and a SIGTERM handler for its process; give them back."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    handler = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setenv("ORCHESTRATOR_HEARTBEAT_S", "0.5")
+    monkeypatch.setenv("ORCHESTRATOR_BACKEND", "local")
+    for name in (
+        "ANTHROPIC_API_KEY",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_BASE_URL",
+        "ORCHESTRATOR_PROFILES",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    yield
+    os.umask(umask)
+    signal.signal(signal.SIGTERM, handler)
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    return make_remote(tmp_path)
+
+
+@pytest.fixture
+def cli(layout: Layout, remote: Path, capsys, monkeypatch):
+    """Run ``orchestrator --root <layout> ...`` in-process; returns (exit code, stdout, stderr)."""
+    monkeypatch.setenv("REPO_URL", str(remote))
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        code = main(["--root", str(layout.root), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
+def result_of(layout: Layout, task_id: str) -> Result:
+    return read_model(layout.result_file(task_id), Result, task_id)
+
+
+def test_run_creates_spawns_waits_and_summarizes(cli, layout: Layout, remote: Path) -> None:
+    code, out, _ = cli(
+        "run",
+        "--agent",
+        "command",
+        "-n",
+        "2",
+        "--json",
+        "echo one > one.txt && echo wrote one",
+        "sleep 0.5 && echo slept",
+        "true",
+    )
+    assert code == 0, out
+    summary = json.loads(out)
+    assert summary["succeeded"] and summary["summary"] == {"success": 3}
+    assert [row["id"] for row in summary["tasks"]] == ["task-001", "task-002", "task-003"]
+    assert result_of(layout, "task-001").files_changed == ["one.txt"]
+    assert result_of(layout, "task-002").output == "slept"
+    code, out, _ = cli("status", "--json")
+    assert code == 0 and {row["state"] for row in json.loads(out)["tasks"]} == {"success"}
+
+
+def test_a_poison_task_stops_at_max_attempts_and_does_not_hold_up_the_others(
+    cli, layout: Layout
+) -> None:
+    started = time.monotonic()
+    code, out, _ = cli(
+        "run",
+        "--agent",
+        "command",
+        "--retries",
+        "2",
+        "-n",
+        "2",
+        "exit 7",
+        "echo fine",
+    )
+    assert code == 1, out
+    poison, fine = result_of(layout, "task-001"), result_of(layout, "task-002")
+    assert (poison.status, poison.attempt, poison.exit_code) == ("failed", 3, 7)
+    assert sorted(p.name for p in layout.claim_dir("task-001").iterdir()) == [
+        "1.json",
+        "2.json",
+        "3.json",
+    ]
+    assert (fine.status, fine.attempt) == ("success", 1)
+    assert fine.completed_at < poison.completed_at
+    assert "1 failed, 1 success" in out
+    assert time.monotonic() - started < 30
+
+
+def test_wait_ends_when_a_dependency_failed(cli, layout: Layout) -> None:
+    assert cli("task", "create", "--id", "a", "--agent", "command", "exit 1")[0] == 0
+    assert (
+        cli("task", "create", "--id", "b", "--agent", "command", "--depends-on", "a", "true")[0]
+        == 0
+    )
+    code, out, _ = cli("dispatch", "--until-done", "-n", "2")
+    assert code == 1, out
+    started = time.monotonic()
+    code, out, _ = cli("wait", "--timeout", "20", "--json")
+    assert code == 1 and time.monotonic() - started < 5
+    states = {row["id"]: row["state"] for row in json.loads(out)["tasks"]}
+    assert states == {"a": "failed", "b": "blocked"}
+    assert not layout.claim_dir("b").exists()  # never started
+
+
+def test_dependencies_run_in_order_in_queue_mode(cli, layout: Layout, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "- {id: base, prompt: 'sleep 0.5 && echo base'}\n"
+        "- {id: top, prompt: 'echo top', depends_on: [base]}\n"
+    )
+    assert cli("task", "create", "--plan", str(plan), "--agent", "command")[0] == 0
+    code, out, _ = cli("dispatch", "--until-done", "-n", "4", "--json")
+    assert code == 0, out
+    assert result_of(layout, "top").started_at > result_of(layout, "base").completed_at  # type: ignore[operator]
+
+
+def test_task_commands(cli, layout: Layout) -> None:
+    code, out, _ = cli(
+        "task",
+        "create",
+        "--id",
+        "t1",
+        "--agent",
+        "command",
+        "--timeout",
+        "60",
+        "--env",
+        "MODE=fast",
+        "--json",
+        "echo hi",
+    )
+    assert code == 0 and json.loads(out)[0]["env"] == {"MODE": "fast"}
+    code, out, _ = cli("task", "list", "--json")
+    assert json.loads(out) == [{"id": "t1", "state": "pending", "attempt": 0, "prompt": "echo hi"}]
+    code, out, _ = cli("task", "show", "t1", "--json")
+    assert json.loads(out)["task"]["timeout_s"] == 60
+    assert cli("result", "t1")[0] == 4  # not finished
+    code, out, _ = cli("task", "cancel", "t1", "--reason", "changed my mind")
+    assert code == 0 and "cancelled" in out
+    code, out, _ = cli("result", "t1", "--json")
+    assert code == 1 and json.loads(out)["status"] == "cancelled"
+    code, _, err = cli("spawn", "default", "t1")
+    assert code == 2 and "was cancelled" in err
+
+
+def test_a_failed_task_with_attempts_left_can_be_retried_by_hand(cli, layout: Layout) -> None:
+    cli(
+        "task",
+        "create",
+        "--id",
+        "t1",
+        "--agent",
+        "command",
+        "--retries",
+        "1",
+        "test -f marker || { touch marker; exit 1; }",
+    )
+    assert cli("spawn", "default", "t1")[0] == 0
+    _wait_for_result(layout, "t1")
+    assert result_of(layout, "t1").status == "failed"
+    code, out, _ = cli("task", "retry", "t1", "--json")
+    assert code == 0 and json.loads(out)["attempt"] == 2
+    _wait_for_result(layout, "t1", attempt=2)
+    assert result_of(layout, "t1").attempt == 2
+
+
+def _wait_for_result(layout: Layout, task_id: str, attempt: int = 1, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if layout.result_file(task_id).exists() and result_of(layout, task_id).attempt >= attempt:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no result for {task_id} attempt {attempt}")
+
+
+def test_a_malformed_task_file_is_an_error_in_status_and_disturbs_nothing(
+    cli, layout: Layout
+) -> None:
+    (layout.tasks_dir / "broken.json").write_text('{"id": "broken", "prompt": ')
+    (layout.tasks_dir / "typo.json").write_text('{"id": "typo", "prompt": "x", "retires": 2}')
+    (layout.tasks_dir / "not a task.txt").write_text("hello")
+    code, out, _ = cli("run", "--agent", "command", "echo fine")
+    assert code == 0, out
+    code, out, _ = cli("status", "--json")
+    status = json.loads(out)
+    states = {row["id"]: row["state"] for row in status["tasks"]}
+    assert states == {"broken": "invalid", "typo": "invalid", "task-001": "success"}
+    errors = " | ".join(problem["error"] for problem in status["problems"])
+    assert "broken.json is not valid JSON" in errors
+    assert "field 'retires': unknown field" in errors
+    assert "not a task.txt" in errors
+    code, out, _ = cli("status")
+    assert code == 0 and "error:" in out and "broken.json" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "expected"),
+    [
+        (["spawn", "rust", "t1"], 2, "Unknown profile 'rust' (known: default, flutter)"),
+        (["spawn", "default", "nope"], 2, "No task 'nope'"),
+        (["spawn", "default", "../etc"], 2, "is not valid"),
+        (["result", "nope"], 2, "No task 'nope'"),
+        (["--backend", "k8s", "status"], 2, "Unknown backend 'k8s'"),
+        (["task", "create", "--plan", "/nonexistent.yaml"], 2, "cannot be read"),
+        (["task", "create", "--id", "t1", "again"], 2, "already exists"),
+        (["run", "--retries", "1", "do something with claude"], 3, "No Claude credentials found"),
+        (["wait", "t1", "--timeout", "0.5"], 4, "Not finished after 0.5s"),
+    ],
+)
+def test_user_errors_are_one_sentence_never_a_traceback(
+    cli, layout: Layout, args: list[str], code: int, expected: str
+) -> None:
+    write_task(layout, Task(id="t1", prompt="echo", agent="command"))
+    got, out, err = cli(*args)
+    assert got == code, (out, err)
+    assert expected in err and "Traceback" not in err + out
+    assert len(err.strip().splitlines()) == 1
+    got, out, _ = (
+        cli(*args, "--json")
+        if args[0] != "--backend"
+        else (got, json.dumps({"error": expected}), "")
+    )
+    assert expected in json.loads(out)["error"]
+
+
+def test_no_task_is_written_when_the_run_cannot_start(cli, layout: Layout) -> None:
+    assert cli("run", "--profile", "rust", "--agent", "command", "true")[0] == 2
+    assert list(layout.tasks_dir.iterdir()) == []
+
+
+def test_logs_result_and_schema(cli, layout: Layout) -> None:
+    cli("task", "create", "--id", "t1", "--agent", "command", "echo line-one; echo line-two")
+    assert cli("spawn", "default", "t1")[0] == 0
+    code, out, _ = cli("logs", "t1", "-f")
+    assert code == 0 and "line-one" in out and "result: success" in out
+    code, out, _ = cli("logs", "t1", "--tail", "1")
+    assert out.count("\n") == 1
+    code, out, _ = cli("logs", "t1", "--worker")
+    assert "line-two" in out
+    code, out, _ = cli("result", "t1")
+    assert code == 0 and "t1: success" in out and "line-two" in out
+    code, out, _ = cli("schema")
+    assert set(json.loads(out)) == {"task", "claim", "status", "result", "cancel"}
+    code, out, _ = cli("schema", "task")
+    assert json.loads(out)["title"] == "Task"
+
+
+def test_watch_json_streams_state_changes_until_done(cli, layout: Layout) -> None:
+    cli("task", "create", "--id", "t1", "--agent", "command", "sleep 0.3")
+    cli("spawn", "default", "t1")
+    code, out, _ = cli("watch", "--json", "--until-done")
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[-1]["state"] == "success" and {line["id"] for line in lines} == {"t1"}
+
+
+def test_doctor_names_what_is_missing(cli) -> None:
+    code, out, _ = cli("doctor", "--json")
+    report = json.loads(out)
+    assert code == 3 and not report["ok"]
+    failed = [check for check in report["checks"] if not check["ok"]]
+    assert [check["name"] for check in failed] == ["credentials"]
+    assert "--simulate" in failed[0]["message"]
+    assert cli("doctor", "--simulate")[0] == 0
+
+
+def test_cleanup_removes_ended_workers_only(cli, layout: Layout) -> None:
+    cli("run", "--agent", "command", "true")
+    code, out, _ = cli("cleanup", "--json")
+    assert code == 0 and json.loads(out)["removed"] == ["worker-task-001"]
+    assert result_of(layout, "task-001").status == "success"  # the volume is untouched
+
+
+def test_spawn_worker_is_the_seed_command(
+    layout: Layout, remote: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("REPO_URL", str(remote))
+    write_task(layout, Task(id="task-001", prompt="echo seed", agent="command"))
+    code = spawn_worker_main(["default", "task-001", "--root", str(layout.root), "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["worker"] == "worker-task-001"
+    _wait_for_result(layout, "task-001")
+    assert result_of(layout, "task-001").output == "seed"
+
+
+# --- recovery with real processes ---------------------------------------------------------------
+
+
+def _start_cli(layout: Layout, remote: Path, *args: str) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "REPO_URL": str(remote),
+        "ORCHESTRATOR_BACKEND": "local",
+        "ORCHESTRATOR_HEARTBEAT_S": "0.5",
+    }
+    return subprocess.Popen(
+        [*ORCHESTRATOR, "--root", str(layout.root), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_until(condition, timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _running(layout: Layout) -> list[str]:
+    out = []
+    for path in layout.status_dir.glob("*.json"):
+        if json.loads(path.read_text())["phase"] == "running":
+            out.append(path.stem)
+    return out
+
+
+def test_killed_workers_get_failed_results_and_are_retried(layout: Layout, remote: Path) -> None:
+    run = _start_cli(
+        layout,
+        remote,
+        "run",
+        "--agent",
+        "command",
+        "--retries",
+        "1",
+        "-n",
+        "3",
+        "sleep 2 && echo a",
+        "sleep 2 && echo b",
+        "sleep 2 && echo c",
+    )
+    _wait_until(lambda: len(_running(layout)) == 3, what="three running workers")
+    victims = sorted(_running(layout))[:2]
+    for task_id in victims:
+        pid = int((layout.root / ".workers" / f"worker-{task_id}.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+    out, _ = run.communicate(timeout=60)
+    assert run.returncode == 0, out
+    for task_id in victims:
+        first = read_model(layout.archived_result_file(task_id, 1), Result, task_id)
+        assert (first.status, first.exit_code, first.worker_id) == ("failed", 137, "manager")
+        assert "SIGKILL" in (first.error or "")
+        assert (result_of(layout, task_id).status, result_of(layout, task_id).attempt) == (
+            "success",
+            2,
+        )
+
+
+def test_a_restarted_manager_finishes_every_task_exactly_once(
+    layout: Layout, remote: Path, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger"
+    prompts = [f"sleep 1 && echo $ORCHESTRATOR_TASK_ID >> {ledger}" for _ in range(5)]
+    first = _start_cli(layout, remote, "run", "--agent", "command", "-n", "2", *prompts)
+    _wait_until(lambda: len(_running(layout)) == 2, what="two running workers")
+    first.kill()
+    first.communicate()
+    second = _start_cli(layout, remote, "dispatch", "--until-done", "-n", "2")
+    out, _ = second.communicate(timeout=60)
+    assert second.returncode == 0, out
+    ids = [f"task-{n:03d}" for n in range(1, 6)]
+    assert sorted(ledger.read_text().split()) == ids  # each ran once
+    for task_id in ids:
+        assert result_of(layout, task_id).attempt == 1
+        assert [p.name for p in layout.claim_dir(task_id).iterdir()] == ["1.json"]
