@@ -252,6 +252,8 @@ class DockerBackend(Backend):
         self.require_network(self.settings.network or profile.network)
 
     def _archive_previous(self, task_id: str) -> None:
+        """Make the name ``worker-<id>`` free: keep our earlier attempt's ended container under
+        an archived name; remove one that never started or belongs to another root."""
         from docker.errors import NotFound
 
         name = worker_name(task_id)
@@ -259,17 +261,19 @@ class DockerBackend(Backend):
             previous = self.client.containers.get(name)
         except NotFound:
             return
-        if previous.status == "running":
+        labels = previous.labels or {}
+        ours = labels.get(LABEL_ROOT) == self.root_label and labels.get(LABEL_TASK) == task_id
+        if previous.status == "running" and ours:
             with contextlib.suppress(Exception):  # it may be exiting after its result
                 previous.wait(timeout=FINISHING_S)
             previous.reload()
         if previous.status in ("running", "restarting", "paused"):
+            owner = "" if ours else f" for another orchestration root ({labels.get(LABEL_ROOT)})"
             raise TaskNotSpawnable(
-                f"Task {task_id} already has a running container {name}; wait for it, or stop "
-                f"it with 'orchestrator task cancel {task_id}'."
+                f"A container named {name} is still running{owner}; wait for it, or stop it "
+                f"(orchestrator task cancel {task_id}, or docker stop {name})."
             )
-        labels = previous.labels or {}
-        if labels.get(LABEL_TASK) != task_id or previous.status == "created":
+        if not ours or previous.status == "created":
             previous.remove(force=True)  # never ran, or not ours: nothing worth keeping
             return
         attempt = labels.get(LABEL_ATTEMPT)

@@ -1,0 +1,322 @@
+"""The manager against the real Docker engine and the real ``claude-worker`` image.
+
+Every test gets its own orchestration root, bind-mounted into its workers (so containers of
+different tests never mix: they are found by the root's label), and a local bare repository
+owned by the workers' uid as the remote. Tasks use ``agent: command`` unless a test is about the
+scripted model (``--simulate``), which runs the real ``claude`` binary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestration_protocol import Layout, Result, read_model
+from tests.conftest import require
+from tests.gitrepo import make_remote
+
+pytestmark = [pytest.mark.docker, pytest.mark.e2e]
+
+VENV_BIN = Path(sys.executable).parent
+WORKER_IMAGE = "claude-worker"
+SECRET = "sk-ant-test-secret-value-0123456789"
+
+
+@pytest.fixture(scope="module")
+def engine(docker_client):
+    """The engine, with the worker image built (scripts/build-images.sh --offline makes it)."""
+    try:
+        docker_client.images.get(WORKER_IMAGE)
+    except Exception:
+        require(
+            False,
+            f"the {WORKER_IMAGE} image is missing; build it with scripts/build-images.sh --offline",
+        )
+    return docker_client
+
+
+@pytest.fixture
+def env(engine, tmp_path: Path, layout: Layout, monkeypatch) -> dict[str, str]:
+    """Environment for ``orchestrator``: this test's root, a remote, and profiles using it."""
+    remote = make_remote(tmp_path)
+    subprocess.run(["chown", "-R", "1000:1000", str(remote)], check=True)
+    profiles = tmp_path / "profiles.yaml"
+    mount = f"{remote}:/remote.git"
+    profiles.write_text(
+        f"default:\n  image: {WORKER_IMAGE}\n  memory: 512m\n  cpus: 1\n  mounts: ['{mount}']\n"
+        f"flutter:\n  image: {WORKER_IMAGE}\n  memory: 512m\n  mounts: ['{mount}']\n"
+    )
+    values = {
+        "ORCHESTRATION_DIR": str(layout.root),
+        "ORCHESTRATOR_PROFILES": str(profiles),
+        "ORCHESTRATOR_BACKEND": "docker",
+        "ORCHESTRATOR_HEARTBEAT_S": "1",
+        "REPO_URL": "/remote.git",
+    }
+    for name in (
+        "ANTHROPIC_API_KEY",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+        "ANTHROPIC_BASE_URL",
+        "ORCHESTRATOR_VOLUME",
+        "DOCKER_HOST",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    yield {**os.environ, **values}
+    label = f"orchestrator.root=bind:{layout.root.resolve()}"
+    for container in engine.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+
+
+def branches(remote: Path) -> list[str]:
+    """The remote's branches (it belongs to the workers' uid, so git needs safe.directory)."""
+    return subprocess.run(
+        [
+            "git",
+            "-c",
+            "safe.directory=*",
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads",
+        ],
+        cwd=remote,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+
+
+def orchestrator(
+    env: dict[str, str], *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "orchestrator"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(VENV_BIN / "orchestrator"), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def result_of(layout: Layout, task_id: str) -> Result:
+    return read_model(layout.result_file(task_id), Result, task_id)
+
+
+def running_tasks(layout: Layout) -> list[str]:
+    found = []
+    for path in layout.status_dir.glob("*.json"):
+        if json.loads(path.read_text())["phase"] == "running":
+            found.append(path.stem)
+    return sorted(found)
+
+
+def wait_until(condition, timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_seed_manual_flow(env: dict[str, str], layout: Layout, engine) -> None:
+    """cat > task file; spawn-worker flutter task-001; docker logs -f; the result file."""
+    env = {**env, "ANTHROPIC_API_KEY": SECRET}
+    subprocess.run(
+        "cat > $ORCHESTRATION_DIR/tasks/task-001.json <<'EOF'\n"
+        '{"id": "task-001", "agent": "command", "repo": "/remote.git",\n'
+        ' "prompt": "stat -c \'%a %u\' /run/orchestrator-secrets/ANTHROPIC_API_KEY && echo done > done.txt"}\n'
+        "EOF\n",
+        shell=True,
+        check=True,
+        env=env,
+    )
+    spawned = subprocess.run(
+        [str(VENV_BIN / "spawn-worker"), "flutter", "task-001"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert spawned.returncode == 0, spawned.stderr
+    assert "worker-task-001" in spawned.stdout and SECRET not in spawned.stdout + spawned.stderr
+    logs = subprocess.run(
+        ["docker", "logs", "-f", "worker-task-001"], capture_output=True, text=True, timeout=120
+    )
+    assert "400 1000" in logs.stdout and "result: success" in logs.stdout
+    result = json.loads((layout.results_dir / "task-001.json").read_text())
+    assert result["status"] == "success" and result["files_changed"] == ["done.txt"]
+    container = engine.containers.get("worker-task-001")
+    config, host = container.attrs["Config"], container.attrs["HostConfig"]
+    assert SECRET not in json.dumps(container.attrs)  # never in env, command or labels
+    assert config["User"] == "1000:1000" and host["CapDrop"] == ["ALL"]
+    assert host["SecurityOpt"] == ["no-new-privileges"] and host["Memory"] == 512 * 1024**2
+    assert host["PidsLimit"] == 1024 and host["NanoCpus"] == 2 * 10**9
+    assert config["Labels"]["orchestrator.task"] == "task-001"
+    assert config["Labels"]["orchestrator.role"] == "worker"
+    assert config["Labels"]["orchestrator.attempt"] == "1"
+    for path in layout.root.rglob("*"):
+        if path.is_file() and ".workers" not in path.parts:
+            assert SECRET not in path.read_text(errors="replace"), path
+
+
+def test_run_eight_tasks_with_four_workers(
+    env: dict[str, str], layout: Layout, tmp_path: Path
+) -> None:
+    prompts = [f"sleep 2 && echo {n} > file-{n}.txt" for n in range(8)]
+    started = time.monotonic()
+    done = orchestrator(env, "run", "--agent", "command", "--max-workers", "4", "--json", *prompts)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["summary"] == {"success": 8}
+    results = [result_of(layout, f"task-{n:03d}") for n in range(1, 9)]
+    spans = [(r.started_at, r.completed_at) for r in results]
+    most = max(sum(1 for s, e in spans if s <= moment < e) for moment, _ in spans)  # type: ignore[operator]
+    assert most <= 4
+    assert set(branches(tmp_path / "remote.git")) >= {
+        f"orchestrator/task-{n:03d}" for n in range(1, 9)
+    }
+    assert took < 90
+
+
+def test_docker_kill_of_two_workers_leads_to_failed_then_retried_results(
+    env: dict[str, str], layout: Layout, engine
+) -> None:
+    run = start(
+        env,
+        "run",
+        "--agent",
+        "command",
+        "--retries",
+        "1",
+        "-n",
+        "4",
+        *[f"sleep 4 && echo {n}" for n in range(4)],
+    )
+    wait_until(lambda: len(running_tasks(layout)) == 4, what="four running workers")
+    victims = running_tasks(layout)[:2]
+    subprocess.run(
+        ["docker", "kill", *(f"worker-{task_id}" for task_id in victims)],
+        check=True,
+        capture_output=True,
+    )
+    out, _ = run.communicate(timeout=120)
+    assert run.returncode == 0, out
+    for task_id in victims:
+        first = read_model(layout.archived_result_file(task_id, 1), Result, task_id)
+        assert (first.status, first.exit_code) == ("failed", 137)
+        assert "SIGKILL" in (first.error or "") and first.worker_id == "manager"
+        final = result_of(layout, task_id)
+        assert (final.status, final.attempt) == ("success", 2)
+        archived = engine.containers.get(f"worker-{task_id}.attempt-1")
+        assert archived.attrs["State"]["ExitCode"] == 137
+    for task_id in sorted(set(f"task-{n:03d}" for n in range(1, 5)) - set(victims)):
+        assert result_of(layout, task_id).attempt == 1
+
+
+def test_a_manager_killed_and_restarted_mid_run_does_every_task_exactly_once(
+    env: dict[str, str], layout: Layout, engine
+) -> None:
+    ids = [f"task-{n:03d}" for n in range(1, 7)]
+    first = start(
+        env,
+        "run",
+        "--agent",
+        "command",
+        "-n",
+        "3",
+        *["sleep 3 && echo $ORCHESTRATOR_TASK_ID > out.txt" for _ in ids],
+    )
+    wait_until(lambda: len(running_tasks(layout)) == 3, what="three running workers")
+    first.kill()
+    first.communicate()
+    second = start(env, "dispatch", "--until-done", "-n", "3")
+    out, _ = second.communicate(timeout=120)
+    assert second.returncode == 0, out
+    for task_id in ids:
+        result = result_of(layout, task_id)
+        assert (result.status, result.attempt) == ("success", 1)
+        assert [p.name for p in layout.claim_dir(task_id).iterdir()] == ["1.json"]
+        containers = engine.containers.list(
+            all=True, filters={"label": f"orchestrator.task={task_id}"}
+        )
+        assert [c.name for c in containers] == [f"worker-{task_id}"]  # started once
+
+
+def test_a_malformed_task_file_shows_in_status_and_disturbs_nothing(
+    env: dict[str, str], layout: Layout
+) -> None:
+    (layout.tasks_dir / "task-900.json").write_text('{"id": "task-900", "prompt": 42}')
+    (layout.tasks_dir / "oops.json").write_text("{not json")
+    done = orchestrator(env, "run", "--agent", "command", "-n", "2", "echo a", "echo b")
+    assert done.returncode == 0, done.stdout + done.stderr
+    status = orchestrator(env, "status")
+    assert status.returncode == 0
+    assert "oops.json is not valid JSON" in status.stdout
+    assert "task-900.json does not match the Task schema" in status.stdout
+    report = json.loads(orchestrator(env, "status", "--json").stdout)
+    states = {row["id"]: row["state"] for row in report["tasks"]}
+    assert states == {
+        "task-900": "invalid",
+        "oops": "invalid",
+        "task-901": "success",
+        "task-902": "success",
+    }
+
+
+def test_preflight_names_the_missing_image_and_credentials(
+    env: dict[str, str], layout: Layout, tmp_path: Path
+) -> None:
+    profiles = Path(env["ORCHESTRATOR_PROFILES"])
+    profiles.write_text(profiles.read_text() + "ghost:\n  image: claude-ghost\n")
+    orchestrator(env, "task", "create", "--id", "t1", "--agent", "command", "true")
+    missing = orchestrator(env, "spawn", "ghost", "t1")
+    assert missing.returncode == 3
+    assert missing.stderr.strip() == (
+        "error: The image claude-ghost is not built; build it with "
+        "'scripts/build-images.sh --profile ghost'."
+    )
+    no_credentials = orchestrator(env, "run", "Add a feature")
+    assert no_credentials.returncode == 3 and "No Claude credentials found" in no_credentials.stderr
+    doctor = json.loads(orchestrator(env, "doctor", "--simulate", "--json").stdout)
+    checks = {check["name"]: check for check in doctor["checks"]}
+    assert checks["volume"]["ok"] and checks[f"image {WORKER_IMAGE}"]["ok"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    doctor = orchestrator(env, "--volume", str(elsewhere), "doctor", "--simulate")
+    assert doctor.returncode == 3 and f"Workers cannot use the volume {elsewhere}" in doctor.stdout
+
+
+def test_simulated_run_drives_the_real_claude_binary(
+    env: dict[str, str], layout: Layout, tmp_path: Path
+) -> None:
+    done = orchestrator(
+        env, "run", "--simulate", "-n", "2", "--json", "Add dark mode support", "sleep 1"
+    )
+    try:
+        assert done.returncode == 0, done.stdout + done.stderr
+        dark, sleepy = result_of(layout, "task-001"), result_of(layout, "task-002")
+        assert dark.status == "success" and (dark.cost_usd or 0) > 0 and dark.num_turns
+        assert any(name.startswith("simulated-") for name in dark.files_changed)
+        assert sleepy.output.startswith("Slept 1 seconds")
+        assert "orchestrator/task-001" in branches(tmp_path / "remote.git")
+    finally:
+        orchestrator(env, "cleanup", "--simulation")
