@@ -194,3 +194,19 @@ def test_pool_drains_the_queue_in_dependency_order(layout: Layout, remote: Path)
         "abc", "success"
     )
     assert result_of(layout, "a").completed_at < result_of(layout, "b").completed_at
+
+
+def test_https_token_reaches_git_through_a_credential_helper_only(tmp_path: Path) -> None:
+    from worker.repo import GitAccess
+
+    access = GitAccess(tmp_path, token="ghp_example_token_value")
+    completed = subprocess.run(
+        ["git", "credential", "fill"],
+        input="protocol=https\nhost=example.com\n\n",
+        env={**os.environ, **access.env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "password=ghp_example_token_value" in completed.stdout
+    assert "ghp_example" not in (tmp_path / "gitconfig").read_text()

@@ -115,11 +115,7 @@ class ClaudeAgent:
         return AgentReport(
             output=text or "",
             is_error=is_error,
-            error=(
-                f"claude failed{kind}: {(text or 'no message')[:500]}"
-                if is_error
-                else None
-            ),
+            error=(f"claude failed{kind}: {(text or 'no message')[:500]}" if is_error else None),
             cost_usd=result.get("total_cost_usd"),
             usage=result.get("usage") if isinstance(result.get("usage"), dict) else None,
             num_turns=result.get("num_turns"),

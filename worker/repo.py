@@ -19,7 +19,7 @@ from .errors import GitFailed
 BRANCH_PREFIX = "orchestrator/"
 CREDENTIAL_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
 TOKEN_HELPER = (
-    '!f() { echo username="${GIT_TOKEN_USER:-x-access-token}"; echo password="$GIT_TOKEN"; }; f'
+    "!f() { echo username=${GIT_TOKEN_USER:-x-access-token}; echo password=$GIT_TOKEN; }; f"
 )
 
 
@@ -64,13 +64,16 @@ class GitAccess:
                 f"ssh -i {key_file} -o IdentitiesOnly=yes -o BatchMode=yes "
                 f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={known_hosts}"
             )
+        # A worker's own git config: trusts a local remote bind-mounted from the host (owned by
+        # another uid; git only honours safe.directory from global config) and, with a token,
+        # answers HTTPS credential prompts from the environment.
+        config = "[safe]\n\tdirectory = *\n"
         if self.token:
-            env.update(
-                GIT_TOKEN=self.token,
-                GIT_CONFIG_COUNT="1",
-                GIT_CONFIG_KEY_0="credential.helper",
-                GIT_CONFIG_VALUE_0=TOKEN_HELPER,
-            )
+            env["GIT_TOKEN"] = self.token
+            config += f'[credential]\n\thelper = "{TOKEN_HELPER}"\n'
+        global_config = self.scratch / "gitconfig"
+        global_config.write_text(config)
+        env["GIT_CONFIG_GLOBAL"] = str(global_config)
         self.env = env
 
 
@@ -81,13 +84,19 @@ def git(args: list[str], *, cwd: Path | None, access: GitAccess, check: bool = T
         ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
     )
     if check and completed.returncode != 0:
-        detail = redact(
-            (completed.stderr or completed.stdout).strip().splitlines()[-1:][0]
-            if (completed.stderr or completed.stdout).strip()
-            else "no output"
+        raise GitFailed(
+            f"git {args[0]} failed: {redact(_essence(completed.stderr or completed.stdout))}"
         )
-        raise GitFailed(f"git {args[0]} failed: {detail}")
     return completed.stdout
+
+
+def _essence(output: str) -> str:
+    """The line of git's output that says what went wrong."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("fatal:", "error:")):
+            return line.removeprefix("fatal: ").removeprefix("error: ")
+    return lines[-1] if lines else "no output"
 
 
 def clone(url: str, branch: str | None, target: Path, access: GitAccess) -> str:

@@ -1,0 +1,236 @@
+"""The worker image on a real engine: hardened, non-root, against a local bare repo."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+import pytest
+
+from manager.backends.docker import secrets_archive
+from orchestration_protocol import Layout, Result, Task, read_model, request_cancel, write_task
+from scripted_model.claude_binary import TEST_API_KEY
+from scripted_model.scenario import load_scenarios
+from scripted_model.server import ScriptedModelServer
+from tests.conftest import require
+from tests.gitrepo import branches, make_remote, show
+
+pytestmark = [pytest.mark.docker, pytest.mark.e2e]
+IMAGE = "claude-worker"
+
+
+@pytest.fixture(scope="module")
+def worker_image(docker_client):
+    from docker.errors import ImageNotFound
+
+    try:
+        docker_client.images.get(IMAGE)
+    except ImageNotFound:
+        require(False, f"image {IMAGE} is not built; run scripts/build-images.sh --offline")
+    return IMAGE
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> tuple[Layout, Path]:
+    """An orchestration root and a bare repo, both usable by the container's uid 1000."""
+    layout = Layout(tmp_path / "orchestration").ensure()
+    for directory in (layout.root, *layout.directories()):
+        os.chmod(directory, 0o777)
+    os.chmod(tmp_path, 0o755)
+    return layout, make_remote(tmp_path)
+
+
+def run_worker(
+    docker_client,
+    image: str,
+    layout: Layout,
+    remote: Path,
+    task_id: str,
+    *,
+    secrets_env: dict[str, str] | None = None,
+    network: str = "none",
+    env: dict[str, str] | None = None,
+    detach: bool = False,
+):
+    """Start ``orchestrator-worker --task`` hardened as the spawner does; return the container."""
+    name = f"worker-{task_id}-{secrets.token_hex(3)}"
+    container = docker_client.containers.create(
+        image,
+        ["--task", task_id],
+        name=name,
+        user="1000:1000",
+        init=True,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        mem_limit="1g",
+        pids_limit=256,
+        network_mode=network,
+        labels={"orchestrator.test": "worker"},
+        environment={
+            "ORCHESTRATION_DIR": "/orchestration",
+            "WORKER_ID": name,
+            "ORCHESTRATOR_CONTAINER": name,
+            "ORCHESTRATOR_HEARTBEAT_S": "0.5",
+            **(env or {}),
+        },
+        volumes={
+            str(layout.root): {"bind": "/orchestration", "mode": "rw"},
+            str(remote): {"bind": str(remote), "mode": "rw"},
+        },
+    )
+    if secrets_env:
+        container.put_archive("/run", secrets_archive(secrets_env, "1000:1000"))
+    container.start()
+    if detach:
+        return container
+    status = container.wait(timeout=120)
+    container.reload()
+    container.exit = status["StatusCode"]
+    return container
+
+
+@pytest.fixture
+def containers(docker_client):
+    yield
+    for container in docker_client.containers.list(
+        all=True, filters={"label": "orchestrator.test=worker"}
+    ):
+        container.remove(force=True)
+
+
+def result_of(layout: Layout, task_id: str) -> Result:
+    return read_model(layout.result_file(task_id), Result, task_id)
+
+
+def test_hardened_worker_container_completes_a_task(
+    docker_client, worker_image, shared, containers
+) -> None:
+    layout, remote = shared
+    write_task(
+        layout,
+        Task(
+            id="t1",
+            prompt="id -u > uid.txt && echo changed >> README.md && echo ok",
+            agent="command",
+            repo=str(remote),
+        ),
+    )
+    container = run_worker(docker_client, worker_image, layout, remote, "t1")
+    logs = container.logs().decode()
+    assert container.exit == 0, logs
+    result = result_of(layout, "t1")
+    assert result.status == "success" and result.pushed and result.worker_id == container.name
+    assert show(remote, "orchestrator/t1", "uid.txt") == "1000\n"
+    assert sorted(result.files_changed) == ["README.md", "uid.txt"]
+    assert (layout.artifacts_dir("t1") / "changes.bundle").exists()
+    assert "result: success" in logs and "result: success" in layout.log_file("t1").read_text()
+    host_config = container.attrs["HostConfig"]
+    assert host_config["CapDrop"] == ["ALL"] and host_config["PidsLimit"] == 256
+
+
+def test_claude_in_a_container_through_the_scripted_model(
+    docker_client, worker_image, shared, containers
+) -> None:
+    layout, remote = shared
+    write_task(layout, Task(id="dark", prompt="Add dark mode support", repo=str(remote)))
+    with ScriptedModelServer(load_scenarios(), host="127.0.0.1", port=0) as server:
+        container = run_worker(
+            docker_client,
+            worker_image,
+            layout,
+            remote,
+            "dark",
+            network="host",
+            env={"ANTHROPIC_BASE_URL": server.url},
+            secrets_env={"ANTHROPIC_API_KEY": TEST_API_KEY},
+        )
+    logs = container.logs().decode()
+    assert container.exit == 0, logs
+    result = result_of(layout, "dark")
+    assert result.status == "success", result.error
+    assert result.num_turns == 4 and "orchestrator/dark" in branches(remote)
+    assert "Status: done" in show(remote, "orchestrator/dark", result.files_changed[0])
+    inspected = repr(container.attrs["Config"]) + repr(container.attrs["HostConfig"])
+    assert TEST_API_KEY not in inspected, "the API key shows in docker inspect"
+    on_volume = "".join(
+        p.read_text(errors="replace")
+        for p in layout.root.rglob("*")
+        if p.is_file() and p.suffix != ".bundle"
+    )
+    assert TEST_API_KEY not in on_volume and TEST_API_KEY not in logs
+
+
+@pytest.mark.parametrize(
+    ("task", "status", "error"),
+    [
+        (dict(prompt="echo x > x.txt; exit 3", agent="command"), "failed", "command exited 3"),
+        (
+            dict(prompt="true", agent="command", repo="/nowhere/repo.git"),
+            "failed",
+            "Could not clone",
+        ),
+        (
+            dict(prompt="echo x > x.txt; sleep 60", agent="command", timeout_s=1),
+            "timeout",
+            "timed out after 1s",
+        ),
+    ],
+    ids=["agent-fails", "clone-fails", "timeout"],
+)
+def test_failure_paths_end_in_a_result_that_says_so(
+    docker_client, worker_image, shared, containers, task, status, error
+) -> None:
+    layout, remote = shared
+    write_task(layout, Task(id="t1", **{"repo": str(remote), **task}))
+    container = run_worker(docker_client, worker_image, layout, remote, "t1")
+    assert container.exit == 0, container.logs().decode()
+    result = result_of(layout, "t1")
+    assert result.status == status and error in (result.error or "")
+
+
+def test_unparsable_task_in_a_container_gets_a_failed_result(
+    docker_client, worker_image, shared, containers
+) -> None:
+    layout, remote = shared
+    layout.task_file("t1").write_text('{"id": "t1", "prompt": 42}')
+    container = run_worker(docker_client, worker_image, layout, remote, "t1")
+    assert container.exit == 0
+    assert "field 'prompt'" in result_of(layout, "t1").error
+
+
+@pytest.mark.parametrize("how", ["docker stop", "cancel request"])
+def test_stopped_worker_reports_cancelled_within_ten_seconds(
+    docker_client, worker_image, shared, containers, how
+) -> None:
+    layout, remote = shared
+    write_task(
+        layout,
+        Task(
+            id="t1",
+            prompt="echo partial > partial.txt; sleep 300",
+            agent="command",
+            repo=str(remote),
+        ),
+    )
+    container = run_worker(docker_client, worker_image, layout, remote, "t1", detach=True)
+    deadline = time.monotonic() + 60
+    while "running" not in (
+        layout.status_file("t1").read_text() if layout.status_file("t1").exists() else ""
+    ):
+        assert time.monotonic() < deadline, container.logs().decode()
+        time.sleep(0.1)
+    time.sleep(0.5)
+    asked = time.monotonic()
+    if how == "docker stop":
+        container.stop(timeout=10)
+    else:
+        request_cancel(layout, "t1", "not needed any more")
+    assert container.wait(timeout=15)["StatusCode"] == 0
+    assert time.monotonic() - asked < 10
+    result = result_of(layout, "t1")
+    assert result.status == "cancelled", result.error
+    assert ("SIGTERM" if how == "docker stop" else "not needed") in result.error
+    assert result.files_changed == ["partial.txt"]
+    assert "+partial" in (layout.artifacts_dir("t1") / "changes.patch").read_text()
