@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from orchestration_protocol import ProtocolError, json_schemas, read_board, utc_now
 
 from . import plan as planning
-from .backends import make_backend
+from .backends import Backend, make_backend
 from .config import ManagerSettings, resolve_settings
 from .dispatch import Dispatcher, Tick
 from .errors import (
@@ -70,10 +70,13 @@ SimulateOpt = Annotated[
 ]
 RepoOpt = Annotated[
     str | None,
-    typer.Option("--repo", help="Repository for tasks that name none (default $REPO_URL)."),
+    typer.Option(
+        "--repo", metavar="URL", help="Repository for tasks that name none (default $REPO_URL)."
+    ),
 ]
 BranchOpt = Annotated[
-    str | None, typer.Option("--branch", help="Branch to start from (default $REPO_BRANCH).")
+    str | None,
+    typer.Option("--branch", metavar="NAME", help="Branch to start from (default $REPO_BRANCH)."),
 ]
 MountOpt = Annotated[
     list[str] | None,
@@ -81,13 +84,18 @@ MountOpt = Annotated[
         "--mount", help="Extra bind mount HOST:CONTAINER[:ro] for every worker (repeatable)."
     ),
 ]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Worker profile.")]
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", metavar="NAME", help="Worker profile.")
+]
 MaxWorkersOpt = Annotated[
-    int, typer.Option("--max-workers", "-n", min=1, help="Most workers running at once.")
+    int,
+    typer.Option("--max-workers", "-n", metavar="N", min=1, help="Most workers running at once."),
 ]
 IdsArg = Annotated[
     list[str] | None,
-    typer.Argument(help="Task ids (default: every task on the volume).", show_default=False),
+    typer.Argument(
+        metavar="IDS", help="Task ids (default: every task on the volume).", show_default=False
+    ),
 ]
 
 
@@ -125,7 +133,7 @@ def options(
         ),
     ] = None,
     network: Annotated[
-        str | None, typer.Option("--network", help="Docker network for workers.")
+        str | None, typer.Option("--network", metavar="NAME", help="Docker network for workers.")
     ] = None,
     profiles: Annotated[
         Path | None,
@@ -160,6 +168,14 @@ def settings_of(ctx: typer.Context, **extra: Any) -> ManagerSettings:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+_OPEN_BACKENDS: list[Backend] = []
+
+
+def _backend(settings: ManagerSettings) -> Backend:
+    """The settings' backend, closed when the command ends."""
+    backend = make_backend(settings)
+    _OPEN_BACKENDS.append(backend)
+    return backend
 
 
 def handled(function: F) -> F:
@@ -177,6 +193,9 @@ def handled(function: F) -> F:
                 "interrupted: workers keep running; 'orchestrator status' shows them.", err=True
             )
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        finally:
+            while _OPEN_BACKENDS:
+                _OPEN_BACKENDS.pop().close()
 
     return wrapper  # type: ignore[return-value]
 
@@ -213,8 +232,13 @@ def _split_ids(values: list[str] | None) -> list[str]:
 @handled
 def task_create(
     ctx: typer.Context,
-    prompt: Annotated[str | None, typer.Argument(help="What the agent should do.")] = None,
-    task_id: Annotated[str | None, typer.Option("--id", help="Task id (default task-NNN).")] = None,
+    prompt: Annotated[
+        str | None,
+        typer.Argument(metavar="PROMPT", help="What the agent should do.", show_default=False),
+    ] = None,
+    task_id: Annotated[
+        str | None, typer.Option("--id", metavar="ID", help="Task id (default task-NNN).")
+    ] = None,
     profile: ProfileOpt = None,
     depends_on: Annotated[
         list[str] | None,
@@ -222,21 +246,27 @@ def task_create(
             "--depends-on", help="Ids that must succeed first (repeatable or comma-separated)."
         ),
     ] = None,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds per attempt.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", metavar="SECONDS", help="Seconds per attempt.")
+    ] = None,
     retries: Annotated[
-        int, typer.Option("--retries", min=0, help="Extra attempts after a failure.")
+        int, typer.Option("--retries", metavar="N", min=0, help="Extra attempts after a failure.")
     ] = 0,
-    model: Annotated[str | None, typer.Option("--model", help="Model for the agent.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", metavar="NAME", help="Model for the agent.")
+    ] = None,
     agent: Annotated[
-        str | None, typer.Option("--agent", help="claude (default) or command.")
+        str | None, typer.Option("--agent", metavar="KIND", help="claude (default) or command.")
     ] = None,
     env: Annotated[
-        list[str] | None, typer.Option("--env", help="NAME=VALUE for the agent (not secrets).")
+        list[str] | None,
+        typer.Option("--env", metavar="NAME=VALUE", help="NAME=VALUE for the agent (not secrets)."),
     ] = None,
     repo: RepoOpt = None,
     branch: BranchOpt = None,
     plan: Annotated[
-        Path | None, typer.Option("--plan", help="Create every task of a JSON/YAML plan file.")
+        Path | None,
+        typer.Option("--plan", metavar="FILE", help="Create every task of a JSON/YAML plan file."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -273,7 +303,9 @@ def task_create(
 @handled
 def task_list(
     ctx: typer.Context,
-    state: Annotated[str | None, typer.Option("--state", help="Only tasks in this state.")] = None,
+    state: Annotated[
+        str | None, typer.Option("--state", metavar="STATE", help="Only tasks in this state.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List tasks with their state."""
@@ -325,7 +357,7 @@ def task_cancel(
     ctx: typer.Context,
     task_id: str,
     reason: Annotated[
-        str | None, typer.Option("--reason", help="Why (kept in the result).")
+        str | None, typer.Option("--reason", metavar="TEXT", help="Why (kept in the result).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -366,7 +398,7 @@ def task_retry(
 
 def _spawning(ctx: typer.Context, **extra: Any) -> SpawnContext:
     settings = settings_of(ctx, **extra)
-    return prepare_spawning(settings, make_backend(settings))
+    return prepare_spawning(settings, _backend(settings))
 
 
 def _spawn(ctx: typer.Context, profile: str, task_id: str, as_json: bool, **extra: Any) -> None:
@@ -398,8 +430,10 @@ def _spawn(ctx: typer.Context, profile: str, task_id: str, as_json: bool, **extr
 @handled
 def spawn(
     ctx: typer.Context,
-    profile: Annotated[str, typer.Argument(help="Worker profile, e.g. default or flutter.")],
-    task_id: Annotated[str, typer.Argument(help="The task to run.")],
+    profile: Annotated[
+        str, typer.Argument(metavar="PROFILE", help="Worker profile, e.g. default or flutter.")
+    ],
+    task_id: Annotated[str, typer.Argument(metavar="TASK_ID", help="The task to run.")],
     simulate: SimulateOpt = False,
     repo: RepoOpt = None,
     branch: BranchOpt = None,
@@ -472,20 +506,28 @@ def _dispatch(
 @handled
 def run(
     ctx: typer.Context,
-    prompts: Annotated[list[str] | None, typer.Argument(help="One task per prompt.")] = None,
+    prompts: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="PROMPT", help="One task per prompt.", show_default=False),
+    ] = None,
     max_workers: MaxWorkersOpt = 4,
     simulate: SimulateOpt = False,
     profile: ProfileOpt = None,
     agent: Annotated[
-        str | None, typer.Option("--agent", help="claude (default) or command.")
+        str | None, typer.Option("--agent", metavar="KIND", help="claude (default) or command.")
     ] = None,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds per attempt.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", metavar="SECONDS", help="Seconds per attempt.")
+    ] = None,
     retries: Annotated[
-        int, typer.Option("--retries", min=0, help="Extra attempts after a failure.")
+        int, typer.Option("--retries", metavar="N", min=0, help="Extra attempts after a failure.")
     ] = 0,
-    model: Annotated[str | None, typer.Option("--model", help="Model for the agent.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", metavar="NAME", help="Model for the agent.")
+    ] = None,
     plan: Annotated[
-        Path | None, typer.Option("--plan", help="Tasks from a JSON/YAML plan file.")
+        Path | None,
+        typer.Option("--plan", metavar="FILE", help="Tasks from a JSON/YAML plan file."),
     ] = None,
     repo: RepoOpt = None,
     branch: BranchOpt = None,
@@ -585,7 +627,7 @@ def status(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> 
 def _containers_alive(settings: ManagerSettings) -> dict[str, bool] | None:
     """Which tasks have a live worker, when the backend answers at once; None otherwise."""
     try:
-        workers = make_backend(settings).workers()
+        workers = _backend(settings).workers()
     except Exception:  # status must work without Docker; it then trusts the heartbeats alone
         return None
     alive: dict[str, bool] = {}
@@ -600,7 +642,10 @@ def wait(
     ctx: typer.Context,
     ids: IdsArg = None,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Give up after this many seconds (exit 4).")
+        float | None,
+        typer.Option(
+            "--timeout", metavar="SECONDS", help="Give up after this many seconds (exit 4)."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -655,7 +700,9 @@ def logs(
     follow_: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing until the task ends.")
     ] = False,
-    tail: Annotated[int | None, typer.Option("--tail", help="Only the last N lines.")] = None,
+    tail: Annotated[
+        int | None, typer.Option("--tail", metavar="N", help="Only the last N lines.")
+    ] = None,
     worker: Annotated[
         bool,
         typer.Option(
@@ -673,7 +720,7 @@ def logs(
     if worker:
         from .backends import worker_name
 
-        text = make_backend(settings).logs(worker_name(task_id), tail=tail)
+        text = _backend(settings).logs(worker_name(task_id), tail=tail)
     elif follow_ and not as_json:
         for chunk in follow_log(settings.layout, task_id, tail):
             sys.stdout.write(chunk)
@@ -716,7 +763,7 @@ def cleanup(
 ) -> None:
     """Remove ended worker containers (task files, results and logs stay on the volume)."""
     settings = settings_of(ctx)
-    backend = make_backend(settings)
+    backend = _backend(settings)
     removed = cleanup_workers(backend, include_running=all_)
     stopped = False
     if simulation:
@@ -767,11 +814,11 @@ def schema(
 def merge(
     ctx: typer.Context,
     ids: IdsArg = None,
-    repo_dir: Annotated[Path, typer.Option("--repo-dir", help="The clone to merge into.")] = Path(
-        "."
-    ),
+    repo_dir: Annotated[
+        Path, typer.Option("--repo-dir", metavar="DIR", help="The clone to merge into.")
+    ] = Path("."),
     branch: Annotated[
-        str, typer.Option("--branch", help="The integration branch.")
+        str, typer.Option("--branch", metavar="NAME", help="The integration branch.")
     ] = "orchestrator/integration",
     push: Annotated[bool, typer.Option("--push", help="Push the integration branch.")] = False,
     as_json: JsonOpt = False,
@@ -803,8 +850,12 @@ spawn_worker_app = typer.Typer(
 @handled
 def spawn_worker(
     ctx: typer.Context,
-    profile: Annotated[str, typer.Argument(help="Worker profile, e.g. default or flutter.")],
-    task_id: Annotated[str, typer.Argument(help="The task to run (tasks/<id>.json).")],
+    profile: Annotated[
+        str, typer.Argument(metavar="PROFILE", help="Worker profile, e.g. default or flutter.")
+    ],
+    task_id: Annotated[
+        str, typer.Argument(metavar="TASK_ID", help="The task to run (tasks/<id>.json).")
+    ],
     root: Annotated[
         Path | None,
         typer.Option(
@@ -812,15 +863,20 @@ def spawn_worker(
         ),
     ] = None,
     backend: Annotated[
-        str | None, typer.Option("--backend", help="docker (default) or local.")
+        str | None, typer.Option("--backend", metavar="NAME", help="docker (default) or local.")
     ] = None,
     volume: Annotated[
-        str | None, typer.Option("--volume", help="Volume name or host path workers mount.")
+        str | None,
+        typer.Option(
+            "--volume", metavar="NAME|PATH", help="Volume name or host path workers mount."
+        ),
     ] = None,
     network: Annotated[
-        str | None, typer.Option("--network", help="Docker network for the worker.")
+        str | None, typer.Option("--network", metavar="NAME", help="Docker network for the worker.")
     ] = None,
-    profiles: Annotated[Path | None, typer.Option("--profiles", help="Profiles file.")] = None,
+    profiles: Annotated[
+        Path | None, typer.Option("--profiles", metavar="FILE", help="Profiles file.")
+    ] = None,
     simulate: SimulateOpt = False,
     repo: RepoOpt = None,
     branch: BranchOpt = None,

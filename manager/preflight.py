@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestration_protocol import Layout
 
-from .backends import make_backend
+from .backends import Backend, make_backend
 from .backends.docker import DockerBackend
 from .config import ManagerSettings
 from .credentials import collect_secrets, require_model_credentials
@@ -87,6 +87,16 @@ def doctor(settings: ManagerSettings, *, simulate: bool = False) -> list[Check]:
     checks = [_run_check("root", _check_root, settings)]
     profiles_check = _run_check("profiles", _check_profiles, settings)
     backend = make_backend(settings)
+    try:
+        return [*checks, *_backend_checks(settings, backend, profiles_check, simulate)]
+    finally:
+        backend.close()
+
+
+def _backend_checks(
+    settings: ManagerSettings, backend: Backend, profiles_check: Check, simulate: bool
+) -> list[Check]:
+    checks: list[Check] = []
     engine = _run_check("engine", _check_engine, backend)
     checks += [profiles_check, engine]
     if engine.ok and profiles_check.ok:

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any
 
 from .backends.base import LABEL_ROLE, LABEL_ROOT, Backend
 from .backends.docker import DockerBackend
-from .backends.local import RECORDS_DIR, keep_running, process_start_ticks
+from .backends.local import RECORDS_DIR, process_start_ticks, start_detached
 from .config import ManagerSettings
 from .errors import SpawnFailed
 
@@ -172,36 +171,21 @@ def _spawn_local_model(settings: ManagerSettings) -> dict[str, Any]:
     records.mkdir(parents=True, exist_ok=True)
     port_file = records / "scripted-model.port"
     port_file.unlink(missing_ok=True)
-    with open(records / "scripted-model.out", "ab") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "scripted_model.server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--port-file",
-                str(port_file),
-                "--quiet",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    keep_running(process)
+    server = [sys.executable, "-m", "scripted_model.server", "--host", "127.0.0.1"]
+    pid = start_detached(
+        [*server, "--port", "0", "--port-file", str(port_file), "--quiet"],
+        output=records / "scripted-model.out",
+    )
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not port_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
+        if process_start_ticks(pid) is None or time.monotonic() > deadline:
             raise SpawnFailed(
                 f"The scripted model did not start; see {records / 'scripted-model.out'}."
             )
         time.sleep(0.05)
     record = {
-        "pid": process.pid,
-        "start_ticks": process_start_ticks(process.pid),
+        "pid": pid,
+        "start_ticks": process_start_ticks(pid),
         "url": f"http://127.0.0.1:{int(port_file.read_text())}",
     }
     (records / "scripted-model.json").write_text(json.dumps(record))

@@ -395,3 +395,71 @@ def test_a_restarted_manager_finishes_every_task_exactly_once(
     for task_id in ids:
         assert result_of(layout, task_id).attempt == 1
         assert [p.name for p in layout.claim_dir(task_id).iterdir()] == ["1.json"]
+
+
+def test_a_dead_docker_socket_is_one_sentence_with_the_fix(
+    cli, layout: Layout, monkeypatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/no-docker-here.sock")
+    write_task(layout, Task(id="t1", prompt="true", agent="command"))
+    expected = (
+        "No Docker engine listens at DOCKER_HOST=unix:///tmp/no-docker-here.sock; start the "
+        "engine there, or fix or unset DOCKER_HOST."
+    )
+    code, out, err = cli("--backend", "docker", "spawn", "default", "t1")
+    assert (code, err.strip()) == (3, f"error: {expected}")
+    code, out, _ = cli("--backend", "docker", "doctor")
+    assert code == 3 and f"FAIL engine: {expected}" in out and "Traceback" not in out
+    code, out, _ = cli("--backend", "docker", "status", "--json")  # status works without Docker
+    assert code == 0 and json.loads(out)["tasks"][0]["state"] == "pending"
+
+
+def test_help_names_every_command() -> None:
+    result = subprocess.run([*ORCHESTRATOR, "--help"], capture_output=True, text=True, check=True)
+    for command in (
+        "task",
+        "spawn",
+        "status",
+        "watch",
+        "wait",
+        "logs",
+        "result",
+        "run",
+        "dispatch",
+        "cleanup",
+        "doctor",
+        "schema",
+        "merge",
+    ):
+        assert f"  {command} " in result.stdout
+    seed = subprocess.run(
+        [str(Path(__file__).parents[1] / "scripts" / "spawn-worker"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert seed.stdout.startswith("Usage: spawn-worker [OPTIONS]") and "TASK_ID" in seed.stdout
+
+
+def test_a_simulated_run_on_the_host_uses_the_scripted_model(
+    cli, layout: Layout, tmp_path: Path, monkeypatch
+) -> None:
+    from scripted_model.claude_binary import find_claude
+    from scripted_model.exceptions import ClaudeNotFound
+
+    try:
+        find_claude()
+    except ClaudeNotFound as error:
+        from tests.conftest import require
+
+        require(False, str(error))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    try:
+        code, out, err = cli("run", "--simulate", "--json", "Add dark mode support")
+        assert code == 0, out + err
+        result = result_of(layout, "task-001")
+        assert result.status == "success" and (result.cost_usd or 0) > 0
+        assert any(name.startswith("simulated-") for name in result.files_changed)
+    finally:
+        code, out, _ = cli("cleanup", "--simulation", "--json")
+        assert json.loads(out)["scripted_model_stopped"]

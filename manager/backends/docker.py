@@ -92,8 +92,24 @@ def describe_docker_failure(error: BaseException) -> str:
     return f"The Docker engine at {host} cannot be reached ({first}); start it or fix DOCKER_HOST."
 
 
+def probe_unix_socket(host: str) -> None:
+    """Connect to a unix-socket engine once ourselves (docker-py leaks the socket of a failed
+    connect); DockerUnavailable with the sentence for what went wrong."""
+    if not host.startswith("unix://"):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(5)
+    try:
+        probe.connect(host.removeprefix("unix://"))
+    except OSError as error:
+        raise DockerUnavailable(describe_docker_failure(error)) from error
+    finally:
+        probe.close()
+
+
 def connect_docker(timeout_s: float = 30) -> Any:
     """A live docker-py client, or DockerUnavailable with one sentence and the fix."""
+    probe_unix_socket(os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET)
     try:
         import docker
 

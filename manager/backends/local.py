@@ -32,7 +32,7 @@ from orchestration_protocol import atomic_write_bytes, is_valid_task_id
 from worker.settings import ENV_SECRETS_DIR, SECRET_NAMES
 
 from ..config import ManagerSettings
-from ..errors import TaskNotSpawnable, WorkerCommandMissing
+from ..errors import SpawnFailed, TaskNotSpawnable, WorkerCommandMissing
 from ..profiles import Profile
 from .base import (
     Backend,
@@ -66,13 +66,34 @@ def worker_command() -> list[str]:
     )
 
 
-_DETACHED: list[subprocess.Popen[bytes]] = []
-
-
-def keep_running(process: subprocess.Popen[bytes]) -> None:
-    """Keep a reference to a child meant to outlive its caller (and reap it once it ends)."""
-    _DETACHED[:] = [child for child in _DETACHED if child.poll() is None]
-    _DETACHED.append(process)
+def start_detached(
+    command: Sequence[str],
+    *,
+    output: Path,
+    env: dict[str, str] | None = None,
+    exit_file: Path | None = None,
+    secrets_dir: Path | None = None,
+) -> int:
+    """Start ``command`` under a supervisor in its own session that outlives this process (and
+    is not this process's child, so nothing is left to reap); return the supervisor's pid."""
+    launcher = [sys.executable, "-m", "manager.backends.local", "--output", str(output)]
+    if exit_file is not None:
+        launcher += ["--exit-file", str(exit_file)]
+    if secrets_dir is not None:
+        launcher += ["--secrets-dir", str(secrets_dir)]
+    started = subprocess.run(
+        [*launcher, "--", *command],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if started.returncode != 0 or not started.stdout.strip().isdigit():
+        reason = (started.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SpawnFailed(f"Could not start {command[0]} ({reason}); check the installation.")
+    return int(started.stdout.strip())
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -130,40 +151,23 @@ class LocalBackend(Backend):
         env = {key: value for key, value in os.environ.items() if key not in SECRET_NAMES}
         env.update(request.env)
         env[ENV_SECRETS_DIR] = str(secrets_dir)
-        supervisor = [
-            sys.executable,
-            "-m",
-            "manager.backends.local",
-            "--exit-file",
-            str(self._path(request.name, ".exit")),
-            "--secrets-dir",
-            str(secrets_dir),
-            "--",
-            *command,
-            *request.worker_args,
-            "--root",
-            str(self.settings.root),
-        ]
-        with open(self._path(request.name, ".out"), "ab") as out:
-            process = subprocess.Popen(
-                supervisor,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        pid = start_detached(
+            [*command, *request.worker_args, "--root", str(self.settings.root)],
+            output=self._path(request.name, ".out"),
+            env=env,
+            exit_file=self._path(request.name, ".exit"),
+            secrets_dir=secrets_dir,
+        )
         record = {
             "name": request.name,
             "task_id": request.task_id,
             "attempt": request.attempt,
             "profile": request.profile.name,
-            "pid": process.pid,
-            "start_ticks": process_start_ticks(process.pid),
+            "pid": pid,
+            "start_ticks": process_start_ticks(pid),
             "created_at": datetime.now(UTC).isoformat(),
         }
         atomic_write_bytes(self._path(request.name, ".json"), json.dumps(record).encode())
-        keep_running(process)  # reaped by poll(), so no zombie lingers as "alive"
         return WorkerRecord(
             name=request.name,
             task_id=request.task_id,
@@ -173,11 +177,7 @@ class LocalBackend(Backend):
             profile=request.profile.name,
         )
 
-    def _reap(self) -> None:
-        _DETACHED[:] = [child for child in _DETACHED if child.poll() is None]
-
     def _alive(self, pid: int, start_ticks: int | None) -> bool:
-        self._reap()
         ticks = process_start_ticks(pid)
         if ticks is None or (start_ticks is not None and ticks != start_ticks):
             return False
@@ -297,14 +297,27 @@ class LocalBackend(Backend):
 
 
 def supervise(argv: Sequence[str] | None = None) -> int:
-    """Run the worker, forward SIGTERM/SIGINT to it, record its exit code, drop its secrets."""
+    """Detach (print the supervisor's pid and let the launcher return), then run the command
+    with its output in ``--output``, forward SIGTERM/SIGINT to it, record its exit code and
+    remove its secrets directory."""
     parser = argparse.ArgumentParser(prog="python -m manager.backends.local")
-    parser.add_argument("--exit-file", type=Path, required=True)
-    parser.add_argument("--secrets-dir", type=Path, required=True)
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--exit-file", type=Path)
+    parser.add_argument("--secrets-dir", type=Path)
     parser.add_argument("command", nargs="+")
     args = parser.parse_args(argv)
+    pid = os.fork()
+    if pid:
+        print(pid, flush=True)
+        os._exit(0)
+    os.setsid()
+    out = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
     worker = subprocess.Popen(args.command)
-    atomic_write_bytes(args.exit_file.with_suffix(".pid"), str(worker.pid).encode())
+    if args.exit_file is not None:
+        atomic_write_bytes(args.exit_file.with_suffix(".pid"), str(worker.pid).encode())
 
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -313,9 +326,11 @@ def supervise(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     code = worker.wait()
-    code = 128 - code if code < 0 else code
-    shutil.rmtree(args.secrets_dir, ignore_errors=True)
-    atomic_write_bytes(args.exit_file, f"{code}\n".encode())
+    code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
+    if args.secrets_dir is not None:
+        shutil.rmtree(args.secrets_dir, ignore_errors=True)
+    if args.exit_file is not None:
+        atomic_write_bytes(args.exit_file, f"{code}\n".encode())
     return code
 
 
