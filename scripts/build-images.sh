@@ -26,8 +26,8 @@ BASE_PACKAGES=python3,python3-venv,git,ca-certificates,openssh-client
 PULL_TIMEOUT_S=${PULL_TIMEOUT_S:-20}
 
 CLI_DOCKERFILE=scripts/claude-cli.Dockerfile
-WORKER_IMAGE=claude-worker
-MANAGER_IMAGE=claude-orchestrator
+WORKER_IMAGE=${WORKER_IMAGE:-claude-worker}
+MANAGER_IMAGE=${MANAGER_IMAGE:-claude-orchestrator}
 
 usage() {
     cat <<'EOF'
@@ -59,7 +59,8 @@ Options:
 
 Environment: PUBLIC_BASE_IMAGE, OFFLINE_BASE_IMAGE, DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR,
 PULL_TIMEOUT_S (default 20), DOCKER_BUILDKIT (default: BuildKit when buildx is installed, else the
-legacy builder).
+legacy builder); the image names CLI_IMAGE (default claude-orchestrator-cli:<Claude Code version>),
+WORKER_IMAGE (claude-worker) and MANAGER_IMAGE (claude-orchestrator).
 
 Examples:
   scripts/build-images.sh --offline            # what CI runs
@@ -180,9 +181,11 @@ fi
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
 # Builds with the legacy builder print a deprecation notice on every run; it says nothing new.
+# --force-rm: a failed step of the legacy builder leaves no stopped container behind.
 docker_build() {
-    local status=0
-    docker build "$@" 2> >(grep -v -e '^DEPRECATED: The legacy builder' \
+    local status=0 legacy=()
+    if [[ "$DOCKER_BUILDKIT" == 0 ]]; then legacy=(--force-rm); fi
+    docker build "${legacy[@]+"${legacy[@]}"}" "$@" 2> >(grep -v -e '^DEPRECATED: The legacy builder' \
                                   -e 'BuildKit is currently disabled' \
                                   -e 'Install the buildx component' \
                                   -e 'https://docs.docker.com/go/buildx/' \
@@ -275,7 +278,7 @@ cli_arg() {  # the default of an ARG in the CLI Dockerfile: the one place the pi
 }
 CLAUDE_CODE_VERSION=$(cli_arg CLAUDE_CODE_VERSION)
 [[ -n "$CLAUDE_CODE_VERSION" ]] || die "no 'ARG CLAUDE_CODE_VERSION=' line in $CLI_DOCKERFILE."
-CLI_IMAGE=claude-orchestrator-cli:$CLAUDE_CODE_VERSION
+CLI_IMAGE=${CLI_IMAGE:-claude-orchestrator-cli:$CLAUDE_CODE_VERSION}
 
 build_cli() {
     if image_exists "$CLI_IMAGE"; then
@@ -307,7 +310,7 @@ build_profile() {  # NAME
     docker_build "${no_cache[@]+"${no_cache[@]}"}" \
         --build-arg WORKER_IMAGE="$WORKER_IMAGE" --build-arg EXTRA_CA_CERTS="$EXTRA_CA_CERTS" \
         -t "claude-$1" "$dir" \
-        || die "building claude-$1 failed (see the build output above)."
+        || die "building claude-$1 failed (see the build output above; profiles may need more of the internet than PyPI and Debian)."
 }
 
 if [[ "$only" == "" || "$only" == manager ]]; then

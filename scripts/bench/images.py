@@ -1,0 +1,280 @@
+"""Benchmark of the container images: their sizes and how long rebuilds take.
+
+Run by hand (any Python >= 3.9; standard library only)::
+
+    python3 scripts/bench/images.py [--runs N] [--code-change] [--cold] [-- BUILD-IMAGES-ARGS]
+
+BUILD-IMAGES-ARGS go to ``scripts/build-images.sh`` (default ``--offline``). It prints markdown
+tables (ready for the README):
+
+1. Rebuild times. One catch-up build first (it brings the images up to date, so it may take
+   long), then ``--runs`` builds with nothing changed (the no-op rebuild: every step cached).
+   ``--code-change`` adds the rebuild after a one-line change in the project's code, measured on
+   a copy of the repository under temporary image names, so neither the work tree nor the
+   images in use are touched. ``--cold`` adds a first build from nothing (a new base from
+   mmdebstrap, the claude-agent-sdk wheel downloaded again, no layer cache), also under temporary
+   names, removed afterwards; it needs Debian's mirror and PyPI and takes minutes.
+2. Image sizes: each image's size, the bytes only it holds among the images listed, and the disk
+   all of them take together (layers shared between images counted once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = Path("scripts") / "build-images.sh"
+# What a copy of the repository needs to build the images (see .dockerignore for the rest).
+COPY_IGNORE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "venv",
+    "__pycache__",
+    "*.pyc",
+    "*.egg-info",
+    "build",
+    "dist",
+    ".cache",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "tests",
+    ".ci",
+)
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
+
+
+def image_exists(name: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", name], capture_output=True).returncode == 0
+
+
+def cli_image_name(root: Path) -> str:
+    for line in (root / "scripts" / "claude-cli.Dockerfile").read_text().splitlines():
+        if line.startswith("ARG CLAUDE_CODE_VERSION="):
+            return "claude-orchestrator-cli:" + line.split("=", 1)[1].strip()
+    raise SystemExit("scripts/claude-cli.Dockerfile has no 'ARG CLAUDE_CODE_VERSION=' line")
+
+
+def build(root: Path, args: list[str], env: dict[str, str] | None = None) -> float:
+    """Run build-images.sh; return its wall time in seconds. Its output goes to a log file."""
+    with tempfile.NamedTemporaryFile(
+        prefix="bench-images-", suffix=".log", delete=False, mode="w"
+    ) as log:
+        started = time.monotonic()
+        proc = subprocess.run(
+            ["bash", str(root / BUILD_SCRIPT), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+        elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        tail = Path(log.name).read_text().splitlines()[-15:]
+        raise SystemExit(
+            f"build-images.sh {' '.join(args)} failed (exit {proc.returncode}); "
+            f"log: {log.name}\n" + "\n".join(tail)
+        )
+    os.unlink(log.name)
+    return elapsed
+
+
+def copy_repository(destination: Path) -> Path:
+    shutil.copytree(REPO_ROOT, destination, ignore=COPY_IGNORE, symlinks=True)
+    return destination
+
+
+def remove_images(names: list[str]) -> None:
+    present = [name for name in names if image_exists(name)]
+    if present:
+        subprocess.run(["docker", "rmi", *present], capture_output=True)
+
+
+def measure_code_change(args: list[str]) -> float:
+    """Rebuild after a one-line code change, in a copy, under temporary image names."""
+    env = {"WORKER_IMAGE": "claude-worker:bench", "MANAGER_IMAGE": "claude-orchestrator:bench"}
+    with tempfile.TemporaryDirectory(prefix="bench-images-") as tmp:
+        root = copy_repository(Path(tmp) / "repo")
+        try:
+            build(root, args, env)  # the copy as it is: all cached, or brought up to date
+            module = root / "orchestration_protocol" / "__init__.py"
+            module.write_text(module.read_text() + f"\n# bench edit {time.time()}\n")
+            return build(root, args, env)
+        finally:
+            remove_images(list(env.values()))
+
+
+def remove_descendants(base: str) -> None:
+    """Remove the untagged images built on `base` (the build cache of a temporary base)."""
+    base_id = docker("image", "inspect", "--format", "{{.Id}}", base).strip()
+    parents = {}
+    for image_id in set(docker("images", "--all", "--quiet", "--no-trunc").split()):
+        parents[image_id] = docker("image", "inspect", "--format", "{{.Parent}}", image_id).strip()
+
+    def depth(image_id: str) -> int:  # generations below base_id, or -1 if not a descendant
+        steps = 0
+        while image_id and image_id != base_id:
+            image_id, steps = parents.get(image_id, ""), steps + 1
+        return steps if image_id == base_id else -1
+
+    for image_id in sorted(parents, key=depth, reverse=True):
+        if depth(image_id) > 0:
+            subprocess.run(["docker", "rmi", image_id], capture_output=True)
+
+
+def measure_cold(args: list[str]) -> float:
+    """A first build from nothing: new base, new CLI download, no cache; temporary names."""
+    env = {
+        "OFFLINE_BASE_IMAGE": "claude-orchestrator-base:bench-cold",
+        "CLI_IMAGE": "claude-orchestrator-cli:bench-cold",
+        "WORKER_IMAGE": "claude-worker:bench-cold",
+        "MANAGER_IMAGE": "claude-orchestrator:bench-cold",
+    }
+    cold_args = [a for a in args if a not in ("--offline", "--rebuild-base")]
+    remove_images(list(reversed(env.values())))
+    try:
+        # A freshly made base has a new id, so no step of the builds after it can be cached.
+        return build(REPO_ROOT, ["--offline", "--rebuild-base", *cold_args], env)
+    finally:
+        remove_images([env["MANAGER_IMAGE"], env["WORKER_IMAGE"], env["CLI_IMAGE"]])
+        if image_exists(env["OFFLINE_BASE_IMAGE"]):
+            remove_descendants(env["OFFLINE_BASE_IMAGE"])
+        remove_images([env["OFFLINE_BASE_IMAGE"]])
+
+
+def history_layers(image: str) -> list[tuple[str, int]]:
+    """(key, bytes) of each step of an image; the key is the same for a step shared by images."""
+    rows = docker(
+        "history", "--no-trunc", "--human=false", "--format", "{{json .}}", image
+    ).splitlines()
+    layers = []
+    for row in map(json.loads, rows):
+        size = int(row["Size"])
+        key = (
+            row["ID"]
+            if row["ID"] != "<missing>"
+            else (f"{row['CreatedAt']}|{row['CreatedBy']}|{size}")
+        )
+        layers.append((key, size))
+    return layers
+
+
+def size_table(images: list[str]) -> list[str]:
+    present = [name for name in images if image_exists(name)]
+    layers = {name: history_layers(name) for name in present}
+    owners: dict[str, set[str]] = {}
+    sizes: dict[str, int] = {}
+    for name, steps in layers.items():
+        for key, size in steps:
+            owners.setdefault(key, set()).add(name)
+            sizes[key] = size
+    lines = ["| image | size | only in this image | layers |", "|---|---:|---:|---:|"]
+    for name in present:
+        total = int(docker("image", "inspect", "--format", "{{.Size}}", name).strip())
+        own = sum(size for key, size in layers[name] if owners[key] == {name})
+        count = len(
+            json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", name))
+        )
+        lines.append(f"| {name} | {total / 1e6:.0f} MB | {own / 1e6:.0f} MB | {count} |")
+    lines.append(f"| **all of them on disk** | **{sum(sizes.values()) / 1e6:.0f} MB** | | |")
+    for name in images:
+        if name not in present:
+            lines.append(f"| {name} | (not built) | | |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    build_args = ["--offline"]
+    if "--" in argv:
+        build_args = argv[argv.index("--") + 1 :]
+        argv = argv[: argv.index("--")]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="no-op rebuilds to time (default 3)")
+    parser.add_argument(
+        "--code-change",
+        action="store_true",
+        help="also time the rebuild after a one-line code change (on a copy)",
+    )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="also time a first build from nothing (minutes; needs the network)",
+    )
+    options = parser.parse_args(argv)
+    if shutil.which("docker") is None:
+        raise SystemExit("the docker command is not installed")
+
+    engine = docker("version", "--format", "{{.Server.Version}}").strip()
+    storage = docker("info", "--format", "{{.Driver}}").strip()
+    print(
+        f"Docker engine {engine}, storage driver {storage}, {os.cpu_count()} CPUs; "
+        f"build-images.sh {' '.join(build_args)}\n"
+    )
+
+    times: list[tuple[str, str]] = []
+    if options.cold:
+        times.append(
+            (
+                "first build from nothing (base, CLI download, worker, manager)",
+                f"{measure_cold(build_args):.1f} s",
+            )
+        )
+    times.append(
+        ("catch-up build (brings the images up to date)", f"{build(REPO_ROOT, build_args):.1f} s")
+    )
+    noop = [build(REPO_ROOT, build_args) for _ in range(max(options.runs, 1))]
+    times.append(
+        (
+            f"no-op rebuild, nothing changed (median of {len(noop)})",
+            f"{statistics.median(noop):.2f} s (min {min(noop):.2f}, max {max(noop):.2f})",
+        )
+    )
+    if options.code_change:
+        times.append(
+            (
+                "rebuild after a one-line code change (worker and manager)",
+                f"{measure_code_change(build_args):.1f} s",
+            )
+        )
+
+    print("| build | wall time |\n|---|---:|")
+    for what, value in times:
+        print(f"| {what} | {value} |")
+    print()
+    base = "claude-orchestrator-base:bookworm"
+    if image_exists("claude-worker"):  # the base the worker was built on, from its label
+        base = (
+            docker(
+                "image",
+                "inspect",
+                "--format",
+                '{{index .Config.Labels "org.opencontainers.image.base.name"}}',
+                "claude-worker",
+            ).strip()
+            or base
+        )
+    images = [base, cli_image_name(REPO_ROOT), "claude-worker", "claude-orchestrator"]
+    images += [
+        f"claude-{p.name}"
+        for p in sorted((REPO_ROOT / "worker" / "profiles").glob("*"))
+        if (p / "Dockerfile").is_file()
+    ]
+    print("\n".join(size_table(images)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
