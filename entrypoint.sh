@@ -104,7 +104,7 @@ clone_repository() {
     fi
 }
 
-mkdir -p "$STATE_DIR"
+mkdir -p "$STATE_DIR" "$HOME"
 simulate=${ORCHESTRATOR_SIMULATE:-0}
 [[ "$simulate" == 1 ]] && start_scripted_model
 configure_git

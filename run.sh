@@ -238,8 +238,14 @@ fi
 tty_args=(-i)
 [[ -t 0 && -t 1 ]] && tty_args=(-it)
 
+# Closing the terminal (SIGHUP) or `kill` (SIGTERM) ends the docker client, not the container:
+# stop the manager then too. Detaching on purpose (Ctrl-P Ctrl-Q) leaves it running.
+stop_manager() { docker stop --time 10 "$name" >/dev/null 2>&1 || true; }
+trap 'stop_manager; cleanup; exit 129' HUP
+trap 'stop_manager; cleanup; exit 143' TERM
+
 status=0
-docker run --rm "${tty_args[@]}" \
+docker run --rm --init "${tty_args[@]}" \
     --name "$name" \
     --label orchestrator.role=manager \
     --network "$network" \

@@ -199,7 +199,7 @@ def test_token_key_socket_volume_and_settings(tools: Path, home: Path) -> None:
         "GIT_USER_EMAIL=a@b.c",
     ):
         assert setting in args
-    assert args[1:3] == ["--rm", "-i"] and args[-1] == "claude-orchestrator"
+    assert args[1:4] == ["--rm", "--init", "-i"] and args[-1] == "claude-orchestrator"
     log = (tools.parent / "docker.log").read_text()
     assert (
         "volume inspect orchestration-volume" in log and "network inspect orchestrator-net" in log
