@@ -7,6 +7,7 @@
 - ``~/.claude/settings.json``: permission rules that let the manager run ``orchestrator`` and
   ``spawn-worker`` (and read-only commands) without asking, and keep it from asking otherwise
   for what it was made to do;
+- the protocol's directories on the orchestration volume, writable by workers;
 - ``~/.config/claude-orchestrator/profiles.yaml``: the built-in worker profiles plus the bind
   mounts in ``$ORCHESTRATOR_WORKER_MOUNTS`` (a local repository), unless a profiles file exists;
 - ``FILE``: ``system-prompt.md`` followed by a section on this session (repository, clone,
@@ -117,6 +118,21 @@ def write_mount_profiles(home: Path, mounts: list[str]) -> Path | None:
     return path
 
 
+def prepare_volume(root: Path) -> str | None:
+    """The protocol's directories on the volume, writable by workers of any uid (so a task file
+    can be dropped by hand at once); what went wrong, if anything."""
+    from orchestration_protocol import Layout
+
+    previous = os.umask(0)
+    try:
+        Layout(root).ensure()
+    except OSError as error:
+        return f"{root} is not writable ({error.strerror}); see `orchestrator doctor`"
+    finally:
+        os.umask(previous)
+    return None
+
+
 def session_section(env: Mapping[str, str], workdir: Path) -> str:
     """What the manager is told about this session, after system-prompt.md."""
     repo = env.get("REPO_URL") or "(none given)"
@@ -151,6 +167,9 @@ def prepare(
     """Everything above; returns the prompt to append and the profiles file written (if any)."""
     prepare_claude_config(home, workdir, env.get("ANTHROPIC_API_KEY"))
     prepare_claude_settings(home)
+    problem = prepare_volume(Path(env.get("ORCHESTRATION_DIR") or "/orchestration"))
+    if problem:
+        print(f"manager.session: warning: {problem}", file=sys.stderr)
     profiles = write_mount_profiles(home, worker_mounts(env))
     return compose_prompt(system_prompt, env, workdir), profiles
 

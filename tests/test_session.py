@@ -17,6 +17,7 @@ KEY = "sk-ant-api03-some-key-0123456789abcdefghij"
 def test_claude_starts_without_prompts_and_may_run_the_orchestrator(tmp_path: Path) -> None:
     home, workdir = tmp_path / "home", tmp_path / "clone"
     env = {"ANTHROPIC_API_KEY": KEY, "REPO_URL": "/srv/app.git", "REPO_BRANCH": "dev"}
+    env["ORCHESTRATION_DIR"] = str(tmp_path / "volume")
     prompt, profiles = prepare(home, workdir, REPO_ROOT / "system-prompt.md", env)
     config = json.loads((home / ".claude.json").read_text())
     assert config["hasCompletedOnboarding"] is True
@@ -31,6 +32,8 @@ def test_claude_starts_without_prompts_and_may_run_the_orchestrator(tmp_path: Pa
     assert prompt.startswith("# You are the manager of claude-orchestrator")
     assert f"/srv/app.git, branch dev; your clone is {workdir}" in prompt
     assert "Simulation mode" not in prompt
+    tasks = tmp_path / "volume" / "tasks"
+    assert tasks.is_dir() and tasks.stat().st_mode & 0o777 == 0o777
 
 
 def test_running_twice_keeps_what_is_there(tmp_path: Path) -> None:
@@ -40,7 +43,8 @@ def test_running_twice_keeps_what_is_there(tmp_path: Path) -> None:
         json.dumps({"permissions": {"allow": ["Bash(make:*)"]}, "theme": "dark"})
     )
     for _ in range(2):
-        prepare(home, tmp_path / "clone", tmp_path / "missing.md", {"ANTHROPIC_API_KEY": KEY})
+        env = {"ANTHROPIC_API_KEY": KEY, "ORCHESTRATION_DIR": str(tmp_path / "volume")}
+        prepare(home, tmp_path / "clone", tmp_path / "missing.md", env)
     settings = json.loads((home / ".claude" / "settings.json").read_text())
     assert settings["theme"] == "dark"
     assert settings["permissions"]["allow"] == ["Bash(make:*)", *ALLOWED_TOOLS]
@@ -50,6 +54,7 @@ def test_running_twice_keeps_what_is_there(tmp_path: Path) -> None:
 
 def test_simulation_and_limits_are_told_to_the_manager(tmp_path: Path) -> None:
     env = {"ORCHESTRATOR_SIMULATE": "1", "ORCHESTRATOR_MAX_WORKERS": "3", "ANTHROPIC_MODEL": "m1"}
+    env["ORCHESTRATION_DIR"] = str(tmp_path / "volume")
     prompt, _ = prepare(tmp_path / "home", tmp_path, tmp_path / "none.md", env)
     assert "at most 3 workers" in prompt and "Model: m1" in prompt
     assert "Add --simulate to every" in prompt
@@ -60,6 +65,7 @@ def test_worker_mounts_become_profiles_that_keep_the_builtins(tmp_path: Path, mo
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("ORCHESTRATOR_PROFILES", raising=False)
     env = {"ORCHESTRATOR_WORKER_MOUNTS": "/srv/app.git:/srv/app.git, /cache:/cache:ro"}
+    env["ORCHESTRATION_DIR"] = str(tmp_path / "volume")
     _, written = prepare(home, tmp_path, tmp_path / "none.md", env)
     assert written == USER_PROFILES.expanduser()
     profiles = load_profiles(None)
@@ -77,6 +83,7 @@ def test_worker_mounts_become_profiles_that_keep_the_builtins(tmp_path: Path, mo
 
 def test_main_writes_the_prompt_file(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ORCHESTRATION_DIR", str(tmp_path / "volume"))
     out = tmp_path / "prompt.md"
     code = main(
         [
@@ -90,3 +97,12 @@ def test_main_writes_the_prompt_file(tmp_path: Path, monkeypatch) -> None:
     )
     assert code == 0
     assert "orchestrator wait" in out.read_text() and "## This session" in out.read_text()
+
+
+def test_an_unwritable_volume_is_a_warning_not_a_failure(tmp_path: Path, capsys) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    env = {"ORCHESTRATION_DIR": str(blocked / "volume")}
+    prompt, _ = prepare(tmp_path / "home", tmp_path, tmp_path / "none.md", env)
+    assert "## This session" in prompt
+    assert "is not writable" in capsys.readouterr().err
