@@ -291,6 +291,9 @@ build_cli() {
         -t "$CLI_IMAGE" - \
         < "$REPO_ROOT/$CLI_DOCKERFILE" \
         || die "building $CLI_IMAGE failed (see above); it needs PyPI to be reachable from containers."
+    # The legacy builder keeps the download stage as an untagged image: a second copy of the
+    # binary that nothing uses any more.
+    docker image prune --force --filter label=claude-orchestrator.build-stage=cli-fetch >/dev/null
 }
 
 build_project_image() {  # NAME DOCKERFILE

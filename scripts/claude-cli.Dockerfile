@@ -48,6 +48,9 @@ shutil.copyfileobj(src, dst, 1 << 20); dst.close()'; \
         *) echo "error: the wheel's claude reports '$reported', expected $CLAUDE_CODE_VERSION" >&2; exit 1 ;; \
     esac; \
     rm -rf /tmp/.claude* /tmp/claude*
+# By this label build-images.sh removes what the legacy builder keeps of this stage (a second
+# 381 MB copy of the binary) once the image below is made.
+LABEL claude-orchestrator.build-stage=cli-fetch
 
 FROM scratch
 ARG CLAUDE_CODE_VERSION=2.1.330
