@@ -1,11 +1,12 @@
 """The dispatcher: keeps up to N workers running on the tasks that may start, recovers the
 workers that die, and retries what ``max_attempts`` allows.
 
-It holds no state of its own that matters: every tick reads the volume (``read_board``) and the
-backend's workers (container labels), so a restarted dispatcher picks up exactly where the last
-one stopped: a task whose worker still runs is not started again, one whose worker died while no
-dispatcher watched is recovered. Ticks are driven by the protocol watcher (tasks, results, cancel
-requests), by the backend's exit events, and by a timer for leases that run out.
+It holds no state of its own that matters: it starts from the volume and the backend's workers
+(container labels), so a restarted dispatcher picks up exactly where the last one stopped: a task
+whose worker still runs is not started again, one whose worker died while no dispatcher watched
+is recovered. Ticks are driven by the protocol watcher (tasks, results, cancel requests; the
+board is kept current through :class:`LiveBoard`), by the backend's exit events, and by a timer
+for leases that run out.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from filelock import FileLock, Timeout
 
 from orchestration_protocol import (
     Board,
-    ProtocolWatcher,
     TaskState,
     next_attempt,
     read_board,
@@ -30,6 +30,7 @@ from orchestration_protocol import (
 
 from .backends import WorkerRecord
 from .errors import DispatcherBusy, TaskNotSpawnable
+from .monitor import LiveBoard
 from .progress import Progress, assess
 from .recovery import Recovery, recover_ended_worker, recover_lost_task
 from .spawn import SpawnContext, spawn_attempt
@@ -77,20 +78,28 @@ class Dispatcher:
         lease = self.settings.lease_s
         self.tick_s = tick_s or (min(DEFAULT_TICK_S, lease / 3) if lease else DEFAULT_TICK_S)
         self._handled: set[tuple[str, int | None]] = set()
+        self._live: LiveBoard | None = None
 
     # --- one pass ------------------------------------------------------------------------------
+
+    def _read(self, changed: list[Recovery]) -> Board:
+        if self._live is None:
+            return read_board(self.layout)
+        self._live.invalidate(recovery.task_id for recovery in changed)
+        return self._live.refresh()
 
     def tick(self, now: datetime | None = None) -> Tick:
         """Recover, then spawn; return what was seen and done."""
         workers = self.backend.workers()
         recovered = self._recover_ended(workers)
         now = now or utc_now()
-        board = read_board(self.layout)
+        board = self._read(recovered)
         states = self._states(board, workers, now)
-        recovered += self._recover_lost(board, states)
+        lost = self._recover_lost(board, states)
         stopped = self._stop_hung(board, states, workers, now)
-        if recovered:
-            board = read_board(self.layout)
+        recovered += lost
+        if lost:
+            board = self._read(lost)
             states = self._states(board, workers, now)
         tick = Tick(board, states, assess(board, states, self.scope), recovered=recovered)
         tick.stopped = stopped
@@ -193,12 +202,11 @@ class Dispatcher:
         import time
 
         stop = stop or threading.Event()
-        wake = threading.Event()
-        watcher = ProtocolWatcher(
-            self.layout.root, lambda _event: wake.set(), kinds=("task", "result", "cancel")
-        )
+        live = LiveBoard(self.layout, wake_on=("task", "result", "cancel"))
+        wake = live.wake
         halt_exits = threading.Event()
-        with self.lock(), watcher:
+        with self.lock(), live:
+            self._live = live
             self.backend.watch_exits(lambda _worker: wake.set(), halt_exits)
             try:
                 while True:
@@ -217,6 +225,7 @@ class Dispatcher:
                         stop.wait(DEBOUNCE_S)
             finally:
                 halt_exits.set()
+                self._live = None
 
     def wait_for_workers(self, timeout_s: float = 15.0) -> list[str]:
         """After the scope is settled: let its workers exit (they publish, then end); the names
