@@ -210,9 +210,9 @@ def manager_in_docker(docker_client, demo_remote: Path, tmp_path: Path) -> Itera
         yield Manager(tmux, demo_remote, read_result)
     finally:
         tmux.kill()
-        for container in docker_client.containers.list(
-            all=True, filters={"label": f"orchestrator.root=volume:{volume}"}
-        ):
+        # Its workers only: the scripted model container is shared by every simulated run.
+        labels = [f"orchestrator.root=volume:{volume}", "orchestrator.role=worker"]
+        for container in docker_client.containers.list(all=True, filters={"label": labels}):
             container.remove(force=True)
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
         subprocess.run(["docker", "volume", "rm", volume], capture_output=True, check=False)
