@@ -179,6 +179,16 @@ else
 fi
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+image_id() { docker image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
+
+# After NAME was rebuilt, remove the image it named before, if nothing else uses it (no other
+# tag, no container): every code change would otherwise leave an untagged image behind.
+drop_replaced() {  # NAME OLD_ID
+    [[ -n "$2" && "$(image_id "$1")" != "$2" ]] || return 0
+    # By id, docker rmi would also delete an image that still has one other name: check first.
+    [[ "$(docker image inspect --format '{{len .RepoTags}}' "$2" 2>/dev/null)" == 0 ]] || return 0
+    docker rmi "$2" >/dev/null 2>&1 || true
+}
 
 # Builds with the legacy builder print a deprecation notice on every run; it says nothing new.
 # --force-rm: a failed step of the legacy builder leaves no stopped container behind.
@@ -297,6 +307,7 @@ build_cli() {
 }
 
 build_project_image() {  # NAME DOCKERFILE
+    local previous; previous=$(image_id "$1")
     say "building $1 ($2)"
     docker_build "${no_cache[@]+"${no_cache[@]}"}" \
         --build-arg BASE_IMAGE="$BASE_IMAGE" \
@@ -304,16 +315,19 @@ build_project_image() {  # NAME DOCKERFILE
         --build-arg EXTRA_CA_CERTS="$EXTRA_CA_CERTS" \
         -f "$REPO_ROOT/$2" -t "$1" "$REPO_ROOT" \
         || die "building $1 failed (see the build output above)."
+    drop_replaced "$1" "$previous"
 }
 
 build_profile() {  # NAME
     local dir="$REPO_ROOT/worker/profiles/$1"
     image_exists "$WORKER_IMAGE" || build_project_image "$WORKER_IMAGE" worker/Dockerfile
+    local previous; previous=$(image_id "claude-$1")
     say "building claude-$1 (worker/profiles/$1/Dockerfile)"
     docker_build "${no_cache[@]+"${no_cache[@]}"}" \
         --build-arg WORKER_IMAGE="$WORKER_IMAGE" --build-arg EXTRA_CA_CERTS="$EXTRA_CA_CERTS" \
         -t "claude-$1" "$dir" \
         || die "building claude-$1 failed (see the build output above; profiles may need more of the internet than PyPI and Debian)."
+    drop_replaced "claude-$1" "$previous"
 }
 
 if [[ "$only" == "" || "$only" == manager ]]; then
