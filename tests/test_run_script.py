@@ -19,7 +19,7 @@ printf '%s\\n' "$*" >> "$DOCKER_LOG"
 case "$1" in
   info) [ -n "$DOCKER_INFO_ERROR" ] && { echo "$DOCKER_INFO_ERROR" >&2; exit 1; }; echo 20.10 ;;
   image|volume|network) [ "$2" = inspect ] && exit 0 ;;
-  container) exit 1 ;;
+  container) [ -n "$DOCKER_CONTAINER_EXISTS" ] && exit 0; exit 1 ;;
   run) printf '%s\\n' "$@" > "$DOCKER_RUN_ARGS" ;;
 esac
 exit 0
@@ -58,6 +58,7 @@ def run_sh(
         "DOCKER_LOG": str(log),
         "DOCKER_RUN_ARGS": str(tools.parent / "run-args"),
         "DOCKER_INFO_ERROR": "",
+        "DOCKER_CONTAINER_EXISTS": "",
     }
     return subprocess.run(
         [str(RUN_SH), *args],
@@ -113,6 +114,12 @@ def test_help_names_every_option(tools: Path, home: Path) -> None:
             "no permission to use the Docker socket",
         ),
         (["--repo", "git@x:y.git"], {}, 3, "the token file"),
+        (
+            ["--repo", "git@x:y.git", "--simulate"],
+            {"DOCKER_CONTAINER_EXISTS": "1"},
+            3,
+            "a container named orchestrator-manager exists already",
+        ),
         (
             ["--repo", "git@x:y.git", "--simulate", "--ssh-key", "/no/key"],
             {},
