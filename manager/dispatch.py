@@ -15,6 +15,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 LOCK_NAME = ".dispatcher.lock"
 DEFAULT_TICK_S = 5.0
 DEBOUNCE_S = 0.1
+SPAWN_THREADS = 4
 SPAWNABLE = frozenset({TaskState.PENDING, TaskState.FAILED, TaskState.TIMEOUT})
 
 
@@ -172,21 +174,26 @@ class Dispatcher:
         return [(task_id, attempt) for _, task_id, attempt in sorted(ready)]
 
     def _spawn_ready(self, tick: Tick, workers: list[WorkerRecord]) -> None:
+        """Start the ready tasks that fit under ``max_workers``, a few at a time in parallel
+        (most of a spawn is waiting for the engine)."""
         busy = {worker.task_id for worker in workers if worker.running}
-        running = len(busy)
-        for task_id, attempt in self._candidates(tick, busy):
-            if running >= self.max_workers:
-                break
-            task = tick.board.snapshots[task_id].task
-            assert task is not None
+        free = max(0, self.max_workers - len(busy))
+        chosen = self._candidates(tick, busy)[:free]
+        tasks = [(tick.board.snapshots[task_id].task, attempt) for task_id, attempt in chosen]
+        for profile in {self.profile or (task.profile if task else None) for task, _ in tasks}:
+            self.context.preflight(profile)  # once, before the threads share the context
+        with ThreadPoolExecutor(max_workers=SPAWN_THREADS) as pool:
+            futures = [
+                pool.submit(spawn_attempt, self.context, task, attempt, self.profile)
+                for task, attempt in tasks
+                if task is not None
+            ]
+        for future in futures:
             try:
-                record = spawn_attempt(self.context, task, attempt, self.profile)
+                tick.spawned.append(future.result())
             except TaskNotSpawnable as error:  # raced with another spawner: it runs anyway
                 logger.info("%s", error)
-                continue
-            tick.spawned.append(record)
-            running += 1
-        tick.running = running
+        tick.running = len(busy) + len(tick.spawned)
 
     # --- the loop ------------------------------------------------------------------------------
 

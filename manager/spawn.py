@@ -52,6 +52,14 @@ class SpawnContext:
     def profile(self, name: str | None) -> Profile:
         return resolve_profile(name, self.settings.root, self.settings.profiles_path)
 
+    def preflight(self, name: str | None) -> Profile:
+        """The profile, checked against the backend once per command."""
+        profile = self.profile(name)
+        if profile.name not in self.checked_profiles:
+            self.backend.preflight(profile)
+            self.checked_profiles.add(profile.name)
+        return profile
+
 
 def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContext:
     """Check the root, gather secrets and model settings, start the scripted model if simulating."""
@@ -105,10 +113,7 @@ def spawn_attempt(
     """Start the worker of one attempt (preflight of its profile once per command)."""
     from .backends.base import SpawnRequest
 
-    profile = context.profile(profile_name or task.profile)
-    if profile.name not in context.checked_profiles:
-        context.backend.preflight(profile)
-        context.checked_profiles.add(profile.name)
+    profile = context.preflight(profile_name or task.profile)
     if task.agent == AgentKind.CLAUDE and not context.settings.simulate:
         require_model_credentials(context.secrets)
     request = SpawnRequest(
