@@ -463,3 +463,52 @@ def test_a_simulated_run_on_the_host_uses_the_scripted_model(
     finally:
         code, out, _ = cli("cleanup", "--simulation", "--json")
         assert json.loads(out)["scripted_model_stopped"]
+
+
+def test_a_hung_worker_is_stopped_failed_and_retried(
+    layout: Layout, remote: Path, tmp_path: Path
+) -> None:
+    """A worker that is alive but stops heartbeating (SIGSTOP) is stopped once its lease is a
+    lease overdue; its attempt gets a failed result and the retry runs."""
+    run = subprocess.Popen(
+        [
+            *ORCHESTRATOR,
+            "--root",
+            str(layout.root),
+            "run",
+            "--agent",
+            "command",
+            "--retries",
+            "1",
+            f"test -f {tmp_path}/marker || {{ touch {tmp_path}/marker; sleep 30; }}; echo done",
+        ],
+        env={
+            **os.environ,
+            "REPO_URL": str(remote),
+            "ORCHESTRATOR_BACKEND": "local",
+            "ORCHESTRATOR_HEARTBEAT_S": "0.3",
+            "ORCHESTRATOR_LEASE_S": "1.5",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    _wait_until(lambda: _running(layout) == ["task-001"], what="a running worker")
+    worker = int((layout.root / ".workers" / "worker-task-001.pid").read_text())
+    os.kill(worker, signal.SIGSTOP)
+    out, _ = run.communicate(timeout=60)
+    assert run.returncode == 0, out
+    first = read_model(layout.archived_result_file("task-001", 1), Result, "task-001")
+    assert first.status == "failed" and first.exit_code == 137
+    assert (result_of(layout, "task-001").attempt, result_of(layout, "task-001").output) == (
+        2,
+        "done",
+    )
+
+
+def test_watch_draws_the_table_until_done(cli, layout: Layout) -> None:
+    cli("run", "--agent", "command", "echo a", "echo b")
+    (layout.tasks_dir / "bad.json").write_text("[]")
+    code, out, _ = cli("watch", "--until-done")
+    assert code == 0 and "1 invalid, 2 success" in out and "task-002" in out
+    assert "bad.json must hold a JSON object" in out

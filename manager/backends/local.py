@@ -248,18 +248,31 @@ class LocalBackend(Backend):
             time.sleep(POLL_S)
 
     def stop(self, name: str, timeout_s: float = 10) -> None:
+        """SIGTERM the worker (through its supervisor); after ``timeout_s`` SIGKILL the worker,
+        so the supervisor still records how it ended; last, the whole process group."""
         record = self._read(name)
         if record is None or not record.running:
             return
         pid = json.loads(self._path(name, ".json").read_text())["pid"]
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self._alive(pid, None):
-            time.sleep(0.05)
-        if self._alive(pid, None):
+        if self._wait_gone(pid, timeout_s):
+            return
+        worker = self.worker_pid(name)
+        if worker is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
+        if not self._wait_gone(pid, 5):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+
+    def _wait_gone(self, pid: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self._alive(pid, None):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def worker_pid(self, name: str) -> int | None:
         """The pid of the worker process itself (not its supervisor), while it runs."""
