@@ -65,7 +65,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tex
 SimulateOpt = Annotated[
     bool,
     typer.Option(
-        "--simulate", help="Use the scripted model instead of a real one (no credentials, no cost)."
+        "--simulate",
+        help="Use the scripted model instead of a real one (no credentials, no cost; also "
+        "$ORCHESTRATOR_SIMULATE=1).",
     ),
 ]
 RepoOpt = Annotated[
@@ -89,7 +91,14 @@ ProfileOpt = Annotated[
 ]
 MaxWorkersOpt = Annotated[
     int,
-    typer.Option("--max-workers", "-n", metavar="N", min=1, help="Most workers running at once."),
+    typer.Option(
+        "--max-workers",
+        "-n",
+        metavar="N",
+        min=1,
+        envvar="ORCHESTRATOR_MAX_WORKERS",
+        help="Most workers running at once (default $ORCHESTRATOR_MAX_WORKERS or 4).",
+    ),
 ]
 IdsArg = Annotated[
     list[str] | None,
@@ -784,7 +793,8 @@ def doctor_command(
     ctx: typer.Context, simulate: SimulateOpt = False, as_json: JsonOpt = False
 ) -> None:
     """Check Docker, images, the volume, profiles and credentials; exit 3 if any fails."""
-    checks = doctor(settings_of(ctx, simulate=simulate), simulate=simulate)
+    settings = settings_of(ctx, simulate=simulate)
+    checks = doctor(settings, simulate=settings.simulate)
     failed = [check for check in checks if not check.ok]
     if as_json:
         emit_json({"ok": not failed, "checks": [check.__dict__ for check in checks]})

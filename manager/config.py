@@ -17,6 +17,8 @@ BackendName = Literal["docker", "local"]
 BACKEND_ENV = "ORCHESTRATOR_BACKEND"
 VOLUME_ENV = "ORCHESTRATOR_VOLUME"
 NETWORK_ENV = "ORCHESTRATOR_NETWORK"
+SIMULATE_ENV = "ORCHESTRATOR_SIMULATE"
+"""``1`` makes every spawning command simulate (run.sh --simulate sets it for the manager)."""
 DEFAULT_VOLUME = "orchestration-volume"
 CONTAINER_ROOT = Path("/orchestration")
 """Where the volume is mounted in worker containers."""
@@ -88,7 +90,7 @@ def resolve_settings(
         repo_branch=repo_branch or os.environ.get(worker_settings.ENV_REPO_BRANCH) or None,
         lease_s=_env_float(worker_settings.ENV_LEASE_S),
         heartbeat_s=_env_float(worker_settings.ENV_HEARTBEAT_S),
-        simulate=simulate,
+        simulate=simulate or os.environ.get(SIMULATE_ENV, "").lower() in ("1", "true", "yes"),
         profiles_path=profiles_path,
         mounts=mounts or [],
     )

@@ -34,6 +34,9 @@ def _restore_process_state(monkeypatch):
         "ANTHROPIC_AUTH_TOKEN",
         "ANTHROPIC_BASE_URL",
         "ORCHESTRATOR_PROFILES",
+        "ORCHESTRATOR_SIMULATE",
+        "ORCHESTRATOR_MAX_WORKERS",
+        "ORCHESTRATOR_LEASE_S",
     ):
         monkeypatch.delenv(name, raising=False)
     yield

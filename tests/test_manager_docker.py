@@ -64,6 +64,8 @@ def env(engine, tmp_path: Path, layout: Layout, monkeypatch) -> dict[str, str]:
         "CLAUDE_CODE_OAUTH_TOKEN",
         "ANTHROPIC_BASE_URL",
         "ORCHESTRATOR_VOLUME",
+        "ORCHESTRATOR_SIMULATE",
+        "ORCHESTRATOR_NETWORK",
         "DOCKER_HOST",
     ):
         monkeypatch.delenv(name, raising=False)

@@ -148,15 +148,34 @@ def secrets_archive(secrets: dict[str, str], user: str) -> bytes:
     return buffer.getvalue()
 
 
+CONTAINER_ID = re.compile(r"(?:/containers/|docker[-/])([0-9a-f]{64})")
+
+
+def own_container_ids() -> list[str]:
+    """Ids this process's container may have: its hostname (Docker's default), then the ids in
+    its mount table and cgroups (right even when ``--hostname`` was given)."""
+    ids = [socket.gethostname()]
+    for source in ("/proc/self/mountinfo", "/proc/self/cgroup"):
+        with contextlib.suppress(OSError):
+            ids += CONTAINER_ID.findall(Path(source).read_text())
+    return list(dict.fromkeys(ids))
+
+
+def _own_container(client: Any) -> Any:
+    from docker.errors import APIError, NotFound
+
+    for candidate in own_container_ids():
+        with contextlib.suppress(NotFound, APIError):
+            return client.containers.get(candidate)
+    return None
+
+
 def find_volume(client: Any, root: Path) -> str:
     """What to mount in workers so they see ``root``: the mount that holds it in this process's
     own container (a named volume, or a bind mount's host path), else the path itself (this
     process runs on the engine's host)."""
-    from docker.errors import APIError, NotFound
-
-    try:
-        me = client.containers.get(socket.gethostname())
-    except (NotFound, APIError):
+    me = _own_container(client)
+    if me is None:
         return str(root.resolve())
     root = root.resolve()
     mounts = sorted(me.attrs.get("Mounts", []), key=lambda m: len(m.get("Destination", "")))
