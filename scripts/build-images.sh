@@ -116,6 +116,7 @@ all_profiles() {
 }
 
 profile_dockerfile() { printf '%s/worker/profiles/%s/Dockerfile' "$REPO_ROOT" "$1"; }
+profile_list() { all_profiles | paste -sd, - | sed 's/,/, /g'; }
 
 case "$only" in
     ""|base|cli|worker|manager) ;;
@@ -124,11 +125,11 @@ case "$only" in
     claude-orchestrator-cli) only=cli ;;
     *) only=${only#claude-}
        [[ -f "$(profile_dockerfile "$only")" ]] \
-           || die "--only '$only' is not an image this script builds (base, cli, worker, manager, or one of: $(all_profiles | tr '\n' ' '))." ;;
+           || die "--only '$only' is not an image this script builds (base, cli, worker, manager, or a profile: $(profile_list))." ;;
 esac
 for p in "${profiles[@]+"${profiles[@]}"}"; do
     [[ -f "$(profile_dockerfile "$p")" ]] \
-        || die "no profile '$p': $(profile_dockerfile "$p") does not exist (profiles: $(all_profiles | tr '\n' ' '))."
+        || die "no profile '$p': $(profile_dockerfile "$p") does not exist (profiles: $(profile_list))."
 done
 if [[ $all -eq 1 ]]; then
     mapfile -t profiles < <(all_profiles)
@@ -224,7 +225,7 @@ make_offline_base() {
     ensure_mmdebstrap
     [[ $(id -u) -eq 0 ]] || command -v unshare >/dev/null 2>&1 \
         || die "mmdebstrap needs root (or user namespaces) to make the base; run as root."
-    local partial="$OFFLINE_BASE_IMAGE-partial"
+    local partial="$OFFLINE_BASE_IMAGE-partial-$$"
     say "making $OFFLINE_BASE_IMAGE with mmdebstrap ($DEBIAN_SUITE, minbase + $BASE_PACKAGES)"
     # Imported under a temporary name and renamed only when the whole pipeline succeeded, so a
     # failed or cut-off mmdebstrap never leaves a half base under the real name.
@@ -251,7 +252,7 @@ make_offline_base() {
     || { docker rmi "$partial" >/dev/null 2>&1 || true
          die "making the offline base failed (see mmdebstrap's messages above); check that $DEBIAN_MIRROR is reachable, or set DEBIAN_MIRROR."; }
     docker tag "$partial" "$OFFLINE_BASE_IMAGE"
-    docker rmi "$partial" >/dev/null
+    docker rmi "$partial" >/dev/null 2>&1 || true
 }
 
 ensure_offline_base() {
