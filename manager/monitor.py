@@ -132,11 +132,12 @@ def follow(
     timer_s: float = TIMER_S,
     stop: threading.Event | None = None,
 ) -> View:
-    """Call ``on_view`` with a fresh view at start and after every change, until it returns
-    True (then return that view); NotFinished when ``timeout_s`` runs out first."""
+    """Call ``on_view`` with a fresh view at start and after every change of the ``kinds`` of
+    file (and every ``timer_s``), until it returns True (then return that view); NotFinished
+    when ``timeout_s`` runs out first."""
     stop = stop or threading.Event()
     deadline = time.monotonic() + timeout_s if timeout_s is not None else None
-    with LiveBoard(layout, kinds=kinds) as live:
+    with LiveBoard(layout, wake_on=kinds) as live:  # heartbeats update it without waking
         while True:
             live.wake.clear()
             view = view_of(live.refresh(), scope)

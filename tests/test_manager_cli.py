@@ -515,3 +515,17 @@ def test_watch_draws_the_table_until_done(cli, layout: Layout) -> None:
     code, out, _ = cli("watch", "--until-done")
     assert code == 0 and "1 invalid, 2 success" in out and "task-002" in out
     assert "bad.json must hold a JSON object" in out
+
+
+def test_wait_follows_heartbeats_past_the_first_lease(
+    layout: Layout, remote: Path, capsys, monkeypatch
+) -> None:
+    """A task that runs longer than its lease stays running for ``wait`` (heartbeats renew it)."""
+    monkeypatch.setenv("REPO_URL", str(remote))
+    monkeypatch.setenv("ORCHESTRATOR_LEASE_S", "1.5")
+    monkeypatch.setenv("ORCHESTRATOR_HEARTBEAT_S", "0.3")
+    write_task(layout, Task(id="slow", prompt="sleep 7 && echo done", agent="command"))
+    assert main(["--root", str(layout.root), "spawn", "default", "slow"]) == 0
+    _wait_until(lambda: _running(layout) == ["slow"], what="the worker's heartbeat")
+    assert main(["--root", str(layout.root), "wait", "slow", "--timeout", "60", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["summary"] == {"success": 1}
