@@ -6,7 +6,7 @@
 #
 # Environment: REPO_URL, REPO_BRANCH (default main), ANTHROPIC_MODEL, GIT_USER_NAME,
 # GIT_USER_EMAIL, ORCHESTRATOR_MAX_WORKERS, ORCHESTRATOR_SIMULATE=1 (the scripted model stands in
-# for Claude), ORCHESTRATOR_WORKER_MOUNTS. Secrets are files in $ORCHESTRATOR_SECRETS_DIR
+# for Claude; its scenarios: ORCHESTRATOR_MANAGER_SCENARIOS), ORCHESTRATOR_WORKER_MOUNTS. Secrets are files in $ORCHESTRATOR_SECRETS_DIR
 # (default /run/orchestrator-secrets), one per name: CLAUDE_CODE_OAUTH_TOKEN, ANTHROPIC_API_KEY,
 # ANTHROPIC_AUTH_TOKEN, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, GIT_SSH_KEY,
 # GIT_TOKEN. They are read here into claude's environment, never echoed.
@@ -16,6 +16,7 @@ SECRETS_DIR=${ORCHESTRATOR_SECRETS_DIR:-/run/orchestrator-secrets}
 WORKSPACE=${ORCHESTRATOR_WORKSPACE:-/workspace}
 REPO_BRANCH=${REPO_BRANCH:-main}
 STATE_DIR=${ORCHESTRATOR_STATE_DIR:-/tmp/orchestrator-manager}
+MANAGER_SCENARIOS=${ORCHESTRATOR_MANAGER_SCENARIOS:-/opt/claude-orchestrator/scenarios}
 MODEL_SECRETS=(CLAUDE_CODE_OAUTH_TOKEN ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN AWS_ACCESS_KEY_ID
     AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN)
 SIMULATED_API_KEY=sk-ant-simulated-manager-key-for-the-scripted-model-0000
@@ -61,8 +62,11 @@ start_scripted_model() {
     # get theirs from `orchestrator spawn --simulate` (a container on the Docker network).
     local port_file=$STATE_DIR/scripted-model.port
     rm -f "$port_file"
+    # The manager's scenarios (manager/scenarios/) come first; a worker's model never sees them.
+    local scenarios=()
+    [[ -d "$MANAGER_SCENARIOS" ]] && scenarios=(--scenarios "$MANAGER_SCENARIOS")
     scripted-model --host 127.0.0.1 --port 0 --port-file "$port_file" --quiet \
-        --log-file "$STATE_DIR/scripted-model.jsonl" \
+        --log-file "$STATE_DIR/scripted-model.jsonl" "${scenarios[@]+"${scenarios[@]}"}" \
         >"$STATE_DIR/scripted-model.out" 2>"$STATE_DIR/scripted-model.log" &
     SCRIPTED_MODEL_PID=$!
 }

@@ -1,5 +1,5 @@
 """The interactive manager end to end, as a person would watch it: tmux runs the manager, the
-test types a request, the scripted manager (scripted_model/scenarios/manager-*.json) creates
+test types a request, the scripted manager (manager/scenarios/manager-*.json) creates
 three tasks through the real ``orchestrator`` CLI, spawns three workers, waits and merges, and
 the test reads the outcome from the bare repository, the results and the screen.
 
@@ -245,6 +245,7 @@ def manager_on_host(demo_remote: Path, tmp_path: Path) -> Iterator[Manager]:
         ORCHESTRATOR_STATE_DIR=str(tmp_path / "state"),
         ORCHESTRATOR_SECRETS_DIR=str(tmp_path / "no-secrets"),
         ORCHESTRATOR_SYSTEM_PROMPT=str(REPO_ROOT / "system-prompt.md"),
+        ORCHESTRATOR_MANAGER_SCENARIOS=str(REPO_ROOT / "manager" / "scenarios"),
         DISABLE_TELEMETRY="1",
         DISABLE_AUTOUPDATER="1",
         CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
