@@ -76,7 +76,8 @@ wait_for_scripted_model() {
     for _ in $(seq 100); do
         if [[ -s "$port_file" ]]; then
             unset CLAUDE_CODE_OAUTH_TOKEN ANTHROPIC_AUTH_TOKEN CLAUDE_CODE_USE_BEDROCK CLAUDE_CODE_USE_VERTEX
-            export ANTHROPIC_BASE_URL="http://127.0.0.1:$(cat "$port_file")"
+            ANTHROPIC_BASE_URL="http://127.0.0.1:$(cat "$port_file")"
+            export ANTHROPIC_BASE_URL
             export ANTHROPIC_API_KEY=$SIMULATED_API_KEY
             return 0
         fi

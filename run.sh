@@ -157,6 +157,7 @@ fi
 
 mounts=()
 secret_tmp=""
+# shellcheck disable=SC2317  # called from traps
 cleanup() { [[ -z "$secret_tmp" ]] || rm -rf "$secret_tmp"; }
 trap cleanup EXIT
 
@@ -240,6 +241,7 @@ tty_args=(-i)
 
 # Closing the terminal (SIGHUP) or `kill` (SIGTERM) ends the docker client, not the container:
 # stop the manager then too. Detaching on purpose (Ctrl-P Ctrl-Q) leaves it running.
+# shellcheck disable=SC2317  # called from traps
 stop_manager() { docker stop --time 10 "$name" >/dev/null 2>&1 || true; }
 trap 'stop_manager; cleanup; exit 129' HUP
 trap 'stop_manager; cleanup; exit 143' TERM
