@@ -38,7 +38,7 @@ def test_claude_writes_edits_and_runs_bash_in_the_clone(
 ) -> None:
     remote = make_remote(tmp_path)
     write_task(
-        layout, Task(id="dark-mode", prompt="Add dark mode support to the app", repo=str(remote))
+        layout, Task(id="dark-mode", prompt="Add a settings page to the app", repo=str(remote))
     )
     assert main(["--task", "dark-mode", "--root", str(layout.root)]) == RET_OK
     result = read_model(layout.result_file("dark-mode"), Result)
@@ -47,7 +47,7 @@ def test_claude_writes_edits_and_runs_bash_in_the_clone(
     [changed] = result.files_changed
     assert changed.startswith("simulated-") and changed.endswith(".md")
     text = show(remote, "orchestrator/dark-mode", changed)
-    assert "Prompt: Add dark mode support to the app" in text and "Status: done" in text
+    assert "Prompt: Add a settings page to the app" in text and "Status: done" in text
     assert f"?? {changed}" in result.output  # the Bash tool really ran git status in the clone
     transcript = (layout.artifacts_dir("dark-mode") / "transcript.jsonl").read_text()
     assert '"type":"result"' in transcript.replace(" ", "")

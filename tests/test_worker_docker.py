@@ -134,7 +134,7 @@ def test_claude_in_a_container_through_the_scripted_model(
     docker_client, worker_image, shared, containers
 ) -> None:
     layout, remote = shared
-    write_task(layout, Task(id="dark", prompt="Add dark mode support", repo=str(remote)))
+    write_task(layout, Task(id="dark", prompt="Add a settings page", repo=str(remote)))
     with ScriptedModelServer(load_scenarios(), host="127.0.0.1", port=0) as server:
         container = run_worker(
             docker_client,
