@@ -434,6 +434,8 @@ class DockerBackend(Backend):
         container = self._container(name)
         if container is not None:
             with contextlib.suppress(APIError):
+                if container.status == "paused":  # a paused container cannot be stopped
+                    container.unpause()
                 container.stop(timeout=int(timeout_s))
 
     def remove(self, name: str) -> None:
