@@ -529,3 +529,23 @@ def test_wait_follows_heartbeats_past_the_first_lease(
     _wait_until(lambda: _running(layout) == ["slow"], what="the worker's heartbeat")
     assert main(["--root", str(layout.root), "wait", "slow", "--timeout", "60", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["summary"] == {"success": 1}
+
+
+def test_merge_brings_the_task_branches_together(
+    cli, layout: Layout, remote: Path, tmp_path: Path
+) -> None:
+    assert cli("run", "--agent", "command", "echo a > a.txt", "echo b > b.txt")[0] == 0
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True)
+    code, out, err = cli("merge", "--repo-dir", str(clone), "--json")
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert report["ok"] and [task["outcome"] for task in report["tasks"]] == ["merged", "merged"]
+    files = subprocess.run(
+        ["git", "ls-tree", "--name-only", "orchestrator/integration"],
+        cwd=clone,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert {"a.txt", "b.txt"} <= set(files)
