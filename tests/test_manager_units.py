@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from manager.backends.base import Backend, ExitInfo, SpawnRequest, WorkerRecord
-from manager.backends.docker import describe_docker_failure, find_volume, secrets_archive
+from manager.backends.engine import describe_docker_failure, find_volume, secrets_archive
 from manager.config import resolve_settings
 from manager.credentials import redact
 from manager.errors import PlanInvalid, ProfilesInvalid, UnknownProfile, VolumeNotWritable

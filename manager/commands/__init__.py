@@ -1,0 +1,9 @@
+"""The CLI's commands, one module per kind of work; importing this package registers them (in
+the order ``--help`` lists them)."""
+
+# ruff: noqa: I001 - the import order is the order of the commands in --help
+from . import work, watching, housekeeping, tasks
+from .common import app
+from .work import spawn_worker_app
+
+__all__ = ["app", "housekeeping", "spawn_worker_app", "tasks", "watching", "work"]

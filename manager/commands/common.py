@@ -1,0 +1,243 @@
+"""What every command shares: the apps, the shared options, settings, error handling, and
+the printers of progress."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from orchestration_protocol import ProtocolError, utc_now
+
+from ..backends import Backend, make_backend
+from ..config import ManagerSettings, resolve_settings
+from ..errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TASKS_FAILED,
+    BadInput,
+    ManagerError,
+)
+from ..output import console, emit_json, emit_json_line, report_error
+from ..progress import Progress
+from ..spawn import SpawnContext, prepare_spawning
+from ..views import status_table
+
+HELP = """Run many headless Claude Code workers in containers, coordinated through a shared
+volume. Typical flow: `orchestrator run "prompt one" "prompt two" --max-workers 4`, or
+`orchestrator task create ...`, `orchestrator spawn default task-001`, `orchestrator wait`."""
+
+app = typer.Typer(
+    name="orchestrator",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+task_app = typer.Typer(
+    help="Create, list, show, cancel and retry tasks.", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(task_app, name="task")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+SimulateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--simulate",
+        help="Use the scripted model instead of a real one (no credentials, no cost; also "
+        "$ORCHESTRATOR_SIMULATE=1).",
+    ),
+]
+RepoOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--repo", metavar="URL", help="Repository for tasks that name none (default $REPO_URL)."
+    ),
+]
+BranchOpt = Annotated[
+    str | None,
+    typer.Option("--branch", metavar="NAME", help="Branch to start from (default $REPO_BRANCH)."),
+]
+MountOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--mount", help="Extra bind mount HOST:CONTAINER[:ro] for every worker (repeatable)."
+    ),
+]
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", metavar="NAME", help="Worker profile.")
+]
+MaxWorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-workers",
+        "-n",
+        metavar="N",
+        min=1,
+        envvar="ORCHESTRATOR_MAX_WORKERS",
+        help="Most workers running at once (default $ORCHESTRATOR_MAX_WORKERS or 4).",
+    ),
+]
+IdsArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="IDS", help="Task ids (default: every task on the volume).", show_default=False
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Globals:
+    """The options every command shares (given before the command name)."""
+
+    root: Path | None = None
+    backend: str | None = None
+    volume: str | None = None
+    network: str | None = None
+    profiles: Path | None = None
+
+
+@app.callback()
+def options(
+    ctx: typer.Context,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root", help="Orchestration root (default $ORCHESTRATION_DIR or /orchestration)."
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="Where workers run: docker or local (default $ORCHESTRATOR_BACKEND or docker).",
+        ),
+    ] = None,
+    volume: Annotated[
+        str | None,
+        typer.Option(
+            "--volume", help="What workers mount at /orchestration: a volume name or a host path."
+        ),
+    ] = None,
+    network: Annotated[
+        str | None, typer.Option("--network", metavar="NAME", help="Docker network for workers.")
+    ] = None,
+    profiles: Annotated[
+        Path | None,
+        typer.Option(
+            "--profiles",
+            help="Profiles file (default $ORCHESTRATOR_PROFILES, <root>/profiles.yaml, ~/.config/claude-orchestrator/profiles.yaml).",
+        ),
+    ] = None,
+) -> None:
+    """Shared options."""
+    os.umask(0)  # directories made here must be writable by workers running as another uid
+    ctx.obj = Globals(root, backend, volume, network, profiles)
+
+
+def settings_of(ctx: typer.Context, **extra: Any) -> ManagerSettings:
+    """The command's settings: shared options, then the command's own."""
+    given: Globals = ctx.obj or Globals()
+    backend = given.backend or os.environ.get("ORCHESTRATOR_BACKEND") or "docker"
+    if backend not in ("docker", "local"):
+        raise BadInput(f"Unknown backend {backend!r}; use --backend docker or --backend local.")
+    try:
+        return resolve_settings(
+            given.root,
+            backend=backend,
+            volume=given.volume,
+            network=given.network,
+            profiles_path=given.profiles,
+            **extra,
+        )
+    except ValidationError as error:
+        raise BadInput(f"Bad setting: {error.errors()[0]['msg']}.") from error
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+OPEN_BACKENDS: list[Backend] = []
+
+
+def backend_for(settings: ManagerSettings) -> Backend:
+    """The settings' backend, closed when the command ends."""
+    backend = make_backend(settings)
+    OPEN_BACKENDS.append(backend)
+    return backend
+
+
+def handled(function: F) -> F:
+    """Turn user-caused failures into one sentence and an exit code, never a traceback."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
+        try:
+            return function(*args, **kwargs)
+        except (ManagerError, ProtocolError) as error:
+            raise typer.Exit(report_error(error, as_json)) from None
+        except KeyboardInterrupt:
+            typer.echo(
+                "interrupted: workers keep running; 'orchestrator status' shows them.", err=True
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        finally:
+            while OPEN_BACKENDS:
+                OPEN_BACKENDS.pop().close()
+
+    return wrapper  # type: ignore[return-value]
+
+
+def finish(progress: Progress) -> None:
+    raise typer.Exit(EXIT_OK if progress.succeeded else EXIT_TASKS_FAILED)
+
+
+def spawning(ctx: typer.Context, **extra: Any) -> SpawnContext:
+    settings = settings_of(ctx, **extra)
+    return prepare_spawning(settings, backend_for(settings))
+
+
+def state_printer(as_json: bool) -> Callable[[dict[str, str]], None]:
+    last: dict[str, str] = {}
+
+    def report(states: dict[str, str]) -> None:
+        for task_id, state in sorted(states.items()):
+            if last.get(task_id) != state:
+                last[task_id] = state
+                if as_json:
+                    emit_json_line({"id": task_id, "state": state, "at": utc_now().isoformat()})
+                else:
+                    typer.echo(f"{time.strftime('%H:%M:%S')} {task_id}: {state}")
+
+    return report
+
+
+def print_summary(view_rows: list[dict[str, Any]], progress: Progress, as_json: bool) -> None:
+    if as_json:
+        emit_json(
+            {"succeeded": progress.succeeded, "summary": progress.counts(), "tasks": view_rows}
+        )
+        return
+    console().print(status_table(view_rows))
+    typer.echo(
+        f"{progress.summary()}: " + ("all succeeded" if progress.succeeded else "not all succeeded")
+    )
+
+
+def interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def task_fields(prompt: str | None, **fields: Any) -> dict[str, Any]:
+    """The task fields that were given (empty values left out)."""
+    chosen = {key: value for key, value in fields.items() if value not in (None, [], {})}
+    if prompt is not None:
+        chosen["prompt"] = prompt
+    return chosen

@@ -1,0 +1,119 @@
+"""``cleanup``, ``doctor``, ``schema`` and ``merge``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestration_protocol import json_schemas
+
+from ..errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_OK,
+    EXIT_TASKS_FAILED,
+    BadInput,
+)
+from ..output import emit_json
+from ..preflight import doctor
+from ..workers import cleanup_workers
+from .common import (
+    IdsArg,
+    JsonOpt,
+    SimulateOpt,
+    app,
+    backend_for,
+    handled,
+    settings_of,
+)
+
+
+@app.command("cleanup")
+@handled
+def cleanup(
+    ctx: typer.Context,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Also stop and remove running workers.")
+    ] = False,
+    simulation: Annotated[
+        bool, typer.Option("--simulation", help="Also stop the scripted model.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove ended worker containers (task files, results and logs stay on the volume)."""
+    settings = settings_of(ctx)
+    backend = backend_for(settings)
+    removed = cleanup_workers(backend, include_running=all_)
+    stopped = False
+    if simulation:
+        from ..simulation import stop_simulation
+
+        stopped = stop_simulation(settings, backend)
+    if as_json:
+        emit_json({"removed": removed, "scripted_model_stopped": stopped})
+        return
+    typer.echo(f"removed {len(removed)} workers" + (f": {', '.join(removed)}" if removed else ""))
+    if stopped:
+        typer.echo("stopped the scripted model")
+
+
+@app.command("doctor")
+@handled
+def doctor_command(
+    ctx: typer.Context, simulate: SimulateOpt = False, as_json: JsonOpt = False
+) -> None:
+    """Check Docker, images, the volume, profiles and credentials; exit 3 if any fails."""
+    settings = settings_of(ctx, simulate=simulate)
+    checks = doctor(settings, simulate=settings.simulate)
+    failed = [check for check in checks if not check.ok]
+    if as_json:
+        emit_json({"ok": not failed, "checks": [check.__dict__ for check in checks]})
+    else:
+        for check in checks:
+            typer.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.message}")
+    raise typer.Exit(EXIT_ENVIRONMENT if failed else EXIT_OK)
+
+
+@app.command("schema")
+@handled
+def schema(
+    kind: Annotated[
+        str | None, typer.Argument(help="task, claim, status, result or cancel (default all).")
+    ] = None,
+    as_json: JsonOpt = True,
+) -> None:
+    """Print the JSON Schema of each protocol file."""
+    schemas = json_schemas()
+    if kind is not None and kind not in schemas:
+        raise BadInput(f"No schema {kind!r}; choose one of {', '.join(schemas)}.")
+    emit_json(schemas[kind] if kind else schemas)
+
+
+@app.command("merge")
+@handled
+def merge(
+    ctx: typer.Context,
+    ids: IdsArg = None,
+    repo_dir: Annotated[
+        Path, typer.Option("--repo-dir", metavar="DIR", help="The clone to merge into.")
+    ] = Path("."),
+    branch: Annotated[
+        str, typer.Option("--branch", metavar="NAME", help="The integration branch.")
+    ] = "orchestrator/integration",
+    push: Annotated[bool, typer.Option("--push", help="Push the integration branch.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Merge the tasks' branches into an integration branch, in dependency order."""
+    try:
+        from ..merge import merge_tasks
+    except ImportError as error:
+        raise BadInput(f"merge is not available in this installation ({error}).") from error
+    report = merge_tasks(
+        settings_of(ctx).layout, repo_dir, ids or None, integration_branch=branch, push=push
+    )
+    if as_json:
+        emit_json({**report.model_dump(mode="json"), "ok": report.ok})
+    else:
+        typer.echo(report.describe())
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_TASKS_FAILED)

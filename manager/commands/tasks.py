@@ -1,0 +1,209 @@
+"""``orchestrator task create|list|show|cancel|retry``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestration_protocol import read_board, utc_now
+
+from .. import plan as planning
+from ..errors import (
+    BadInput,
+)
+from ..output import emit_json
+from ..tasks import cancel_task, retry_task, task_details
+from ..views import status_rows
+from .common import (
+    BranchOpt,
+    JsonOpt,
+    ProfileOpt,
+    RepoOpt,
+    SimulateOpt,
+    handled,
+    settings_of,
+    spawning,
+    task_app,
+    task_fields,
+)
+
+
+def _parse_env(pairs: list[str] | None) -> dict[str, str]:
+    env = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BadInput(f"--env {pair!r} is not NAME=VALUE; write it as NAME=VALUE.")
+        env[key] = value
+    return env
+
+
+def _split_ids(values: list[str] | None) -> list[str]:
+    return [part for value in values or [] for part in value.split(",") if part]
+
+
+@task_app.command("create")
+@handled
+def task_create(
+    ctx: typer.Context,
+    prompt: Annotated[
+        str | None,
+        typer.Argument(metavar="PROMPT", help="What the agent should do.", show_default=False),
+    ] = None,
+    task_id: Annotated[
+        str | None, typer.Option("--id", metavar="ID", help="Task id (default task-NNN).")
+    ] = None,
+    profile: ProfileOpt = None,
+    depends_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--depends-on", help="Ids that must succeed first (repeatable or comma-separated)."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", metavar="SECONDS", help="Seconds per attempt.")
+    ] = None,
+    retries: Annotated[
+        int, typer.Option("--retries", metavar="N", min=0, help="Extra attempts after a failure.")
+    ] = 0,
+    model: Annotated[
+        str | None, typer.Option("--model", metavar="NAME", help="Model for the agent.")
+    ] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", metavar="KIND", help="claude (default) or command.")
+    ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", metavar="NAME=VALUE", help="NAME=VALUE for the agent (not secrets)."),
+    ] = None,
+    repo: RepoOpt = None,
+    branch: BranchOpt = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option("--plan", metavar="FILE", help="Create every task of a JSON/YAML plan file."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a new task file (or all of a plan's)."""
+    layout = settings_of(ctx).layout
+    fields = task_fields(
+        prompt,
+        id=task_id,
+        profile=profile,
+        depends_on=_split_ids(depends_on),
+        timeout_s=timeout,
+        max_attempts=retries + 1 if retries else None,
+        model=model,
+        agent=agent,
+        env=_parse_env(env),
+        repo=repo,
+        branch=branch,
+    )
+    if plan is not None:
+        fields.pop("id", None)
+        tasks = planning.create_plan(layout, plan, fields)
+    elif prompt is None:
+        raise BadInput("Give a PROMPT, or --plan FILE; see 'orchestrator task create --help'.")
+    else:
+        tasks = [planning.create_task(layout, fields)]
+    if as_json:
+        emit_json([task.model_dump(mode="json", exclude_none=True) for task in tasks])
+    else:
+        for task in tasks:
+            typer.echo(f"created {task.id}: {layout.task_file(task.id)}")
+
+
+@task_app.command("list")
+@handled
+def task_list(
+    ctx: typer.Context,
+    state: Annotated[
+        str | None, typer.Option("--state", metavar="STATE", help="Only tasks in this state.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List tasks with their state."""
+    layout = settings_of(ctx).layout
+    now = utc_now()
+    board = read_board(layout)
+    rows = status_rows(board, board.states(now=now), now)
+    rows = [row for row in rows if state is None or row["state"] == state]
+    if as_json:
+        emit_json([{key: row[key] for key in ("id", "state", "attempt", "prompt")} for row in rows])
+        return
+    for row in rows:
+        prompt = (row["prompt"] or "").splitlines()[0][:70] if row["prompt"] else ""
+        typer.echo(f"{row['id']:<24} {row['state']:<10} {prompt}")
+
+
+@task_app.command("show")
+@handled
+def task_show(ctx: typer.Context, task_id: str, as_json: JsonOpt = False) -> None:
+    """Show everything about one task: the task, its claim, heartbeat and result."""
+    details = task_details(settings_of(ctx).layout, task_id)
+    if as_json:
+        emit_json(details)
+        return
+    for key in (
+        "id",
+        "state",
+        "attempt",
+        "max_attempts",
+        "profile",
+        "agent",
+        "depends_on",
+        "worker",
+        "phase",
+        "branch",
+        "error",
+        "log_file",
+    ):
+        if details.get(key) not in (None, [], ""):
+            typer.echo(f"{key}: {details[key]}")
+    typer.echo(f"prompt: {details['prompt']}")
+    for problem in details["problems"]:
+        typer.echo(f"problem: {problem}")
+
+
+@task_app.command("cancel")
+@handled
+def task_cancel(
+    ctx: typer.Context,
+    task_id: str,
+    reason: Annotated[
+        str | None, typer.Option("--reason", metavar="TEXT", help="Why (kept in the result).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask a task to stop; one nobody runs yet is cancelled at once."""
+    state = cancel_task(settings_of(ctx).layout, task_id, reason)
+    if as_json:
+        emit_json({"id": task_id, "state": state.value, "cancel_requested": True})
+    elif state.value == "cancelled":
+        typer.echo(f"{task_id}: cancelled")
+    else:
+        typer.echo(
+            f"{task_id}: cancel requested; it is {state.value} (its worker stops within seconds)"
+        )
+
+
+@task_app.command("retry")
+@handled
+def task_retry(
+    ctx: typer.Context,
+    task_id: str,
+    profile: ProfileOpt = None,
+    simulate: SimulateOpt = False,
+    repo: RepoOpt = None,
+    branch: BranchOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a failed, timed-out or cancelled task again (beyond max_attempts if need be)."""
+    context = spawning(ctx, simulate=simulate, repo_url=repo, repo_branch=branch)
+    attempt, worker = retry_task(context, task_id, profile)
+    if as_json:
+        emit_json({"id": task_id, "attempt": attempt, "worker": worker.name})
+    else:
+        typer.echo(f"{task_id}: attempt {attempt} started in {worker.name}")

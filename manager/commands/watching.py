@@ -1,0 +1,175 @@
+"""Following work: ``status``, ``wait``, ``watch``, ``logs``, ``result``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from orchestration_protocol import read_board, utc_now
+
+from ..config import ManagerSettings
+from ..errors import (
+    EXIT_OK,
+    EXIT_TASKS_FAILED,
+)
+from ..monitor import View, check_scope, follow
+from ..output import console, emit_json
+from ..tasks import current_result
+from ..views import board_problems, result_text, status_rows, status_table
+from ..workers import follow_log, read_log
+from .common import (
+    IdsArg,
+    JsonOpt,
+    app,
+    backend_for,
+    finish,
+    handled,
+    print_summary,
+    settings_of,
+    state_printer,
+)
+
+
+@app.command("status")
+@handled
+def status(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> None:
+    """A table of every task: state, attempt, age, worker, cost, branch; and unusable files."""
+    settings = settings_of(ctx)
+    board = read_board(settings.layout)
+    now = utc_now()
+    alive = containers_alive(settings)
+    states = board.states(now=now, container_alive=alive)
+    scope = check_scope(board, ids) if ids else None
+    rows = status_rows(board, states, now, scope)
+    problems = board_problems(board)
+    if as_json:
+        emit_json({"root": str(settings.root), "tasks": rows, "problems": problems})
+        return
+    out = console()
+    out.print(status_table(rows, title=f"{settings.root}: {len(rows)} tasks"))
+    for problem in problems:
+        out.print(f"[red]error:[/red] {problem['error']}", markup=True)
+
+
+def containers_alive(settings: ManagerSettings) -> dict[str, bool] | None:
+    """Which tasks have a live worker, when the backend answers at once; None otherwise."""
+    try:
+        workers = backend_for(settings).workers()
+    except Exception:  # status must work without Docker; it then trusts the heartbeats alone
+        return None
+    alive: dict[str, bool] = {}
+    for worker in workers:
+        alive[worker.task_id] = alive.get(worker.task_id, False) or worker.running
+    return alive
+
+
+@app.command("wait")
+@handled
+def wait(
+    ctx: typer.Context,
+    ids: IdsArg = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout", metavar="SECONDS", help="Give up after this many seconds (exit 4)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Wait until the tasks are settled; exit 0 only if every one succeeded."""
+    layout = settings_of(ctx).layout
+    scope = check_scope(read_board(layout), ids) if ids else None
+    report = state_printer(as_json=False)
+
+    def on_view(view: View) -> bool:
+        if not as_json:
+            report({task_id: state.value for task_id, state in view.progress.states.items()})
+        return view.progress.done
+
+    view = follow(layout, scope, on_view, timeout_s=timeout)
+    rows = status_rows(view.board, view.states, view.now, scope)
+    print_summary(rows, view.progress, as_json)
+    finish(view.progress)
+
+
+@app.command("watch")
+@handled
+def watch(
+    ctx: typer.Context,
+    ids: IdsArg = None,
+    until_done: Annotated[
+        bool, typer.Option("--until-done", help="Exit once every task is settled.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """A live view of the tasks, redrawn when the volume changes (JSON lines with --json)."""
+    from ..live import watch_live
+
+    layout = settings_of(ctx).layout
+    scope = check_scope(read_board(layout), ids) if ids else None
+    if as_json:
+        report = state_printer(as_json=True)
+
+        def on_view(view: View) -> bool:
+            report({task_id: state.value for task_id, state in view.progress.states.items()})
+            return until_done and view.progress.done
+
+        follow(layout, scope, on_view, kinds=("task", "status", "result", "cancel"))
+        return
+    watch_live(layout, scope, until_done=until_done)
+
+
+@app.command("logs")
+@handled
+def logs(
+    ctx: typer.Context,
+    task_id: str,
+    follow_: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the task ends.")
+    ] = False,
+    tail: Annotated[
+        int | None, typer.Option("--tail", metavar="N", help="Only the last N lines.")
+    ] = None,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker",
+            help="The worker process's own output (docker logs) instead of the task log.",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a task's log (the agent's output, every attempt)."""
+    settings = settings_of(ctx)
+    from ..tasks import require_task
+
+    require_task(settings.layout, task_id)
+    if worker:
+        from ..backends import worker_name
+
+        text = backend_for(settings).logs(worker_name(task_id), tail=tail)
+    elif follow_ and not as_json:
+        for chunk in follow_log(settings.layout, task_id, tail):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        return
+    else:
+        text = read_log(settings.layout, task_id, tail)
+    if as_json:
+        emit_json({"id": task_id, "log": text})
+    else:
+        sys.stdout.write(text)
+
+
+@app.command("result")
+@handled
+def result(ctx: typer.Context, task_id: str, as_json: JsonOpt = False) -> None:
+    """Print a task's result; exit 0 if it succeeded, 1 if not, 4 if there is none yet."""
+    found = current_result(settings_of(ctx).layout, task_id)
+    if as_json:
+        emit_json(found.model_dump(mode="json", exclude_none=True))
+    else:
+        typer.echo(result_text(found))
+    raise typer.Exit(EXIT_OK if found.status.value == "success" else EXIT_TASKS_FAILED)
