@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from orchestration_protocol import (
     Result,
     TaskState,
+    latest_claim_attempt,
     next_attempt,
     read_task_state,
     request_cancel,
@@ -18,6 +20,10 @@ from .backends import WorkerRecord
 from .errors import BadInput, NotFinished, TaskNotSpawnable, TaskUnknown
 from .spawn import SpawnContext, spawn_attempt, why_not_spawnable
 from .views import task_row
+
+FORCED_CLAIM_S = 20.0
+EXIT_USAGE = 2
+"""``orchestrator-worker``'s exit code for bad usage."""
 
 
 def require_task(layout: Any, task_id: str) -> None:
@@ -94,4 +100,26 @@ def retry_task(
         attempt = next_attempt(snapshot, state, force=True)
     if attempt is None:
         raise TaskNotSpawnable(why_not_spawnable(snapshot, state))
-    return attempt, spawn_attempt(context, snapshot.task, attempt, profile, force=force)
+    worker = spawn_attempt(context, snapshot.task, attempt, profile, force=force)
+    if force:
+        _confirm_forced_claim(context, task_id, attempt, worker.name)
+    return attempt, worker
+
+
+def _confirm_forced_claim(context: SpawnContext, task_id: str, attempt: int, name: str) -> None:
+    """Wait until the forced attempt is claimed; a worker that refuses ``--force`` (exit 2, an
+    older worker image) is one sentence with the fix, not a retry that silently never runs."""
+    layout = context.settings.layout
+    deadline = time.monotonic() + FORCED_CLAIM_S
+    while time.monotonic() < deadline:
+        if latest_claim_attempt(layout, task_id) >= attempt:
+            return
+        ended = [w for w in context.backend.workers() if w.name == name and not w.running]
+        if ended:
+            if ended[0].exit_code == EXIT_USAGE:
+                raise TaskNotSpawnable(
+                    f"The worker refused a retry beyond max_attempts (it has no --force); update "
+                    f"the worker image (scripts/build-images.sh), or create a new task for {task_id}."
+                )
+            return
+        time.sleep(0.1)

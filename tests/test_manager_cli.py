@@ -549,3 +549,17 @@ def test_merge_brings_the_task_branches_together(
         text=True,
     ).stdout.split()
     assert {"a.txt", "b.txt"} <= set(files)
+
+
+def test_retry_beyond_max_attempts_forces_the_claim_or_says_why_not(cli, layout: Layout) -> None:
+    cli("task", "create", "--id", "t1", "--agent", "command", "exit 1")
+    assert cli("spawn", "default", "t1")[0] == 0
+    _wait_for_result(layout, "t1")
+    code, out, _ = cli("task", "retry", "t1", "--json")
+    from worker.cli import parser
+
+    if "--force" in parser().format_help():
+        assert code == 0 and json.loads(out)["attempt"] == 2
+        _wait_for_result(layout, "t1", attempt=2)
+    else:  # an older worker: the refusal is reported, not swallowed
+        assert code == 2 and "has no --force" in json.loads(out)["error"]
