@@ -23,6 +23,7 @@ from filelock import FileLock, Timeout
 
 from orchestration_protocol import (
     Board,
+    Task,
     TaskState,
     next_attempt,
     read_board,
@@ -30,10 +31,10 @@ from orchestration_protocol import (
 )
 
 from .backends import WorkerRecord
-from .errors import DispatcherBusy, TaskNotSpawnable
+from .errors import DispatcherBusy, ImageMissing, TaskNotSpawnable, UnknownProfile
 from .monitor import LiveBoard
 from .progress import Progress, assess
-from .recovery import Recovery, recover_ended_worker, recover_lost_task
+from .recovery import Recovery, fail_unstartable, recover_ended_worker, recover_lost_task
 from .spawn import SpawnContext, spawn_attempt
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ LOCK_NAME = ".dispatcher.lock"
 DEFAULT_TICK_S = 5.0
 DEBOUNCE_S = 0.1
 SPAWN_THREADS = 4
+TASK_ERRORS = (UnknownProfile, ImageMissing)
+"""Errors that concern one task's profile, not the machine: they fail that task only."""
 SPAWNABLE = frozenset({TaskState.PENDING, TaskState.FAILED, TaskState.TIMEOUT})
 
 
@@ -179,14 +182,15 @@ class Dispatcher:
         busy = {worker.task_id for worker in workers if worker.running}
         free = max(0, self.max_workers - len(busy))
         chosen = self._candidates(tick, busy)[:free]
-        tasks = [(tick.board.snapshots[task_id].task, attempt) for task_id, attempt in chosen]
-        for profile in {self.profile or (task.profile if task else None) for task, _ in tasks}:
-            self.context.preflight(profile)  # once, before the threads share the context
+        tasks: list[tuple[Task, int]] = []
+        for task_id, attempt in chosen:
+            task = tick.board.snapshots[task_id].task
+            if task is not None and self._startable(tick, task, attempt):
+                tasks.append((task, attempt))
         with ThreadPoolExecutor(max_workers=SPAWN_THREADS) as pool:
             futures = [
                 pool.submit(spawn_attempt, self.context, task, attempt, self.profile)
                 for task, attempt in tasks
-                if task is not None
             ]
         for future in futures:
             try:
@@ -194,6 +198,18 @@ class Dispatcher:
             except TaskNotSpawnable as error:  # raced with another spawner: it runs anyway
                 logger.info("%s", error)
         tick.running = len(busy) + len(tick.spawned)
+
+    def _startable(self, tick: Tick, task: Task, attempt: int) -> bool:
+        """Check the task's profile (once per profile); a task whose profile is unknown or whose
+        image is missing fails this attempt with the reason instead of stopping the queue."""
+        try:
+            self.context.preflight(self.profile or task.profile)
+        except TASK_ERRORS as error:
+            recovery = fail_unstartable(self.layout, task.id, attempt, str(error))
+            if recovery is not None:
+                tick.recovered.append(recovery)
+            return False
+        return True
 
     # --- the loop ------------------------------------------------------------------------------
 

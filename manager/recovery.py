@@ -150,3 +150,12 @@ def _publish(
     except ClaimLost:
         return None  # the worker, or a successor, got there first
     return Recovery(handle.task_id, handle.attempt, exit_code, error)
+
+
+def fail_unstartable(layout: Layout, task_id: str, attempt: int, error: str) -> Recovery | None:
+    """A task whose worker cannot even be started (unknown profile, image missing): its attempt
+    ends failed with the reason, so the queue moves on and the task never half-runs."""
+    handle = try_claim_attempt(layout, task_id, attempt, worker_id=MANAGER_ID)
+    if handle is None:
+        return None
+    return _publish(handle, error, None, "")

@@ -563,3 +563,13 @@ def test_retry_beyond_max_attempts_forces_the_claim_or_says_why_not(cli, layout:
         _wait_for_result(layout, "t1", attempt=2)
     else:  # an older worker: the refusal is reported, not swallowed
         assert code == 2 and "has no --force" in json.loads(out)["error"]
+
+
+def test_a_task_with_an_unknown_profile_fails_alone_in_queue_mode(cli, layout: Layout) -> None:
+    write_task(layout, Task(id="typo", prompt="true", agent="command", profile="fluter"))
+    write_task(layout, Task(id="fine", prompt="echo fine", agent="command"))
+    code, out, _ = cli("dispatch", "--until-done", "-n", "2")
+    assert code == 1, out
+    typo = result_of(layout, "typo")
+    assert typo.status == "failed" and "Unknown profile 'fluter'" in (typo.error or "")
+    assert result_of(layout, "fine").status == "success"
