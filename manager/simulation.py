@@ -4,7 +4,8 @@ With Docker, the endpoint runs as the container ``orchestrator-scripted-model`` 
 ``claude-worker`` image with ``--entrypoint scripted-model``) on the user-defined network
 ``orchestrator-net``, and workers join that network with ``ANTHROPIC_BASE_URL`` pointing at it.
 With the local backend it runs as a process on the loopback interface. Either stays up between
-commands (``orchestrator cleanup --simulation`` removes it), so ``spawn --simulate`` works too.
+commands, so ``spawn --simulate`` works too; ``orchestrator cleanup --simulation`` removes it
+(only the root that started it does: other roots may share it).
 """
 
 from __future__ import annotations
@@ -56,9 +57,12 @@ def stop_simulation(settings: ManagerSettings, backend: Backend) -> bool:
         from docker.errors import NotFound
 
         try:
-            backend.client.containers.get(MODEL_CONTAINER).remove(force=True)
+            container = backend.client.containers.get(MODEL_CONTAINER)
         except NotFound:
             return False
+        if (container.labels or {}).get(LABEL_ROOT) != backend.root_label:
+            return False  # another root started it and may still be using it
+        container.remove(force=True)
         return True
     record = _local_record(settings)
     if record is None:
@@ -89,14 +93,13 @@ def _start_in_docker(settings: ManagerSettings, backend: DockerBackend) -> Simul
     backend.require_image(MODEL_IMAGE)
     try:
         container = client.containers.get(MODEL_CONTAINER)
-        if (
-            container.status != "running"
-            or network not in container.attrs["NetworkSettings"]["Networks"]
-        ):
-            container.remove(force=True)
-            container = None
     except NotFound:
         container = None
+    if container is not None and container.status != "running":
+        container.remove(force=True)
+        container = None
+    if container is not None and network not in container.attrs["NetworkSettings"]["Networks"]:
+        client.networks.get(network).connect(container)  # shared: join it, never take it away
     if container is None:
         try:
             container = client.containers.run(
