@@ -10,7 +10,8 @@ Two ways to run the manager:
 - ``host``: ``entrypoint.sh`` straight on this machine with the local backend, workers as
   processes (needs tmux and the ``claude`` binary from the dev extras; no Docker).
 
-Watch one live: ``tmux attach -t <session>`` while it runs (sessions are named ``e2e-*``).
+Watch one live while it runs: ``tmux -L <session> attach`` (``ls /tmp/tmux-$UID/`` lists the
+sessions, named ``e2e-*``).
 """
 
 from __future__ import annotations
@@ -109,22 +110,29 @@ SCENARIOS = {
 
 
 class TmuxSession:
-    """One detached tmux session running a command, read through capture-pane."""
+    """One detached tmux session running a command, read through capture-pane.
+
+    It runs on its own tmux server (``tmux -L <name>``): a session made on a server that already
+    runs gets that server's environment, not ours."""
 
     def __init__(self, name: str, command: list[str], *, cwd: Path, env: dict[str, str]) -> None:
         self.name = name
         shown = ["bash", "-c", f'"$@"; echo "{EXITED} $?"; sleep 3600', "manager", *command]
         subprocess.run(
-            ["tmux", "new-session", "-d", "-s", name, "-x", "200", "-y", "60", "--", *shown],
+            [*self.tmux, "new-session", "-d", "-s", name, "-x", "200", "-y", "60", "--", *shown],
             cwd=cwd,
             env=env,
             check=True,
         )
 
+    @property
+    def tmux(self) -> list[str]:
+        return ["tmux", "-L", self.name]
+
     def screen(self) -> str:
         """Everything shown so far (scrollback included), wrapped lines joined."""
         done = subprocess.run(
-            ["tmux", "capture-pane", "-p", "-J", "-S", "-10000", "-t", self.name],
+            [*self.tmux, "capture-pane", "-p", "-J", "-S", "-10000", "-t", self.name],
             capture_output=True,
             text=True,
             check=False,
@@ -132,9 +140,9 @@ class TmuxSession:
         return done.stdout
 
     def type(self, text: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, "-l", text], check=True)
         time.sleep(0.3)
-        subprocess.run(["tmux", "send-keys", "-t", self.name, "Enter"], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, "Enter"], check=True)
 
     def wait_for(self, text: str, timeout: float) -> float:
         """Seconds until ``text`` is on screen; fails with the screen when it never is."""
@@ -149,7 +157,7 @@ class TmuxSession:
         pytest.fail(f"{text!r} never appeared within {timeout:g}s; the screen:\n{self.screen()}")
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True, check=False)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True, check=False)
 
 
 @dataclass

@@ -89,20 +89,21 @@ def time_to_prompt(bare: Path, volume: str, env: dict[str, str]) -> float:
     session, name = f"bench-{token}", f"bench-manager-{token}"
     command = run_sh_command(bare, volume, name)
     start = time.monotonic()
+    tmux = ["tmux", "-L", session]  # its own server, so the session gets this environment
     subprocess.run(
-        ["tmux", "new-session", "-d", "-s", session, "-x", "200", "-y", "50", "--", *command],
+        [*tmux, "new-session", "-d", "-s", session, "-x", "200", "-y", "50", "--", *command],
         env=env,
         check=True,
     )
     try:
         while time.monotonic() - start < TIMEOUT_S:
-            screen = quiet("tmux", "capture-pane", "-p", "-t", session, check=False).stdout
+            screen = quiet(*tmux, "capture-pane", "-p", "-t", session, check=False).stdout
             if READY in screen:
                 return time.monotonic() - start
             time.sleep(0.02)
         raise SystemExit(f"the prompt did not appear within {TIMEOUT_S:g}s:\n{screen}")
     finally:
-        quiet("tmux", "kill-session", "-t", session, check=False)
+        quiet(*tmux, "kill-server", check=False)
         quiet("docker", "rm", "-f", name, check=False)
 
 
