@@ -290,6 +290,7 @@ def converse(manager: Manager, scenario: Scenario) -> str:
 
 def check_outcome(manager: Manager, scenario: Scenario, screen: str) -> None:
     remote = manager.remote
+    (remote.parent / "screen.txt").write_text(screen)  # kept with pytest's tmp dirs, to look at
     for text in scenario.on_screen:
         assert text in screen, f"{text!r} is not on the screen:\n{screen}"
     task_branches = {f"orchestrator/{task_id}" for task_id in scenario.tasks}
