@@ -253,7 +253,7 @@ docker run --rm --init "${tty_args[@]}" \
     --network "$network" \
     --mount "type=bind,source=$socket,target=/var/run/docker.sock" \
     --mount "type=volume,source=$volume,target=/orchestration" \
-    "${mounts[@]}" \
+    "${mounts[@]+"${mounts[@]}"}" \
     "${env_args[@]}" \
     "$MANAGER_IMAGE" "${command[@]+"${command[@]}"}" || status=$?
 exit "$status"
