@@ -360,11 +360,16 @@ def test_killed_workers_get_failed_results_and_are_retried(layout: Layout, remot
         "1",
         "-n",
         "3",
-        "sleep 2 && echo a",
-        "sleep 2 && echo b",
-        "sleep 2 && echo c",
+        "sleep 4 && echo a",
+        "sleep 4 && echo b",
+        "sleep 4 && echo c",
     )
-    _wait_until(lambda: len(_running(layout)) == 3, what="three running workers")
+    try:
+        _wait_until(lambda: len(_running(layout)) >= 2, what="two running workers")
+    except AssertionError:
+        run.kill()
+        run.communicate()
+        raise
     victims = sorted(_running(layout))[:2]
     for task_id in victims:
         pid = int((layout.root / ".workers" / f"worker-{task_id}.pid").read_text())
@@ -385,10 +390,12 @@ def test_a_restarted_manager_finishes_every_task_exactly_once(
     layout: Layout, remote: Path, tmp_path: Path
 ) -> None:
     ledger = tmp_path / "ledger"
-    prompts = [f"sleep 1 && echo $ORCHESTRATOR_TASK_ID >> {ledger}" for _ in range(5)]
+    prompts = [f"sleep 2 && echo $ORCHESTRATOR_TASK_ID >> {ledger}" for _ in range(5)]
     first = _start_cli(layout, remote, "run", "--agent", "command", "-n", "2", *prompts)
-    _wait_until(lambda: len(_running(layout)) == 2, what="two running workers")
-    first.kill()
+    try:
+        _wait_until(lambda: len(_running(layout)) >= 1, what="a running worker")
+    finally:
+        first.kill()
     first.communicate()
     second = _start_cli(layout, remote, "dispatch", "--until-done", "-n", "2")
     out, _ = second.communicate(timeout=60)
