@@ -157,7 +157,15 @@ class TmuxSession:
         pytest.fail(f"{text!r} never appeared within {timeout:g}s; the screen:\n{self.screen()}")
 
     def kill(self) -> None:
+        socket = subprocess.run(
+            [*self.tmux, "display-message", "-p", "#{socket_path}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         subprocess.run([*self.tmux, "kill-server"], capture_output=True, check=False)
+        if socket:
+            Path(socket).unlink(missing_ok=True)
 
 
 @dataclass
@@ -186,6 +194,18 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def require_tmux() -> None:
     require(shutil.which("tmux") is not None, "tmux is not installed (apt-get install tmux)")
+
+
+def remove_container_and_volume(name: str, volume: str) -> None:
+    """Remove the manager (``--rm`` may be removing it already) and then its volume."""
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        gone = subprocess.run(["docker", "container", "inspect", name], capture_output=True)
+        if gone.returncode != 0:
+            break
+        time.sleep(0.2)
+    subprocess.run(["docker", "volume", "rm", volume], capture_output=True, check=False)
 
 
 @pytest.fixture
@@ -222,8 +242,7 @@ def manager_in_docker(docker_client, demo_remote: Path, tmp_path: Path) -> Itera
         labels = [f"orchestrator.root=volume:{volume}", "orchestrator.role=worker"]
         for container in docker_client.containers.list(all=True, filters={"label": labels}):
             container.remove(force=True)
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-        subprocess.run(["docker", "volume", "rm", volume], capture_output=True, check=False)
+        remove_container_and_volume(name, volume)
 
 
 @pytest.fixture

@@ -103,8 +103,20 @@ def time_to_prompt(bare: Path, volume: str, env: dict[str, str]) -> float:
             time.sleep(0.02)
         raise SystemExit(f"the prompt did not appear within {TIMEOUT_S:g}s:\n{screen}")
     finally:
+        socket = quiet(*tmux, "display-message", "-p", "#{socket_path}", check=False).stdout
         quiet(*tmux, "kill-server", check=False)
-        quiet("docker", "rm", "-f", name, check=False)
+        if socket.strip():
+            Path(socket.strip()).unlink(missing_ok=True)
+        remove_container(name)
+
+
+def remove_container(name: str) -> None:
+    """Remove it and wait until it is gone (``--rm`` may be removing it already)."""
+    quiet("docker", "rm", "-f", name, check=False)
+    for _ in range(150):
+        if quiet("docker", "container", "inspect", name, check=False).returncode != 0:
+            return
+        time.sleep(0.2)
 
 
 def summarize(label: str, samples: list[float]) -> dict[str, object]:
