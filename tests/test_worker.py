@@ -210,3 +210,12 @@ def test_https_token_reaches_git_through_a_credential_helper_only(tmp_path: Path
     )
     assert "password=ghp_example_token_value" in completed.stdout
     assert "ghp_example" not in (tmp_path / "gitconfig").read_text()
+
+
+def test_force_retries_a_task_past_max_attempts(layout: Layout, remote: Path) -> None:
+    write_task(layout, command_task("t1", "exit 1", remote))
+    assert main(["--task", "t1", "--root", str(layout.root)]) == RET_OK
+    assert main(["--task", "t1", "--root", str(layout.root)]) == RET_NOTHING_TO_CLAIM
+    assert main(["--task", "t1", "--force", "--root", str(layout.root)]) == RET_OK
+    assert result_of(layout, "t1").attempt == 2
+    assert (layout.archived_result_file("t1", 1)).exists()

@@ -51,8 +51,8 @@ def settings_from_env(args: argparse.Namespace) -> WorkerSettings:
     )
 
 
-def run_one(settings: WorkerSettings, task_id: str, stop: StopFlag) -> int:
-    """Claim and run one task; the exit code says how it went."""
+def run_one(settings: WorkerSettings, task_id: str, stop: StopFlag, *, force: bool = False) -> int:
+    """Claim and run one task (``force``: even past max_attempts); the exit code says how."""
     layout = Layout(settings.root)
     try:
         task = read_task(layout, task_id)
@@ -61,7 +61,9 @@ def run_one(settings: WorkerSettings, task_id: str, stop: StopFlag) -> int:
         return RET_USAGE
     except InvalidFile as error:
         return _reject_invalid_task(layout, task_id, error, settings)
-    handle = claim(layout, task_id, worker_id=settings.worker_id, lease_s=settings.lease_s)
+    handle = claim(
+        layout, task_id, worker_id=settings.worker_id, lease_s=settings.lease_s, force=force
+    )
     if handle is None:
         print(
             f"orchestrator-worker: task {task_id} has nothing to claim (already claimed or finished).",
@@ -124,6 +126,9 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--task", metavar="ID", help="run this task")
     which.add_argument("--pool", action="store_true", help="run pending tasks until none is left")
     p.add_argument(
+        "--force", action="store_true", help="with --task: retry even when max_attempts is used up"
+    )
+    p.add_argument(
         "--root",
         metavar="DIR",
         help="orchestration root (default $ORCHESTRATION_DIR or /orchestration)",
@@ -159,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.pool:
             return run_pool(settings, stop)
-        return run_one(settings, args.task, stop)
+        return run_one(settings, args.task, stop, force=args.force)
     except ProtocolError as error:
         print(f"orchestrator-worker: {error}", file=sys.stderr)
         return RET_CRASHED
