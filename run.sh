@@ -35,7 +35,8 @@ their branches into orchestrator/integration and tells you what changed.
 
 Options:
   --repo URL          repository to work on (git URL, or a path to a local repository, which
-                      is mounted at the same path); default $REPO_URL
+                      is mounted at the same path); default $REPO_URL; with --simulate and
+                      no repository, a demo app made in ~/.cache/claude-orchestrator
   --branch NAME       branch to start from (default: main, or $REPO_BRANCH)
   --token FILE        file holding a Claude Code OAuth token, made with `claude setup-token`
                       (default: ~/.claude-token); not needed with ANTHROPIC_API_KEY, Bedrock
@@ -114,7 +115,14 @@ done
 
 # --- the request -------------------------------------------------------------------------------
 
-[[ -n "$repo" ]] || die $RET_USAGE "no repository given; pass --repo URL (a git URL or a local path)."
+if [[ -z "$repo" && "$simulate" == 1 ]]; then
+    # A dry run needs no repository of yours: the demo app the scenarios know is made once.
+    repo="${XDG_CACHE_HOME:-$HOME/.cache}/claude-orchestrator/demo-app.git"
+    "$REPO_ROOT/scripts/demo-repo.sh" "$repo" >/dev/null \
+        || die $RET_ENVIRONMENT "could not make the demo repository $repo; pass --repo URL instead."
+    echo "run.sh: --simulate without --repo: using the demo app at $repo" >&2
+fi
+[[ -n "$repo" ]] || die $RET_USAGE "no repository given; pass --repo URL (a git URL or a local path), or --simulate alone for the demo app."
 [[ "$max_workers" =~ ^[1-9][0-9]*$ ]] \
     || die $RET_USAGE "--max-workers must be a whole number of at least 1, not '$max_workers'."
 

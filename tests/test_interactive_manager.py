@@ -30,17 +30,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.gitrepo import branches, make_remote, show
+from tests.gitrepo import branches, show
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_APP = {
-    "README.md": "# Demo app\n",
-    "app/index.html": '<!doctype html>\n<link rel="stylesheet" href="styles.css">\n<h1>Demo</h1>\n',
-    "app/styles.css": ":root {\n  --background: #ffffff;\n  --text: #1a1a1a;\n  --accent: #0066cc;\n}\n",
-    "app/settings.js": "export const settings = {\n  language: 'en',\n};\n",
-}
 READY = "auto mode on"
 """The status line of interactive Claude Code once it takes input."""
 EXITED = "[the manager exited with status"
@@ -179,8 +173,11 @@ class Manager:
 
 @pytest.fixture
 def demo_remote(tmp_path: Path) -> Path:
+    """The demo app as ``run.sh --simulate`` makes it when no --repo is given."""
     os.chmod(tmp_path, 0o755)
-    return make_remote(tmp_path, DEMO_APP)
+    remote = tmp_path / "demo-app.git"
+    subprocess.run([str(REPO_ROOT / "scripts" / "demo-repo.sh"), str(remote)], check=True)
+    return remote
 
 
 def clean_env(**extra: str) -> dict[str, str]:
