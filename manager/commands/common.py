@@ -75,6 +75,18 @@ MountOpt = Annotated[
 ProfileOpt = Annotated[
     str | None, typer.Option("--profile", metavar="NAME", help="Worker profile.")
 ]
+AgentOpt = Annotated[
+    str | None, typer.Option("--agent", metavar="KIND", help="claude (default) or command.")
+]
+AttemptTimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", metavar="SECONDS", help="Seconds per attempt.")
+]
+RetriesOpt = Annotated[
+    int, typer.Option("--retries", metavar="N", min=0, help="Extra attempts after a failure.")
+]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", metavar="NAME", help="Model for the agent.")
+]
 MaxWorkersOpt = Annotated[
     int,
     typer.Option(

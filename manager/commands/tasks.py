@@ -17,10 +17,14 @@ from ..output import emit_json
 from ..tasks import cancel_task, retry_task, task_details
 from ..views import status_rows
 from .common import (
+    AgentOpt,
+    AttemptTimeoutOpt,
     BranchOpt,
     JsonOpt,
+    ModelOpt,
     ProfileOpt,
     RepoOpt,
+    RetriesOpt,
     SimulateOpt,
     handled,
     settings_of,
@@ -62,18 +66,10 @@ def task_create(
             "--depends-on", help="Ids that must succeed first (repeatable or comma-separated)."
         ),
     ] = None,
-    timeout: Annotated[
-        float | None, typer.Option("--timeout", metavar="SECONDS", help="Seconds per attempt.")
-    ] = None,
-    retries: Annotated[
-        int, typer.Option("--retries", metavar="N", min=0, help="Extra attempts after a failure.")
-    ] = 0,
-    model: Annotated[
-        str | None, typer.Option("--model", metavar="NAME", help="Model for the agent.")
-    ] = None,
-    agent: Annotated[
-        str | None, typer.Option("--agent", metavar="KIND", help="claude (default) or command.")
-    ] = None,
+    timeout: AttemptTimeoutOpt = None,
+    retries: RetriesOpt = 0,
+    model: ModelOpt = None,
+    agent: AgentOpt = None,
     env: Annotated[
         list[str] | None,
         typer.Option("--env", metavar="NAME=VALUE", help="NAME=VALUE for the agent (not secrets)."),

@@ -20,13 +20,17 @@ from ..output import emit_json
 from ..spawn import SpawnContext, spawn_task
 from ..views import status_rows
 from .common import (
+    AgentOpt,
+    AttemptTimeoutOpt,
     BranchOpt,
     Globals,
     JsonOpt,
     MaxWorkersOpt,
+    ModelOpt,
     MountOpt,
     ProfileOpt,
     RepoOpt,
+    RetriesOpt,
     SimulateOpt,
     app,
     finish,
@@ -124,18 +128,10 @@ def run(
     max_workers: MaxWorkersOpt = 4,
     simulate: SimulateOpt = False,
     profile: ProfileOpt = None,
-    agent: Annotated[
-        str | None, typer.Option("--agent", metavar="KIND", help="claude (default) or command.")
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option("--timeout", metavar="SECONDS", help="Seconds per attempt.")
-    ] = None,
-    retries: Annotated[
-        int, typer.Option("--retries", metavar="N", min=0, help="Extra attempts after a failure.")
-    ] = 0,
-    model: Annotated[
-        str | None, typer.Option("--model", metavar="NAME", help="Model for the agent.")
-    ] = None,
+    agent: AgentOpt = None,
+    timeout: AttemptTimeoutOpt = None,
+    retries: RetriesOpt = 0,
+    model: ModelOpt = None,
     plan: Annotated[
         Path | None,
         typer.Option("--plan", metavar="FILE", help="Tasks from a JSON/YAML plan file."),
