@@ -319,6 +319,16 @@ build_project_image() {  # NAME DOCKERFILE
     drop_replaced "$1" "$previous"
 }
 
+build_manager() {
+    image_exists "$WORKER_IMAGE" || build_project_image "$WORKER_IMAGE" worker/Dockerfile
+    local previous; previous=$(image_id "$MANAGER_IMAGE")
+    say "building $MANAGER_IMAGE (manager/Dockerfile, FROM $WORKER_IMAGE)"
+    docker_build "${no_cache[@]+"${no_cache[@]}"}" --build-arg WORKER_IMAGE="$WORKER_IMAGE" \
+        -f "$REPO_ROOT/manager/Dockerfile" -t "$MANAGER_IMAGE" "$REPO_ROOT" \
+        || die "building $MANAGER_IMAGE failed (see the build output above)."
+    drop_replaced "$MANAGER_IMAGE" "$previous"
+}
+
 build_profile() {  # NAME
     local dir="$REPO_ROOT/worker/profiles/$1"
     image_exists "$WORKER_IMAGE" || build_project_image "$WORKER_IMAGE" worker/Dockerfile
@@ -348,11 +358,11 @@ case "$only" in
     base) built+=("$BASE_IMAGE") ;;
     cli) build_cli; built+=("$CLI_IMAGE") ;;
     worker) build_cli; build_project_image "$WORKER_IMAGE" worker/Dockerfile; built+=("$WORKER_IMAGE") ;;
-    manager) build_cli; build_project_image "$MANAGER_IMAGE" manager/Dockerfile; built+=("$MANAGER_IMAGE") ;;
+    manager) build_cli; build_manager; built+=("$MANAGER_IMAGE") ;;
     "")
         build_cli
         build_project_image "$WORKER_IMAGE" worker/Dockerfile
-        build_project_image "$MANAGER_IMAGE" manager/Dockerfile
+        build_manager
         built+=("$BASE_IMAGE" "$CLI_IMAGE" "$WORKER_IMAGE" "$MANAGER_IMAGE")
         for p in "${profiles[@]+"${profiles[@]}"}"; do
             build_profile "$p"; built+=("claude-$p")
