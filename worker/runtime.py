@@ -101,6 +101,10 @@ class TaskLog:
             self._file.flush()
             print(line, flush=True)
 
+    def write_all(self, lines: list[str]) -> None:
+        for line in lines:
+            self.write(line)
+
     def close(self) -> None:
         self._file.close()
 
@@ -165,11 +169,6 @@ class Attempt:
         self.result = self.result.model_copy(update={"status": ResultStatus.FAILED, "error": error})
 
     def _work(self, scratch: Path) -> None:
-        url = self.task.repo or self.settings.repo_url
-        if not url:
-            raise NoRepository(
-                f'Task {self.task.id} names no repo and REPO_URL is not set; add "repo" to the task.'
-            )
         access = repo.GitAccess(
             scratch,
             ssh_key=self.secrets.get("GIT_SSH_KEY"),
@@ -177,24 +176,45 @@ class Attempt:
             author_name=os.environ.get("GIT_USER_NAME", "Claude Worker"),
             author_email=os.environ.get("GIT_USER_EMAIL", "worker@claude-orchestrator.invalid"),
         )
-        self.heartbeat.enter(WorkerPhase.CLONING, f"cloning {repo.redact(url)}")
         clone_dir = scratch / "repo"
+        base, branch = self._clone(clone_dir, access)
+        agent = self._run_agent(clone_dir, scratch)
+        if not self.stop.claim_lost:
+            self._keep_changes(agent, clone_dir, base, branch, access)
+
+    def _clone(self, clone_dir: Path, access: repo.GitAccess) -> tuple[str, str]:
+        """Clone the task's repository onto its branch; return the base commit and the branch."""
+        url = self.task.repo or self.settings.repo_url
+        if not url:
+            raise NoRepository(
+                f'Task {self.task.id} names no repo and REPO_URL is not set; add "repo" to the task.'
+            )
+        self.heartbeat.enter(WorkerPhase.CLONING, f"cloning {repo.redact(url)}")
         base = repo.clone(url, self.task.branch or self.settings.repo_branch, clone_dir, access)
         branch = repo.start_branch(clone_dir, self.task.id, access)
         self.result = self.result.model_copy(update={"base_commit": base, "branch": branch})
+        return base, branch
+
+    def _run_agent(self, clone_dir: Path, scratch: Path) -> Agent:
+        """Run the agent in the clone until it ends or is stopped; record what it reported."""
         self.heartbeat.enter(WorkerPhase.RUNNING, f"running {self.task.agent.value}")
         agent = agent_for(self.task, self.settings.model)
         outcome = run_supervised(
             agent.command(),
             cwd=clone_dir,
             env=self._agent_env(scratch),
-            on_line=lambda line: [self.log.write(text) for text in agent.render(line)],
+            on_line=lambda line: self.log.write_all(agent.render(line)),
             should_stop=self.stop_reason,
             stdin_text=agent.stdin_text(),
         )
-        if self.stop.claim_lost:
-            return
-        self._record_agent(agent, outcome.exit_code, outcome.stopped_because)
+        if not self.stop.claim_lost:
+            self._record_agent(agent, outcome.exit_code, outcome.stopped_because)
+        return agent
+
+    def _keep_changes(
+        self, agent: Agent, clone_dir: Path, base: str, branch: str, access: repo.GitAccess
+    ) -> None:
+        """Commit, save the patch, bundle and transcript, push; also after a failure or a stop."""
         self.heartbeat.enter(WorkerPhase.COMMITTING)
         summary = repo.commit_all(
             clone_dir, f"{self.task.id}: {self.task.prompt.splitlines()[0][:60]}", base, access
@@ -205,12 +225,9 @@ class Attempt:
             artifacts / "transcript.jsonl",
             "".join(f"{line}\n" for line in agent.transcript).encode(),
         )
-        push_problem = (
-            repo.push(clone_dir, branch, access)
-            if summary.head_commit != base
-            else "nothing to push"
-        )
-        if push_problem and summary.head_commit != base:
+        committed = summary.head_commit != base
+        push_problem = repo.push(clone_dir, branch, access) if committed else "nothing to push"
+        if push_problem and committed:
             self.log.write(f"-- branch not pushed: {push_problem}")
         self.result = self.result.model_copy(
             update={
