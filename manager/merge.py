@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestration_protocol import Layout, Result, Task, TaskState, read_board
+from orchestration_protocol import Layout, Result, Task, TaskSnapshot, TaskState, read_board
 from worker.repo import redact
 
 from .errors import BadInput, ManagerError, TaskUnknown
@@ -221,7 +221,7 @@ def _check_branch_name(git: _Git, branch: str) -> None:
         raise BadInput(f"{branch!r} is not a valid branch name; choose another integration branch.")
 
 
-def _choose(snapshots: dict, task_ids: list[str] | None) -> list[str]:
+def _choose(snapshots: dict[str, TaskSnapshot], task_ids: list[str] | None) -> list[str]:
     if task_ids is None:
         return list(snapshots)
     unknown = [task_id for task_id in task_ids if task_id not in snapshots]
@@ -232,7 +232,7 @@ def _choose(snapshots: dict, task_ids: list[str] | None) -> list[str]:
     return list(dict.fromkeys(task_ids))
 
 
-def _dependency_order(task_ids: Iterable[str], snapshots: dict) -> list[str]:
+def _dependency_order(task_ids: Iterable[str], snapshots: dict[str, TaskSnapshot]) -> list[str]:
     """``task_ids`` with each task after the chosen tasks it depends on (cycles: as given)."""
     chosen = list(task_ids)
     wanted, ordered, visiting = set(chosen), [], set()
