@@ -12,7 +12,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ..profiles import Profile
 
@@ -75,6 +75,18 @@ class WorkerRecord:
     profile: str | None = None
     started: bool = True
     """False for a worker that was created but never started."""
+
+    @classmethod
+    def just_started(cls, request: SpawnRequest) -> WorkerRecord:
+        """The record of a worker that was started for ``request`` a moment ago."""
+        return cls(
+            name=request.name,
+            task_id=request.task_id,
+            attempt=request.attempt,
+            running=True,
+            created_at=datetime.now(UTC),
+            profile=request.profile.name,
+        )
 
 
 @dataclass(frozen=True)

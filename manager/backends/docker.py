@@ -233,14 +233,7 @@ class DockerBackend(Backend):
                 f"Docker could not start {request.name}: {error.explanation}; check the "
                 "profile's image, network and mounts."
             ) from error
-        return WorkerRecord(
-            name=request.name,
-            task_id=request.task_id,
-            attempt=request.attempt,
-            running=True,
-            created_at=datetime.now(UTC),
-            profile=request.profile.name,
-        )
+        return WorkerRecord.just_started(request)
 
     def workers(self) -> list[WorkerRecord]:
         summaries = self.client.api.containers(all=True, filters=self._filters)

@@ -168,14 +168,7 @@ class LocalBackend(Backend):
             "created_at": datetime.now(UTC).isoformat(),
         }
         atomic_write_bytes(self._path(request.name, ".json"), json.dumps(record).encode())
-        return WorkerRecord(
-            name=request.name,
-            task_id=request.task_id,
-            attempt=request.attempt,
-            running=True,
-            created_at=datetime.now(UTC),
-            profile=request.profile.name,
-        )
+        return WorkerRecord.just_started(request)
 
     def _alive(self, pid: int, start_ticks: int | None) -> bool:
         ticks = process_start_ticks(pid)

@@ -117,38 +117,45 @@ class Globals:
     profiles: Path | None = None
 
 
+RootOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--root", help="Orchestration root (default $ORCHESTRATION_DIR or /orchestration)."
+    ),
+]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="Where workers run: docker or local (default $ORCHESTRATOR_BACKEND or docker).",
+    ),
+]
+VolumeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--volume", help="What workers mount at /orchestration: a volume name or a host path."
+    ),
+]
+NetworkOpt = Annotated[
+    str | None, typer.Option("--network", metavar="NAME", help="Docker network for workers.")
+]
+ProfilesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--profiles",
+        help="Profiles file (default $ORCHESTRATOR_PROFILES, <root>/profiles.yaml, ~/.config/claude-orchestrator/profiles.yaml).",
+    ),
+]
+
+
 @app.callback()
 def options(
     ctx: typer.Context,
-    root: Annotated[
-        Path | None,
-        typer.Option(
-            "--root", help="Orchestration root (default $ORCHESTRATION_DIR or /orchestration)."
-        ),
-    ] = None,
-    backend: Annotated[
-        str | None,
-        typer.Option(
-            "--backend",
-            help="Where workers run: docker or local (default $ORCHESTRATOR_BACKEND or docker).",
-        ),
-    ] = None,
-    volume: Annotated[
-        str | None,
-        typer.Option(
-            "--volume", help="What workers mount at /orchestration: a volume name or a host path."
-        ),
-    ] = None,
-    network: Annotated[
-        str | None, typer.Option("--network", metavar="NAME", help="Docker network for workers.")
-    ] = None,
-    profiles: Annotated[
-        Path | None,
-        typer.Option(
-            "--profiles",
-            help="Profiles file (default $ORCHESTRATOR_PROFILES, <root>/profiles.yaml, ~/.config/claude-orchestrator/profiles.yaml).",
-        ),
-    ] = None,
+    root: RootOpt = None,
+    backend: BackendOpt = None,
+    volume: VolumeOpt = None,
+    network: NetworkOpt = None,
+    profiles: ProfilesOpt = None,
 ) -> None:
     """Shared options."""
     os.umask(0)  # directories made here must be writable by workers running as another uid

@@ -22,16 +22,21 @@ from ..views import status_rows
 from .common import (
     AgentOpt,
     AttemptTimeoutOpt,
+    BackendOpt,
     BranchOpt,
     Globals,
     JsonOpt,
     MaxWorkersOpt,
     ModelOpt,
     MountOpt,
+    NetworkOpt,
     ProfileOpt,
+    ProfilesOpt,
     RepoOpt,
     RetriesOpt,
+    RootOpt,
     SimulateOpt,
+    VolumeOpt,
     app,
     finish,
     handled,
@@ -218,27 +223,11 @@ def spawn_worker(
     task_id: Annotated[
         str, typer.Argument(metavar="TASK_ID", help="The task to run (tasks/<id>.json).")
     ],
-    root: Annotated[
-        Path | None,
-        typer.Option(
-            "--root", help="Orchestration root (default $ORCHESTRATION_DIR or /orchestration)."
-        ),
-    ] = None,
-    backend: Annotated[
-        str | None, typer.Option("--backend", metavar="NAME", help="docker (default) or local.")
-    ] = None,
-    volume: Annotated[
-        str | None,
-        typer.Option(
-            "--volume", metavar="NAME|PATH", help="Volume name or host path workers mount."
-        ),
-    ] = None,
-    network: Annotated[
-        str | None, typer.Option("--network", metavar="NAME", help="Docker network for the worker.")
-    ] = None,
-    profiles: Annotated[
-        Path | None, typer.Option("--profiles", metavar="FILE", help="Profiles file.")
-    ] = None,
+    root: RootOpt = None,
+    backend: BackendOpt = None,
+    volume: VolumeOpt = None,
+    network: NetworkOpt = None,
+    profiles: ProfilesOpt = None,
     simulate: SimulateOpt = False,
     repo: RepoOpt = None,
     branch: BranchOpt = None,
