@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestration_protocol import AgentKind
+from orchestration_protocol.models import refuse_secret_names
 
 from .errors import ProfilesInvalid, UnknownProfile
 
@@ -29,7 +30,6 @@ PROFILES_ENV = "ORCHESTRATOR_PROFILES"
 USER_PROFILES = Path("~/.config/claude-orchestrator/profiles.yaml")
 DEFAULT_PROFILE = "default"
 MOUNT_PATTERN = re.compile(r"^[^:]+:/[^:]*(:(ro|rw))?$")
-SECRET_ENV_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE|CREDENTIAL)", re.I)
 
 
 class Profile(BaseModel):
@@ -63,13 +63,9 @@ class Profile(BaseModel):
     @field_validator("env")
     @classmethod
     def _env_is_not_secret(cls, env: dict[str, str]) -> dict[str, str]:
-        for key in env:
-            if SECRET_ENV_NAME.search(key):
-                raise ValueError(
-                    f"env {key!r} looks like a secret; profiles are plain files, so give "
-                    "credentials to the manager's environment or secrets dir instead"
-                )
-        return env
+        return refuse_secret_names(
+            env, "profiles", "give credentials to the manager's environment or secrets dir instead"
+        )
 
     @field_validator("mounts")
     @classmethod

@@ -31,6 +31,16 @@ TaskId = Annotated[str, AfterValidator(validate_task_id)]
 SECRET_ENV_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE|CREDENTIAL)", re.I)
 
 
+def refuse_secret_names(env: dict[str, str], kind: str, fix: str) -> dict[str, str]:
+    """``env`` unchanged, or ValueError naming a variable whose name looks like a secret."""
+    for name in env:
+        if SECRET_ENV_NAME.search(name):
+            raise ValueError(
+                f"env variable {name!r} looks like a secret; {kind} are plain files, so {fix}"
+            )
+    return env
+
+
 def utc_now() -> datetime:
     """The current time, timezone-aware, in UTC."""
     return datetime.now(UTC)
@@ -103,13 +113,9 @@ class Task(ProtocolModel):
     @field_validator("env")
     @classmethod
     def _env_is_not_secret(cls, env: dict[str, str]) -> dict[str, str]:
-        for name in env:
-            if SECRET_ENV_NAME.search(name):
-                raise ValueError(
-                    f"env variable {name!r} looks like a secret; tasks are plain files, so pass "
-                    "credentials to workers at run time (spawn options), never in a task"
-                )
-        return env
+        return refuse_secret_names(
+            env, "tasks", "pass credentials to workers at run time (spawn options), never in a task"
+        )
 
     @model_validator(mode="after")
     def _depends_on_others(self) -> Task:

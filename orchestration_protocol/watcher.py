@@ -53,23 +53,38 @@ class ProtocolEvent:
     """The file's path."""
 
 
-def _filesystem_type(path: Path) -> str | None:
-    """The type of the mount holding ``path``, from /proc/mounts (None where unknown)."""
+@dataclass(frozen=True)
+class Mount:
+    """The mount holding a path, from /proc/mounts."""
+
+    mount_point: str
+    fs_type: str
+    device: str
+
+
+def mount_of(path: Path) -> Mount | None:
+    """The mount holding ``path`` (None where /proc/mounts cannot be read)."""
     try:
         lines = Path("/proc/mounts").read_text().splitlines()
     except OSError:
         return None
     target = str(path.resolve())
-    best, best_type = "", None
+    best: Mount | None = None
     for line in lines:
         fields = line.split()
         if len(fields) < 3:
             continue
         mount_point = fields[1].replace("\\040", " ")
         inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-        if inside and len(mount_point) >= len(best):
-            best, best_type = mount_point, fields[2]
-    return best_type
+        if inside and (best is None or len(mount_point) >= len(best.mount_point)):
+            best = Mount(mount_point, fields[2], fields[0])
+    return best
+
+
+def _filesystem_type(path: Path) -> str | None:
+    """The type of the filesystem holding ``path`` (None where unknown)."""
+    mount = mount_of(path)
+    return mount.fs_type if mount else None
 
 
 def default_polling(root: Path) -> bool:

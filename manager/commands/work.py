@@ -73,14 +73,20 @@ def _spawn(ctx: typer.Context, profile: str, task_id: str, as_json: bool, **extr
     )
 
 
+SpawnProfileArg = Annotated[
+    str, typer.Argument(metavar="PROFILE", help="Worker profile, e.g. default or flutter.")
+]
+SpawnTaskArg = Annotated[
+    str, typer.Argument(metavar="TASK_ID", help="The task to run (tasks/<id>.json).")
+]
+
+
 @app.command("spawn")
 @handled
 def spawn(
     ctx: typer.Context,
-    profile: Annotated[
-        str, typer.Argument(metavar="PROFILE", help="Worker profile, e.g. default or flutter.")
-    ],
-    task_id: Annotated[str, typer.Argument(metavar="TASK_ID", help="The task to run.")],
+    profile: SpawnProfileArg,
+    task_id: SpawnTaskArg,
     simulate: SimulateOpt = False,
     repo: RepoOpt = None,
     branch: BranchOpt = None,
@@ -217,12 +223,8 @@ spawn_worker_app = typer.Typer(
 @handled
 def spawn_worker(
     ctx: typer.Context,
-    profile: Annotated[
-        str, typer.Argument(metavar="PROFILE", help="Worker profile, e.g. default or flutter.")
-    ],
-    task_id: Annotated[
-        str, typer.Argument(metavar="TASK_ID", help="The task to run (tasks/<id>.json).")
-    ],
+    profile: SpawnProfileArg,
+    task_id: SpawnTaskArg,
     root: RootOpt = None,
     backend: BackendOpt = None,
     volume: VolumeOpt = None,

@@ -60,6 +60,7 @@ from orchestration_protocol import (
     try_claim_attempt,
     utc_now,
 )
+from orchestration_protocol.watcher import mount_of
 
 PACE_S = 0.005
 """Time between two result files written by the latency writer."""
@@ -84,21 +85,9 @@ def _context() -> multiprocessing.context.BaseContext:
 def filesystem_type(path: Path) -> str:
     """The type of the mount holding ``path`` (from /proc/mounts, else ``df``/``stat``)."""
     target = str(path.resolve())
-    try:
-        lines = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        lines = []
-    best, best_type = "", ""
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        mount_point = fields[1].replace("\\040", " ")
-        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-        if inside and len(mount_point) >= len(best):
-            best, best_type = mount_point, f"{fields[2]} ({fields[0]} on {mount_point})"
-    if best_type:
-        return best_type
+    mount = mount_of(path)
+    if mount is not None:
+        return f"{mount.fs_type} ({mount.device} on {mount.mount_point})"
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(
             ["stat", "-f", "-c", "%T", target], capture_output=True, text=True, timeout=5
