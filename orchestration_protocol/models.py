@@ -105,6 +105,8 @@ class Task(ProtocolModel):
     """Which agent runs the prompt."""
     env: dict[str, str] = Field(default_factory=dict)
     """Extra non-secret environment variables for the agent."""
+    max_budget_usd: float | None = Field(default=None, gt=0)
+    """Most this task may spend on model requests (all attempts), enforced by the gateway."""
     created_at: datetime | None = None
     """When the task was written."""
     schema_version: SchemaVersion = SCHEMA_VERSION
