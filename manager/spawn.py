@@ -25,16 +25,19 @@ from .backends import Backend, WorkerRecord, worker_name
 from .config import ManagerSettings
 from .credentials import (
     MODEL_SECRETS,
-    MODEL_SWITCHES,
     collect_secrets,
     passthrough_env,
     require_model_credentials,
 )
 from .errors import BadInput, TaskNotSpawnable, TaskUnknown
+from .backends.docker import DockerBackend
+from .gateway_service import DEFAULT_UPSTREAM, GatewaySpec, connect_gateway, start_gateway
 from .preflight import prepare_root
 from .profiles import Profile, resolve_profile
 from .simulation import start_simulation
 
+GATEWAY_SECRETS = (*MODEL_SECRETS, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+"""The secrets the gateway gets; git credentials stay with the manager (mirror, push)."""
 FORWARDED_ENV = ("GIT_USER_NAME", "GIT_USER_EMAIL")
 
 
@@ -57,27 +60,36 @@ class SpawnContext:
         profile = self.profile(name)
         if profile.name not in self.checked_profiles:
             self.backend.preflight(profile)
+            if profile.network and isinstance(self.backend, DockerBackend):
+                connect_gateway(self.backend, profile.network)
             self.checked_profiles.add(profile.name)
         return profile
 
 
 def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContext:
-    """Check the root, gather secrets and model settings, start the scripted model if simulating."""
+    """Check the root, gather the manager's secrets and model settings, start the scripted model
+    if simulating, and the gateway that holds the credentials workers never get."""
     prepare_root(settings)
     secrets = collect_secrets()
     env = passthrough_env()
     env.update({name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)})
-    network = settings.network
+    networks = [settings.network] if settings.network else []
     if settings.simulate:
         simulation = start_simulation(settings, backend)
-        for name in MODEL_SECRETS:
-            secrets.pop(name, None)
-        for name in (*MODEL_SWITCHES, "ANTHROPIC_MODEL"):
-            env.pop(name, None)
-        secrets.update(simulation.secrets)
-        env.update(simulation.env)
-        network = network or simulation.network
-    return SpawnContext(settings, backend, secrets, env, network)
+        env.pop("ANTHROPIC_MODEL", None)
+        spec = GatewaySpec(
+            upstream=simulation.upstream,
+            credentials=simulation.credentials,
+            networks=tuple(dict.fromkeys([*networks, *filter(None, [simulation.network])])),
+        )
+    else:
+        spec = GatewaySpec(
+            upstream=os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_UPSTREAM,
+            credentials={name: value for name, value in secrets.items() if name in GATEWAY_SECRETS},
+            networks=tuple(networks),
+        )
+    start_gateway(settings, backend, spec)
+    return SpawnContext(settings, backend, secrets, env, settings.network)
 
 
 def worker_env_for(context: SpawnContext, task: Task, profile: Profile) -> dict[str, str]:
@@ -89,6 +101,9 @@ def worker_env_for(context: SpawnContext, task: Task, profile: Profile) -> dict[
     env[worker_env.ENV_WORKER_ID] = name
     if context.backend.name == "docker":
         env[worker_env.ENV_CONTAINER] = name
+        env[worker_env.ENV_AGENT_USER] = profile.user
+    if profile.egress_allow:
+        env[worker_env.ENV_EGRESS_ALLOW] = ",".join(profile.egress_allow)
     if settings.repo_url:
         env[worker_env.ENV_REPO_URL] = settings.repo_url
     if settings.repo_branch:
@@ -121,8 +136,6 @@ def spawn_attempt(
         attempt=attempt,
         profile=profile,
         env=worker_env_for(context, task, profile),
-        secrets=context.secrets,
-        network=context.network or profile.network,
         mounts=tuple(context.settings.mounts),
         force=force,
     )
