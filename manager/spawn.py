@@ -22,6 +22,7 @@ from orchestration_protocol import (
 from worker import settings as worker_env
 
 from .backends import Backend, WorkerRecord, worker_name
+from .backends.docker import DockerBackend
 from .config import ManagerSettings
 from .credentials import (
     MODEL_SECRETS,
@@ -30,7 +31,6 @@ from .credentials import (
     require_model_credentials,
 )
 from .errors import BadInput, TaskNotSpawnable, TaskUnknown
-from .backends.docker import DockerBackend
 from .gateway_service import DEFAULT_UPSTREAM, GatewaySpec, connect_gateway, start_gateway
 from .preflight import prepare_root
 from .profiles import Profile, resolve_profile
