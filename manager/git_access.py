@@ -79,13 +79,27 @@ class GitAccess:
         return redact_secrets(redact_url(text), self.secrets)
 
     def said(self, done: subprocess.CompletedProcess[str]) -> str:
-        """The line of git's output that says what went wrong, credentials hidden."""
+        """What went wrong, on one line, credentials hidden: git's ``fatal:`` line, else what the
+        remote said and why it rejected a ref, else the ``error:`` or last line."""
         lines = [line.strip() for line in (done.stderr or done.stdout or "").splitlines()]
         lines = [line for line in lines if line]
-        essence = next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
-        essence = essence or (lines[-1] if lines else f"exit code {done.returncode}")
-        essence = essence.removeprefix("fatal: ").removeprefix("error: ").rstrip(".")
-        return self.redact(essence[:300])
+        fatal = [line.removeprefix("fatal: ") for line in lines if line.startswith("fatal:")]
+        if (
+            fatal
+            and fatal[0].startswith("Could not read from remote")
+            and lines[0] != f"fatal: {fatal[0]}"
+        ):
+            fatal = [lines[0]]  # what ssh said (refused, unknown host, permission denied) is first
+        remote = [
+            line.removeprefix("remote:").strip() for line in lines if line.startswith("remote:")
+        ]
+        rejected = [line.removeprefix("! ") for line in lines if line.startswith("! ")]
+        errors = [line.removeprefix("error: ") for line in lines if line.startswith("error:")]
+        parts = (
+            fatal[:1] or [part for part in remote + rejected if part] or errors[:1] or lines[-1:]
+        )
+        essence = "; ".join(parts) or f"exit code {done.returncode}"
+        return self.redact(essence[:300].rstrip("."))
 
 
 @contextlib.contextmanager

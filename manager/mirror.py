@@ -237,6 +237,7 @@ def _push_one(
         update={
             "outcome": PushOutcome.REFUSED,
             "message": f"{task_id}: refused ({remote} did not take {branch}: "
-            f"{access.said(done)}); {CREDENTIALS_FIX} and the remote's branch rules.",
+            f"{access.said(done)}); check the manager's GIT_SSH_KEY or GIT_TOKEN and the "
+            "remote's branch protection.",
         }
     )
