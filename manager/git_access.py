@@ -26,6 +26,9 @@ TOKEN_HELPER = (
     '!f() { test "$1" = get || exit 0; '
     "echo username=${GIT_TOKEN_USER:-x-access-token}; echo password=$GIT_TOKEN; }; f"
 )
+GIT_UMASK = 0o022
+"""What git creates is the manager's and readable by all, whatever umask the CLI set for the
+protocol's directories; workers' runtimes (root with DAC_OVERRIDE) still write to the mirror."""
 GIT_TIMEOUT_S = 900.0
 """Longest a git command may take (a clone of a big repository over a slow link)."""
 
@@ -68,6 +71,7 @@ class GitAccess:
                 text=True,
                 check=False,
                 timeout=timeout_s,
+                umask=GIT_UMASK,
             )
         except subprocess.TimeoutExpired:
             return subprocess.CompletedProcess(

@@ -50,7 +50,7 @@ def ensure_mirror(layout: Layout, url: str, *, credentials: Mapping[str, str]) -
     """Make the mirror of ``url`` (``git clone --bare``) or refresh it (``git fetch``, leaving
     ``orchestrator/*`` alone); return its path. Raises MirrorUnavailable (one sentence)."""
     target = mirror_dir(layout, url)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     lock = FileLock(str(mirror_lock_file(layout, url)))
     try:
         lock.acquire(timeout=LOCK_TIMEOUT_S)
