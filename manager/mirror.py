@@ -51,7 +51,7 @@ def ensure_mirror(layout: Layout, url: str, *, credentials: Mapping[str, str]) -
     ``orchestrator/*`` alone); return its path. Raises MirrorUnavailable (one sentence)."""
     target = mirror_dir(layout, url)
     target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    lock = FileLock(str(mirror_lock_file(layout, url)))
+    lock = FileLock(str(mirror_lock_file(layout, url)), mode=0o644)
     try:
         lock.acquire(timeout=LOCK_TIMEOUT_S)
     except Timeout:
