@@ -1,6 +1,8 @@
 """Starting workers: what a worker gets (env, secrets, network) and whether a task may start.
 
 :func:`prepare_spawning` does the per-command work once (root, secrets, simulation);
+:meth:`SpawnContext.mirror` makes or refreshes the volume's mirror of a task's repository once
+per command (workers clone from it);
 :func:`spawn_attempt` starts one attempt; :func:`spawn_task` is the ``spawn`` command: it checks
 the task's state with the protocol's own :func:`next_attempt` first.
 """
@@ -8,7 +10,10 @@ the task's state with the protocol's own :func:`next_attempt` first.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from orchestration_protocol import (
     AgentKind,
@@ -30,8 +35,9 @@ from .credentials import (
     passthrough_env,
     require_model_credentials,
 )
-from .errors import BadInput, TaskNotSpawnable, TaskUnknown
+from .errors import BadInput, MirrorUnavailable, TaskNotSpawnable, TaskUnknown
 from .gateway_service import DEFAULT_UPSTREAM, GatewaySpec, connect_gateway, start_gateway
+from .mirror import ensure_mirror
 from .preflight import prepare_root
 from .profiles import Profile, resolve_profile
 from .simulation import start_simulation
@@ -39,6 +45,8 @@ from .simulation import start_simulation
 GATEWAY_SECRETS = (*MODEL_SECRETS, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 """The secrets the gateway gets; git credentials stay with the manager (mirror, push)."""
 FORWARDED_ENV = ("GIT_USER_NAME", "GIT_USER_EMAIL")
+MIRROR_REFRESH_S = 60.0
+"""A long command (``dispatch``) refreshes a mirror again when its last refresh is this old."""
 
 
 @dataclass
@@ -51,6 +59,8 @@ class SpawnContext:
     env: dict[str, str]
     network: str | None
     checked_profiles: set[str] = field(default_factory=set)
+    mirrors: dict[str, tuple[float, Path | MirrorUnavailable]] = field(default_factory=dict)
+    mirror_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def profile(self, name: str | None) -> Profile:
         return resolve_profile(name, self.settings.root, self.settings.profiles_path)
@@ -64,6 +74,28 @@ class SpawnContext:
                 connect_gateway(self.backend, profile.network)
             self.checked_profiles.add(profile.name)
         return profile
+
+    def mirror(self, task: Task) -> Path | None:
+        """The volume's mirror of the task's repository, made or refreshed with the manager's
+        credentials on first use in this command (and again after ``MIRROR_REFRESH_S``); None
+        when the task names no repository. Raises MirrorUnavailable, also for later tasks of the
+        same repository until the next refresh is due."""
+        url = task.repo or self.settings.repo_url
+        if not url:
+            return None
+        with self.mirror_lock:
+            known = self.mirrors.get(url)
+            if known is None or time.monotonic() - known[0] > MIRROR_REFRESH_S:
+                try:
+                    found: Path | MirrorUnavailable = ensure_mirror(
+                        self.settings.layout, url, credentials=self.secrets
+                    )
+                except MirrorUnavailable as error:
+                    found = error
+                known = self.mirrors[url] = (time.monotonic(), found)
+        if isinstance(known[1], MirrorUnavailable):
+            raise MirrorUnavailable(str(known[1]))
+        return known[1]
 
 
 def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContext:
@@ -131,6 +163,7 @@ def spawn_attempt(
     profile = context.preflight(profile_name or task.profile)
     if task.agent == AgentKind.CLAUDE and not context.settings.simulate:
         require_model_credentials(context.secrets)
+    context.mirror(task)
     request = SpawnRequest(
         task_id=task.id,
         attempt=attempt,
