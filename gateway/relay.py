@@ -70,9 +70,12 @@ class Relay:
                 await send({"type": "http.response.body", "body": _sse_error(self.error),
                             "more_body": True})
         self.complete = True
+        self._finish(response.status_code)  # the ledger has the line before the caller has the end
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _finish(self, status: int) -> None:
+        if self.exchange.finished:
+            return
         self.meter.finish()
         if self.exchange.model is None:
             self.exchange.model = self.meter.model

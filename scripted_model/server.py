@@ -247,7 +247,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("request-id", f"req_scripted_{int(time.time() * 1000)}")
         self.end_headers()
-        for name, data in stream_events(reply):
+        for number, (name, data) in enumerate(stream_events(reply)):
+            if number and self.server.owner.event_delay_s:
+                self.server.owner.stopping.wait(self.server.owner.event_delay_s)
             chunk = encode_event(name, data)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.flush()
@@ -288,12 +290,14 @@ class ScriptedModelServer:
         require_key: str | None = None,
         rate_limit_first: int = 0,
         retry_after_s: float = 1.0,
+        event_delay_s: float = 0.0,
     ) -> None:
         """``scenarios`` default to :func:`load_scenarios` (``$SCRIPTED_MODEL_SCENARIOS``, then
         the built-in ones). ``host="0.0.0.0"`` makes it reachable from containers.
         ``require_key``: answer 401 to ``/v1/*`` requests that do not carry this key (as
         ``x-api-key`` or Bearer). ``rate_limit_first``: answer the first N ``POST /v1/messages``
-        429 with ``retry-after: retry_after_s``."""
+        429 with ``retry-after: retry_after_s``. ``event_delay_s``: pause between the events
+        of a streamed reply (to see streaming pass through a proxy)."""
         if scenarios is None:
             scenarios = load_scenarios()
         self.book = scenarios if isinstance(scenarios, ScenarioBook) else ScenarioBook(scenarios)
@@ -307,6 +311,8 @@ class ScriptedModelServer:
         """How many more message requests are answered 429."""
         self.retry_after_s = retry_after_s
         """The ``retry-after`` seconds sent with a 429."""
+        self.event_delay_s = event_delay_s
+        """Pause between the events of a streamed reply."""
         self.stopping = threading.Event()
         """Set by :meth:`stop`; cuts scripted delays short."""
         self._records: list[RecordedRequest] = []
@@ -412,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="answer the first N POST /v1/messages with 429")
     parser.add_argument("--retry-after", type=float, default=1.0, metavar="S",
                         help="the retry-after seconds of those 429 answers (default 1)")
+    parser.add_argument("--event-delay", type=float, default=0.0, metavar="S",
+                        help="pause S seconds between the events of a streamed reply")
     parser.add_argument("--quiet", action="store_true", help="log only warnings on stderr")
     parser.add_argument("--schema", action="store_true",
                         help="print the JSON Schema of a scenario file and exit")
@@ -434,7 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = ScriptedModelServer(book, host=args.host, port=args.port, log_file=args.log_file,
                                  require_key=args.require_key,
                                  rate_limit_first=args.rate_limit_first,
-                                 retry_after_s=args.retry_after)
+                                 retry_after_s=args.retry_after,
+                                 event_delay_s=args.event_delay)
     try:
         server.start()
     except OSError as error:
