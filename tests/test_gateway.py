@@ -301,10 +301,18 @@ def test_log_names_requests_but_never_a_credential_or_token(
     assert "secret prompt text" not in log
 
 
-def test_bad_settings_are_one_sentence_and_exit_2(tmp_path: Path, secrets: Path) -> None:
+def test_bad_settings_are_one_sentence_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from gateway.server import main
 
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
     assert main(["--root", str(tmp_path / "absent")]) == 2
-    assert main(["--root", str(tmp_path), "--secrets-dir", str(tmp_path / "none"),
-                 "--upstream", "http://127.0.0.1:9"]) in (0, 2)
     assert main(["--root", str(tmp_path), "--upstream", "ftp://x"]) == 2
+    assert main(["--root", str(tmp_path), "--secrets-dir", str(tmp_path / "none")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].endswith(f"the orchestration root {tmp_path / 'absent'} is not a directory; "
+                             "pass --root or set ORCHESTRATION_DIR")
+    assert "bad setting upstream (--upstream or ANTHROPIC_BASE_URL)" in lines[1]
+    assert "no model credential: put one of ANTHROPIC_AUTH_TOKEN" in lines[2]
