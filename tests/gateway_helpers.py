@@ -105,10 +105,10 @@ class Caller:
         return self.handle.task_id
 
 
-def claim_caller(layout: Layout, task_id: str, *, lease_s: float = 60, egress_allow: list[str] | None = None,
-                 **task_fields: object) -> Caller:
+def claim_caller(layout: Layout, task_id: str, *, lease_s: float = 60,
+                 egress_allow: list[str] | None = None, **task_fields: object) -> Caller:
     """Write a task, claim its first attempt (heartbeat once) and mint a caller token."""
-    write_task(layout, Task(id=task_id, prompt="reply: hello", **task_fields))  # type: ignore[arg-type]
+    write_task(layout, Task.model_validate({"id": task_id, "prompt": "reply: hello", **task_fields}))
     handle = claim_task(layout, task_id, lease_s=lease_s)
     assert handle is not None
     handle.heartbeat(WorkerPhase.RUNNING)

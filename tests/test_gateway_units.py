@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -13,7 +15,7 @@ from gateway.upstream import forward_headers, retry_wait
 from gateway.usage import UsageMeter
 
 
-def test_settings_resolve_argument_then_environment_then_default(tmp_path) -> None:
+def test_settings_resolve_argument_then_environment_then_default(tmp_path: Path) -> None:
     env = {"ORCHESTRATION_DIR": str(tmp_path), "GATEWAY_CONCURRENCY": "3",
            "ANTHROPIC_BASE_URL": "http://127.0.0.1:1/"}
     settings = resolve_settings(env, concurrency=5)
@@ -26,7 +28,7 @@ def test_settings_resolve_argument_then_environment_then_default(tmp_path) -> No
         resolve_settings({})
 
 
-def test_credentials_come_from_files_before_the_environment(tmp_path) -> None:
+def test_credentials_come_from_files_before_the_environment(tmp_path: Path) -> None:
     (tmp_path / "ANTHROPIC_API_KEY").write_text("from-file\n")
     assert read_credential(tmp_path, {"ANTHROPIC_API_KEY": "from-env"}).secret == "from-file"
     assert read_credential(tmp_path / "none", {"CLAUDE_CODE_OAUTH_TOKEN": "t"}).name == "CLAUDE_CODE_OAUTH_TOKEN"
