@@ -5,6 +5,7 @@ real credential) and callers bound to claims made through the real protocol."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -316,3 +317,30 @@ def test_bad_settings_are_one_sentence_and_exit_2(
                              "pass --root or set ORCHESTRATION_DIR")
     assert "bad setting upstream (--upstream or ANTHROPIC_BASE_URL)" in lines[1]
     assert "no model credential: put one of ANTHROPIC_AUTH_TOKEN" in lines[2]
+
+
+def test_concurrency_cap_queues_upstream_requests(layout: Layout, secrets: Path) -> None:
+    caller = claim_caller(layout, "fanout")
+    spans: list[tuple[float, float]] = []
+
+    def stream_one() -> None:
+        with api_client(layout) as client, client.stream(
+            "POST", "/v1/messages", json=message_body(), headers={"x-api-key": caller.token}
+        ) as response:
+            chunks = response.iter_bytes()
+            next(chunks)
+            first = time.monotonic()
+            for _ in chunks:
+                pass
+            spans.append((first, time.monotonic()))
+
+    with (ScriptedModelServer(require_key=REAL_KEY, event_delay_s=0.15) as model,
+          GatewayProcess(layout, model.url, secrets, ["--concurrency", "1"])):
+        threads = [threading.Thread(target=stream_one) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    (_, first_end), (second_start, _) = sorted(spans)
+    assert second_start >= first_end - 0.05  # the second waited for the first's slot
+    assert len(read_ledger(layout, "fanout")) == 2
