@@ -20,8 +20,10 @@ logged and answered 404 with Anthropic's error JSON.
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -52,6 +54,9 @@ RET_OK = 0
 RET_BAD_SCENARIO = 2
 RET_CANNOT_BIND = 3
 
+REQUIRE_KEY_ENV = "SCRIPTED_MODEL_REQUIRE_KEY"
+"""Environment fallback of ``--require-key``."""
+
 MODELS = ["claude-opus-5-5", "claude-sonnet-4-5", "claude-haiku-4-5"]
 """Model ids listed by ``GET /v1/models`` (any model name is accepted in requests)."""
 
@@ -73,7 +78,8 @@ class RecordedRequest:
     """The parsed JSON body (None when there was none)."""
 
     kind: str = "unknown"
-    """``turn``, ``side``, ``count_tokens``, ``models``, ``health``, ``bad_request``, ``unknown``."""
+    """``turn``, ``side``, ``count_tokens``, ``models``, ``health``, ``bad_request``,
+    ``auth_error`` (wrong key with ``--require-key``), ``rate_limited``, ``unknown``."""
 
     scenario: str | None = None
     """The scenario that answered a turn (``side:<kind>`` for side requests)."""
@@ -144,6 +150,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, record: RecordedRequest) -> None:
         route = self.path.split("?", 1)[0].rstrip("/")
+        if route.startswith("/v1/") and not self._admitted(record):
+            return
+        if self.command == "POST" and route == "/v1/messages" and self._rate_limited(record):
+            return
         if self.command == "POST" and route == "/v1/messages":
             self._messages(record)
         elif self.command == "POST" and route == "/v1/messages/count_tokens":
@@ -161,6 +171,34 @@ class _Handler(BaseHTTPRequestHandler):
             log.warning("unknown route %s %s: answered 404", self.command, self.path)
             message = f"scripted model: no route {self.command} {route}"
             self._send_json(404, error_body("not_found_error", message), record)
+
+    def _admitted(self, record: RecordedRequest) -> bool:
+        """With ``--require-key``: whether the request carries that key (else answer 401)."""
+        wanted = self.server.owner.require_key
+        if wanted is None:
+            return True
+        given = self.headers.get("x-api-key") or ""
+        scheme, _, bearer = (self.headers.get("authorization") or "").partition(" ")
+        if hmac.compare_digest(given.encode(), wanted.encode()) or (
+            scheme.lower() == "bearer" and hmac.compare_digest(bearer.strip().encode(), wanted.encode())
+        ):
+            return True
+        record.kind = "auth_error"
+        message = "scripted model: the credential was wrong (not the key given by --require-key)"
+        self._send_json(401, error_body("authentication_error", message), record,
+                        {"x-should-retry": "false"})
+        return False
+
+    def _rate_limited(self, record: RecordedRequest) -> bool:
+        """With ``--rate-limit-first N``: answer 429 to the first N message requests."""
+        owner = self.server.owner
+        if not owner.take_rate_limit():
+            return False
+        record.kind = "rate_limited"
+        message = "scripted model: rate limited (--rate-limit-first)"
+        headers = {"retry-after": f"{owner.retry_after_s:g}", "x-should-retry": "true"}
+        self._send_json(429, error_body("rate_limit_error", message), record, headers)
+        return True
 
     def _messages(self, record: RecordedRequest) -> None:
         body = record.body if isinstance(record.body, dict) else {}
@@ -209,7 +247,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("request-id", f"req_scripted_{int(time.time() * 1000)}")
         self.end_headers()
-        for name, data in stream_events(reply):
+        for number, (name, data) in enumerate(stream_events(reply)):
+            if number and self.server.owner.event_delay_s:
+                self.server.owner.stopping.wait(self.server.owner.event_delay_s)
             chunk = encode_event(name, data)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.flush()
@@ -247,9 +287,17 @@ class ScriptedModelServer:
         host: str = "127.0.0.1",
         port: int = 0,
         log_file: Path | None = None,
+        require_key: str | None = None,
+        rate_limit_first: int = 0,
+        retry_after_s: float = 1.0,
+        event_delay_s: float = 0.0,
     ) -> None:
         """``scenarios`` default to :func:`load_scenarios` (``$SCRIPTED_MODEL_SCENARIOS``, then
-        the built-in ones). ``host="0.0.0.0"`` makes it reachable from containers."""
+        the built-in ones). ``host="0.0.0.0"`` makes it reachable from containers.
+        ``require_key``: answer 401 to ``/v1/*`` requests that do not carry this key (as
+        ``x-api-key`` or Bearer). ``rate_limit_first``: answer the first N ``POST /v1/messages``
+        429 with ``retry-after: retry_after_s``. ``event_delay_s``: pause between the events
+        of a streamed reply (to see streaming pass through a proxy)."""
         if scenarios is None:
             scenarios = load_scenarios()
         self.book = scenarios if isinstance(scenarios, ScenarioBook) else ScenarioBook(scenarios)
@@ -257,6 +305,14 @@ class ScriptedModelServer:
         self.host, self.port = host, port
         self.log_file = log_file
         """A JSON-lines file each request is appended to, if given."""
+        self.require_key = require_key
+        """The only credential accepted on ``/v1/*``, if set."""
+        self.rate_limit_left = rate_limit_first
+        """How many more message requests are answered 429."""
+        self.retry_after_s = retry_after_s
+        """The ``retry-after`` seconds sent with a 429."""
+        self.event_delay_s = event_delay_s
+        """Pause between the events of a streamed reply."""
         self.stopping = threading.Event()
         """Set by :meth:`stop`; cuts scripted delays short."""
         self._records: list[RecordedRequest] = []
@@ -313,6 +369,14 @@ class ScriptedModelServer:
             request.turn, request.stop_reason, ",".join(request.tool_names), prompt,
         )
 
+    def take_rate_limit(self) -> bool:
+        """Whether this message request is to be answered 429 (counts it down)."""
+        with self._lock:
+            if self.rate_limit_left <= 0:
+                return False
+            self.rate_limit_left -= 1
+            return True
+
     @property
     def requests(self) -> list[RecordedRequest]:
         """Every request answered so far, in order (a copy)."""
@@ -347,6 +411,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-builtin", action="store_true",
                         help="leave out the built-in scenarios")
     parser.add_argument("--log-file", type=Path, help="append every request as JSON lines here")
+    parser.add_argument("--require-key", default=os.environ.get(REQUIRE_KEY_ENV) or None,
+                        metavar="KEY", help="answer 401 to /v1/* requests without this key "
+                        f"(x-api-key or Bearer; env {REQUIRE_KEY_ENV})")
+    parser.add_argument("--rate-limit-first", type=int, default=0, metavar="N",
+                        help="answer the first N POST /v1/messages with 429")
+    parser.add_argument("--retry-after", type=float, default=1.0, metavar="S",
+                        help="the retry-after seconds of those 429 answers (default 1)")
+    parser.add_argument("--event-delay", type=float, default=0.0, metavar="S",
+                        help="pause S seconds between the events of a streamed reply")
     parser.add_argument("--quiet", action="store_true", help="log only warnings on stderr")
     parser.add_argument("--schema", action="store_true",
                         help="print the JSON Schema of a scenario file and exit")
@@ -366,7 +439,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScenarioFileError as error:
         print(f"scripted-model: {error}", file=sys.stderr)
         return RET_BAD_SCENARIO
-    server = ScriptedModelServer(book, host=args.host, port=args.port, log_file=args.log_file)
+    server = ScriptedModelServer(book, host=args.host, port=args.port, log_file=args.log_file,
+                                 require_key=args.require_key,
+                                 rate_limit_first=args.rate_limit_first,
+                                 retry_after_s=args.retry_after,
+                                 event_delay_s=args.event_delay)
     try:
         server.start()
     except OSError as error:

@@ -1,0 +1,69 @@
+"""The real model credential: read once at start, added to every forwarded request.
+
+Names, looked up as files in the secrets directory (one file per name), else in the
+environment, in Claude Code's own order of preference:
+
+- ``ANTHROPIC_AUTH_TOKEN``: sent as ``Authorization: Bearer``;
+- ``ANTHROPIC_API_KEY``: sent as ``x-api-key``;
+- ``CLAUDE_CODE_OAUTH_TOKEN``: sent as ``Authorization: Bearer`` with ``oauth-2025-04-20``
+  appended to ``anthropic-beta``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import NoCredential
+
+OAUTH_BETA = "oauth-2025-04-20"
+CREDENTIAL_NAMES = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
+
+
+@dataclass(frozen=True)
+class Credential:
+    """One credential and how it is presented upstream. ``repr`` never shows the secret."""
+
+    name: str
+    """Which name it was read under (e.g. ``ANTHROPIC_API_KEY``)."""
+    secret: str
+    """The secret itself."""
+
+    def __repr__(self) -> str:
+        return f"Credential(name={self.name!r}, secret=<{len(self.secret)} chars>)"
+
+    __str__ = __repr__
+
+    def apply(self, headers: dict[str, str]) -> None:
+        """Add the credential to outgoing ``headers`` (lower-case names)."""
+        if self.name == "ANTHROPIC_API_KEY":
+            headers["x-api-key"] = self.secret
+            return
+        headers["authorization"] = f"Bearer {self.secret}"
+        if self.name == "CLAUDE_CODE_OAUTH_TOKEN":
+            betas = [b.strip() for b in headers.get("anthropic-beta", "").split(",") if b.strip()]
+            if OAUTH_BETA not in betas:
+                betas.append(OAUTH_BETA)
+            headers["anthropic-beta"] = ",".join(betas)
+
+
+def _read_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError):
+        return ""
+
+
+def read_credential(secrets_dir: Path, env: Mapping[str, str] | None = None) -> Credential:
+    """The first credential found (files before the environment, per name in order)."""
+    env = os.environ if env is None else env
+    for name in CREDENTIAL_NAMES:
+        secret = _read_file(secrets_dir / name) or env.get(name, "").strip()
+        if secret:
+            return Credential(name, secret)
+    raise NoCredential(
+        f"no model credential: put one of {', '.join(CREDENTIAL_NAMES)} in a file of that name "
+        f"in {secrets_dir} (--secrets-dir) or in the environment"
+    )

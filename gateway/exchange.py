@@ -1,0 +1,80 @@
+"""One model request's bookkeeping: the ledger line and the log line written when it ends.
+
+The log line (stderr, logger ``gateway``) names task, attempt, path, status, tokens, cost and
+milliseconds, and never a header value: no credential or caller token can reach it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from orchestration_protocol import utc_now
+from orchestration_protocol.gateway import GatewayCaller, LedgerEntry
+
+from .ledger import Ledger
+from .prices import cost_usd
+
+log = logging.getLogger("gateway")
+
+
+@dataclass
+class Exchange:
+    """A request from its arrival to its end; :meth:`finish` once."""
+
+    ledger: Ledger
+    """Where the request is recorded."""
+    path: str
+    """The endpoint called (no query)."""
+    metered: bool = True
+    """Whether the request goes into the ledger (``count_tokens`` costs nothing and does not)."""
+    caller: GatewayCaller | None = None
+    """Who called, once known."""
+    model: str | None = None
+    """The model the request named."""
+    started: float = field(default_factory=time.monotonic)
+    """When it arrived (monotonic clock)."""
+    finished: bool = False
+    """Whether :meth:`finish` ran."""
+
+    def finish(
+        self,
+        status: int,
+        outcome: str,
+        usage: dict[str, int] | None = None,
+        retries: int = 0,
+        error: str | None = None,
+    ) -> LedgerEntry | None:
+        """Write the ledger line (when the caller is known and the path metered) and log."""
+        if self.finished:
+            return None
+        self.finished = True
+        entry = None
+        if self.caller is not None:
+            entry = LedgerEntry(
+                at=utc_now(), task_id=self.caller.task_id, attempt=self.caller.attempt,
+                model=self.model, path=self.path, outcome=outcome, status_code=status,
+                error=error, retries=retries, **(usage or {}),
+            )
+            entry.cost_usd = cost_usd(entry)
+            if self.metered:
+                self.ledger.record(entry)
+        self._log(status, outcome, entry, retries, error)
+        return entry
+
+    def _log(
+        self, status: int, outcome: str, entry: LedgerEntry | None, retries: int, error: str | None
+    ) -> None:
+        ms = (time.monotonic() - self.started) * 1000
+        who = f"task={self.caller.task_id} attempt={self.caller.attempt}" if self.caller else "task=-"
+        tokens = ""
+        if entry is not None:
+            tokens = (
+                f" in={entry.input_tokens} out={entry.output_tokens}"
+                f" cache_read={entry.cache_read_input_tokens}"
+                f" cache_write={entry.cache_creation_input_tokens} cost=${entry.cost_usd:.6f}"
+            )
+        why = f" error={error!r}" if error else ""
+        log.info("%s %s %s %s%s retries=%d ms=%.1f%s",
+                 who, self.path, status, outcome, tokens, retries, ms, why)

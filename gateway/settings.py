@@ -1,0 +1,110 @@
+"""The gateway's settings, resolved in one place: explicit argument, then environment, then
+default (as watchfiles does). ``resolve_settings`` is the only function that reads the
+environment for settings; credentials are read by :mod:`gateway.credentials`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import BadSetting
+
+DEFAULT_UPSTREAM = "https://api.anthropic.com"
+DEFAULT_SECRETS_DIR = Path("/run/orchestrator-secrets")
+MIB = 1024 * 1024
+
+ENV_NAMES: dict[str, str] = {
+    "root": "ORCHESTRATION_DIR",
+    "upstream": "ANTHROPIC_BASE_URL",
+    "secrets_dir": "ORCHESTRATOR_SECRETS_DIR",
+    "max_body_bytes": "GATEWAY_MAX_BODY_BYTES",
+    "max_retries": "GATEWAY_MAX_RETRIES",
+    "retry_total_s": "GATEWAY_RETRY_TOTAL_S",
+    "concurrency": "GATEWAY_CONCURRENCY",
+    "connect_timeout_s": "GATEWAY_CONNECT_TIMEOUT_S",
+    "read_timeout_s": "GATEWAY_READ_TIMEOUT_S",
+    "retry_base_s": "GATEWAY_RETRY_BASE_S",
+    "head_timeout_s": "GATEWAY_HEAD_TIMEOUT_S",
+    "idle_timeout_s": "GATEWAY_IDLE_TIMEOUT_S",
+    "max_head_bytes": "GATEWAY_MAX_HEAD_BYTES",
+    "log_bodies": "GATEWAY_LOG_BODIES",
+}
+"""The environment variable each setting falls back to."""
+
+
+class GatewaySettings(BaseModel):
+    """Everything the gateway process needs besides its credential."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+    root: Path
+    """The orchestration root (the shared volume): sockets, callers, ledger, egress log."""
+    upstream: str = DEFAULT_UPSTREAM
+    """Base URL of the model API the gateway forwards to."""
+    secrets_dir: Path = DEFAULT_SECRETS_DIR
+    """Directory of credential files, one file per name (else the environment)."""
+    max_body_bytes: int = Field(default=32 * MIB, gt=0)
+    """Largest request body accepted from a caller (413 beyond)."""
+    max_retries: int = Field(default=4, ge=0, le=50)
+    """How often a request answered 429/529 upstream is retried."""
+    retry_total_s: float = Field(default=60.0, ge=0)
+    """The most time spent waiting between retries of one request."""
+    retry_base_s: float = Field(default=0.5, gt=0)
+    """First backoff wait when upstream gives no ``retry-after``; doubles each retry."""
+    concurrency: int = Field(default=8, ge=1, le=1000)
+    """Most upstream requests in flight at once (per credential)."""
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    """Timeout to connect to the upstream (and, for egress, to a target)."""
+    read_timeout_s: float = Field(default=600.0, gt=0)
+    """Longest silence from the upstream while a reply is read."""
+    head_timeout_s: float = Field(default=10.0, gt=0)
+    """Egress proxy: time a client has to send its request head."""
+    idle_timeout_s: float = Field(default=600.0, gt=0)
+    """Egress proxy: a tunnel silent both ways this long is closed."""
+    max_head_bytes: int = Field(default=16 * 1024, ge=1024)
+    """Egress proxy: largest request head (request line and headers)."""
+    log_bodies: bool = False
+    """Log prompt bodies on stderr (off: never a prompt in the log)."""
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream_is_http(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"upstream {value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+
+def _from_env(name: str, env: Mapping[str, str]) -> Any:
+    value = env.get(ENV_NAMES[name], "")
+    if name == "log_bodies" and value:
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return value or None
+
+
+def resolve_settings(env: Mapping[str, str] | None = None, **explicit: Any) -> GatewaySettings:
+    """Settings from ``explicit`` (None means not given), then ``env``, then defaults; a bad
+    value raises :class:`BadSetting` naming the setting."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for name in GatewaySettings.model_fields:
+        value = explicit.get(name)
+        if value is None and name in ENV_NAMES:
+            value = _from_env(name, env)
+        if value is not None:
+            values[name] = value
+    if "root" not in values:
+        raise BadSetting("no orchestration root: pass --root or set ORCHESTRATION_DIR")
+    try:
+        return GatewaySettings(**values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        env_name = ENV_NAMES.get(where)
+        hint = f" (--{where.replace('_', '-')} or {env_name})" if env_name else ""
+        raise BadSetting(f"bad setting {where}{hint}: {first['msg']}") from error

@@ -1,0 +1,81 @@
+"""The gateway's small parts: settings resolution, credentials, headers, usage, prices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.credentials import OAUTH_BETA, Credential, read_credential
+from gateway.errors import BadSetting, NoCredential
+from gateway.prices import PRICES, price_of
+from gateway.settings import resolve_settings
+from gateway.upstream import forward_headers, retry_wait
+from gateway.usage import UsageMeter
+
+
+def test_settings_resolve_argument_then_environment_then_default(tmp_path: Path) -> None:
+    env = {"ORCHESTRATION_DIR": str(tmp_path), "GATEWAY_CONCURRENCY": "3",
+           "ANTHROPIC_BASE_URL": "http://127.0.0.1:1/"}
+    settings = resolve_settings(env, concurrency=5)
+    assert (settings.root, settings.concurrency, settings.upstream) == (tmp_path, 5, "http://127.0.0.1:1")
+    assert resolve_settings(env).concurrency == 3
+    assert resolve_settings({}, root=tmp_path).max_body_bytes == 32 * 1024 * 1024
+    with pytest.raises(BadSetting, match=r"bad setting concurrency \(--concurrency or GATEWAY_CONCURRENCY\)"):
+        resolve_settings(env, concurrency=0)
+    with pytest.raises(BadSetting, match="no orchestration root"):
+        resolve_settings({})
+
+
+def test_credentials_come_from_files_before_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "ANTHROPIC_API_KEY").write_text("from-file\n")
+    assert read_credential(tmp_path, {"ANTHROPIC_API_KEY": "from-env"}).secret == "from-file"
+    assert read_credential(tmp_path / "none", {"CLAUDE_CODE_OAUTH_TOKEN": "t"}).name == "CLAUDE_CODE_OAUTH_TOKEN"
+    with pytest.raises(NoCredential):
+        read_credential(tmp_path / "none", {})
+    assert "from-file" not in repr(read_credential(tmp_path, {}))
+
+
+def test_forwarded_headers_carry_the_credential_and_never_the_callers_auth() -> None:
+    incoming = [("X-Api-Key", "orc-caller"), ("Authorization", "Bearer orc-caller"),
+                ("anthropic-beta", "claude-code-20250219"), ("Connection", "keep-alive"),
+                ("Proxy-Authorization", "Basic x"), ("User-Agent", "claude-cli/2")]
+    api = forward_headers(incoming, Credential("ANTHROPIC_API_KEY", "sk-real"))
+    assert api["x-api-key"] == "sk-real" and "authorization" not in api
+    assert "connection" not in api and "proxy-authorization" not in api
+    assert api["user-agent"] == "claude-cli/2"
+    oauth = forward_headers(incoming, Credential("CLAUDE_CODE_OAUTH_TOKEN", "oat"))
+    assert oauth["authorization"] == "Bearer oat" and "x-api-key" not in oauth
+    assert oauth["anthropic-beta"] == f"claude-code-20250219,{OAUTH_BETA}"
+    bearer = forward_headers(incoming, Credential("ANTHROPIC_AUTH_TOKEN", "tok"))
+    assert bearer["authorization"] == "Bearer tok" and OAUTH_BETA not in bearer["anthropic-beta"]
+
+
+def test_retry_wait_honours_retry_after_else_backs_off() -> None:
+    assert retry_wait(httpx.Response(429, headers={"retry-after": "2.5"}), 0, 0.5) == 2.5
+    assert retry_wait(httpx.Response(529), 0, 0.5) == 0.5
+    assert retry_wait(httpx.Response(529), 3, 0.5) == 4.0
+
+
+def test_usage_is_read_from_events_split_anywhere() -> None:
+    stream = (b'event: message_start\ndata: {"type":"message_start","message":{"model":"m",'
+              b'"usage":{"input_tokens":7,"cache_read_input_tokens":100,"output_tokens":1}}}\n\n'
+              b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":42}}\n\n')
+    meter = UsageMeter(streamed=True)
+    for i in range(0, len(stream), 7):
+        meter.feed(stream[i:i + 7])
+    meter.finish()
+    assert meter.usage == {"input_tokens": 7, "output_tokens": 42,
+                           "cache_read_input_tokens": 100, "cache_creation_input_tokens": 0}
+    plain = UsageMeter(streamed=False)
+    plain.feed(b'{"type":"message","usage":{"input_tokens":3,"output_tokens":4}}')
+    plain.finish()
+    assert (plain.usage["input_tokens"], plain.usage["output_tokens"]) == (3, 4)
+
+
+def test_prices_by_family_with_the_dearest_for_unknown_names() -> None:
+    assert price_of("claude-sonnet-4-5") is PRICES["sonnet"]
+    assert price_of("claude-3-5-haiku-latest") is PRICES["haiku"]
+    assert price_of("claude-opus-5-5") is PRICES["opus"]
+    assert price_of("something-new") is PRICES["opus"]
