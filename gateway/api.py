@@ -28,7 +28,7 @@ from orchestration_protocol.gateway import GatewayCaller
 
 from .budgets import Budgets
 from .callers import admit, api_token
-from .credentials import Credential
+from .credentials import Credential, no_credential_message
 from .errors import RequestRefused, UpstreamUnreachable, error_body
 from .exchange import Exchange
 from .ledger import Ledger
@@ -56,7 +56,7 @@ class Gateway:
     """Task and fleet budgets."""
 
     @classmethod
-    def create(cls, settings: GatewaySettings, credential: Credential) -> Gateway:
+    def create(cls, settings: GatewaySettings, credential: Credential | None) -> Gateway:
         layout = Layout(settings.root)
         ledger = Ledger(layout)
         return cls(settings, layout, Upstream(settings, credential), ledger,
@@ -119,6 +119,8 @@ class ModelEndpoint:
             if self.metered:
                 await self._check_budget(exchange.caller)
             upstream = self.gateway.upstream
+            if upstream.credential is None:
+                raise RequestRefused(401, "authentication_error", no_credential_message())
             headers = forward_headers(request.headers.items(), upstream.credential)
             reply = await upstream.open("POST", _target(request), headers, body)
         except RequestRefused as refused:

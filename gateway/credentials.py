@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import NoCredential
-
 OAUTH_BETA = "oauth-2025-04-20"
 CREDENTIAL_NAMES = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
 
@@ -56,14 +54,20 @@ def _read_file(path: Path) -> str:
         return ""
 
 
-def read_credential(secrets_dir: Path, env: Mapping[str, str] | None = None) -> Credential:
-    """The first credential found (files before the environment, per name in order)."""
+def read_credential(secrets_dir: Path, env: Mapping[str, str] | None = None) -> Credential | None:
+    """The first credential found (files before the environment, per name in order); None when
+    there is none (the gateway still serves the egress proxy and refuses model requests)."""
     env = os.environ if env is None else env
     for name in CREDENTIAL_NAMES:
         secret = _read_file(secrets_dir / name) or env.get(name, "").strip()
         if secret:
             return Credential(name, secret)
-    raise NoCredential(
-        f"no model credential: put one of {', '.join(CREDENTIAL_NAMES)} in a file of that name "
-        f"in {secrets_dir} (--secrets-dir) or in the environment"
+    return None
+
+
+def no_credential_message() -> str:
+    """What a model request is told when the gateway holds no credential."""
+    return (
+        "the gateway holds no model credential; give the manager CLAUDE_CODE_OAUTH_TOKEN "
+        "(claude setup-token) or ANTHROPIC_API_KEY, or run with --simulate"
     )

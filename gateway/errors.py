@@ -29,9 +29,6 @@ class BadSetting(GatewayError, ValueError):
     """A setting (argument or environment) cannot be used."""
 
 
-class NoCredential(BadSetting):
-    """No model credential was found in the secrets directory or the environment."""
-
 
 class UpstreamUnreachable(GatewayError, ConnectionError):
     """The model endpoint cannot be reached (connect failure or timeout)."""

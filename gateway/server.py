@@ -24,7 +24,7 @@ from orchestration_protocol import Layout
 from orchestration_protocol.gateway import api_socket, bind_unix, proxy_socket
 
 from .api import Gateway, build_app
-from .credentials import read_credential
+from .credentials import no_credential_message, read_credential
 from .egress import EgressProxy
 from .errors import EXIT_BAD_SETTING, EXIT_CANNOT_LISTEN, EXIT_OK, BadSetting
 from .settings import ENV_NAMES, resolve_settings
@@ -99,7 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_CANNOT_LISTEN
     gateway = Gateway.create(settings, credential)
-    log.info("credential %s; upstream %s", credential.name, settings.upstream)
+    if credential is None:
+        log.warning("%s; model requests will be refused", no_credential_message())
+    else:
+        log.info("credential %s; upstream %s", credential.name, settings.upstream)
     asyncio.run(serve(gateway, api_sock, proxy_sock))
     return EXIT_OK
 

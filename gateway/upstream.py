@@ -77,7 +77,7 @@ def retry_wait(response: httpx.Response, retry: int, base_s: float) -> float:
 class Upstream:
     """The HTTP client to the model endpoint, shared by every request."""
 
-    def __init__(self, settings: GatewaySettings, credential: Credential) -> None:
+    def __init__(self, settings: GatewaySettings, credential: Credential | None) -> None:
         self.settings = settings
         self.base_url = settings.upstream
         self.credential = credential

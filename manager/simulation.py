@@ -110,7 +110,10 @@ def _start_in_docker(settings: ManagerSettings, backend: DockerBackend) -> Simul
             container = client.containers.run(
                 MODEL_IMAGE,
                 entrypoint=["scripted-model"],
-                command=["--host", "0.0.0.0", "--port", str(MODEL_PORT), "--quiet"],
+                command=[
+                    "--host", "0.0.0.0", "--port", str(MODEL_PORT), "--quiet",
+                    "--require-key", SIMULATED_API_KEY,
+                ],
                 name=MODEL_CONTAINER,
                 network=network,
                 labels={LABEL_ROLE: ROLE_MODEL, LABEL_ROOT: backend.root_label},
@@ -178,7 +181,10 @@ def _spawn_local_model(settings: ManagerSettings) -> dict[str, Any]:
     records.mkdir(parents=True, exist_ok=True)
     port_file = records / "scripted-model.port"
     port_file.unlink(missing_ok=True)
-    server = [sys.executable, "-m", "scripted_model.server", "--host", "127.0.0.1"]
+    server = [
+        sys.executable, "-m", "scripted_model.server", "--host", "127.0.0.1",
+        "--require-key", SIMULATED_API_KEY,
+    ]
     pid = start_detached(
         [*server, "--port", "0", "--port-file", str(port_file), "--quiet"],
         output=records / "scripted-model.out",

@@ -311,12 +311,20 @@ def test_bad_settings_are_one_sentence_and_exit_2(
         monkeypatch.delenv(name, raising=False)
     assert main(["--root", str(tmp_path / "absent")]) == 2
     assert main(["--root", str(tmp_path), "--upstream", "ftp://x"]) == 2
-    assert main(["--root", str(tmp_path), "--secrets-dir", str(tmp_path / "none")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0].endswith(f"the orchestration root {tmp_path / 'absent'} is not a directory; "
                              "pass --root or set ORCHESTRATION_DIR")
     assert "bad setting upstream (--upstream or ANTHROPIC_BASE_URL)" in lines[1]
-    assert "no model credential: put one of ANTHROPIC_AUTH_TOKEN" in lines[2]
+
+
+def test_without_a_credential_model_requests_get_one_sentence_and_the_proxy_still_works(
+    layout: Layout, model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    with GatewayProcess(layout, model.url, tmp_path / "no-secrets") as process:
+        caller = claim_caller(layout, "nocred")
+        message = assert_refused(post(layout, caller.token, message_body()), 401, "authentication_error")
+        assert "holds no model credential" in message and "--simulate" in message
+        assert "model requests will be refused" in process.stderr
 
 
 def test_concurrency_cap_queues_upstream_requests(layout: Layout, secrets: Path) -> None:
