@@ -10,7 +10,9 @@ import pytest
 
 from manager.errors import BadInput, TaskUnknown
 from manager.merge import MergeOutcome, NotAGitRepository, WorkTreeDirty, merge_tasks
+from manager.mirror import ensure_mirror
 from orchestration_protocol import Layout, Result, Task, atomic_write_bytes, read_model, write_task
+from orchestration_protocol.mirrors import mirror_dir
 from tests.gitrepo import branches, git, make_remote, show
 from worker.cli import RET_OK
 from worker.cli import main as run_worker
@@ -41,6 +43,7 @@ def clone(tmp_path: Path, remote: Path) -> Path:
 def run_task(layout: Layout, remote: Path, task_id: str, command: str, **fields: object) -> Result:
     task = Task(id=task_id, prompt=command, agent="command", repo=str(remote), **fields)
     write_task(layout, task)
+    ensure_mirror(layout, str(remote), credentials={})
     assert run_worker(["--task", task_id, "--root", str(layout.root)]) == RET_OK
     return read_model(layout.result_file(task_id), Result, task_id)
 
@@ -63,7 +66,7 @@ def test_three_independent_branches_merge_and_push(
     report = merge_tasks(layout, clone, None, push=True)
     assert outcomes(report) == {"settings": "merged", "theme": "merged", "toggle": "merged"}
     assert report.ok and report.pushed and report.push_error is None
-    assert all(task.source == "origin" for task in report.tasks)
+    assert all(task.source == "mirror" for task in report.tasks)
     assert "orchestrator/integration" in branches(remote)
     assert "#121212" in show(remote, "orchestrator/integration", "app/theme.py")
     assert "dark_mode" in show(remote, "orchestrator/integration", "app/settings.py")
@@ -123,11 +126,16 @@ def test_dependent_of_a_conflicting_task_is_skipped(
 
 
 def test_unpushed_branch_comes_from_the_bundle(layout: Layout, remote: Path, clone: Path) -> None:
+    mirror = ensure_mirror(layout, str(remote), credentials={})
+    (mirror / "refs" / "heads" / "orchestrator").write_text("a file where the branch would go\n")
+    task = Task(id="offline", prompt="echo 'DARK = 1' >> app/settings.py", agent="command", repo=str(remote))
+    write_task(layout, task)
+    assert run_worker(["--task", "offline", "--root", str(layout.root)]) == RET_OK
+    assert not read_model(layout.result_file("offline"), Result).pushed
+    (mirror / "refs" / "heads" / "orchestrator").unlink()
     hook = remote / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'pushes refused' >&2\nexit 1\n")
     hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    result = run_task(layout, remote, "offline", "echo 'DARK = 1' >> app/settings.py")
-    assert not result.pushed
     report = merge_tasks(layout, clone, ["offline"], push=True)
     assert outcomes(report) == {"offline": "merged"}
     assert report.tasks[0].source.endswith("results/offline/changes.bundle")
@@ -154,7 +162,7 @@ def test_failed_empty_and_tampered_results_are_skipped(
 
 def test_commit_missing_everywhere_is_skipped(layout: Layout, remote: Path, clone: Path) -> None:
     run_task(layout, remote, "gone", "echo x > x.txt")
-    git("branch", "-D", "orchestrator/gone", cwd=remote)
+    git("branch", "-D", "orchestrator/gone", cwd=mirror_dir(layout, str(remote)))
     (layout.artifacts_dir("gone") / "changes.bundle").unlink()
     report = merge_tasks(layout, clone, None)
     assert outcomes(report) == {"gone": "skipped"}

@@ -1,4 +1,5 @@
-"""The worker running the real ``claude`` binary against the scripted model, on the host."""
+"""The worker running the real ``claude`` binary on the host, through the real gateway, against
+the scripted model, which accepts only the key the gateway holds: the worker never has it."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from manager.mirror import ensure_mirror
 from orchestration_protocol import Layout, Result, Task, read_model, write_task
 from scripted_model.claude_binary import TEST_API_KEY, find_claude
 from scripted_model.exceptions import ClaudeNotFound
 from scripted_model.scenario import load_scenarios
 from scripted_model.server import ScriptedModelServer
 from tests.conftest import require
+from tests.gateway_helpers import GatewayProcess, write_secret
 from tests.gitrepo import make_remote, show
 from worker.cli import RET_OK, main
 
@@ -22,21 +25,31 @@ def model_server():
         find_claude()
     except ClaudeNotFound as error:
         require(False, str(error))
-    with ScriptedModelServer(load_scenarios()) as server:
+    with ScriptedModelServer(load_scenarios(), require_key=TEST_API_KEY) as server:
         yield server
 
 
 @pytest.fixture
-def claude_env(model_server, monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", model_server.url)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_API_KEY)
+def claude_env(model_server, layout: Layout, monkeypatch, tmp_path: Path):
+    """The gateway of this root, holding the key; the worker's environment has none."""
+    for name in ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    secrets = write_secret(tmp_path / "gateway-secrets", value=TEST_API_KEY)
+    with GatewayProcess(layout, model_server.url, secrets) as gateway:
+        yield gateway
+
+
+def mirrored(layout: Layout, remote: Path) -> Path:
+    """The volume's mirror of ``remote``, made as the manager makes it before spawning."""
+    return ensure_mirror(layout, str(remote), credentials={})
 
 
 def test_claude_writes_edits_and_runs_bash_in_the_clone(
     layout: Layout, tmp_path: Path, claude_env
 ) -> None:
     remote = make_remote(tmp_path)
+    mirror = mirrored(layout, remote)
     write_task(
         layout, Task(id="dark-mode", prompt="Add a settings page to the app", repo=str(remote))
     )
@@ -46,7 +59,7 @@ def test_claude_writes_edits_and_runs_bash_in_the_clone(
     assert result.num_turns == 4 and result.cost_usd and result.usage["output_tokens"] > 0
     [changed] = result.files_changed
     assert changed.startswith("simulated-") and changed.endswith(".md")
-    text = show(remote, "orchestrator/dark-mode", changed)
+    text = show(mirror, "orchestrator/dark-mode", changed)
     assert "Prompt: Add a settings page to the app" in text and "Status: done" in text
     assert f"?? {changed}" in result.output  # the Bash tool really ran git status in the clone
     transcript = (layout.artifacts_dir("dark-mode") / "transcript.jsonl").read_text()
@@ -58,6 +71,7 @@ def test_claude_writes_edits_and_runs_bash_in_the_clone(
         and "[tool] Bash: git status --short" in log
     )
     assert TEST_API_KEY not in log + transcript + layout.result_file("dark-mode").read_text()
+    assert "x-api-key" not in transcript and "orc-" not in log  # the caller token is masked too
 
 
 def test_api_failure_is_a_failed_result_naming_it(
@@ -65,6 +79,7 @@ def test_api_failure_is_a_failed_result_naming_it(
 ) -> None:
     monkeypatch.setenv("CLAUDE_CODE_MAX_RETRIES", "0")
     remote = make_remote(tmp_path)
+    mirrored(layout, remote)
     write_task(layout, Task(id="t1", prompt="reply: x simulate auth error", repo=str(remote)))
     assert main(["--task", "t1", "--root", str(layout.root)]) == RET_OK
     result = read_model(layout.result_file("t1"), Result)
