@@ -28,7 +28,7 @@ from ..errors import (
 from ..output import console, emit_json, emit_json_line, report_error
 from ..progress import Progress
 from ..spawn import SpawnContext, prepare_spawning
-from ..views import status_table
+from ..views import cost_lines, rows_total_cost, status_table
 
 HELP = """Run many headless Claude Code workers in containers, coordinated through a shared
 volume. Typical flow: `orchestrator run "prompt one" "prompt two" --max-workers 4`, or
@@ -241,10 +241,16 @@ def state_printer(as_json: bool) -> Callable[[dict[str, str]], None]:
 def print_summary(view_rows: list[dict[str, Any]], progress: Progress, as_json: bool) -> None:
     if as_json:
         emit_json(
-            {"succeeded": progress.succeeded, "summary": progress.counts(), "tasks": view_rows}
+            {
+                "succeeded": progress.succeeded,
+                "summary": progress.counts(),
+                "total_cost_usd": rows_total_cost(view_rows),
+                "tasks": view_rows,
+            }
         )
         return
     console().print(status_table(view_rows))
+    typer.echo(cost_lines(view_rows, None)[0])
     typer.echo(
         f"{progress.summary()}: " + ("all succeeded" if progress.succeeded else "not all succeeded")
     )

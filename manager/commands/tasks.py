@@ -153,7 +153,11 @@ def task_show(ctx: typer.Context, task_id: str, as_json: JsonOpt = False) -> Non
         "worker",
         "phase",
         "branch",
+        "cost_usd",
+        "cost_source",
+        "max_budget_usd",
         "error",
+        "budget_error",
         "log_file",
     ):
         if details.get(key) not in (None, [], ""):

@@ -16,6 +16,7 @@ from ..dispatch import Dispatcher, Tick
 from ..errors import (
     BadInput,
 )
+from ..ledger import ledger_cache
 from ..output import emit_json
 from ..spawn import SpawnContext, spawn_task
 from ..views import status_rows
@@ -180,7 +181,8 @@ def run(
     )
     tick = _dispatch(context, dispatcher, until_settled=True, as_json=as_json, quiet_json=True)
     dispatcher.wait_for_workers()
-    rows = status_rows(tick.board, tick.states, utc_now(), [task.id for task in tasks])
+    ids = [task.id for task in tasks]
+    rows = status_rows(tick.board, tick.states, utc_now(), ids, ledger_cache(layout))
     print_summary(rows, tick.progress, as_json)
     finish(tick.progress)
 
