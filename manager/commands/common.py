@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 
 from orchestration_protocol import ProtocolError, utc_now
+from orchestration_protocol.gateway import write_fleet_budget
 
 from ..backends import Backend, make_backend
 from ..config import ManagerSettings, resolve_settings
@@ -86,6 +87,24 @@ RetriesOpt = Annotated[
 ]
 ModelOpt = Annotated[
     str | None, typer.Option("--model", metavar="NAME", help="Model for the agent.")
+]
+BudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--budget",
+        metavar="USD",
+        help="Fleet budget: the most all tasks together may spend from now on, enforced by the "
+        "gateway (default $ORCHESTRATOR_BUDGET_USD; unset leaves gateway/budget.json as it is).",
+    ),
+]
+MaxBudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-budget",
+        metavar="USD",
+        help="The most one task may spend on model requests (all attempts), enforced by the "
+        "gateway.",
+    ),
 ]
 MaxWorkersOpt = Annotated[
     int,
@@ -221,6 +240,15 @@ def finish(progress: Progress) -> None:
 def spawning(ctx: typer.Context, **extra: Any) -> SpawnContext:
     settings = settings_of(ctx, **extra)
     return prepare_spawning(settings, backend_for(settings))
+
+
+def set_fleet_budget(settings: ManagerSettings, as_json: bool) -> None:
+    """Write the settings' fleet budget (counted from now) for the gateway, if one is given."""
+    if settings.budget_usd is None:
+        return
+    budget = write_fleet_budget(settings.layout, settings.budget_usd)
+    if not as_json:
+        typer.echo(f"fleet budget: ${budget.usd:.2f} for every task together, counted from now")
 
 
 def state_printer(as_json: bool) -> Callable[[dict[str, str]], None]:

@@ -12,6 +12,7 @@ import typer
 from orchestration_protocol import utc_now
 
 from .. import plan as planning
+from ..config import positive_usd
 from ..dispatch import Dispatcher, Tick
 from ..errors import (
     BadInput,
@@ -25,8 +26,10 @@ from .common import (
     AttemptTimeoutOpt,
     BackendOpt,
     BranchOpt,
+    BudgetOpt,
     Globals,
     JsonOpt,
+    MaxBudgetOpt,
     MaxWorkersOpt,
     ModelOpt,
     MountOpt,
@@ -43,6 +46,7 @@ from .common import (
     handled,
     interrupt,
     print_summary,
+    set_fleet_budget,
     spawning,
     state_printer,
     task_fields,
@@ -144,6 +148,8 @@ def run(
     timeout: AttemptTimeoutOpt = None,
     retries: RetriesOpt = 0,
     model: ModelOpt = None,
+    max_budget: MaxBudgetOpt = None,
+    budget: BudgetOpt = None,
     plan: Annotated[
         Path | None,
         typer.Option("--plan", metavar="FILE", help="Tasks from a JSON/YAML plan file."),
@@ -156,7 +162,10 @@ def run(
     """Create tasks, run them with up to N workers, wait, and summarize."""
     if not prompts and plan is None:
         raise BadInput("Give at least one PROMPT, or --plan FILE; see 'orchestrator run --help'.")
-    context = spawning(ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount)
+    positive_usd(max_budget, "--max-budget")
+    context = spawning(
+        ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount, budget_usd=budget
+    )
     chosen = context.profile(profile)
     context.backend.preflight(chosen)
     fields = task_fields(
@@ -166,8 +175,10 @@ def run(
         timeout_s=timeout,
         max_attempts=retries + 1 if retries else None,
         model=model,
+        max_budget_usd=max_budget,
     )
     layout = context.settings.layout
+    set_fleet_budget(context.settings, as_json)
     if plan is not None:
         tasks = planning.create_plan(layout, plan, fields)
     else:
@@ -200,13 +211,17 @@ def dispatch(
     ] = False,
     simulate: SimulateOpt = False,
     profile: ProfileOpt = None,
+    budget: BudgetOpt = None,
     repo: RepoOpt = None,
     branch: BranchOpt = None,
     mount: MountOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue mode: keep up to N workers busy on tasks whose dependencies succeeded."""
-    context = spawning(ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount)
+    context = spawning(
+        ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount, budget_usd=budget
+    )
+    set_fleet_budget(context.settings, as_json)
     dispatcher = Dispatcher(context, max_workers=max_workers, profile=profile)
     signal.signal(signal.SIGTERM, interrupt)
     tick = _dispatch(
