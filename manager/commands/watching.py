@@ -1,4 +1,4 @@
-"""Following work: ``status``, ``wait``, ``watch``, ``logs``, ``result``."""
+"""Following work: ``status``, ``wait``, ``watch``, ``logs``, ``result``, ``egress``."""
 
 from __future__ import annotations
 
@@ -198,3 +198,30 @@ def result(ctx: typer.Context, task_id: str, as_json: JsonOpt = False) -> None:
     else:
         typer.echo(result_text(found, ledger))
     raise typer.Exit(EXIT_OK if found.status.value == "success" else EXIT_TASKS_FAILED)
+
+
+@app.command("egress")
+@handled
+def egress(
+    ctx: typer.Context,
+    task_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="ID", help="Only this task (default: every task).", show_default=False
+        ),
+    ] = None,
+    denied: Annotated[bool, typer.Option("--denied", help="Only refused connections.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every outbound connection a task's agent asked the gateway for, allowed or refused,
+    newest last: time, task, attempt, method, host:port, verdict, reason."""
+    from ..egress import egress_log, egress_text
+
+    entries = egress_log(settings_of(ctx).layout, task_id, denied_only=denied)
+    if as_json:
+        emit_json([entry.model_dump(mode="json", exclude_none=True) for entry in entries])
+    elif entries:
+        typer.echo(egress_text(entries))
+    else:
+        kind = "refused connections" if denied else "connections"
+        typer.echo(f"no {kind} logged" + (f" for {task_id}" if task_id else ""))
