@@ -31,7 +31,13 @@ from orchestration_protocol import (
 )
 
 from .backends import WorkerRecord
-from .errors import DispatcherBusy, ImageMissing, TaskNotSpawnable, UnknownProfile
+from .errors import (
+    DispatcherBusy,
+    ImageMissing,
+    MirrorUnavailable,
+    TaskNotSpawnable,
+    UnknownProfile,
+)
 from .monitor import LiveBoard
 from .progress import Progress, assess
 from .recovery import Recovery, fail_unstartable, recover_ended_worker, recover_lost_task
@@ -43,8 +49,9 @@ LOCK_NAME = ".dispatcher.lock"
 DEFAULT_TICK_S = 5.0
 DEBOUNCE_S = 0.1
 SPAWN_THREADS = 4
-TASK_ERRORS = (UnknownProfile, ImageMissing)
-"""Errors that concern one task's profile, not the machine: they fail that task only."""
+TASK_ERRORS = (UnknownProfile, ImageMissing, MirrorUnavailable)
+"""Errors that concern one task's profile or repository, not the machine: they fail that task
+only."""
 SPAWNABLE = frozenset({TaskState.PENDING, TaskState.FAILED, TaskState.TIMEOUT})
 
 
@@ -200,10 +207,12 @@ class Dispatcher:
         tick.running = len(busy) + len(tick.spawned)
 
     def _startable(self, tick: Tick, task: Task, attempt: int) -> bool:
-        """Check the task's profile (once per profile); a task whose profile is unknown or whose
-        image is missing fails this attempt with the reason instead of stopping the queue."""
+        """Check the task's profile (once per profile) and mirror its repository (once per
+        repository); a task whose profile is unknown, whose image is missing or whose repository
+        cannot be mirrored fails this attempt with the reason instead of stopping the queue."""
         try:
             self.context.preflight(self.profile or task.profile)
+            self.context.mirror(task)
         except TASK_ERRORS as error:
             recovery = fail_unstartable(self.layout, task.id, attempt, str(error))
             if recovery is not None:

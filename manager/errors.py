@@ -85,6 +85,10 @@ class SpawnFailed(EnvironmentNotReady):
     """The engine refused to create or start a worker."""
 
 
+class MirrorUnavailable(EnvironmentNotReady):
+    """The manager cannot make or refresh its mirror of a task's repository on the volume."""
+
+
 class NotFinished(ManagerError, TimeoutError):
     """A wait ran out of time, or a result is not there yet."""
 

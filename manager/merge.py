@@ -1,7 +1,8 @@
 """Bring the workers' branches together: one integration branch in the manager's clone.
 
 For each chosen task that succeeded, :func:`merge_tasks` finds the commit its result names (on
-``origin``, else in ``results/<id>/changes.bundle``), and merges it with ``--no-ff`` into the
+the task's branch ``orchestrator/<id>`` in the volume's mirror of its repository, where workers
+push it; else on ``origin``; else in ``results/<id>/changes.bundle``), and merges it with ``--no-ff`` into the
 integration branch, dependencies first. A conflict stops that task's merge cleanly
 (``git merge --abort``) and is reported with its files; the other tasks stay merged. Results are
 untrusted input: branch names and commits from them are checked before git sees them.
@@ -12,7 +13,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -20,9 +22,11 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from orchestration_protocol import Layout, Result, Task, TaskSnapshot, TaskState, read_board
-from worker.repo import redact
+from orchestration_protocol.mirrors import mirror_dir, task_ref
 
 from .errors import BadInput, ManagerError, TaskUnknown
+from .git_access import GitAccess, git_access
+from .mirror import is_mirror
 
 DEFAULT_INTEGRATION_BRANCH = "orchestrator/integration"
 TASK_BRANCH_PREFIX = "orchestrator/"
@@ -72,7 +76,8 @@ class TaskMerge(BaseModel):
     commit: str | None = None
     """The task's head commit that was (or would have been) merged."""
     source: str | None = None
-    """Where the commit came from: ``origin`` or the path of ``changes.bundle``."""
+    """Where the commit came from: ``mirror`` (the task's branch in the volume's mirror of its
+    repository), ``origin``, or the path of ``changes.bundle``."""
     files: list[str] = []
     """For a merge, the files the task changed; for a conflict, the files in conflict."""
     reason: str | None = None
@@ -127,27 +132,25 @@ class MergeReport(BaseModel):
 
 
 class _Git:
-    """git in one work tree, never prompting."""
+    """git in one work tree with the manager's credentials, never prompting."""
 
-    def __init__(self, repo_dir: Path) -> None:
+    def __init__(self, repo_dir: Path, access: GitAccess) -> None:
         self.repo_dir = repo_dir
-        self.env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_MERGE_AUTOEDIT": "no"}
+        self.access = access
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["git", *args],
-            cwd=self.repo_dir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        return self.access.run(*args, cwd=self.repo_dir)
 
     def out(self, *args: str) -> str:
         done = self.run(*args)
         if done.returncode != 0:
-            raise ManagerError(f"git {args[0]} failed in {self.repo_dir}: {_git_said(done)}")
+            raise ManagerError(f"git {args[0]} failed in {self.repo_dir}: {self.said(done)}")
         return done.stdout.strip()
+
+    def said(self, done: subprocess.CompletedProcess[str]) -> str:
+        """What git printed, on one line, credentials hidden."""
+        text = " ".join((done.stderr or done.stdout or "").split())
+        return self.access.redact(text[:400]) if text else f"exit code {done.returncode}"
 
     def ok(self, *args: str) -> bool:
         return self.run(*args).returncode == 0
@@ -168,28 +171,45 @@ def merge_tasks(
     *,
     integration_branch: str = DEFAULT_INTEGRATION_BRANCH,
     push: bool = False,
+    repo_url: str | None = None,
+    credentials: Mapping[str, str] | None = None,
 ) -> MergeReport:
     """Merge the branches of ``task_ids`` (None: every task on the volume) into
-    ``integration_branch`` in ``repo_dir``, dependencies first; leave it checked out there."""
-    git = _open_clone(repo_dir)
+    ``integration_branch`` in ``repo_dir``, dependencies first; leave it checked out there.
+    Task branches come from the volume's mirror of each task's repository (``repo_url``, else
+    the clone's ``origin``, for tasks that name none); fetch and push use ``credentials``."""
+    with git_access(credentials or {}) as access:
+        git = _open_clone(repo_dir, access)
+        return _merge(git, layout, task_ids, integration_branch, push, repo_url)
+
+
+def _merge(
+    git: _Git,
+    layout: Layout,
+    task_ids: list[str] | None,
+    integration_branch: str,
+    push: bool,
+    repo_url: str | None,
+) -> MergeReport:
     _check_branch_name(git, integration_branch)
     board = read_board(layout)
     chosen = _choose(board.snapshots, task_ids)
     states = board.states(now=datetime.now(UTC))
     git.run("fetch", "--quiet", "origin", "+refs/heads/*:refs/remotes/origin/*")
+    sources = _Sources(
+        git, layout, repo_url or git.run("remote", "get-url", "origin").stdout.strip()
+    )
     base = _checkout_integration(git, integration_branch)
     report = MergeReport(
         integration_branch=integration_branch,
-        repo_dir=str(repo_dir.resolve()),
+        repo_dir=str(git.repo_dir.resolve()),
         base_commit=base,
         head_commit=base,
     )
     not_merged: set[str] = set()
     for task_id in _dependency_order(chosen, board.snapshots):
         snapshot = board.snapshots[task_id]
-        outcome = _merge_one(
-            git, layout, snapshot.task, snapshot.result, states[task_id], not_merged
-        )
+        outcome = _merge_one(sources, snapshot.task, snapshot.result, states[task_id], not_merged)
         if outcome.outcome not in (MergeOutcome.MERGED, MergeOutcome.ALREADY_MERGED):
             not_merged.add(task_id)
         report.tasks.append(outcome)
@@ -200,8 +220,8 @@ def merge_tasks(
     return report
 
 
-def _open_clone(repo_dir: Path) -> _Git:
-    git = _Git(repo_dir)
+def _open_clone(repo_dir: Path, access: GitAccess) -> _Git:
+    git = _Git(repo_dir, access)
     if (
         not repo_dir.is_dir()
         or git.run("rev-parse", "--is-inside-work-tree").stdout.strip() != "true"
@@ -265,8 +285,7 @@ def _checkout_integration(git: _Git, branch: str) -> str:
 
 
 def _merge_one(
-    git: _Git,
-    layout: Layout,
+    sources: _Sources,
     task: Task | None,
     result: Result | None,
     state: TaskState,
@@ -284,10 +303,12 @@ def _merge_one(
         return _skipped(task, result, "it changed no files")
     if not FULL_COMMIT.match(commit):
         return _skipped(task, result, f"its result names {commit!r}, which is not a full commit id")
-    source = _find_commit(git, layout, task.id, commit)
+    source = sources.find(task, commit)
     if source is None:
         return _skipped(
-            task, result, "its commit is neither on origin nor in results/<id>/changes.bundle"
+            task,
+            result,
+            "its commit is not in the mirror, on origin or in results/<id>/changes.bundle",
         )
     found = TaskMerge(
         task_id=task.id,
@@ -297,9 +318,9 @@ def _merge_one(
         source=source,
         files=list(result.files_changed),
     )
-    if git.ok("merge-base", "--is-ancestor", commit, "HEAD"):
+    if sources.git.ok("merge-base", "--is-ancestor", commit, "HEAD"):
         return found.model_copy(update={"outcome": MergeOutcome.ALREADY_MERGED})
-    return _merge_commit(git, task, found)
+    return _merge_commit(sources.git, task, found)
 
 
 def _skipped(task: Task | None, result: Result | None, reason: str) -> TaskMerge:
@@ -313,17 +334,51 @@ def _skipped(task: Task | None, result: Result | None, reason: str) -> TaskMerge
     )
 
 
-def _find_commit(git: _Git, layout: Layout, task_id: str, commit: str) -> str | None:
-    """Make ``commit`` present in the clone; say where it came from (None: nowhere)."""
-    if git.has_commit(commit):
-        return "origin"
-    bundle = layout.artifacts_dir(task_id) / "changes.bundle"
-    if bundle.is_symlink() or not bundle.is_file():
-        return None
-    git.run(
-        "fetch", "--quiet", str(bundle.resolve()), f"+refs/*:refs/orchestrator/bundles/{task_id}/*"
-    )
-    return str(bundle) if git.has_commit(commit) else None
+@dataclass
+class _Sources:
+    """Where task commits come from: the volume's mirrors, origin, the tasks' bundles."""
+
+    git: _Git
+    layout: Layout
+    default_url: str | None
+    """The repository of tasks that name none."""
+
+    def find(self, task: Task, commit: str) -> str | None:
+        """Make ``commit`` present in the clone; say where it came from (None: nowhere)."""
+        if self._from_mirror(task, commit):
+            return "mirror"
+        if self.git.has_commit(commit):
+            return "origin"
+        return self._from_bundle(task.id, commit)
+
+    def _from_mirror(self, task: Task, commit: str) -> bool:
+        """Fetch the task's branch from its mirror into ``refs/remotes/mirror/orchestrator/<id>``
+        when that branch holds ``commit``."""
+        url = task.repo or self.default_url
+        mirror = mirror_dir(self.layout, url) if url else None
+        if mirror is None or not is_mirror(mirror):
+            return False
+        ref = task_ref(task.id)
+        in_mirror = self.git.access.run(
+            f"--git-dir={mirror}", "merge-base", "--is-ancestor", commit, ref
+        )
+        if in_mirror.returncode != 0:
+            return False
+        local = f"refs/remotes/mirror/{ref.removeprefix('refs/heads/')}"
+        self.git.run("fetch", "--quiet", "--no-tags", str(mirror.resolve()), f"+{ref}:{local}")
+        return self.git.has_commit(commit)
+
+    def _from_bundle(self, task_id: str, commit: str) -> str | None:
+        bundle = self.layout.artifacts_dir(task_id) / "changes.bundle"
+        if bundle.is_symlink() or not bundle.is_file():
+            return None
+        self.git.run(
+            "fetch",
+            "--quiet",
+            str(bundle.resolve()),
+            f"+refs/*:refs/orchestrator/bundles/{task_id}/*",
+        )
+        return str(bundle) if self.git.has_commit(commit) else None
 
 
 def _merge_commit(git: _Git, task: Task, found: TaskMerge) -> TaskMerge:
@@ -347,16 +402,10 @@ def _merge_commit(git: _Git, task: Task, found: TaskMerge) -> TaskMerge:
             }
         )
     return found.model_copy(
-        update={"outcome": MergeOutcome.FAILED, "files": [], "reason": _git_said(done)}
+        update={"outcome": MergeOutcome.FAILED, "files": [], "reason": git.said(done)}
     )
 
 
 def _push(git: _Git, branch: str) -> str | None:
     done = git.run("push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
-    return None if done.returncode == 0 else f"git push failed: {_git_said(done)}"
-
-
-def _git_said(done: subprocess.CompletedProcess[str]) -> str:
-    """What git printed, on one line, credentials hidden."""
-    text = " ".join((done.stderr or done.stdout or "").split())
-    return redact(text[:400]) if text else f"exit code {done.returncode}"
+    return None if done.returncode == 0 else f"git push failed: {git.said(done)}"

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestration_protocol import AgentKind
+from orchestration_protocol.gateway import DOMAIN_PATTERN
 from orchestration_protocol.models import refuse_secret_names
 
 from .errors import ProfilesInvalid, UnknownProfile
@@ -48,9 +49,14 @@ class Profile(BaseModel):
     pids_limit: int | None = Field(default=1024, gt=0)
     """Most processes the worker may run at once; None for no limit."""
     user: str = "1000:1000"
-    """User (uid[:gid]) the worker runs as; never root."""
+    """User (uid[:gid]) the agent runs as; never root (the worker's runtime starts as root with
+    a few capabilities to switch to it)."""
     network: str | None = None
-    """Docker network for the worker; None for the engine's default (or ``--network``)."""
+    """Docker network the gateway joins for this profile, where its allowed hosts live (workers
+    themselves have no network); None for none."""
+    egress_allow: list[str] = Field(default_factory=list)
+    """Host names this profile's agents may reach through the gateway's egress proxy:
+    ``host`` exactly or ``*.domain``; empty (the default) denies every outbound connection."""
     env: dict[str, str] = Field(default_factory=dict)
     """Non-secret environment for the worker."""
     agent: AgentKind | None = None
@@ -66,6 +72,14 @@ class Profile(BaseModel):
         return refuse_secret_names(
             env, "profiles", "give credentials to the manager's environment or secrets dir instead"
         )
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _hosts_are_names(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not DOMAIN_PATTERN.fullmatch(host):
+                raise ValueError(f"egress_allow entry {host!r} is not a host name or *.domain")
+        return hosts
 
     @field_validator("mounts")
     @classmethod

@@ -1,9 +1,11 @@
-"""Simulation mode: workers talk to the scripted model endpoint instead of a real model.
+"""Simulation mode: the gateway forwards workers' model requests to the scripted model endpoint.
 
 With Docker, the endpoint runs as the container ``orchestrator-scripted-model`` (the
 ``claude-worker`` image with ``--entrypoint scripted-model``) on the user-defined network
-``orchestrator-net``, and workers join that network with ``ANTHROPIC_BASE_URL`` pointing at it.
-With the local backend it runs as a process on the loopback interface. Either stays up between
+``orchestrator-net``, which the gateway joins; workers never reach it but through the gateway,
+which injects the simulated key (the only one the scripted model accepts, so every test shows
+the credential was added by the gateway). With the local backend it runs as a process on the
+loopback interface. Either stays up between
 commands, so ``spawn --simulate`` works too; ``orchestrator cleanup --simulation`` removes it
 (only the root that started it does: other roots may share it).
 """
@@ -37,11 +39,14 @@ READY_TIMEOUT_S = 20.0
 
 @dataclass(frozen=True)
 class Simulation:
-    """What workers need to use the scripted model."""
+    """What the gateway needs to use the scripted model."""
 
-    env: dict[str, str]
-    secrets: dict[str, str] = field(repr=False)
+    upstream: str
+    """The scripted model's URL as the gateway reaches it."""
+    credentials: dict[str, str] = field(repr=False)
+    """The key the gateway injects."""
     network: str | None = None
+    """The Docker network the gateway must join to reach it."""
 
 
 def start_simulation(settings: ManagerSettings, backend: Backend) -> Simulation:
@@ -122,8 +127,8 @@ def _start_in_docker(settings: ManagerSettings, backend: DockerBackend) -> Simul
             ) from error
     _wait_ready_in_container(container)
     return Simulation(
-        env={"ANTHROPIC_BASE_URL": f"http://{MODEL_CONTAINER}:{MODEL_PORT}"},
-        secrets={"ANTHROPIC_API_KEY": SIMULATED_API_KEY},
+        upstream=f"http://{MODEL_CONTAINER}:{MODEL_PORT}",
+        credentials={"ANTHROPIC_API_KEY": SIMULATED_API_KEY},
         network=network,
     )
 
@@ -164,8 +169,7 @@ def _start_locally(settings: ManagerSettings) -> Simulation:
     if record is None:
         record = _spawn_local_model(settings)
     return Simulation(
-        env={"ANTHROPIC_BASE_URL": record["url"]},
-        secrets={"ANTHROPIC_API_KEY": SIMULATED_API_KEY},
+        upstream=record["url"], credentials={"ANTHROPIC_API_KEY": SIMULATED_API_KEY}
     )
 
 

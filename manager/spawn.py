@@ -1,6 +1,8 @@
 """Starting workers: what a worker gets (env, secrets, network) and whether a task may start.
 
 :func:`prepare_spawning` does the per-command work once (root, secrets, simulation);
+:meth:`SpawnContext.mirror` makes or refreshes the volume's mirror of a task's repository once
+per command (workers clone from it);
 :func:`spawn_attempt` starts one attempt; :func:`spawn_task` is the ``spawn`` command: it checks
 the task's state with the protocol's own :func:`next_attempt` first.
 """
@@ -8,7 +10,10 @@ the task's state with the protocol's own :func:`next_attempt` first.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from orchestration_protocol import (
     AgentKind,
@@ -22,20 +27,26 @@ from orchestration_protocol import (
 from worker import settings as worker_env
 
 from .backends import Backend, WorkerRecord, worker_name
+from .backends.docker import DockerBackend
 from .config import ManagerSettings
 from .credentials import (
     MODEL_SECRETS,
-    MODEL_SWITCHES,
     collect_secrets,
     passthrough_env,
     require_model_credentials,
 )
-from .errors import BadInput, TaskNotSpawnable, TaskUnknown
+from .errors import BadInput, MirrorUnavailable, TaskNotSpawnable, TaskUnknown
+from .gateway_service import DEFAULT_UPSTREAM, GatewaySpec, connect_gateway, start_gateway
+from .mirror import ensure_mirror
 from .preflight import prepare_root
 from .profiles import Profile, resolve_profile
 from .simulation import start_simulation
 
+GATEWAY_SECRETS = (*MODEL_SECRETS, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+"""The secrets the gateway gets; git credentials stay with the manager (mirror, push)."""
 FORWARDED_ENV = ("GIT_USER_NAME", "GIT_USER_EMAIL")
+MIRROR_REFRESH_S = 60.0
+"""A long command (``dispatch``) refreshes a mirror again when its last refresh is this old."""
 
 
 @dataclass
@@ -48,6 +59,8 @@ class SpawnContext:
     env: dict[str, str]
     network: str | None
     checked_profiles: set[str] = field(default_factory=set)
+    mirrors: dict[str, tuple[float, Path | MirrorUnavailable]] = field(default_factory=dict)
+    mirror_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def profile(self, name: str | None) -> Profile:
         return resolve_profile(name, self.settings.root, self.settings.profiles_path)
@@ -57,27 +70,58 @@ class SpawnContext:
         profile = self.profile(name)
         if profile.name not in self.checked_profiles:
             self.backend.preflight(profile)
+            if profile.network and isinstance(self.backend, DockerBackend):
+                connect_gateway(self.backend, profile.network)
             self.checked_profiles.add(profile.name)
         return profile
 
+    def mirror(self, task: Task) -> Path | None:
+        """The volume's mirror of the task's repository, made or refreshed with the manager's
+        credentials on first use in this command (and again after ``MIRROR_REFRESH_S``); None
+        when the task names no repository. Raises MirrorUnavailable, also for later tasks of the
+        same repository until the next refresh is due."""
+        url = task.repo or self.settings.repo_url
+        if not url:
+            return None
+        with self.mirror_lock:
+            known = self.mirrors.get(url)
+            if known is None or time.monotonic() - known[0] > MIRROR_REFRESH_S:
+                try:
+                    found: Path | MirrorUnavailable = ensure_mirror(
+                        self.settings.layout, url, credentials=self.secrets
+                    )
+                except MirrorUnavailable as error:
+                    found = error
+                known = self.mirrors[url] = (time.monotonic(), found)
+        if isinstance(known[1], MirrorUnavailable):
+            raise MirrorUnavailable(str(known[1]))
+        return known[1]
+
 
 def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContext:
-    """Check the root, gather secrets and model settings, start the scripted model if simulating."""
+    """Check the root, gather the manager's secrets and model settings, start the scripted model
+    if simulating, and the gateway that holds the credentials workers never get."""
     prepare_root(settings)
     secrets = collect_secrets()
     env = passthrough_env()
     env.update({name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)})
-    network = settings.network
+    networks = [settings.network] if settings.network else []
     if settings.simulate:
         simulation = start_simulation(settings, backend)
-        for name in MODEL_SECRETS:
-            secrets.pop(name, None)
-        for name in (*MODEL_SWITCHES, "ANTHROPIC_MODEL"):
-            env.pop(name, None)
-        secrets.update(simulation.secrets)
-        env.update(simulation.env)
-        network = network or simulation.network
-    return SpawnContext(settings, backend, secrets, env, network)
+        env.pop("ANTHROPIC_MODEL", None)
+        spec = GatewaySpec(
+            upstream=simulation.upstream,
+            credentials=simulation.credentials,
+            networks=tuple(dict.fromkeys([*networks, *filter(None, [simulation.network])])),
+        )
+    else:
+        spec = GatewaySpec(
+            upstream=os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_UPSTREAM,
+            credentials={name: value for name, value in secrets.items() if name in GATEWAY_SECRETS},
+            networks=tuple(networks),
+        )
+    start_gateway(settings, backend, spec)
+    return SpawnContext(settings, backend, secrets, env, settings.network)
 
 
 def worker_env_for(context: SpawnContext, task: Task, profile: Profile) -> dict[str, str]:
@@ -89,6 +133,9 @@ def worker_env_for(context: SpawnContext, task: Task, profile: Profile) -> dict[
     env[worker_env.ENV_WORKER_ID] = name
     if context.backend.name == "docker":
         env[worker_env.ENV_CONTAINER] = name
+        env[worker_env.ENV_AGENT_USER] = profile.user
+    if profile.egress_allow:
+        env[worker_env.ENV_EGRESS_ALLOW] = ",".join(profile.egress_allow)
     if settings.repo_url:
         env[worker_env.ENV_REPO_URL] = settings.repo_url
     if settings.repo_branch:
@@ -116,13 +163,12 @@ def spawn_attempt(
     profile = context.preflight(profile_name or task.profile)
     if task.agent == AgentKind.CLAUDE and not context.settings.simulate:
         require_model_credentials(context.secrets)
+    context.mirror(task)
     request = SpawnRequest(
         task_id=task.id,
         attempt=attempt,
         profile=profile,
         env=worker_env_for(context, task, profile),
-        secrets=context.secrets,
-        network=context.network or profile.network,
         mounts=tuple(context.settings.mounts),
         force=force,
     )

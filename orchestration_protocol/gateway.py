@@ -303,9 +303,9 @@ def short_socket_path(path: Path) -> tuple[str, int]:
 
 def connect_unix(path: Path, timeout_s: float | None = 10) -> socket.socket:
     """A connected Unix stream socket to ``path``, however long the path is."""
+    short, fd = short_socket_path(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout_s)
-    short, fd = short_socket_path(path)
     try:
         sock.connect(short)
     except OSError:

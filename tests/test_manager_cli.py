@@ -441,6 +441,7 @@ def test_help_names_every_command() -> None:
         "doctor",
         "schema",
         "merge",
+        "push",
     ):
         assert f"  {command} " in result.stdout
     seed = subprocess.run(

@@ -158,7 +158,7 @@ def test_commit_missing_everywhere_is_skipped(layout: Layout, remote: Path, clon
     (layout.artifacts_dir("gone") / "changes.bundle").unlink()
     report = merge_tasks(layout, clone, None)
     assert outcomes(report) == {"gone": "skipped"}
-    assert "neither on origin nor" in report.tasks[0].reason
+    assert "not in the mirror, on origin or" in report.tasks[0].reason
 
 
 def test_existing_integration_branch_on_origin_is_continued(

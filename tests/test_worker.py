@@ -13,13 +13,17 @@ from pathlib import Path
 import pytest
 
 from orchestration_protocol import Layout, Result, Task, read_model, request_cancel, write_task
+from orchestration_protocol.mirrors import mirror_dir
 from tests.gitrepo import branches, git, make_remote, show
 from worker.cli import RET_NOTHING_TO_CLAIM, RET_OK, RET_USAGE, main
 
 
 @pytest.fixture
-def remote(tmp_path: Path) -> Path:
-    return make_remote(tmp_path)
+def remote(tmp_path: Path, layout: Layout) -> Path:
+    """A bare repository standing in for the remote, mirrored into the volume as the manager does."""
+    remote = make_remote(tmp_path)
+    git("clone", "--quiet", "--bare", str(remote), str(mirror_dir(layout, str(remote))))
+    return remote
 
 
 def command_task(task_id: str, prompt: str, remote: Path, **fields: object) -> Task:
@@ -64,9 +68,10 @@ def test_success_commits_pushes_and_reports(layout: Layout, remote: Path) -> Non
     assert result.status == "success" and result.output == "finished" and result.exit_code == 0
     assert sorted(result.files_changed) == ["README.md", "src/new.txt"]
     assert (result.insertions, result.deletions, result.pushed) == (2, 0, True)
-    assert "orchestrator/t1" in branches(remote)
-    assert show(remote, "orchestrator/t1", "src/new.txt") == "x\n"
-    assert git("rev-parse", "orchestrator/t1", cwd=remote).strip() == result.head_commit
+    mirror = mirror_dir(layout, str(remote))
+    assert "orchestrator/t1" in branches(mirror)
+    assert show(mirror, "orchestrator/t1", "src/new.txt") == "x\n"
+    assert git("rev-parse", "orchestrator/t1", cwd=mirror).strip() == result.head_commit
     artifacts = layout.artifacts_dir("t1")
     assert "+more" in (artifacts / "changes.patch").read_text()
     git("bundle", "verify", str(artifacts / "changes.bundle"), cwd=remote)
@@ -92,7 +97,7 @@ def test_bad_repository_url_fails_with_a_clear_error(layout: Layout, tmp_path: P
     assert main(["--task", "t1", "--root", str(layout.root)]) == RET_OK
     result = result_of(layout, "t1")
     assert result.status == "failed"
-    assert result.error.startswith("Could not clone") and "check the URL" in result.error
+    assert result.error.startswith("The volume holds no mirror of") and "spawn" in result.error
 
 
 def test_credentials_in_url_never_reach_the_result(layout: Layout) -> None:
@@ -110,18 +115,22 @@ def test_credentials_in_url_never_reach_the_result(layout: Layout) -> None:
     assert "s3cr3t-token" not in text and "***@127.0.0.1" in text
 
 
-def test_secret_values_are_masked_in_the_log(
+def test_the_agent_environment_holds_nothing_of_the_runtime(
     layout: Layout, remote: Path, tmp_path: Path, monkeypatch
 ) -> None:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "ANTHROPIC_API_KEY").write_text("sk-ant-very-secret-value\n")
     monkeypatch.setenv("ORCHESTRATOR_SECRETS_DIR", str(secrets))
-    write_task(layout, command_task("t1", 'echo "key=$ANTHROPIC_API_KEY"', remote))
+    monkeypatch.setenv("GIT_TOKEN", "ghp_runtime_only_token")
+    monkeypatch.setenv("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat-runtime-only")
+    write_task(layout, command_task("t1", "env | sort", remote))
     assert main(["--task", "t1", "--root", str(layout.root)]) == RET_OK
     assert result_of(layout, "t1").status == "success"
     log = layout.log_file("t1").read_text()
-    assert "key=***" in log and "very-secret" not in log
+    assert "ORCHESTRATOR_TASK_ID=t1" in log
+    for leaked in ("very-secret", "ghp_runtime", "oat-runtime", "ORCHESTRATION_DIR", str(secrets)):
+        assert leaked not in log
 
 
 def test_no_repository_anywhere_is_a_failed_result(layout: Layout, monkeypatch) -> None:
@@ -194,22 +203,6 @@ def test_pool_drains_the_queue_in_dependency_order(layout: Layout, remote: Path)
         "abc", "success"
     )
     assert result_of(layout, "a").completed_at < result_of(layout, "b").completed_at
-
-
-def test_https_token_reaches_git_through_a_credential_helper_only(tmp_path: Path) -> None:
-    from worker.repo import GitAccess
-
-    access = GitAccess(tmp_path, token="ghp_example_token_value")
-    completed = subprocess.run(
-        ["git", "credential", "fill"],
-        input="protocol=https\nhost=example.com\n\n",
-        env={**os.environ, **access.env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "password=ghp_example_token_value" in completed.stdout
-    assert "ghp_example" not in (tmp_path / "gitconfig").read_text()
 
 
 def test_force_retries_a_task_past_max_attempts(layout: Layout, remote: Path) -> None:

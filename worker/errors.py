@@ -17,3 +17,12 @@ class NoRepository(WorkerError, ValueError):
 
 class AgentNotFound(WorkerError, FileNotFoundError):
     """The agent's executable (e.g. ``claude``) is not installed."""
+
+
+class WorkTreeRefused(WorkerError, ValueError):
+    """The agent left something the runtime will not take: a file or a patch over its size
+    limit, too many files, or a symlink out of the clone."""
+
+
+class GatewayUnavailable(WorkerError, ConnectionError):
+    """The gateway's socket is not there or does not answer, so the agent could not reach a model."""

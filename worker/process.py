@@ -36,11 +36,13 @@ def run_supervised(
     should_stop: Callable[[], str | None],
     stdin_text: str | None = None,
     poll_s: float = 0.1,
+    user: tuple[int, int] | None = None,
 ) -> ProcessOutcome:
     """Run ``command``, feeding each output line (stdout and stderr merged) to ``on_line``.
 
     ``should_stop`` is asked every ``poll_s``; when it returns a reason, the process group gets
-    SIGTERM, then SIGKILL after a grace period.
+    SIGTERM, then SIGKILL after a grace period. ``user`` (uid, gid) runs it as that user with no
+    supplementary groups and, as the uid is not 0, no capabilities.
     """
     process = subprocess.Popen(
         list(command),
@@ -50,6 +52,10 @@ def run_supervised(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        user=user[0] if user else None,
+        group=user[1] if user else None,
+        extra_groups=[] if user else None,
+        umask=0o022 if user else -1,
     )
     reader = threading.Thread(target=_pump, args=(process, on_line), daemon=True)
     reader.start()

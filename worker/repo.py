@@ -1,26 +1,43 @@
-"""The task's git clone: clone with credentials, branch, commit, measure, save, push.
+"""The runtime's git: the task's clone from the volume's mirror, and keeping what the agent did.
 
-Credentials never appear in a command line or a message: an SSH key is written to a private
-temp file used through ``GIT_SSH_COMMAND``; an HTTPS token reaches git through a credential
-helper that reads it from the environment.
+The runtime never runs code the agent could have written. It keeps its own repository in a
+private directory (``GIT_DIR``, root-only in a container) and uses the agent's work tree only as
+files to read: the agent's ``.git`` (its config, hooks, aliases, filters, fsmonitor) is never
+used, every git command runs with system and global config replaced by the runtime's own
+(hooks off, fsmonitor off), and before anything is added the tree is checked: no file over the
+size limit, no symlink that points out of the clone. Patches and bundles have size limits too.
+
+The repository comes from ``git/<name>.git`` in the volume (the manager's mirror, see
+``orchestration_protocol.mirrors``), and the task's branch goes back there; no network and no
+credential are needed.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import GitFailed
+from orchestration_protocol import atomic_write_bytes
+
+from .errors import GitFailed, NoRepository, WorkTreeRefused
 
 BRANCH_PREFIX = "orchestrator/"
 CREDENTIAL_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
-TOKEN_HELPER = (
-    "!f() { echo username=${GIT_TOKEN_USER:-x-access-token}; echo password=$GIT_TOKEN; }; f"
-)
+MiB = 1024 * 1024
+RUNTIME_GIT_CONFIG = """\
+[core]
+\thooksPath = /dev/null
+\tfsmonitor = false
+\tuntrackedCache = false
+[safe]
+\tdirectory = *
+[advice]
+\tdetachedHead = false
+"""
 
 
 def redact(text: str) -> str:
@@ -32,56 +49,79 @@ def task_branch(task_id: str) -> str:
     return f"{BRANCH_PREFIX}{task_id}"
 
 
-@dataclass
-class GitAccess:
-    """Environment for git commands: identity and credentials."""
+@dataclass(frozen=True)
+class Limits:
+    """What the runtime agrees to take from a work tree."""
 
-    scratch: Path
-    """A private directory for the key file and known_hosts."""
-    ssh_key: str | None = None
-    """A private key's text, for SSH remotes."""
-    token: str | None = None
-    """An HTTPS token, for HTTPS remotes."""
+    max_file_bytes: int = 100 * MiB
+    """Largest single file that is committed."""
+    max_files: int = 200_000
+    """Most files the work tree may hold."""
+    max_patch_bytes: int = 64 * MiB
+    """Largest ``changes.patch``."""
+    max_bundle_bytes: int = 512 * MiB
+    """Largest ``changes.bundle``."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where one attempt works: the runtime's private repository and the agent's work tree."""
+
+    private: Path
+    """The runtime's own directory (git dir, git config); the agent cannot read it."""
+    agent_root: Path
+    """Holds the agent's ``repo/`` and ``home/``; not writable by the agent, so the agent cannot
+    swap its work tree for a symlink."""
     author_name: str = "Claude Worker"
     author_email: str = "worker@claude-orchestrator.invalid"
-    env: dict[str, str] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    @property
+    def git_dir(self) -> Path:
+        return self.private / "repo.git"
+
+    @property
+    def work_tree(self) -> Path:
+        return self.agent_root / "repo"
+
+    @property
+    def agent_home(self) -> Path:
+        return self.agent_root / "home"
+
+    def env(self, *, work_tree: bool = True) -> dict[str, str]:
+        """The environment of every runtime git command: nothing from the agent's repository."""
+        config = self.private / "gitconfig"
+        if not config.exists():
+            config.write_text(RUNTIME_GIT_CONFIG)
         env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "HOME": str(self.private),
+            "XDG_CONFIG_HOME": str(self.private),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": str(config),
+            "GIT_ATTR_NOSYSTEM": "1",
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_AUTHOR_NAME": self.author_name,
             "GIT_AUTHOR_EMAIL": self.author_email,
             "GIT_COMMITTER_NAME": self.author_name,
             "GIT_COMMITTER_EMAIL": self.author_email,
         }
-        if self.ssh_key:
-            key_file = self.scratch / "ssh_key"
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(self.ssh_key.strip() + "\n")
-            known_hosts = self.scratch / "known_hosts"
-            env["GIT_SSH_COMMAND"] = (
-                f"ssh -i {key_file} -o IdentitiesOnly=yes -o BatchMode=yes "
-                f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={known_hosts}"
-            )
-        # A worker's own git config: trusts a local remote bind-mounted from the host (owned by
-        # another uid; git only honours safe.directory from global config) and, with a token,
-        # answers HTTPS credential prompts from the environment.
-        config = "[safe]\n\tdirectory = *\n"
-        if self.token:
-            env["GIT_TOKEN"] = self.token
-            config += f'[credential]\n\thelper = "{TOKEN_HELPER}"\n'
-        global_config = self.scratch / "gitconfig"
-        global_config.write_text(config)
-        env["GIT_CONFIG_GLOBAL"] = str(global_config)
-        self.env = env
+        if self.git_dir.exists():
+            env["GIT_DIR"] = str(self.git_dir)
+            if work_tree:
+                env["GIT_WORK_TREE"] = str(self.work_tree)
+        return env
 
 
-def git(args: list[str], *, cwd: Path | None, access: GitAccess, check: bool = True) -> str:
-    """Run git; return stdout; raise GitFailed (credentials redacted) when it fails."""
-    env = {**os.environ, **access.env}
+def git(args: list[str], env: dict[str, str], *, cwd: Path | None = None, check: bool = True) -> str:
+    """Run git with the runtime's environment; return stdout; GitFailed (redacted) on failure."""
     completed = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+        ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if check and completed.returncode != 0:
         raise GitFailed(
@@ -99,24 +139,108 @@ def _essence(output: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def clone(url: str, branch: str | None, target: Path, access: GitAccess) -> str:
-    """Clone ``url`` (at ``branch``) into ``target``; return the base commit."""
-    args = ["clone", "--quiet", "--no-tags"]
-    if branch:
-        args += ["--branch", branch]
+def prepare(
+    workspace: Workspace,
+    mirror: Path,
+    url: str,
+    branch: str | None,
+    task_id: str,
+    agent_owner: tuple[int, int] | None,
+) -> tuple[str, str]:
+    """Clone the mirror twice: the runtime's private repository (sharing the mirror's objects)
+    and the agent's work tree with its own ``.git``, on the task's branch. Return the base commit
+    and the branch."""
+    if not (mirror / "HEAD").is_file():
+        raise NoRepository(
+            f"The volume holds no mirror of {redact(url)} (expected {mirror}); start workers "
+            "with 'orchestrator spawn' or 'spawn-worker', which make it."
+        )
+    env = workspace.env()
+    pick = ["--branch", branch] if branch else []
+    base_args = ["clone", "--quiet", "--no-tags", "--single-branch", *pick]
     try:
-        git([*args, url, str(target)], cwd=None, access=access)
+        git([*base_args, "--shared", "--bare", str(mirror), str(workspace.git_dir)], env)
     except GitFailed as error:
+        where = f"branch {branch!r} of " if branch else ""
         raise GitFailed(
-            f"Could not clone {redact(url)}: {error}; check the URL, branch and key."
+            f"Could not start from {where}{redact(url)}: {error}; check the task's branch "
+            "(--branch) and the repository."
         ) from error
-    return git(["rev-parse", "HEAD"], cwd=target, access=access).strip()
+    env = workspace.env()
+    git(["config", "core.bare", "false"], env)
+    base = _base_commit(env, url, branch)
+    name = task_branch(task_id)
+    git(["update-ref", f"refs/heads/{name}", base], env)
+    git(["symbolic-ref", "HEAD", f"refs/heads/{name}"], env)
+    git(["read-tree", base], env)
+    workspace.agent_root.mkdir(parents=True, exist_ok=True)
+    plain = workspace.env(work_tree=False)
+    plain.pop("GIT_DIR", None)
+    git([*base_args, "--no-hardlinks", str(mirror), str(workspace.work_tree)], plain)
+    git(["checkout", "--quiet", "-B", name, base], plain, cwd=workspace.work_tree)
+    git(["remote", "remove", "origin"], plain, cwd=workspace.work_tree)
+    for key, value in (("user.name", workspace.author_name), ("user.email", workspace.author_email)):
+        git(["config", key, value], plain, cwd=workspace.work_tree)
+    workspace.agent_home.mkdir(exist_ok=True)
+    if agent_owner is not None:
+        for path in (workspace.work_tree, workspace.agent_home):
+            _chown_tree(path, *agent_owner)
+    return base, name
 
 
-def start_branch(clone_dir: Path, task_id: str, access: GitAccess) -> str:
-    branch = task_branch(task_id)
-    git(["checkout", "--quiet", "-B", branch], cwd=clone_dir, access=access)
-    return branch
+def _base_commit(env: dict[str, str], url: str, branch: str | None) -> str:
+    head = git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], env, check=False).strip()
+    if head:
+        return head
+    if branch:
+        raise GitFailed(f"Branch {branch!r} of {redact(url)} has no commit; pick another --branch.")
+    raise GitFailed(
+        f"The default branch of {redact(url)} has no commit (an empty repository, or HEAD names "
+        "a missing branch); name a branch that exists with --branch."
+    )
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    os.chown(path, uid, gid, follow_symlinks=False)
+    for directory, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            os.chown(os.path.join(directory, name), uid, gid, follow_symlinks=False)
+
+
+def check_work_tree(workspace: Workspace, limits: Limits) -> None:
+    """Refuse a tree the runtime will not read: a file over the limit, too many files, or a
+    symlink out of the clone. Nothing is read but names and sizes (``lstat``)."""
+    env = workspace.env()
+    listing = git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], env)
+    paths = [path for path in listing.split("\0") if path]
+    if len(paths) > limits.max_files:
+        raise WorkTreeRefused(
+            f"The work tree holds {len(paths)} files, over the limit of {limits.max_files}; "
+            "nothing was committed."
+        )
+    root = workspace.work_tree
+    for relative in paths:
+        full = root / relative
+        try:
+            info = full.lstat()
+        except OSError:
+            continue  # deleted: a deletion is fine
+        if full.is_symlink():
+            _check_link(root, relative, os.readlink(full))
+        elif info.st_size > limits.max_file_bytes:
+            raise WorkTreeRefused(
+                f"The file {relative} is {info.st_size / MiB:.0f} MiB, over the limit of "
+                f"{limits.max_file_bytes / MiB:.0f} MiB; nothing was committed."
+            )
+
+
+def _check_link(root: Path, relative: str, target: str) -> None:
+    resolved = os.path.normpath(os.path.join(os.path.dirname(relative), target))
+    if os.path.isabs(target) or resolved == ".." or resolved.startswith("../"):
+        raise WorkTreeRefused(
+            f"The symlink {relative} points out of the clone (to {target}); it is not "
+            "committed, and nothing else was."
+        )
 
 
 @dataclass
@@ -128,21 +252,16 @@ class ChangeSummary:
     insertions: int
     deletions: int
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.files_changed)
 
-
-def commit_all(clone_dir: Path, message: str, base_commit: str, access: GitAccess) -> ChangeSummary:
-    """Commit every change in the work tree (also when the agent committed some itself)."""
-    git(["add", "--all"], cwd=clone_dir, access=access)
-    staged = git(["diff", "--cached", "--name-only"], cwd=clone_dir, access=access).strip()
-    if staged:
-        git(["commit", "--quiet", "--no-verify", "-m", message], cwd=clone_dir, access=access)
-    head = git(["rev-parse", "HEAD"], cwd=clone_dir, access=access).strip()
+def commit_all(workspace: Workspace, message: str, base_commit: str) -> ChangeSummary:
+    """Commit the work tree as it is now, on the task's branch, in the runtime's repository."""
+    env = workspace.env()
+    git(["add", "--all"], env)
+    if git(["diff", "--cached", "--name-only"], env).strip():
+        git(["commit", "--quiet", "--no-verify", "-m", message], env)
+    head = git(["rev-parse", "HEAD"], env).strip()
     files, insertions, deletions = [], 0, 0
-    numstat = git(["diff", "--numstat", base_commit, head], cwd=clone_dir, access=access)
-    for line in numstat.splitlines():
+    for line in git(["diff", "--numstat", base_commit, head], env).splitlines():
         added, removed, path = line.split("\t", 2)
         files.append(path)
         insertions += int(added) if added.isdigit() else 0
@@ -151,46 +270,61 @@ def commit_all(clone_dir: Path, message: str, base_commit: str, access: GitAcces
 
 
 def save_artifacts(
-    clone_dir: Path, base_commit: str, branch: str, target: Path, access: GitAccess
-) -> tuple[Path, Path | None]:
-    """Write ``changes.patch`` (always) and ``changes.bundle`` (when there are commits)."""
+    workspace: Workspace, base_commit: str, branch: str, target: Path, limits: Limits
+) -> Path:
+    """Write ``changes.patch`` and, when there are commits, ``changes.bundle``, within limits."""
+    env = workspace.env(work_tree=False)
     target.mkdir(parents=True, exist_ok=True)
     patch = target / "changes.patch"
-    diff = git(["diff", "--binary", base_commit, branch], cwd=clone_dir, access=access)
-    _replace(patch, diff.encode())
-    if (
-        git(
-            ["rev-list", "--count", f"{base_commit}..{branch}"], cwd=clone_dir, access=access
-        ).strip()
-        == "0"
-    ):
-        return patch, None
-    bundle = target / "changes.bundle"
-    with tempfile.NamedTemporaryFile(dir=target, prefix=".bundle-", delete=False) as temp:
-        temp_path = Path(temp.name)
-    git(
-        ["bundle", "create", "--quiet", str(temp_path), f"{base_commit}..{branch}"],
-        cwd=clone_dir,
-        access=access,
+    diff = _bounded_output(
+        ["diff", "--binary", base_commit, branch], env, limits.max_patch_bytes, "patch"
     )
-    os.replace(temp_path, bundle)
-    return patch, bundle
+    atomic_write_bytes(patch, diff)
+    count = git(["rev-list", "--count", f"{base_commit}..{branch}"], env).strip()
+    if count != "0":
+        scratch = workspace.private / "changes.bundle"
+        git(["bundle", "create", "--quiet", str(scratch), f"{base_commit}..{branch}"], env)
+        size = scratch.stat().st_size
+        if size > limits.max_bundle_bytes:
+            raise WorkTreeRefused(
+                f"The bundle of the changes is {size / MiB:.0f} MiB, over the limit of "
+                f"{limits.max_bundle_bytes / MiB:.0f} MiB; it was not saved."
+            )
+        shutil.copyfile(scratch, target / ".changes.bundle.tmp")
+        os.replace(target / ".changes.bundle.tmp", target / "changes.bundle")
+    return patch
 
 
-def push(clone_dir: Path, branch: str, access: GitAccess) -> str | None:
-    """Push the branch to origin; None on success, else why it could not (not an error)."""
+def _bounded_output(args: list[str], env: dict[str, str], limit: int, what: str) -> bytes:
+    """git's stdout, or WorkTreeRefused as soon as it grows past ``limit`` bytes."""
+    process = subprocess.Popen(
+        ["git", "-c", "core.hooksPath=/dev/null", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    chunks, size = [], 0
+    with process.stdout:
+        while chunk := process.stdout.read(1024 * 1024):
+            size += len(chunk)
+            if size > limit:
+                process.kill()
+                process.wait()
+                raise WorkTreeRefused(
+                    f"The {what} is over the limit of {limit / MiB:.0f} MiB; it was not saved."
+                )
+            chunks.append(chunk)
+    if process.wait() != 0:
+        raise GitFailed(f"git {args[0]} failed while writing the {what}.")
+    return b"".join(chunks)
+
+
+def push_to_mirror(workspace: Workspace, mirror: Path, branch: str) -> str | None:
+    """Push the task branch into the volume's mirror; None on success, else why not."""
+    env = workspace.env(work_tree=False)
     try:
-        git(
-            ["push", "--quiet", "--force", "origin", f"{branch}:{branch}"],
-            cwd=clone_dir,
-            access=access,
-        )
+        git(["push", "--quiet", "--force", str(mirror), f"refs/heads/{branch}:refs/heads/{branch}"], env)
     except GitFailed as error:
         return str(error)
     return None
-
-
-def _replace(path: Path, data: bytes) -> None:
-    from orchestration_protocol import atomic_write_bytes
-
-    atomic_write_bytes(path, data)

@@ -1,8 +1,12 @@
 """One attempt of one task, from claim to result.
 
-claim -> heartbeat (background) -> clone -> branch -> agent (streamed to the log) -> commit ->
-artifacts (patch, bundle, transcript) -> push -> result. Every way it can end writes a result
-that says what happened, except losing the claim, where the successor owns the result.
+claim -> heartbeat (background) -> caller token and relays to the gateway -> clone from the
+volume's mirror -> agent (as its own uid, streamed to the log) -> check, commit -> artifacts
+(patch, bundle, transcript) -> push into the mirror -> result. Every way it can end writes a
+result that says what happened, except losing the claim, where the successor owns the result.
+
+The runtime is trusted and the agent is not: the agent gets a work tree, a home, a caller token
+bound to this attempt's claim and two loopback ports (model API, egress proxy), nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from orchestration_protocol import (
+    AgentKind,
     ClaimHandle,
     ClaimLost,
     Layout,
@@ -27,14 +32,33 @@ from orchestration_protocol import (
     atomic_write_bytes,
     utc_now,
 )
+from orchestration_protocol.gateway import (
+    GatewayCaller,
+    api_socket,
+    budget_error,
+    connect_unix,
+    mint_caller_token,
+    proxy_socket,
+    revoke_caller_token,
+)
+from orchestration_protocol.mirrors import mirror_dir
 
 from . import repo
 from .agents import Agent, agent_for
-from .errors import NoRepository, WorkerError
+from .errors import GatewayUnavailable, NoRepository, WorkerError
 from .process import run_supervised
-from .settings import SECRET_NAMES, WorkerSettings, read_secret
+from .relay import Relay
+from .settings import PASSTHROUGH_ENV, WorkerSettings
 
-AGENT_SECRETS = tuple(name for name in SECRET_NAMES if not name.startswith("GIT_"))
+AGENT_BASE_ENV = {
+    "LANG": "C.UTF-8",
+    "TERM": "dumb",
+    "DISABLE_TELEMETRY": "1",
+    "DISABLE_AUTOUPDATER": "1",
+    "DISABLE_ERROR_REPORTING": "1",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+}
+"""What every agent's environment starts from (nothing of the runtime's own is inherited)."""
 
 
 class StopFlag:
@@ -87,7 +111,9 @@ class Heartbeat(threading.Thread):
 class TaskLog:
     """Appends readable lines to ``logs/<id>.log`` and stdout, with secret values masked."""
 
-    def __init__(self, path: Path, secrets: list[str]) -> None:
+    def __init__(self, path: Path, secrets: list[str], previous: TaskLog | None = None) -> None:
+        if previous is not None:
+            previous.close()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
         self._secrets = [value for value in secrets if len(value) >= 6]
@@ -120,12 +146,10 @@ class Attempt:
         self.started = time.monotonic()
         self.started_at: datetime = handle.claim.claimed_at
         self.deadline = self.started + task.timeout_s if task.timeout_s else None
-        self.secrets = {
-            name: value
-            for name in SECRET_NAMES
-            if (value := read_secret(name, settings.secrets_dir))
-        }
-        self.log = TaskLog(self.layout.log_file(task.id), list(self.secrets.values()))
+        self.token: str | None = None
+        self.relays: list[Relay] = []
+        self.last_output = time.monotonic()
+        self.log = TaskLog(self.layout.log_file(task.id), [])
         self.heartbeat = Heartbeat(handle, settings.heartbeat_s, stop, settings.container)
         self.result = Result(
             task_id=task.id,
@@ -137,8 +161,14 @@ class Attempt:
     def stop_reason(self) -> str | None:
         if self.stop.reason:
             return self.stop.reason
-        if self.deadline is not None and time.monotonic() > self.deadline:
+        now = time.monotonic()
+        if self.deadline is not None and now > self.deadline:
             return f"timed out after {self.task.timeout_s:g}s"
+        if now - self.last_output > self.settings.idle_timeout_s:
+            return (
+                f"timed out: the agent printed nothing for {self.settings.idle_timeout_s:g}s "
+                "(a model endpoint that does not answer?)"
+            )
         if os.path.lexists(self.layout.cancel_file(self.task.id)):
             request = self.handle.cancel_request()
             return f"cancel requested: {(request.reason if request else None) or 'no reason given'}"
@@ -151,84 +181,148 @@ class Attempt:
         )
         self.heartbeat.enter(WorkerPhase.STARTING)
         self.heartbeat.start()
-        scratch = Path(tempfile.mkdtemp(prefix=f"orchestrator-{self.task.id}-"))
+        workspace = repo.Workspace(
+            private=Path(tempfile.mkdtemp(prefix=f"orchestrator-{self.task.id}-")),
+            agent_root=Path(tempfile.mkdtemp(prefix=f"agent-{self.task.id}-")),
+            author_name=os.environ.get("GIT_USER_NAME", "Claude Worker"),
+            author_email=os.environ.get("GIT_USER_EMAIL", "worker@claude-orchestrator.invalid"),
+        )
+        workspace.agent_root.chmod(0o755)  # the agent may enter, not replace what is inside
         try:
-            self._work(scratch)
+            self._work(workspace)
         except WorkerError as error:
             self._fail(str(error))
         except Exception as error:  # the result must say what happened, whatever it was
             self._fail(f"worker crashed: {type(error).__name__}: {error}")
         finally:
+            self._close_gateway_access()
             self.heartbeat.done.set()
             if not os.environ.get("ORCHESTRATOR_KEEP_WORKDIR"):
-                shutil.rmtree(scratch, ignore_errors=True)
+                shutil.rmtree(workspace.private, ignore_errors=True)
+                shutil.rmtree(workspace.agent_root, ignore_errors=True)
         return self._publish()
 
     def _fail(self, error: str) -> None:
         self.log.write(f"!! {error}")
         self.result = self.result.model_copy(update={"status": ResultStatus.FAILED, "error": error})
 
-    def _work(self, scratch: Path) -> None:
-        access = repo.GitAccess(
-            scratch,
-            ssh_key=self.secrets.get("GIT_SSH_KEY"),
-            token=self.secrets.get("GIT_TOKEN"),
-            author_name=os.environ.get("GIT_USER_NAME", "Claude Worker"),
-            author_email=os.environ.get("GIT_USER_EMAIL", "worker@claude-orchestrator.invalid"),
-        )
-        clone_dir = scratch / "repo"
-        base, branch = self._clone(clone_dir, access)
-        agent = self._run_agent(clone_dir, scratch)
-        if not self.stop.claim_lost:
-            self._keep_changes(agent, clone_dir, base, branch, access)
-
-    def _clone(self, clone_dir: Path, access: repo.GitAccess) -> tuple[str, str]:
-        """Clone the task's repository onto its branch; return the base commit and the branch."""
+    def _work(self, workspace: repo.Workspace) -> None:
+        self._check_separation()
         url = self.task.repo or self.settings.repo_url
         if not url:
             raise NoRepository(
                 f'Task {self.task.id} names no repo and REPO_URL is not set; add "repo" to the task.'
             )
-        self.heartbeat.enter(WorkerPhase.CLONING, f"cloning {repo.redact(url)}")
-        base = repo.clone(url, self.task.branch or self.settings.repo_branch, clone_dir, access)
-        branch = repo.start_branch(clone_dir, self.task.id, access)
+        mirror = mirror_dir(self.layout, url)
+        self.heartbeat.enter(WorkerPhase.CLONING, f"cloning {repo.redact(url)} from the volume")
+        base, branch = repo.prepare(
+            workspace,
+            mirror,
+            url,
+            self.task.branch or self.settings.repo_branch,
+            self.task.id,
+            self.settings.agent_user,
+        )
         self.result = self.result.model_copy(update={"base_commit": base, "branch": branch})
-        return base, branch
+        agent = self._run_agent(workspace)
+        if not self.stop.claim_lost:
+            self._keep_changes(agent, workspace, mirror, base, branch)
 
-    def _run_agent(self, clone_dir: Path, scratch: Path) -> Agent:
-        """Run the agent in the clone until it ends or is stopped; record what it reported."""
+    def _check_separation(self) -> None:
+        if self.settings.agent_user is not None and os.geteuid() != 0:
+            raise WorkerError(
+                "ORCHESTRATOR_AGENT_USER is set but the runtime is not root, so it cannot run "
+                "the agent as another user; start the worker as root with SETUID and SETGID "
+                "(the Docker backend does), or unset it on a trusted host."
+            )
+
+    def _open_gateway_access(self) -> dict[str, str]:
+        """Mint this attempt's caller token and start the relays; the agent's model and proxy
+        settings. A Claude task without a reachable gateway fails here, before it hangs."""
+        caller = GatewayCaller(
+            task_id=self.task.id,
+            attempt=self.handle.attempt,
+            worker_id=self.handle.claim.worker_id,
+            issued_at=utc_now(),
+            egress_allow=self.settings.egress_allow,
+        )
+        api = api_socket(self.layout)
+        try:
+            connect_unix(api, timeout_s=5).close()
+        except OSError as error:
+            if self.task.agent == AgentKind.CLAUDE:
+                raise GatewayUnavailable(
+                    f"The gateway does not answer at {api} ({error.strerror or error}); start "
+                    "workers with 'orchestrator spawn' or 'run', which start the gateway."
+                ) from error
+            return {}
+        self.token = mint_caller_token(self.layout, caller)
+        self.log = TaskLog(self.layout.log_file(self.task.id), [self.token], self.log)
+        model, egress = Relay(api), Relay(proxy_socket(self.layout))
+        self.relays = [model, egress]
+        proxy = f"http://{self.task.id}:{self.token}@127.0.0.1:{egress.port}"
+        return {
+            "ANTHROPIC_BASE_URL": model.url,
+            "ANTHROPIC_API_KEY": self.token,
+            **{name: proxy for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")},
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+
+    def _close_gateway_access(self) -> None:
+        for relay in self.relays:
+            relay.close()
+        self.relays = []
+        if self.token is not None:
+            revoke_caller_token(self.layout, self.token)
+            self.token = None
+
+    def _run_agent(self, workspace: repo.Workspace) -> Agent:
+        """Run the agent in its work tree until it ends or is stopped; record what it reported."""
+        env = self._agent_env(workspace, self._open_gateway_access())
         self.heartbeat.enter(WorkerPhase.RUNNING, f"running {self.task.agent.value}")
         agent = agent_for(self.task, self.settings.model)
+
+        def on_line(line: str) -> None:
+            self.last_output = time.monotonic()
+            self.log.write_all(agent.render(line))
+
+        self.last_output = time.monotonic()
         outcome = run_supervised(
             agent.command(),
-            cwd=clone_dir,
-            env=self._agent_env(scratch),
-            on_line=lambda line: self.log.write_all(agent.render(line)),
+            cwd=workspace.work_tree,
+            env=env,
+            on_line=on_line,
             should_stop=self.stop_reason,
             stdin_text=agent.stdin_text(),
+            user=self.settings.agent_user,
         )
+        self._close_gateway_access()
         if not self.stop.claim_lost:
             self._record_agent(agent, outcome.exit_code, outcome.stopped_because)
         return agent
 
     def _keep_changes(
-        self, agent: Agent, clone_dir: Path, base: str, branch: str, access: repo.GitAccess
+        self, agent: Agent, workspace: repo.Workspace, mirror: Path, base: str, branch: str
     ) -> None:
-        """Commit, save the patch, bundle and transcript, push; also after a failure or a stop."""
+        """Check, commit, save the patch, bundle and transcript, push into the mirror; also after
+        a failure or a stop."""
         self.heartbeat.enter(WorkerPhase.COMMITTING)
-        summary = repo.commit_all(
-            clone_dir, f"{self.task.id}: {self.task.prompt.splitlines()[0][:60]}", base, access
-        )
         artifacts = self.layout.artifacts_dir(self.task.id)
-        patch, _ = repo.save_artifacts(clone_dir, base, branch, artifacts, access)
+        artifacts.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(
             artifacts / "transcript.jsonl",
             "".join(f"{line}\n" for line in agent.transcript).encode(),
         )
+        repo.check_work_tree(workspace, self.settings.limits)
+        summary = repo.commit_all(
+            workspace, f"{self.task.id}: {self.task.prompt.splitlines()[0][:60]}", base
+        )
+        patch = repo.save_artifacts(workspace, base, branch, artifacts, self.settings.limits)
         committed = summary.head_commit != base
-        push_problem = repo.push(clone_dir, branch, access) if committed else "nothing to push"
+        push_problem = repo.push_to_mirror(workspace, mirror, branch) if committed else "nothing to push"
         if push_problem and committed:
-            self.log.write(f"-- branch not pushed: {push_problem}")
+            self.log.write(f"-- branch not pushed into the mirror: {push_problem}")
         self.result = self.result.model_copy(
             update={
                 "head_commit": summary.head_commit,
@@ -247,6 +341,9 @@ class Attempt:
                 ResultStatus.FAILED if report.is_error or exit_code != 0 else ResultStatus.SUCCESS
             )
             error = report.error if status == ResultStatus.FAILED else None
+            refusal = budget_error(self.layout, self.task.id, self.handle.attempt)
+            if status == ResultStatus.FAILED and refusal:
+                error = f"budget exceeded: {refusal}"
         elif stopped_because.startswith("timed out"):
             status, error = ResultStatus.TIMEOUT, stopped_because
         else:
@@ -266,17 +363,19 @@ class Attempt:
             }
         )
 
-    def _agent_env(self, scratch: Path) -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items() if key not in SECRET_NAMES}
-        env.update({name: value for name, value in self.secrets.items() if name in AGENT_SECRETS})
+    def _agent_env(self, workspace: repo.Workspace, gateway: dict[str, str]) -> dict[str, str]:
+        """The agent's whole environment, built from nothing: no runtime setting, no secret."""
+        env = dict(AGENT_BASE_ENV)
+        env.update({name: os.environ[name] for name in PASSTHROUGH_ENV if os.environ.get(name)})
         env.update(self.task.env)
+        env.update(gateway)
         env.update(
+            PATH=os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            HOME=str(workspace.agent_home),
             ORCHESTRATOR_TASK_ID=self.task.id,
-            DISABLE_TELEMETRY="1",
-            CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
-            CLAUDE_CONFIG_DIR=str(scratch / "claude-config"),
+            CLAUDE_CONFIG_DIR=str(workspace.agent_home / ".claude"),
         )
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and self.settings.agent_user is None:
             env["IS_SANDBOX"] = "1"
         return env
 

@@ -1,10 +1,11 @@
-"""How a worker is configured: the environment variables and secret files it reads.
+"""How a worker is configured: the environment variables it reads.
 
 The spawner (``manager``) sets these; a person running ``orchestrator-worker`` on a host sets
-them by hand. Non-secret settings come from the environment. Secrets come from files in
-``$ORCHESTRATOR_SECRETS_DIR`` (default ``/run/orchestrator-secrets``), one file per name below,
-copied into the container before it starts, so they never show in ``docker inspect``; on a host
-they may also come from the environment.
+them by hand. A worker holds no secret: model requests go through the gateway with a caller
+token the runtime mints for its claim, and git goes through the volume's mirror. The secret
+names below are what the manager and the gateway read (files in ``$ORCHESTRATOR_SECRETS_DIR``,
+default ``/run/orchestrator-secrets``, else the environment) and what a worker strips from its
+agent's environment.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .repo import Limits
 
 ENV_ROOT = "ORCHESTRATION_DIR"
 ENV_WORKER_ID = "WORKER_ID"
@@ -23,6 +26,9 @@ ENV_LEASE_S = "ORCHESTRATOR_LEASE_S"
 ENV_HEARTBEAT_S = "ORCHESTRATOR_HEARTBEAT_S"
 ENV_SECRETS_DIR = "ORCHESTRATOR_SECRETS_DIR"
 ENV_CONTAINER = "ORCHESTRATOR_CONTAINER"
+ENV_AGENT_USER = "ORCHESTRATOR_AGENT_USER"
+ENV_EGRESS_ALLOW = "ORCHESTRATOR_EGRESS_ALLOW"
+ENV_IDLE_TIMEOUT_S = "ORCHESTRATOR_IDLE_TIMEOUT_S"
 DEFAULT_SECRETS_DIR = Path("/run/orchestrator-secrets")
 
 SECRET_NAMES = (
@@ -39,17 +45,11 @@ SECRET_NAMES = (
 ``GIT_SSH_KEY`` holds a private key; ``GIT_TOKEN`` an HTTPS token for the clone and push."""
 
 PASSTHROUGH_ENV = (
-    "ANTHROPIC_BASE_URL",
     "ANTHROPIC_MODEL",
     "ANTHROPIC_SMALL_FAST_MODEL",
-    "CLAUDE_CODE_USE_BEDROCK",
-    "CLAUDE_CODE_USE_VERTEX",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "ANTHROPIC_VERTEX_PROJECT_ID",
-    "CLOUD_ML_REGION",
 )
-"""Non-secret settings for the agent that the spawner forwards from the manager's environment."""
+"""Non-secret settings for the agent that the spawner forwards from the manager's environment
+(where the model is and how to authenticate is the gateway's business, not the worker's)."""
 
 
 class WorkerSettings(BaseModel):
@@ -75,6 +75,24 @@ class WorkerSettings(BaseModel):
     """Where secret files are mounted or copied."""
     container: str | None = None
     """Container name, when running in one."""
+    agent_user: tuple[int, int] | None = None
+    """uid and gid the agent runs as (the runtime must start as root to switch); None runs the
+    agent as the runtime's own user (a trusted host, the local backend)."""
+    egress_allow: list[str] = Field(default_factory=list)
+    """Host names the agent may reach through the gateway's egress proxy (the profile's)."""
+    idle_timeout_s: float = Field(default=300.0, gt=0)
+    """An agent that prints nothing for this long is stopped and its result says so."""
+    limits: Limits = Field(default_factory=Limits)
+    """Size limits on what the runtime commits and saves."""
+
+
+def parse_user(value: str) -> tuple[int, int]:
+    """``uid[:gid]`` as numbers; ValueError for anything else or for root."""
+    uid, _, gid = value.partition(":")
+    user = (int(uid), int(gid or uid))
+    if user[0] == 0:
+        raise ValueError(f"{ENV_AGENT_USER}={value}: the agent never runs as root")
+    return user
 
 
 def read_secret(name: str, secrets_dir: Path | None = None) -> str | None:

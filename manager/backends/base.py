@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..profiles import Profile
@@ -36,16 +36,13 @@ def archived_worker_name(task_id: str, attempt: int | None) -> str:
 
 @dataclass(frozen=True)
 class SpawnRequest:
-    """One attempt of one task to start. Secrets travel separately from the plain env."""
+    """One attempt of one task to start. A worker gets no secret: the gateway holds them."""
 
     task_id: str
     attempt: int
     profile: Profile
     env: dict[str, str]
     """Non-secret environment (may appear in ``docker inspect``)."""
-    secrets: dict[str, str] = field(repr=False)
-    """Secret name -> value; delivered as files, never as env or arguments."""
-    network: str | None = None
     mounts: tuple[str, ...] = ()
     force: bool = False
     """Claim even when ``max_attempts`` is used up (``task retry``)."""

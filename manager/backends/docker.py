@@ -2,9 +2,14 @@
 
 Containers are named ``worker-<task-id>``; an ended one of an earlier attempt is renamed to
 ``worker-<task-id>.attempt-<n>`` before the next starts, so its logs stay readable until
-``orchestrator cleanup``. Secrets are copied into the created container as files (mode 0400,
-owned by the worker's uid) before it starts: never env, never arguments, never labels, so
-``docker inspect`` does not show them.
+``orchestrator cleanup``.
+
+A worker container has no network (``--network none``: only loopback; the gateway is reached
+through its Unix sockets in the volume) and no secret. Its runtime starts as root with only the
+capabilities it needs to run the agent as the profile's uid and to keep the protocol to itself
+(SETUID, SETGID, CHOWN, DAC_OVERRIDE, FOWNER, KILL); the agent, as a non-root uid, has none, and
+``no-new-privileges`` keeps it so. The volume is mounted at ``/runtime/orchestration``, under a
+directory only root may enter, so the agent cannot reach the protocol's files.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from ..config import CONTAINER_ROOT, ManagerSettings
+from ..config import ManagerSettings
 from ..errors import (
     ImageMissing,
     SpawnFailed,
@@ -41,10 +46,11 @@ from .engine import (
     build_hint,
     connect_docker,
     find_volume,
-    secrets_archive,
 )
 
-SECRETS_PARENT = "/run"
+WORKER_ROOT = "/runtime/orchestration"
+"""Where workers see the volume: ``/runtime`` is root's alone (0700) in the worker image."""
+RUNTIME_CAPS = ["SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL"]
 FINISHING_S = 5
 """How long a spawn waits for the previous container of the task to exit."""
 EXITED = re.compile(r"Exited \((-?\d+)\)")
@@ -136,7 +142,7 @@ class DockerBackend(Backend):
 
     def preflight(self, profile: Profile) -> None:
         self.require_image(profile.image)
-        self.require_network(self.settings.network or profile.network)
+        self.require_network(profile.network)
 
     def _archive_previous(self, task_id: str) -> None:
         """Make the name ``worker-<id>`` free: keep our earlier attempt's ended container under
@@ -171,7 +177,7 @@ class DockerBackend(Backend):
 
     def _run_kwargs(self, request: SpawnRequest) -> dict[str, Any]:
         profile = request.profile
-        volumes = {self.volume: {"bind": str(CONTAINER_ROOT), "mode": "rw"}}
+        volumes = {self.volume: {"bind": WORKER_ROOT, "mode": "rw"}}
         for spec in (*profile.mounts, *request.mounts):
             source, bind = _parse_mount(spec)
             volumes[source] = bind
@@ -187,10 +193,12 @@ class DockerBackend(Backend):
             "command": request.worker_args,
             "name": request.name,
             "labels": labels,
-            "environment": request.env,
-            "user": profile.user,
+            "environment": {**request.env, "ORCHESTRATION_DIR": WORKER_ROOT},
+            "user": "0:0",
             "cap_drop": ["ALL"],
+            "cap_add": RUNTIME_CAPS,
             "security_opt": ["no-new-privileges"],
+            "network_mode": "none",
             "volumes": volumes,
             "detach": True,
         }
@@ -200,8 +208,6 @@ class DockerBackend(Backend):
             kwargs["nano_cpus"] = int(profile.cpus * 1e9)
         if profile.pids_limit:
             kwargs["pids_limit"] = profile.pids_limit
-        if request.network:
-            kwargs["network"] = request.network
         return kwargs
 
     def spawn(self, request: SpawnRequest) -> WorkerRecord:
@@ -221,10 +227,6 @@ class DockerBackend(Backend):
                 "profile's settings."
             ) from error
         try:
-            if request.secrets:
-                container.put_archive(
-                    SECRETS_PARENT, secrets_archive(request.secrets, request.profile.user)
-                )
             container.start()
         except APIError as error:
             with contextlib.suppress(APIError):

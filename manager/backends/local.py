@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestration_protocol import atomic_write_bytes, is_valid_task_id
-from worker.settings import ENV_SECRETS_DIR, SECRET_NAMES
+from worker.settings import SECRET_NAMES
 
 from ..config import ManagerSettings
 from ..errors import SpawnFailed, TaskNotSpawnable, WorkerCommandMissing
@@ -143,20 +142,13 @@ class LocalBackend(Backend):
         command = worker_command()
         self.records_dir.mkdir(parents=True, exist_ok=True)
         self._archive_previous(request.name, request.task_id)
-        secrets_dir = Path(tempfile.mkdtemp(prefix="orchestrator-secrets-"))
-        for key, value in request.secrets.items():
-            path = secrets_dir / key
-            path.write_text(value)
-            path.chmod(0o400)
         env = {key: value for key, value in os.environ.items() if key not in SECRET_NAMES}
         env.update(request.env)
-        env[ENV_SECRETS_DIR] = str(secrets_dir)
         pid = start_detached(
             [*command, *request.worker_args, "--root", str(self.settings.root)],
             output=self._path(request.name, ".out"),
             env=env,
             exit_file=self._path(request.name, ".exit"),
-            secrets_dir=secrets_dir,
         )
         record = {
             "name": request.name,

@@ -1,4 +1,4 @@
-"""``cleanup``, ``doctor``, ``schema`` and ``merge``."""
+"""``cleanup``, ``doctor``, ``schema``, ``merge`` and ``push``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 
 from orchestration_protocol import json_schemas
 
+from ..credentials import collect_secrets
 from ..errors import (
     EXIT_ENVIRONMENT,
     EXIT_OK,
@@ -109,8 +110,33 @@ def merge(
         from ..merge import merge_tasks
     except ImportError as error:
         raise BadInput(f"merge is not available in this installation ({error}).") from error
+    settings = settings_of(ctx)
     report = merge_tasks(
-        settings_of(ctx).layout, repo_dir, ids or None, integration_branch=branch, push=push
+        settings.layout,
+        repo_dir,
+        ids or None,
+        integration_branch=branch,
+        push=push,
+        repo_url=settings.repo_url,
+        credentials=collect_secrets(),
+    )
+    if as_json:
+        emit_json({**report.model_dump(mode="json"), "ok": report.ok})
+    else:
+        typer.echo(report.describe())
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_TASKS_FAILED)
+
+
+@app.command("push")
+@handled
+def push_command(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> None:
+    """Push the tasks' branches (orchestrator/<id>) from the volume's mirror to the remote;
+    exit 1 if any was not found or refused."""
+    from ..mirror import push_task_branches
+
+    settings = settings_of(ctx)
+    report = push_task_branches(
+        settings.layout, ids or None, repo_url=settings.repo_url, credentials=collect_secrets()
     )
     if as_json:
         emit_json({**report.model_dump(mode="json"), "ok": report.ok})
