@@ -12,11 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestration_protocol import Layout, default_root
 from worker import settings as worker_settings
 
+from .errors import BadInput
+
 BackendName = Literal["docker", "local"]
 
 BACKEND_ENV = "ORCHESTRATOR_BACKEND"
 VOLUME_ENV = "ORCHESTRATOR_VOLUME"
 NETWORK_ENV = "ORCHESTRATOR_NETWORK"
+BUDGET_ENV = "ORCHESTRATOR_BUDGET_USD"
+"""The fleet budget in US dollars that ``run`` and ``dispatch`` set when ``--budget`` is not given."""
 SIMULATE_ENV = "ORCHESTRATOR_SIMULATE"
 """``1`` makes every spawning command simulate (run.sh --simulate sets it for the manager)."""
 DEFAULT_VOLUME = "orchestration-volume"
@@ -53,6 +57,9 @@ class ManagerSettings(BaseModel):
     """An explicit profiles file (``--profiles``)."""
     mounts: list[str] = Field(default_factory=list)
     """Extra bind mounts for every worker, beside the profile's."""
+    budget_usd: float | None = Field(default=None, gt=0)
+    """The fleet budget ``run`` and ``dispatch`` set (``--budget``, ``$ORCHESTRATOR_BUDGET_USD``):
+    the most all tasks together may spend from then on; None to leave the budget as it is."""
 
     @property
     def layout(self) -> Layout:
@@ -67,6 +74,32 @@ def _env_float(name: str) -> float | None:
         return None
 
 
+def positive_usd(value: float | None, name: str) -> float | None:
+    """``value`` unless it is zero or negative (BadInput in one sentence naming ``name``)."""
+    if value is not None and not 0 < value < float("inf"):
+        raise BadInput(
+            f"{name} must be more than 0 US dollars (got {value:g}); give e.g. {name} 5."
+        )
+    return value
+
+
+def budget_from_env() -> float | None:
+    """``$ORCHESTRATOR_BUDGET_USD`` as dollars; BadInput when it is set but not a positive number
+    (a typo must not mean spending without a limit)."""
+    value = os.environ.get(BUDGET_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        usd = float(value)
+    except ValueError:
+        usd = float("nan")
+    if not 0 < usd < float("inf"):
+        raise BadInput(
+            f"${BUDGET_ENV}={value!r} is not a positive number of US dollars; fix or unset it."
+        )
+    return usd
+
+
 def resolve_settings(
     root: Path | None = None,
     *,
@@ -78,6 +111,7 @@ def resolve_settings(
     simulate: bool = False,
     profiles_path: Path | None = None,
     mounts: list[str] | None = None,
+    budget_usd: float | None = None,
 ) -> ManagerSettings:
     """Settings from explicit values, then the environment, then detection."""
     root = (root or default_root()).absolute()
@@ -93,4 +127,5 @@ def resolve_settings(
         simulate=simulate or os.environ.get(SIMULATE_ENV, "").lower() in ("1", "true", "yes"),
         profiles_path=profiles_path,
         mounts=mounts or [],
+        budget_usd=positive_usd(budget_usd, "--budget") or budget_from_env(),
     )

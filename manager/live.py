@@ -12,22 +12,26 @@ from rich.text import Text
 
 from orchestration_protocol import Layout
 
+from .ledger import LedgerCache, fleet_budget_view, ledger_cache
 from .monitor import View, follow
 from .output import console
-from .views import board_problems, status_rows, status_table
+from .views import board_problems, cost_lines, status_rows, status_table
 
 MAX_ROWS = 30
 
 
-def render(view: View, scope: list[str] | None) -> Group:
-    """Counts, the table of active and recent tasks, and unusable files."""
-    rows = status_rows(view.board, view.states, view.now, scope)
+def render(view: View, scope: list[str] | None, ledgers: LedgerCache | None = None) -> Group:
+    """Counts, the table of active and recent tasks, the total cost and the fleet budget, and
+    unusable files."""
+    rows = status_rows(view.board, view.states, view.now, scope, ledgers)
     active = [row for row in rows if row["state"] in ("running", "pending", "blocked", "lost")]
     finished = [row for row in rows if row not in active]
     shown = active[:MAX_ROWS] + finished[-max(0, MAX_ROWS - len(active)) :]
     hidden = len(rows) - len(shown)
     header = Text(f"{view.progress.summary()}" + (f" ({hidden} more not shown)" if hidden else ""))
+    fleet = fleet_budget_view(ledgers.layout, ledgers) if ledgers else None
     parts: list[Text | object] = [header, status_table(shown)]
+    parts.extend(Text(line) for line in cost_lines(rows, fleet))
     parts.extend(
         Text(f"error: {problem['error']}", style="red") for problem in board_problems(view.board)
     )
@@ -37,10 +41,11 @@ def render(view: View, scope: list[str] | None) -> Group:
 def watch_live(layout: Layout, scope: list[str] | None, *, until_done: bool) -> None:
     """Follow the volume, redrawing on every change, until Ctrl-C (or done, if asked)."""
     out = console()
+    ledgers = ledger_cache(layout)
     with Live(console=out, auto_refresh=False, transient=False) as live:
 
         def on_view(view: View) -> bool:
-            live.update(render(view, scope), refresh=True)
+            live.update(render(view, scope, ledgers), refresh=True)
             return until_done and view.progress.done
 
         follow(layout, scope, on_view, kinds=("task", "status", "result", "cancel"))

@@ -18,6 +18,7 @@ from orchestration_protocol import (
 
 from .backends import WorkerRecord
 from .errors import BadInput, NotFinished, TaskNotSpawnable, TaskUnknown
+from .ledger import ledger_cache
 from .spawn import SpawnContext, spawn_attempt, why_not_spawnable
 from .views import task_row
 
@@ -39,7 +40,7 @@ def task_details(layout: Any, task_id: str) -> dict[str, Any]:
     require_task(layout, task_id)
     now = utc_now()
     snapshot, state = read_task_state(layout, task_id, now=now)
-    details = task_row(snapshot, state, now)
+    details = task_row(snapshot, state, now, ledger_cache(layout).summary(task_id))
     details["task"] = snapshot.task.model_dump(mode="json") if snapshot.task else None
     details["claim"] = snapshot.claim.model_dump(mode="json") if snapshot.claim else None
     details["status"] = (

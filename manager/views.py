@@ -11,6 +11,8 @@ from rich.text import Text
 
 from orchestration_protocol import Board, Result, TaskSnapshot, TaskState
 
+from .ledger import LedgerCache, LedgerSummary, task_cost, total_cost
+
 STATE_STYLES = {
     TaskState.SUCCESS: "green",
     TaskState.RUNNING: "cyan",
@@ -39,10 +41,17 @@ def _since(moment: datetime | None, now: datetime) -> float | None:
     return (now - moment).total_seconds() if moment else None
 
 
-def task_row(snapshot: TaskSnapshot, state: TaskState, now: datetime) -> dict[str, Any]:
-    """Everything ``status`` shows about one task, JSON-ready."""
+def task_row(
+    snapshot: TaskSnapshot,
+    state: TaskState,
+    now: datetime,
+    ledger: LedgerSummary | None = None,
+) -> dict[str, Any]:
+    """Everything ``status`` shows about one task, JSON-ready; its cost from ``ledger`` (the
+    gateway's), else from its result."""
     task, claim, result = snapshot.task, snapshot.claim, snapshot.current_result
     status = snapshot.current_status
+    cost = task_cost(snapshot, ledger)
     row: dict[str, Any] = {
         "id": snapshot.task_id,
         "state": state.value,
@@ -58,7 +67,10 @@ def task_row(snapshot: TaskSnapshot, state: TaskState, now: datetime) -> dict[st
         "worker": (status.worker_id if status else claim.worker_id if claim else None),
         "phase": status.phase.value if status and not result else None,
         "heartbeat_age_s": _since(status.heartbeat_at, now) if status and not result else None,
-        "cost_usd": result.cost_usd if result else None,
+        "cost_usd": cost.cost_usd,
+        "cost_source": cost.source,
+        "max_budget_usd": task.max_budget_usd if task else None,
+        "budget_error": cost.budget_error,
         "branch": result.branch if result else None,
         "pushed": result.pushed if result else None,
         "duration_s": result.duration_s if result else None,
@@ -70,12 +82,37 @@ def task_row(snapshot: TaskSnapshot, state: TaskState, now: datetime) -> dict[st
 
 
 def status_rows(
-    board: Board, states: dict[str, TaskState], now: datetime, ids: list[str] | None = None
+    board: Board,
+    states: dict[str, TaskState],
+    now: datetime,
+    ids: list[str] | None = None,
+    ledgers: LedgerCache | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows for ``ids`` (every task when None), oldest first."""
-    chosen = ids if ids is not None else list(board.snapshots)
-    rows = [task_row(board.snapshots[i], states[i], now) for i in chosen if i in board.snapshots]
+    """Rows for ``ids`` (every task when None), oldest first; costs from ``ledgers`` if given."""
+    chosen = [
+        i for i in (ids if ids is not None else list(board.snapshots)) if i in board.snapshots
+    ]
+    rows = [
+        task_row(board.snapshots[i], states[i], now, ledgers.summary(i) if ledgers else None)
+        for i in chosen
+    ]
     return sorted(rows, key=lambda row: (row["created_at"] or "", row["id"]))
+
+
+def rows_total_cost(rows: list[dict[str, Any]]) -> float:
+    """What the rows' tasks cost together."""
+    return total_cost([row["cost_usd"] for row in rows])
+
+
+def cost_lines(rows: list[dict[str, Any]], fleet: dict[str, Any] | None) -> list[str]:
+    """The total cost of the rows, and the fleet budget with what was spent of it."""
+    lines = [f"total cost: ${rows_total_cost(rows):.4f}"]
+    if fleet is not None:
+        lines.append(
+            f"fleet budget: ${fleet['spent_usd']:.4f} of ${fleet['usd']:.4f} spent "
+            f"(${fleet['left_usd']:.4f} left) since {fleet['since'][:19].replace('T', ' ')} UTC"
+        )
+    return lines
 
 
 def board_problems(board: Board) -> list[dict[str, str]]:
@@ -93,6 +130,8 @@ def _note(row: dict[str, Any]) -> str:
         return str(row["problems"][0])
     if row["error"]:
         return str(row["error"])
+    if row["budget_error"]:
+        return str(row["budget_error"])
     if row["phase"]:
         return f"{row['phase']}, beat {format_age(row['heartbeat_age_s'])} ago"
     if row["state"] == "blocked":
@@ -131,11 +170,14 @@ def status_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
     return table
 
 
-def result_text(result: Result) -> str:
-    """A result in a few lines for people."""
+def result_text(result: Result, ledger: LedgerSummary | None = None) -> str:
+    """A result in a few lines for people; its cost by the gateway's ``ledger`` when it has one."""
     lines = [f"{result.task_id}: {result.status.value} (attempt {result.attempt})"]
     if result.error:
         lines.append(f"error: {result.error}")
+    budget_error = ledger.budget_errors.get(result.attempt) if ledger else None
+    if budget_error and budget_error not in (result.error or ""):
+        lines.append(f"budget: {budget_error}")
     if result.branch:
         pushed = "pushed" if result.pushed else "not pushed"
         lines.append(f"branch: {result.branch} ({pushed}) {result.head_commit or ''}".rstrip())
@@ -144,11 +186,33 @@ def result_text(result: Result) -> str:
             f"changed: {len(result.files_changed)} files, +{result.insertions} "
             f"-{result.deletions}: " + ", ".join(result.files_changed[:10])
         )
-    if result.cost_usd is not None:
-        lines.append(f"cost: ${result.cost_usd:.4f}, turns: {result.num_turns}")
+    lines.extend(_cost_text(result, ledger))
     if result.duration_s is not None:
         lines.append(f"took: {result.duration_s:.1f}s")
     if result.output:
         lines.append("output:")
         lines.append(result.output.rstrip())
     return "\n".join(lines)
+
+
+def _cost_text(result: Result, ledger: LedgerSummary | None) -> list[str]:
+    turns = f", turns: {result.num_turns}" if result.num_turns is not None else ""
+    if ledger is None:
+        return [f"cost: ${result.cost_usd:.4f}{turns}"] if result.cost_usd is not None else []
+    attempt = ledger.by_attempt.get(result.attempt, 0.0)
+    lines = [f"cost: ${attempt:.4f} (gateway ledger){turns}"]
+    if len(ledger.by_attempt) > 1 or result.attempt not in ledger.by_attempt:
+        lines.append(f"cost of every attempt: ${ledger.cost_usd:.4f}")
+    return lines
+
+
+def result_json(result: Result, ledger: LedgerSummary | None = None) -> dict[str, Any]:
+    """A result for ``--json``: the file's fields, and what the ledger says of the attempt."""
+    data = result.model_dump(mode="json", exclude_none=True)
+    if ledger is not None:
+        data["ledger_cost_usd"] = ledger.by_attempt.get(result.attempt, 0.0)
+        data["task_cost_usd"] = ledger.cost_usd
+        budget_error = ledger.budget_errors.get(result.attempt)
+        if budget_error:
+            data["budget_error"] = budget_error
+    return data

@@ -434,6 +434,7 @@ def test_help_names_every_command() -> None:
         "wait",
         "logs",
         "result",
+        "egress",
         "run",
         "dispatch",
         "cleanup",

@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 
 from orchestration_protocol import ProtocolError, utc_now
+from orchestration_protocol.gateway import write_fleet_budget
 
 from ..backends import Backend, make_backend
 from ..config import ManagerSettings, resolve_settings
@@ -28,7 +29,7 @@ from ..errors import (
 from ..output import console, emit_json, emit_json_line, report_error
 from ..progress import Progress
 from ..spawn import SpawnContext, prepare_spawning
-from ..views import status_table
+from ..views import cost_lines, rows_total_cost, status_table
 
 HELP = """Run many headless Claude Code workers in containers, coordinated through a shared
 volume. Typical flow: `orchestrator run "prompt one" "prompt two" --max-workers 4`, or
@@ -86,6 +87,24 @@ RetriesOpt = Annotated[
 ]
 ModelOpt = Annotated[
     str | None, typer.Option("--model", metavar="NAME", help="Model for the agent.")
+]
+BudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--budget",
+        metavar="USD",
+        help="Fleet budget: the most all tasks together may spend from now on, enforced by the "
+        "gateway (default $ORCHESTRATOR_BUDGET_USD; unset leaves gateway/budget.json as it is).",
+    ),
+]
+MaxBudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-budget",
+        metavar="USD",
+        help="The most one task may spend on model requests (all attempts), enforced by the "
+        "gateway.",
+    ),
 ]
 MaxWorkersOpt = Annotated[
     int,
@@ -223,6 +242,15 @@ def spawning(ctx: typer.Context, **extra: Any) -> SpawnContext:
     return prepare_spawning(settings, backend_for(settings))
 
 
+def set_fleet_budget(settings: ManagerSettings, as_json: bool) -> None:
+    """Write the settings' fleet budget (counted from now) for the gateway, if one is given."""
+    if settings.budget_usd is None:
+        return
+    budget = write_fleet_budget(settings.layout, settings.budget_usd)
+    if not as_json:
+        typer.echo(f"fleet budget: ${budget.usd:.2f} for every task together, counted from now")
+
+
 def state_printer(as_json: bool) -> Callable[[dict[str, str]], None]:
     last: dict[str, str] = {}
 
@@ -241,10 +269,16 @@ def state_printer(as_json: bool) -> Callable[[dict[str, str]], None]:
 def print_summary(view_rows: list[dict[str, Any]], progress: Progress, as_json: bool) -> None:
     if as_json:
         emit_json(
-            {"succeeded": progress.succeeded, "summary": progress.counts(), "tasks": view_rows}
+            {
+                "succeeded": progress.succeeded,
+                "summary": progress.counts(),
+                "total_cost_usd": rows_total_cost(view_rows),
+                "tasks": view_rows,
+            }
         )
         return
     console().print(status_table(view_rows))
+    typer.echo(cost_lines(view_rows, None)[0])
     typer.echo(
         f"{progress.summary()}: " + ("all succeeded" if progress.succeeded else "not all succeeded")
     )

@@ -10,6 +10,7 @@ import typer
 from orchestration_protocol import read_board, utc_now
 
 from .. import plan as planning
+from ..config import positive_usd
 from ..errors import (
     BadInput,
 )
@@ -21,6 +22,7 @@ from .common import (
     AttemptTimeoutOpt,
     BranchOpt,
     JsonOpt,
+    MaxBudgetOpt,
     ModelOpt,
     ProfileOpt,
     RepoOpt,
@@ -69,6 +71,7 @@ def task_create(
     timeout: AttemptTimeoutOpt = None,
     retries: RetriesOpt = 0,
     model: ModelOpt = None,
+    max_budget: MaxBudgetOpt = None,
     agent: AgentOpt = None,
     env: Annotated[
         list[str] | None,
@@ -92,6 +95,7 @@ def task_create(
         timeout_s=timeout,
         max_attempts=retries + 1 if retries else None,
         model=model,
+        max_budget_usd=positive_usd(max_budget, "--max-budget"),
         agent=agent,
         env=_parse_env(env),
         repo=repo,
@@ -153,7 +157,11 @@ def task_show(ctx: typer.Context, task_id: str, as_json: JsonOpt = False) -> Non
         "worker",
         "phase",
         "branch",
+        "cost_usd",
+        "cost_source",
+        "max_budget_usd",
         "error",
+        "budget_error",
         "log_file",
     ):
         if details.get(key) not in (None, [], ""):

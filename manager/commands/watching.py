@@ -1,4 +1,4 @@
-"""Following work: ``status``, ``wait``, ``watch``, ``logs``, ``result``."""
+"""Following work: ``status``, ``wait``, ``watch``, ``logs``, ``result``, ``egress``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,19 @@ from ..errors import (
     EXIT_OK,
     EXIT_TASKS_FAILED,
 )
+from ..ledger import fleet_budget_view, ledger_cache
 from ..monitor import View, check_scope, follow
 from ..output import console, emit_json
 from ..tasks import current_result
-from ..views import board_problems, result_text, status_rows, status_table
+from ..views import (
+    board_problems,
+    cost_lines,
+    result_json,
+    result_text,
+    rows_total_cost,
+    status_rows,
+    status_table,
+)
 from ..workers import follow_log, read_log
 from .common import (
     IdsArg,
@@ -35,20 +44,34 @@ from .common import (
 @app.command("status")
 @handled
 def status(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> None:
-    """A table of every task: state, attempt, age, worker, cost, branch; and unusable files."""
+    """A table of every task: state, attempt, age, worker, cost, branch; the total cost, the
+    fleet budget; and unusable files."""
     settings = settings_of(ctx)
-    board = read_board(settings.layout)
+    layout = settings.layout
+    board = read_board(layout)
     now = utc_now()
     alive = containers_alive(settings)
     states = board.states(now=now, container_alive=alive)
     scope = check_scope(board, ids) if ids else None
-    rows = status_rows(board, states, now, scope)
+    ledgers = ledger_cache(layout)
+    rows = status_rows(board, states, now, scope, ledgers)
+    fleet = fleet_budget_view(layout, ledgers)
     problems = board_problems(board)
     if as_json:
-        emit_json({"root": str(settings.root), "tasks": rows, "problems": problems})
+        emit_json(
+            {
+                "root": str(settings.root),
+                "tasks": rows,
+                "total_cost_usd": rows_total_cost(rows),
+                "fleet_budget": fleet,
+                "problems": problems,
+            }
+        )
         return
     out = console()
     out.print(status_table(rows, title=f"{settings.root}: {len(rows)} tasks"))
+    for line in cost_lines(rows, fleet):
+        out.print(line)
     for problem in problems:
         out.print(f"[red]error:[/red] {problem['error']}", markup=True)
 
@@ -89,7 +112,7 @@ def wait(
         return view.progress.done
 
     view = follow(layout, scope, on_view, timeout_s=timeout)
-    rows = status_rows(view.board, view.states, view.now, scope)
+    rows = status_rows(view.board, view.states, view.now, scope, ledger_cache(layout))
     print_summary(rows, view.progress, as_json)
     finish(view.progress)
 
@@ -166,10 +189,39 @@ def logs(
 @app.command("result")
 @handled
 def result(ctx: typer.Context, task_id: str, as_json: JsonOpt = False) -> None:
-    """Print a task's result; exit 0 if it succeeded, 1 if not, 4 if there is none yet."""
-    found = current_result(settings_of(ctx).layout, task_id)
+    """Print a task's result (its cost by the gateway's ledger); exit 0 if it succeeded, 1 if not, 4 if there is none yet."""
+    layout = settings_of(ctx).layout
+    found = current_result(layout, task_id)
+    ledger = ledger_cache(layout).summary(task_id)
     if as_json:
-        emit_json(found.model_dump(mode="json", exclude_none=True))
+        emit_json(result_json(found, ledger))
     else:
-        typer.echo(result_text(found))
+        typer.echo(result_text(found, ledger))
     raise typer.Exit(EXIT_OK if found.status.value == "success" else EXIT_TASKS_FAILED)
+
+
+@app.command("egress")
+@handled
+def egress(
+    ctx: typer.Context,
+    task_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="ID", help="Only this task (default: every task).", show_default=False
+        ),
+    ] = None,
+    denied: Annotated[bool, typer.Option("--denied", help="Only refused connections.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every outbound connection a task's agent asked the gateway for, allowed or refused,
+    newest last: time, task, attempt, method, host:port, verdict, reason."""
+    from ..egress import egress_log, egress_text
+
+    entries = egress_log(settings_of(ctx).layout, task_id, denied_only=denied)
+    if as_json:
+        emit_json([entry.model_dump(mode="json", exclude_none=True) for entry in entries])
+    elif entries:
+        typer.echo(egress_text(entries))
+    else:
+        kind = "refused connections" if denied else "connections"
+        typer.echo(f"no {kind} logged" + (f" for {task_id}" if task_id else ""))

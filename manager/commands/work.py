@@ -12,10 +12,12 @@ import typer
 from orchestration_protocol import utc_now
 
 from .. import plan as planning
+from ..config import positive_usd
 from ..dispatch import Dispatcher, Tick
 from ..errors import (
     BadInput,
 )
+from ..ledger import ledger_cache
 from ..output import emit_json
 from ..spawn import SpawnContext, spawn_task
 from ..views import status_rows
@@ -24,8 +26,10 @@ from .common import (
     AttemptTimeoutOpt,
     BackendOpt,
     BranchOpt,
+    BudgetOpt,
     Globals,
     JsonOpt,
+    MaxBudgetOpt,
     MaxWorkersOpt,
     ModelOpt,
     MountOpt,
@@ -42,6 +46,7 @@ from .common import (
     handled,
     interrupt,
     print_summary,
+    set_fleet_budget,
     spawning,
     state_printer,
     task_fields,
@@ -143,6 +148,8 @@ def run(
     timeout: AttemptTimeoutOpt = None,
     retries: RetriesOpt = 0,
     model: ModelOpt = None,
+    max_budget: MaxBudgetOpt = None,
+    budget: BudgetOpt = None,
     plan: Annotated[
         Path | None,
         typer.Option("--plan", metavar="FILE", help="Tasks from a JSON/YAML plan file."),
@@ -155,7 +162,10 @@ def run(
     """Create tasks, run them with up to N workers, wait, and summarize."""
     if not prompts and plan is None:
         raise BadInput("Give at least one PROMPT, or --plan FILE; see 'orchestrator run --help'.")
-    context = spawning(ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount)
+    positive_usd(max_budget, "--max-budget")
+    context = spawning(
+        ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount, budget_usd=budget
+    )
     chosen = context.profile(profile)
     context.backend.preflight(chosen)
     fields = task_fields(
@@ -165,8 +175,10 @@ def run(
         timeout_s=timeout,
         max_attempts=retries + 1 if retries else None,
         model=model,
+        max_budget_usd=max_budget,
     )
     layout = context.settings.layout
+    set_fleet_budget(context.settings, as_json)
     if plan is not None:
         tasks = planning.create_plan(layout, plan, fields)
     else:
@@ -180,7 +192,8 @@ def run(
     )
     tick = _dispatch(context, dispatcher, until_settled=True, as_json=as_json, quiet_json=True)
     dispatcher.wait_for_workers()
-    rows = status_rows(tick.board, tick.states, utc_now(), [task.id for task in tasks])
+    ids = [task.id for task in tasks]
+    rows = status_rows(tick.board, tick.states, utc_now(), ids, ledger_cache(layout))
     print_summary(rows, tick.progress, as_json)
     finish(tick.progress)
 
@@ -198,13 +211,17 @@ def dispatch(
     ] = False,
     simulate: SimulateOpt = False,
     profile: ProfileOpt = None,
+    budget: BudgetOpt = None,
     repo: RepoOpt = None,
     branch: BranchOpt = None,
     mount: MountOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue mode: keep up to N workers busy on tasks whose dependencies succeeded."""
-    context = spawning(ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount)
+    context = spawning(
+        ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount, budget_usd=budget
+    )
+    set_fleet_budget(context.settings, as_json)
     dispatcher = Dispatcher(context, max_workers=max_workers, profile=profile)
     signal.signal(signal.SIGTERM, interrupt)
     tick = _dispatch(
