@@ -1,8 +1,8 @@
 """The manager against the real Docker engine and the real ``claude-worker`` image.
 
-Every test gets its own orchestration root, bind-mounted into its workers (so containers of
-different tests never mix: they are found by the root's label), and a local bare repository
-owned by the workers' uid as the remote. Tasks use ``agent: command`` unless a test is about the
+Every test gets its own orchestration root, bind-mounted into its workers and its gateway (so
+containers of different tests never mix: they are found by the root's label), and a local bare
+repository as the remote, which the manager mirrors into the root (workers have no network). Tasks use ``agent: command`` unless a test is about the
 scripted model (``--simulate``), which runs the real ``claude`` binary.
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from orchestration_protocol import Layout, Result, read_model
+from orchestration_protocol.mirrors import mirror_dir
 from tests.conftest import require
 from tests.gitrepo import make_remote
 
@@ -45,19 +46,17 @@ def engine(docker_client):
 def env(engine, tmp_path: Path, layout: Layout, monkeypatch) -> dict[str, str]:
     """Environment for ``orchestrator``: this test's root, a remote, and profiles using it."""
     remote = make_remote(tmp_path)
-    subprocess.run(["chown", "-R", "1000:1000", str(remote)], check=True)
     profiles = tmp_path / "profiles.yaml"
-    mount = f"{remote}:/remote.git"
     profiles.write_text(
-        f"default:\n  image: {WORKER_IMAGE}\n  memory: 512m\n  cpus: 1\n  mounts: ['{mount}']\n"
-        f"flutter:\n  image: {WORKER_IMAGE}\n  memory: 512m\n  mounts: ['{mount}']\n"
+        f"default:\n  image: {WORKER_IMAGE}\n  memory: 512m\n  cpus: 1\n"
+        f"flutter:\n  image: {WORKER_IMAGE}\n  memory: 512m\n"
     )
     values = {
         "ORCHESTRATION_DIR": str(layout.root),
         "ORCHESTRATOR_PROFILES": str(profiles),
         "ORCHESTRATOR_BACKEND": "docker",
         "ORCHESTRATOR_HEARTBEAT_S": "1",
-        "REPO_URL": "/remote.git",
+        "REPO_URL": str(remote),
     }
     for name in (
         "ANTHROPIC_API_KEY",
@@ -77,8 +76,9 @@ def env(engine, tmp_path: Path, layout: Layout, monkeypatch) -> dict[str, str]:
         container.remove(force=True)
 
 
-def branches(remote: Path) -> list[str]:
-    """The remote's branches (it belongs to the workers' uid, so git needs safe.directory)."""
+def branches(layout: Layout, remote: Path) -> list[str]:
+    """The branches of the volume's mirror of ``remote`` (where workers push)."""
+    mirror = mirror_dir(layout, str(remote))
     return subprocess.run(
         [
             "git",
@@ -88,7 +88,7 @@ def branches(remote: Path) -> list[str]:
             "--format=%(refname:short)",
             "refs/heads",
         ],
-        cwd=remote,
+        cwd=mirror,
         check=True,
         capture_output=True,
         text=True,
@@ -143,8 +143,8 @@ def test_the_seed_manual_flow(env: dict[str, str], layout: Layout, engine) -> No
     env = {**env, "ANTHROPIC_API_KEY": SECRET}
     subprocess.run(
         "cat > $ORCHESTRATION_DIR/tasks/task-001.json <<'EOF'\n"
-        '{"id": "task-001", "agent": "command", "repo": "/remote.git",\n'
-        ' "prompt": "stat -c \'%a %u\' /run/orchestrator-secrets/ANTHROPIC_API_KEY && echo done > done.txt"}\n'
+        '{"id": "task-001", "agent": "command",\n'
+        ' "prompt": "test ! -e /run/orchestrator-secrets && echo uid $(id -u) && echo done > done.txt"}\n'
         "EOF\n",
         shell=True,
         check=True,
@@ -162,13 +162,14 @@ def test_the_seed_manual_flow(env: dict[str, str], layout: Layout, engine) -> No
     logs = subprocess.run(
         ["docker", "logs", "-f", "worker-task-001"], capture_output=True, text=True, timeout=120
     )
-    assert "400 1000" in logs.stdout and "result: success" in logs.stdout
+    assert "uid 1000" in logs.stdout and "result: success" in logs.stdout
     result = json.loads((layout.results_dir / "task-001.json").read_text())
     assert result["status"] == "success" and result["files_changed"] == ["done.txt"]
     container = engine.containers.get("worker-task-001")
     config, host = container.attrs["Config"], container.attrs["HostConfig"]
     assert SECRET not in json.dumps(container.attrs)  # never in env, command or labels
-    assert config["User"] == "1000:1000" and host["CapDrop"] == ["ALL"]
+    assert config["User"] == "0:0" and host["CapDrop"] == ["ALL"] and host["NetworkMode"] == "none"
+    assert set(host["CapAdd"]) == {"SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL"}
     assert host["SecurityOpt"] == ["no-new-privileges"] and host["Memory"] == 512 * 1024**2
     assert host["PidsLimit"] == 1024 and host["NanoCpus"] == 2 * 10**9
     assert config["Labels"]["orchestrator.task"] == "task-001"
@@ -193,7 +194,7 @@ def test_run_eight_tasks_with_four_workers(
     spans = [(r.started_at, r.completed_at) for r in results]
     most = max(sum(1 for s, e in spans if s <= moment < e) for moment, _ in spans)  # type: ignore[operator]
     assert most <= 4
-    assert set(branches(tmp_path / "remote.git")) >= {
+    assert set(branches(layout, tmp_path / "remote.git")) >= {
         f"orchestrator/task-{n:03d}" for n in range(1, 9)
     }
     assert took < 90
@@ -326,6 +327,6 @@ def test_simulated_run_drives_the_real_claude_binary(
         assert dark.status == "success" and (dark.cost_usd or 0) > 0 and dark.num_turns
         assert any(name.startswith("simulated-") for name in dark.files_changed)
         assert sleepy.output.startswith("Slept 1 seconds")
-        assert "orchestrator/task-001" in branches(tmp_path / "remote.git")
+        assert "orchestrator/task-001" in branches(layout, tmp_path / "remote.git")
     finally:
         orchestrator(env, "cleanup", "--simulation")
