@@ -102,15 +102,21 @@ def merge(
     branch: Annotated[
         str, typer.Option("--branch", metavar="NAME", help="The integration branch.")
     ] = "orchestrator/integration",
-    push: Annotated[bool, typer.Option("--push", help="Push the integration branch.")] = False,
+    push: Annotated[
+        bool,
+        typer.Option("--push", help="Push the integration branch and the tasks' branches."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Merge the tasks' branches into an integration branch, in dependency order."""
     try:
-        from ..merge import merge_tasks
+        from ..merge import MergeOutcome, merge_tasks
     except ImportError as error:
         raise BadInput(f"merge is not available in this installation ({error}).") from error
+    from ..mirror import PushReport, push_task_branches
+
     settings = settings_of(ctx)
+    credentials = collect_secrets()
     report = merge_tasks(
         settings.layout,
         repo_dir,
@@ -118,13 +124,22 @@ def merge(
         integration_branch=branch,
         push=push,
         repo_url=settings.repo_url,
-        credentials=collect_secrets(),
+        credentials=credentials,
     )
+    worked = [task.task_id for task in report.tasks if task.outcome != MergeOutcome.SKIPPED]
+    branches = PushReport()
+    if push and report.pushed and worked:  # merged ones and conflicting ones, to compare
+        branches = push_task_branches(
+            settings.layout, worked, repo_url=settings.repo_url, credentials=credentials
+        )
+    ok = report.ok and branches.ok
     if as_json:
-        emit_json({**report.model_dump(mode="json"), "ok": report.ok})
+        emit_json({**report.model_dump(mode="json"), "branches": branches.model_dump(mode="json"), "ok": ok})
     else:
         typer.echo(report.describe())
-    raise typer.Exit(EXIT_OK if report.ok else EXIT_TASKS_FAILED)
+        if branches.tasks:
+            typer.echo(branches.describe())
+    raise typer.Exit(EXIT_OK if ok else EXIT_TASKS_FAILED)
 
 
 @app.command("push")
