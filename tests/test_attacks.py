@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.gitrepo import git, make_remote
+from tests.test_worker_docker import containers, shared, worker_image
 from worker import repo
 from worker.errors import WorkerError
 
+__all__ = ["containers", "shared", "worker_image"]
 GITLINK = "1234567890123456789012345678901234567890"
 
 
@@ -77,3 +80,84 @@ def test_an_untouched_submodule_directory_is_fine(tmp_path: Path) -> None:
     base = git("rev-parse", "HEAD", cwd=workspace.work_tree).strip()
     summary = repo.commit_all(workspace, "m", base)
     assert summary.files_changed == ["new.txt"]
+
+
+# --- in a real worker container ---------------------------------------------------------------
+
+SITE = "/opt/venv/lib/python3.11/site-packages"
+CHECKOUT = Path(__file__).resolve().parent.parent
+THIS_CHECKOUT = {
+    str(CHECKOUT / package): {"bind": f"{SITE}/{package}", "mode": "ro"}
+    for package in ("worker", "orchestration_protocol")
+}
+"""The image's packages replaced by this checkout's, so the test tries the code beside it."""
+
+LINGER = (
+    "setsid sh -c 'while :; do for d in /tmp/agent-second-*/repo; do "
+    '[ -d "$d" ] && echo planted-by-first > "$d/planted.txt"; done; sleep 0.1; done\' '
+    "</dev/null >/dev/null 2>&1 & echo left a helper behind"
+)
+
+
+@pytest.mark.docker
+@pytest.mark.e2e
+def test_nothing_the_agent_started_outlives_it_into_the_next_task(
+    docker_client: Any, worker_image: str, shared: tuple[Any, Path], containers: None
+) -> None:
+    """A pool worker runs one task after another in one container, each agent as uid 1000. The
+    first agent leaves a helper in a session of its own (out of reach of the process-group
+    kill); unless every process of the agent's uid is killed when the agent ends, the helper
+    writes into the next task's work tree (and could read its caller token from
+    ``/proc/<pid>/environ``), and races the runtime's check against its commit."""
+    from datetime import timedelta
+
+    from orchestration_protocol import Task, utc_now, write_task
+    from orchestration_protocol.mirrors import mirror_dir
+    from tests.gitrepo import show
+    from tests.test_worker_docker import result_of, run_worker
+
+    layout, remote = shared
+    now = utc_now()
+    write_task(layout, Task(id="first", prompt=LINGER, agent="command", repo=str(remote),
+                            created_at=now - timedelta(seconds=10)))
+    write_task(layout, Task(id="second", prompt="sleep 3; echo mine > mine.txt", agent="command",
+                            repo=str(remote), created_at=now))
+    container = run_worker(docker_client, worker_image, layout, remote, "first", pool=True,
+                           volumes=THIS_CHECKOUT)
+    assert container.exit == 0, container.logs().decode()
+    assert result_of(layout, "first").status == "success"
+    second = result_of(layout, "second")
+    assert second.status == "success", second.error
+    assert second.files_changed == ["mine.txt"], "the first task's helper wrote into the second's tree"
+    assert show(mirror_dir(layout, str(remote)), "orchestrator/second", "mine.txt") == "mine\n"
+
+
+@pytest.mark.docker
+@pytest.mark.e2e
+def test_a_planted_submodule_repository_runs_nothing_as_root_in_the_container(
+    docker_client: Any, worker_image: str, shared: tuple[Any, Path], containers: None
+) -> None:
+    """The same attack as above in a worker container, where the runtime's git runs as root
+    with DAC_OVERRIDE: the agent's filter would write into the volume (and could rewrite any
+    task's result, the ledger, or the mirror's main branch)."""
+    from orchestration_protocol import Task, write_task
+    from orchestration_protocol.mirrors import mirror_dir
+    from tests.test_worker_docker import result_of, run_worker
+
+    layout, remote = shared
+    seed = remote.parent / "seed"
+    git("update-index", "--add", "--cacheinfo", f"160000,{GITLINK},sub", cwd=seed)
+    git("-c", "user.name=a", "-c", "user.email=b@c", "commit", "-qm", "submodule", cwd=seed)
+    git("push", "-q", str(mirror_dir(layout, str(remote))), "main", cwd=seed)
+    plant = (
+        "cd sub && git init -q . && echo x > f && git add f && echo '* filter=evil' > "
+        ".gitattributes && git config filter.evil.clean 'id -u > /runtime/orchestration/PWNED; "
+        f"cat' && echo {GITLINK} > .git/HEAD && sleep 1.1 && echo y > f"
+    )
+    write_task(layout, Task(id="t1", prompt=plant, agent="command", repo=str(remote)))
+    container = run_worker(docker_client, worker_image, layout, remote, "t1",
+                           volumes=THIS_CHECKOUT)
+    assert container.exit == 0, container.logs().decode()
+    assert not (layout.root / "PWNED").exists(), "the agent's filter ran in the runtime as root"
+    result = result_of(layout, "t1")
+    assert result.status == "failed" and "nested git repository at sub" in (result.error or "")
