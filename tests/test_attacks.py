@@ -161,3 +161,49 @@ def test_a_planted_submodule_repository_runs_nothing_as_root_in_the_container(
     assert not (layout.root / "PWNED").exists(), "the agent's filter ran in the runtime as root"
     result = result_of(layout, "t1")
     assert result.status == "failed" and "nested git repository at sub" in (result.error or "")
+
+
+# --- the gateway ------------------------------------------------------------------------------
+
+
+def test_requests_queued_for_an_upstream_slot_cannot_spend_past_the_budget(
+    tmp_path: Path,
+) -> None:
+    """The budget was checked when a request arrived, before it waited for an upstream slot: a
+    hostile agent fires many requests at once, they all pass the check while the ledger is
+    still empty, and each is sent upstream (and paid) later, one after another."""
+    import threading
+
+    from orchestration_protocol import Layout
+    from orchestration_protocol.gateway import read_ledger
+    from scripted_model import ScriptedModelServer
+    from tests.gateway_helpers import (
+        REAL_KEY,
+        GatewayProcess,
+        api_client,
+        claim_caller,
+        message_body,
+        write_secret,
+    )
+
+    layout = Layout(tmp_path / "orchestration").ensure()
+    secrets = write_secret(tmp_path / "secrets")
+    caller = claim_caller(layout, "greedy", max_budget_usd=0.0001)  # one request costs more
+    statuses: list[int] = []
+
+    def one() -> None:
+        with api_client(layout) as client:
+            response = client.post("/v1/messages", json=message_body(),
+                                   headers={"x-api-key": caller.token})
+            statuses.append(response.status_code)
+
+    with (ScriptedModelServer(require_key=REAL_KEY, event_delay_s=0.1) as model,
+          GatewayProcess(layout, model.url, secrets, ["--concurrency", "1"])):
+        threads = [threading.Thread(target=one) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    paid = [entry for entry in read_ledger(layout, "greedy") if entry.outcome == "ok"]
+    assert sorted(statuses) == [200, 403, 403, 403, 403, 403], statuses
+    assert len(paid) == 1
