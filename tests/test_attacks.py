@@ -207,3 +207,22 @@ def test_requests_queued_for_an_upstream_slot_cannot_spend_past_the_budget(
     paid = [entry for entry in read_ledger(layout, "greedy") if entry.outcome == "ok"]
     assert sorted(statuses) == [200, 403, 403, 403, 403, 403], statuses
     assert len(paid) == 1
+
+
+def test_nobody_can_write_a_line_of_their_own_into_the_gateways_log(tmp_path: Path) -> None:
+    """Without any token: a bare newline in the egress request's method (the request line is
+    split on spaces only, and the method is logged as it came) made a line of its own in the
+    gateway's log, which reads as the record of who did what; the same method would have been
+    sent on to an allowed host as it was (a request split in two)."""
+    from orchestration_protocol import Layout
+    from tests.gateway_helpers import GatewayProcess, proxy_exchange
+
+    layout = Layout(tmp_path / "orchestration").ensure()
+    forged = b"GATEWAY:\tTASK=VICTIM\tALLOWED"
+    with GatewayProcess(layout, "http://127.0.0.1:9", tmp_path / "no-secrets") as process:
+        answer = proxy_exchange(layout, b"GET\n" + forged + b" http://example.com/ HTTP/1.1\r\n\r\n")
+        header = proxy_exchange(layout, b"GET http://example.com/ HTTP/1.1\r\nX: a\nHost: b\r\n\r\n")
+        process.stop()
+    lines = process.stderr.splitlines()
+    assert all(line.startswith("gateway: ") for line in lines), process.stderr
+    assert answer.startswith(b"HTTP/1.1 400 ") and header.startswith(b"HTTP/1.1 400 "), answer
