@@ -116,13 +116,19 @@ class ModelEndpoint:
             if self.gateway.settings.log_bodies:
                 text = body[:MAX_LOGGED_BODY].decode(errors="replace")
                 log.info("body of %s: %s", request.url.path, text)
+            caller = exchange.caller
             if self.metered:
-                await self._check_budget(exchange.caller)
+                await self._check_budget(caller)
             upstream = self.gateway.upstream
             if upstream.credential is None:
                 raise RequestRefused(401, "authentication_error", no_credential_message())
             headers = forward_headers(request.headers.items(), upstream.credential)
-            reply = await upstream.open("POST", _target(request), headers, body)
+
+            async def ready() -> None:  # again once a slot is free: others may have spent
+                if self.metered:
+                    await self._check_budget(caller)
+
+            reply = await upstream.open("POST", _target(request), headers, body, ready)
         except RequestRefused as refused:
             exchange.caller = exchange.caller or refused.caller
             exchange.finish(refused.status, "refused", error=refused.message)

@@ -38,6 +38,10 @@ from .errors import RequestRefused
 from .settings import GatewaySettings
 
 log = logging.getLogger("gateway.egress")
+METHOD = re.compile(r"^[A-Za-z]{1,20}$")
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Bytes a request head never holds (tab is allowed in header values); a bare LF or CR would
+split a log line, or the request sent on, in two."""
 HOST_PATTERN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 DROP_HEADERS = frozenset({
     "proxy-authorization", "proxy-connection", "connection", "keep-alive", "te", "trailer",
@@ -66,8 +70,10 @@ class Head:
 def parse_head(data: bytes) -> Head:
     """Request line and headers (400 on anything unusual: folded lines, no colon, too many)."""
     lines = data.decode("latin-1").split("\r\n")
+    if any(CONTROL.search(line) for line in lines):
+        raise BadRequest("a control character in the request head")
     parts = lines[0].split(" ")
-    if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
+    if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0") or not METHOD.match(parts[0]):
         raise BadRequest("malformed request line")
     headers = []
     for line in lines[1:]:

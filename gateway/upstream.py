@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -94,11 +95,16 @@ class Upstream:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def open(self, method: str, target: str, headers: dict[str, str], body: bytes) -> UpstreamReply:
+    async def open(self, method: str, target: str, headers: dict[str, str], body: bytes,
+                   ready: Callable[[], Awaitable[None]] | None = None) -> UpstreamReply:
         """Send the request (``target`` is path and query) and return the reply once its head
-        arrived, having waited out 429/529 within the settings' bounds."""
+        arrived, having waited out 429/529 within the settings' bounds. ``ready`` runs once a
+        slot is free, just before sending (the budget check: requests that waited for a slot
+        see what the ones before them cost); what it raises ends the request unsent."""
         await self.slots.acquire()
         try:
+            if ready is not None:
+                await ready()
             return await self._open(method, self.base_url + target, headers, body)
         except BaseException:
             self.slots.release()

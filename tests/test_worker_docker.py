@@ -58,12 +58,14 @@ def run_worker(
     *,
     env: dict[str, str] | None = None,
     detach: bool = False,
+    pool: bool = False,
+    volumes: dict[str, dict[str, str]] | None = None,
 ):
-    """Start ``orchestrator-worker --task`` hardened as the Docker backend does."""
+    """Start ``orchestrator-worker --task`` (or ``--pool``) hardened as the Docker backend does."""
     name = f"worker-{task_id}-{secrets.token_hex(3)}"
     container = docker_client.containers.create(
         image,
-        ["--task", task_id],
+        ["--pool"] if pool else ["--task", task_id],
         name=name,
         user="0:0",
         init=True,
@@ -82,7 +84,7 @@ def run_worker(
             "ORCHESTRATOR_AGENT_USER": "1000:1000",
             **(env or {}),
         },
-        volumes={str(layout.root): {"bind": WORKER_ROOT, "mode": "rw"}},
+        volumes={str(layout.root): {"bind": WORKER_ROOT, "mode": "rw"}, **(volumes or {})},
     )
     container.start()
     if detach:

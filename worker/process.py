@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,12 +38,16 @@ def run_supervised(
     stdin_text: str | None = None,
     poll_s: float = 0.1,
     user: tuple[int, int] | None = None,
+    reap_user: bool = False,
 ) -> ProcessOutcome:
     """Run ``command``, feeding each output line (stdout and stderr merged) to ``on_line``.
 
     ``should_stop`` is asked every ``poll_s``; when it returns a reason, the process group gets
     SIGTERM, then SIGKILL after a grace period. ``user`` (uid, gid) runs it as that user with no
-    supplementary groups and, as the uid is not 0, no capabilities.
+    supplementary groups and, as the uid is not 0, no capabilities. ``reap_user`` then kills
+    every process of that uid once the command ends (what it left behind in sessions of its
+    own, which the group kill misses): only in a container, where the pid namespace holds no
+    one else's processes of that uid.
     """
     process = subprocess.Popen(
         list(command),
@@ -73,10 +78,28 @@ def run_supervised(
             break
         time.sleep(poll_s)
     exit_code = process.wait()
+    if user is not None and reap_user:
+        kill_every_process_of(user)
     reader.join(timeout=5)
     if process.stdout is not None:
         process.stdout.close()
     return ProcessOutcome(exit_code=exit_code, stopped_because=stopped_because)
+
+
+def kill_every_process_of(user: tuple[int, int]) -> None:
+    """SIGKILL every process of ``user``'s uid in this pid namespace: ``kill(-1)`` as that uid,
+    which the kernel applies to all of them at once (none can fork away meanwhile)."""
+    subprocess.run(
+        [sys.executable, "-c", "import os, signal; os.kill(-1, signal.SIGKILL)"],
+        user=user[0],
+        group=user[1],
+        extra_groups=[],
+        env={},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def _pump(process: subprocess.Popen[bytes], on_line: Callable[[str], None]) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,8 +209,11 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
 
 
 def check_work_tree(workspace: Workspace, limits: Limits) -> None:
-    """Refuse a tree the runtime will not read: a file over the limit, too many files, or a
-    symlink out of the clone. Nothing is read but names and sizes (``lstat``)."""
+    """Refuse a tree the runtime will not read: a file over the limit, too many files, a
+    symlink out of the clone, or a nested repository (git would run ``status`` in a submodule
+    whose ``.git`` the agent made, with that repository's config: filters run as the runtime).
+    Nothing is read but names and sizes (``lstat``). No agent process may be left running (see
+    ``process.run_supervised``), or this check races with the commit."""
     env = workspace.env()
     listing = git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], env)
     paths = [path for path in listing.split("\0") if path]
@@ -227,6 +231,12 @@ def check_work_tree(workspace: Workspace, limits: Limits) -> None:
             continue  # deleted: a deletion is fine
         if full.is_symlink():
             _check_link(root, relative, os.readlink(full))
+        elif stat.S_ISDIR(info.st_mode) and os.path.lexists(full / ".git"):
+            raise WorkTreeRefused(
+                f"The work tree holds a nested git repository at {relative.rstrip('/')} (a "
+                "submodule's checkout or a .git of its own); the runtime's git would read its "
+                "config and run its filters, so nothing was committed."
+            )
         elif info.st_size > limits.max_file_bytes:
             raise WorkTreeRefused(
                 f"The file {relative} is {info.st_size / MiB:.0f} MiB, over the limit of "

@@ -296,6 +296,7 @@ class Attempt:
             should_stop=self.stop_reason,
             stdin_text=agent.stdin_text(),
             user=self.settings.agent_user,
+            reap_user=self.settings.container is not None,
         )
         self._close_gateway_access()
         if not self.stop.claim_lost:
