@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
     parser.add_argument("--requests", type=int, help="requests per path (default 200, quick 50)")
-    parser.add_argument("--rounds", type=int, help="fan-out rounds (default 3, quick 1)")
+    parser.add_argument("--rounds", type=int, help="fan-out rounds (default 2, quick 1)")
     parser.add_argument(
         "--event-delay",
         type=float,
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-fanout", action="store_true", help="skip part 2 (no claude needed)")
     args = parser.parse_args(argv)
     count = args.requests or (50 if args.quick else 200)
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 2)
     began = time.monotonic()
     directory = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     layout = Layout(directory / "root").ensure()
