@@ -105,6 +105,7 @@ class RecordedRequest:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # each event goes out at once, as a real API's would
     timeout = 600
     server: _HTTPServer
 

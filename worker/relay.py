@@ -42,6 +42,9 @@ class Relay:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
+        # Each chunk of a streamed reply goes to the agent at once: with Nagle's algorithm a
+        # small write waits for the agent's (delayed, up to 40 ms) ACK of the previous one.
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             upstream = connect_unix(self.target, timeout_s=5)
         except OSError:
