@@ -84,14 +84,6 @@ def test_an_untouched_submodule_directory_is_fine(tmp_path: Path) -> None:
 
 # --- in a real worker container ---------------------------------------------------------------
 
-SITE = "/opt/venv/lib/python3.11/site-packages"
-CHECKOUT = Path(__file__).resolve().parent.parent
-THIS_CHECKOUT = {
-    str(CHECKOUT / package): {"bind": f"{SITE}/{package}", "mode": "ro"}
-    for package in ("worker", "orchestration_protocol")
-}
-"""The image's packages replaced by this checkout's, so the test tries the code beside it."""
-
 LINGER = (
     "setsid sh -c 'while :; do for d in /tmp/agent-second-*/repo; do "
     '[ -d "$d" ] && echo planted-by-first > "$d/planted.txt"; done; sleep 0.1; done\' '
@@ -122,8 +114,7 @@ def test_nothing_the_agent_started_outlives_it_into_the_next_task(
                             created_at=now - timedelta(seconds=10)))
     write_task(layout, Task(id="second", prompt="sleep 3; echo mine > mine.txt", agent="command",
                             repo=str(remote), created_at=now))
-    container = run_worker(docker_client, worker_image, layout, remote, "first", pool=True,
-                           volumes=THIS_CHECKOUT)
+    container = run_worker(docker_client, worker_image, layout, remote, "first", pool=True)
     assert container.exit == 0, container.logs().decode()
     assert result_of(layout, "first").status == "success"
     second = result_of(layout, "second")
@@ -155,8 +146,7 @@ def test_a_planted_submodule_repository_runs_nothing_as_root_in_the_container(
         f"cat' && echo {GITLINK} > .git/HEAD && sleep 1.1 && echo y > f"
     )
     write_task(layout, Task(id="t1", prompt=plant, agent="command", repo=str(remote)))
-    container = run_worker(docker_client, worker_image, layout, remote, "t1",
-                           volumes=THIS_CHECKOUT)
+    container = run_worker(docker_client, worker_image, layout, remote, "t1")
     assert container.exit == 0, container.logs().decode()
     assert not (layout.root / "PWNED").exists(), "the agent's filter ran in the runtime as root"
     result = result_of(layout, "t1")
