@@ -39,3 +39,19 @@ def docker_client():
     except Exception as error:  # any failure to reach the engine means "no Docker here"
         require(False, f"no Docker engine answers: {error}")
     return client
+
+
+@pytest.fixture
+def cli(layout: Layout, remote: Path, capsys, monkeypatch):
+    """Run ``orchestrator --root <layout> ...`` in-process with ``$REPO_URL`` at the module's
+    ``remote`` fixture; returns (exit code, stdout, stderr)."""
+    from manager.cli import main
+
+    monkeypatch.setenv("REPO_URL", str(remote))
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        code = main(["--root", str(layout.root), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke

@@ -49,19 +49,6 @@ def remote(tmp_path: Path) -> Path:
     return make_remote(tmp_path)
 
 
-@pytest.fixture
-def cli(layout: Layout, remote: Path, capsys, monkeypatch):
-    """Run ``orchestrator --root <layout> ...`` in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setenv("REPO_URL", str(remote))
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        code = main(["--root", str(layout.root), *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return invoke
-
-
 def result_of(layout: Layout, task_id: str) -> Result:
     return read_model(layout.result_file(task_id), Result, task_id)
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from manager.cli import main
 from manager.errors import MirrorUnavailable
 from manager.git_access import git_access
 from manager.merge import merge_tasks
@@ -58,19 +57,6 @@ def _restore_process_state(monkeypatch):
 @pytest.fixture
 def remote(tmp_path: Path) -> Path:
     return make_remote(tmp_path, {"README.md": "# demo app\n", "app.py": "print('hi')\n"})
-
-
-@pytest.fixture
-def cli(layout: Layout, remote: Path, capsys, monkeypatch):
-    """``orchestrator --root <layout> ...`` in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setenv("REPO_URL", str(remote))
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        code = main(["--root", str(layout.root), *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return invoke
 
 
 def commit_on_remote(remote: Path, tmp_path: Path, name: str, text: str) -> str:

@@ -40,23 +40,34 @@ def cleanup(
     simulation: Annotated[
         bool, typer.Option("--simulation", help="Also stop the scripted model.")
     ] = False,
+    gateway: Annotated[
+        bool, typer.Option("--gateway", help="Also stop this root's gateway.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove ended worker containers (task files, results and logs stay on the volume)."""
     settings = settings_of(ctx)
     backend = backend_for(settings)
     removed = cleanup_workers(backend, include_running=all_)
-    stopped = False
+    stopped = gateway_stopped = False
     if simulation:
         from ..simulation import stop_simulation
 
         stopped = stop_simulation(settings, backend)
+    if gateway:
+        from ..gateway_service import stop_gateway
+
+        gateway_stopped = stop_gateway(settings, backend)
     if as_json:
-        emit_json({"removed": removed, "scripted_model_stopped": stopped})
+        emit_json(
+            {"removed": removed, "scripted_model_stopped": stopped, "gateway_stopped": gateway_stopped}
+        )
         return
     typer.echo(f"removed {len(removed)} workers" + (f": {', '.join(removed)}" if removed else ""))
     if stopped:
         typer.echo("stopped the scripted model")
+    if gateway_stopped:
+        typer.echo("stopped the gateway")
 
 
 @app.command("doctor")

@@ -7,7 +7,7 @@ Run by hand (needs Docker and the claude-worker image: scripts/build-images.sh -
 It prints markdown tables (ready for the README):
 
 1. Spawn overhead: from calling the Docker spawner (``spawn_task``: preflight, container create,
-   secrets copied in, start) to the worker's first heartbeat in ``status/<id>.json``, beside a
+   start) to the worker's first heartbeat in ``status/<id>.json``, beside a
    bare ``docker run --rm --entrypoint true claude-worker`` in the same run.
 2. Fan-out makespan: ``orchestrator run --max-workers N`` of N fixed-length tasks
    (``agent: command``, ``sleep 5``: sleep-bound, no model) for N = 1, 4, 8, 16, against the ideal
@@ -17,7 +17,7 @@ It prints markdown tables (ready for the README):
    measured from /proc over a window after start-up.
 
 Everything runs in a fresh temporary root bind-mounted into the workers, with a local bare git
-repository (owned by the workers' uid) as the remote. Default run: about 4 minutes; --quick:
+repository as the remote, which the manager mirrors into the root. Default run: about 4 minutes; --quick:
 about 1.5 minutes.
 """
 
@@ -72,19 +72,18 @@ def make_remote(directory: Path) -> Path:
     subprocess.run([*git, "-C", str(seed), "add", "."], check=True)
     subprocess.run([*git, "-C", str(seed), "commit", "-q", "-m", "init"], check=True)
     subprocess.run([*git, "-C", str(seed), "push", "-q", str(remote), "main"], check=True)
-    subprocess.run(["chown", "-R", "1000:1000", str(remote)], check=True)
     return remote
 
 
 def environment(root: Path, remote: Path, directory: Path) -> dict[str, str]:
     profiles = directory / "profiles.yaml"
-    profiles.write_text(f"default:\n  image: {IMAGE}\n  mounts: ['{remote}:/remote.git']\n")
+    profiles.write_text(f"default:\n  image: {IMAGE}\n")
     return {
         **os.environ,
         "ORCHESTRATION_DIR": str(root),
         "ORCHESTRATOR_PROFILES": str(profiles),
         "ORCHESTRATOR_BACKEND": "docker",
-        "REPO_URL": "/remote.git",
+        "REPO_URL": str(remote),
     }
 
 
@@ -139,7 +138,7 @@ def bench_spawn(env: dict[str, str], layout: Layout, reps: int) -> list[str]:
         "| what | median | min | max |",
         "|---|---:|---:|---:|",
         f"| bare `docker run --rm --entrypoint true {IMAGE}` | {median_ms(bare)} | {min(bare) * 1000:.0f} ms | {max(bare) * 1000:.0f} ms |",
-        f"| `spawn` call returns (preflight, create, secrets, start) | {median_ms(returned)} | {min(returned) * 1000:.0f} ms | {max(returned) * 1000:.0f} ms |",
+        f"| `spawn` call returns (preflight, create, start) | {median_ms(returned)} | {min(returned) * 1000:.0f} ms | {max(returned) * 1000:.0f} ms |",
         f"| `spawn` to the worker's first heartbeat | {median_ms(beats)} | {min(beats) * 1000:.0f} ms | {max(beats) * 1000:.0f} ms |",
         f"| overhead over the bare run (medians) | {(statistics.median(beats) - statistics.median(bare)) * 1000:.0f} ms | | |",
     ]
