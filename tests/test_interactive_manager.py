@@ -235,10 +235,12 @@ def manager_in_docker(docker_client, demo_remote: Path, tmp_path: Path) -> Itera
         yield Manager(tmux, demo_remote, read_result)
     finally:
         tmux.kill()
-        # Its workers only: the scripted model container is shared by every simulated run.
-        labels = [f"orchestrator.root=volume:{volume}", "orchestrator.role=worker"]
-        for container in docker_client.containers.list(all=True, filters={"label": labels}):
-            container.remove(force=True)
+        # Its workers and gateway only: the scripted model container is shared by every
+        # simulated run.
+        for role in ("worker", "gateway"):
+            labels = [f"orchestrator.root=volume:{volume}", f"orchestrator.role={role}"]
+            for container in docker_client.containers.list(all=True, filters={"label": labels}):
+                container.remove(force=True)
         remove_container_and_volume(name, volume)
 
 
