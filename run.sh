@@ -126,8 +126,8 @@ fi
 [[ "$max_workers" =~ ^[1-9][0-9]*$ ]] \
     || die $RET_USAGE "--max-workers must be a whole number of at least 1, not '$max_workers'."
 
-# A local repository (a path, or file://) is mounted at the same path, so the manager and the
-# workers (which the manager starts through the same engine) reach it by the same name.
+# A local repository (a path, or file://) is mounted into the manager at the same path; workers
+# never see it (they clone from the manager's mirror in the volume).
 repo_mount=""
 case "$repo" in
     file://*) local_path=${repo#file://} ;;
@@ -241,7 +241,6 @@ for var in "${PASSTHROUGH_ENV[@]}"; do
 done
 if [[ -n "$repo_mount" ]]; then
     mounts+=(--mount "type=bind,source=$repo_mount,target=$repo_mount")
-    env_args+=(-e "ORCHESTRATOR_WORKER_MOUNTS=$repo_mount:$repo_mount")
 fi
 
 tty_args=(-i)
