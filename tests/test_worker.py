@@ -150,6 +150,17 @@ def test_timeout_stops_the_agent_and_keeps_changes(layout: Layout, remote: Path)
     assert result.files_changed == ["early.txt"]
 
 
+def test_an_agent_silent_past_the_idle_limit_is_stopped_and_says_so(
+    layout: Layout, remote: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_IDLE_TIMEOUT_S", "1")
+    write_task(layout, command_task("t1", "echo one line; sleep 60", remote))
+    assert main(["--task", "t1", "--root", str(layout.root)]) == RET_OK
+    result = result_of(layout, "t1")
+    assert result.status == "timeout"
+    assert "the agent printed nothing for 1s" in result.error
+
+
 def test_cancel_request_ends_a_running_task_within_seconds(layout: Layout, remote: Path) -> None:
     write_task(layout, command_task("t1", "echo partial > partial.txt; sleep 120", remote))
     worker = start_worker(layout, "t1")

@@ -3,6 +3,8 @@ the scripted model, which accepts only the key the gateway holds: the worker nev
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,24 @@ def test_api_failure_is_a_failed_result_naming_it(
     result = read_model(layout.result_file("t1"), Result)
     assert result.status == "failed"
     assert "claude" in result.error
+
+
+def test_an_unreachable_model_endpoint_is_a_failed_result_naming_it_not_a_hang(
+    layout: Layout, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    remote = make_remote(tmp_path)
+    mirrored(layout, remote)
+    secrets = write_secret(tmp_path / "gateway-secrets", value=TEST_API_KEY)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # a port nobody listens on
+    url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    write_task(layout, Task(id="t1", prompt="Add a settings page to the app", repo=str(remote)))
+    with GatewayProcess(layout, url, secrets):
+        started = time.monotonic()
+        assert main(["--task", "t1", "--root", str(layout.root)]) == RET_OK
+    closed.close()
+    result = read_model(layout.result_file("t1"), Result)
+    assert result.status == "failed"
+    assert "cannot be reached" in result.error and url in result.error
+    assert time.monotonic() - started < 60
