@@ -142,6 +142,10 @@ class ModelEndpoint:
         """Base URL (None: the upstream's) and path with query to forward to."""
         return None, _target(request)
 
+    def refusal(self, refused: RequestRefused) -> Response:
+        """The answer to a request the gateway refuses."""
+        return refusal_response(refused)
+
     def headers(self, request: Request, upstream: Upstream) -> dict[str, str]:
         assert upstream.credential is not None
         return forward_headers(request.headers.items(), upstream.credential)
@@ -176,10 +180,10 @@ class ModelEndpoint:
         except RequestRefused as refused:
             exchange.caller = exchange.caller or refused.caller
             exchange.finish(refused.status, "refused", error=refused.message)
-            return refusal_response(refused)
+            return self.refusal(refused)
         except UpstreamUnreachable as error:
             exchange.finish(502, "upstream_error", error=str(error))
-            return refusal_response(RequestRefused(502, "api_error", str(error)))
+            return self.refusal(RequestRefused(502, "api_error", str(error)))
         return Relay(exchange, reply, base_url or upstream.base_url)
 
     async def _check_budget(self, caller: GatewayCaller) -> None:

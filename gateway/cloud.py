@@ -15,7 +15,12 @@ Claude Code 2.1.330 sends (checked against the binary), below its base URL's pat
   ``anthropic_version: vertex-2023-10-16``. Forwarded to ``<region>-aiplatform.googleapis.com``
   under ``/v1`` (a base URL ending in ``/v1`` works too) with the OAuth token as Bearer.
 
-Checks (lease, budget, body), backpressure and error answers are those of ``/v1/messages``.
+Checks (lease, budget, body), backpressure and error answers are those of ``/v1/messages``,
+but for one status: in Bedrock mode Claude Code 2.1.330 retries a 403 for minutes whatever
+``x-should-retry`` says (seen: 7 requests in 25 s), while it gives up at once on a 409 and shows
+``API Error: 409 <message>``; so a Bedrock refusal that would be 403 (lease, budget) is a 409.
+(In Vertex mode a 403 ends at once; a 401 in either mode is shown behind "AWS/Google Cloud
+authentication failed", which is right for an unknown token.)
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ import re
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
-from .api import Gateway, ModelEndpoint, _target
+from .api import Gateway, ModelEndpoint, _target, refusal_response
 from .cloud_credentials import NO_AWS_CREDENTIAL, NO_VERTEX_CREDENTIAL
 from .errors import RequestRefused
 from .upstream import DROP_REQUEST, Upstream
@@ -46,6 +52,11 @@ class BedrockEndpoint(ModelEndpoint):
 
     def no_credential(self) -> str:
         return NO_AWS_CREDENTIAL
+
+    def refusal(self, refused: RequestRefused) -> Response:
+        if refused.status == 403:  # Claude Code retries a Bedrock 403 for minutes
+            refused = RequestRefused(409, refused.error_type, refused.message, refused.caller)
+        return refusal_response(refused)
 
     def model(self, request: Request, payload: dict[str, Any]) -> str | None:
         return str(request.path_params.get("model_id") or "") or None
