@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -42,6 +43,16 @@ BEDROCK_HEADERS = frozenset({"content-type", "accept"})
 VERTEX_ACTIONS = frozenset({"rawPredict", "streamRawPredict"})
 REGION = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 VERTEX_PREFIX = "/projects/{project}/locations/{region}/publishers/anthropic/models/{model_action}"
+
+
+def _plain_path(request: Request) -> None:
+    """Refuse a path with a ``.`` or ``..`` segment (the upstream client would resolve it and
+    the signed request would reach another API path than the route served)."""
+    raw = request.scope.get("raw_path") or b""
+    for path in (request.url.path, unquote(raw.decode("latin-1"))):
+        if any(part in (".", "..") for part in path.split("/")):
+            raise RequestRefused(400, "invalid_request_error",
+                                 "the request path has a . or .. segment")
 
 
 class BedrockEndpoint(ModelEndpoint):
@@ -62,6 +73,7 @@ class BedrockEndpoint(ModelEndpoint):
         return str(request.path_params.get("model_id") or "") or None
 
     def target(self, request: Request) -> tuple[str | None, str]:
+        _plain_path(request)
         raw = request.scope.get("raw_path") or request.url.path.encode()
         query = request.url.query
         return None, raw.decode("latin-1") + (f"?{query}" if query else "")
@@ -106,6 +118,7 @@ class VertexEndpoint(ModelEndpoint):
         return model
 
     def target(self, request: Request) -> tuple[str | None, str]:
+        _plain_path(request)
         region = str(request.path_params["region"])
         if not REGION.match(region) or len(region) > 40:
             raise RequestRefused(400, "invalid_request_error",

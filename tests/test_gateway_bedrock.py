@@ -226,10 +226,13 @@ def test_bedrock_backpressure_unstreamed_reply_and_unknown_caller(
         assert streamed.headers["content-type"] == "application/vnd.amazon.eventstream"
         whole = bedrock_post(relay, caller.token, stream=False)
         assert whole.status_code == 200 and whole.json()["type"] == "message"
+        sneaky = httpx.post(f"{relay.url}/caller/{caller.token}/model/x/%2E%2E/%2E%2E/y/invoke",
+                            json={"max_tokens": 1}, timeout=30)
+        assert sneaky.status_code == 400 and "segment" in sneaky.json()["error"]["message"]
         unknown = bedrock_post(relay, "orc-not-a-token")
         assert unknown.status_code == 401 and unknown.headers["x-should-retry"] == "false"
         assert unknown.json()["error"]["type"] == "authentication_error"
-    first, second = read_ledger(layout, "bedrock-direct")
+    first, second, _ = read_ledger(layout, "bedrock-direct")
     assert first.retries == 1 and first.outcome == "ok" and first.output_tokens > 0
     assert first.model == "us.anthropic.claude-haiku-4-5" and second.input_tokens > 0
     assert [r.kind for r in model.requests][:2] == ["rate_limited", "side"]  # no tools: a side answer
