@@ -15,9 +15,26 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 OAUTH_BETA = "oauth-2025-04-20"
 CREDENTIAL_NAMES = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
+
+
+class UpstreamCredential(Protocol):
+    """What the upstream client needs of a credential (Anthropic, AWS or Vertex)."""
+
+    @property
+    def name(self) -> str:
+        """The name it was read under (never the secret)."""
+        ...
+
+    def apply(self, headers: dict[str, str]) -> None:
+        """Add what goes with every request to ``headers`` (lower-case names)."""
+
+    def sign(self, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+        """The headers to send this time (a signature is made per send; else ``headers``)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,10 @@ class Credential:
             if OAUTH_BETA not in betas:
                 betas.append(OAUTH_BETA)
             headers["anthropic-beta"] = ",".join(betas)
+
+    def sign(self, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+        """No per-send signature: ``headers`` as they are."""
+        return headers
 
 
 def _read_file(path: Path) -> str:

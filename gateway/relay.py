@@ -8,13 +8,11 @@ reply ends, the :class:`~gateway.exchange.Exchange` writes its ledger and log li
 
 from __future__ import annotations
 
-import json
-
 import anyio
 import httpx
 from starlette.types import Receive, Scope, Send
 
-from .errors import error_body
+from .eventstream import EVENTSTREAM_TYPE, EventStreamMeter
 from .exchange import Exchange
 from .upstream import UpstreamReply
 from .usage import UsageMeter
@@ -28,7 +26,11 @@ class Relay:
         self.reply = reply
         self.upstream_url = upstream_url
         content_type = reply.response.headers.get("content-type", "")
-        self.meter = UsageMeter(streamed=content_type.startswith("text/event-stream"))
+        self.meter: UsageMeter | EventStreamMeter
+        if content_type.startswith(EVENTSTREAM_TYPE):
+            self.meter = EventStreamMeter()
+        else:
+            self.meter = UsageMeter(streamed=content_type.startswith("text/event-stream"))
         self.error: str | None = None
         self.caller_gone = False
         self.complete = False
@@ -66,9 +68,9 @@ class Relay:
         except httpx.TransportError as error:
             reason = str(error) or type(error).__name__
             self.error = f"the model endpoint {self.upstream_url} broke off the reply ({reason})"
-            if self.meter.streamed:
-                await send({"type": "http.response.body", "body": _sse_error(self.error),
-                            "more_body": True})
+            notice = self.meter.broken_off(self.error)
+            if notice is not None:
+                await send({"type": "http.response.body", "body": notice, "more_body": True})
         self.complete = True
         self._finish(response.status_code)  # the ledger has the line before the caller has the end
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -88,7 +90,3 @@ class Relay:
         outcome = "upstream_error" if failed else "caller_gone" if self.caller_gone else "ok"
         self.exchange.finish(status, outcome, self.meter.usage, self.reply.retries, error)
 
-
-def _sse_error(message: str) -> bytes:
-    data = json.dumps(error_body("api_error", message))
-    return f"event: error\ndata: {data}\n\n".encode()

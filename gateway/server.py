@@ -24,6 +24,7 @@ from orchestration_protocol import Layout
 from orchestration_protocol.gateway import api_socket, bind_unix, proxy_socket
 
 from .api import Gateway, build_app
+from .cloud_credentials import read_aws_credential, read_vertex_credential
 from .credentials import no_credential_message, read_credential
 from .egress import EgressProxy
 from .errors import EXIT_BAD_SETTING, EXIT_CANNOT_LISTEN, EXIT_OK, BadSetting
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     option("root", Path, "the orchestration root (the shared volume)")
     option("upstream", str, "model API base URL, default https://api.anthropic.com")
+    option("bedrock_upstream", str, "Bedrock base URL, default from the AWS region")
+    option("vertex_upstream", str, "Vertex base URL, default from the region in the request")
     option("secrets_dir", Path, "credential files, default /run/orchestrator-secrets")
     option("max_body_bytes", int, "largest request body, default 32 MiB")
     option("max_retries", int, "retries of a 429/529 answer, default 4")
@@ -88,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise BadSetting(f"the orchestration root {settings.root} is not a directory; "
                              "pass --root or set ORCHESTRATION_DIR")
         credential = read_credential(settings.secrets_dir)
+        aws = read_aws_credential(settings.secrets_dir)
+        vertex = read_vertex_credential(settings.secrets_dir)
     except BadSetting as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_BAD_SETTING
@@ -98,11 +103,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: cannot listen in {api_socket(layout).parent}: {error.strerror}",
               file=sys.stderr)
         return EXIT_CANNOT_LISTEN
-    gateway = Gateway.create(settings, credential)
-    if credential is None:
+    gateway = Gateway.create(settings, credential, aws, vertex)
+    if credential is None and aws is None and vertex is None:
         log.warning("%s; model requests will be refused", no_credential_message())
-    else:
+    if credential is not None:
         log.info("credential %s; upstream %s", credential.name, settings.upstream)
+    if aws is not None:
+        log.info("Bedrock credential AWS_ACCESS_KEY_ID (region %s); upstream %s",
+                 aws.region, gateway.bedrock.base_url)
+    if vertex is not None:
+        log.info("Vertex credential %s; upstream %s", vertex.name,
+                 settings.vertex_upstream or "https://<region>-aiplatform.googleapis.com")
     asyncio.run(serve(gateway, api_sock, proxy_sock))
     return EXIT_OK
 
@@ -130,7 +141,8 @@ async def serve(gateway: Gateway, api_sock: socket.socket, proxy_sock: socket.so
     finally:
         proxy_server.close()
         proxy.close()
-        await gateway.upstream.aclose()
+        for upstream in gateway.upstreams:
+            await upstream.aclose()
         for path in (api_socket(gateway.layout), proxy_socket(gateway.layout)):
             with contextlib.suppress(OSError):
                 path.unlink()

@@ -21,6 +21,8 @@ MIB = 1024 * 1024
 ENV_NAMES: dict[str, str] = {
     "root": "ORCHESTRATION_DIR",
     "upstream": "ANTHROPIC_BASE_URL",
+    "bedrock_upstream": "GATEWAY_BEDROCK_UPSTREAM",
+    "vertex_upstream": "GATEWAY_VERTEX_UPSTREAM",
     "secrets_dir": "ORCHESTRATOR_SECRETS_DIR",
     "max_body_bytes": "GATEWAY_MAX_BODY_BYTES",
     "max_retries": "GATEWAY_MAX_RETRIES",
@@ -46,6 +48,12 @@ class GatewaySettings(BaseModel):
     """The orchestration root (the shared volume): sockets, callers, ledger, egress log."""
     upstream: str = DEFAULT_UPSTREAM
     """Base URL of the model API the gateway forwards to."""
+    bedrock_upstream: str | None = None
+    """Base URL Bedrock requests go to; default ``https://bedrock-runtime.<region>.amazonaws.com``
+    (and ``https://bedrock.<region>.amazonaws.com`` for ``/inference-profiles``)."""
+    vertex_upstream: str | None = None
+    """Base URL Vertex requests go to; default ``https://<region>-aiplatform.googleapis.com``,
+    the region taken from the request's path."""
     secrets_dir: Path = DEFAULT_SECRETS_DIR
     """Directory of credential files, one file per name (else the environment)."""
     max_body_bytes: int = Field(default=32 * MIB, gt=0)
@@ -71,9 +79,11 @@ class GatewaySettings(BaseModel):
     log_bodies: bool = False
     """Log prompt bodies on stderr (off: never a prompt in the log)."""
 
-    @field_validator("upstream")
+    @field_validator("upstream", "bedrock_upstream", "vertex_upstream")
     @classmethod
-    def _upstream_is_http(cls, value: str) -> str:
+    def _upstream_is_http(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"upstream {value!r} is not an http(s) URL")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from .credentials import Credential
+from .credentials import UpstreamCredential
 from .errors import UpstreamUnreachable
 from .settings import GatewaySettings
 
@@ -55,7 +55,7 @@ class UpstreamReply:
                 self._release = None
 
 
-def forward_headers(incoming: list[tuple[str, str]], credential: Credential) -> dict[str, str]:
+def forward_headers(incoming: list[tuple[str, str]], credential: UpstreamCredential) -> dict[str, str]:
     """The headers sent upstream: the caller's harmless ones plus the real credential."""
     headers = {k.lower(): v for k, v in incoming if k.lower() not in DROP_REQUEST}
     headers["accept-encoding"] = "identity"  # relay bytes as they are; read usage from them
@@ -78,9 +78,10 @@ def retry_wait(response: httpx.Response, retry: int, base_s: float) -> float:
 class Upstream:
     """The HTTP client to the model endpoint, shared by every request."""
 
-    def __init__(self, settings: GatewaySettings, credential: Credential | None) -> None:
+    def __init__(self, settings: GatewaySettings, credential: UpstreamCredential | None,
+                 base_url: str | None = None) -> None:
         self.settings = settings
-        self.base_url = settings.upstream
+        self.base_url = base_url or settings.upstream
         self.credential = credential
         self.slots = asyncio.Semaphore(settings.concurrency)
         timeout = httpx.Timeout(
@@ -96,16 +97,18 @@ class Upstream:
         await self.client.aclose()
 
     async def open(self, method: str, target: str, headers: dict[str, str], body: bytes,
-                   ready: Callable[[], Awaitable[None]] | None = None) -> UpstreamReply:
-        """Send the request (``target`` is path and query) and return the reply once its head
-        arrived, having waited out 429/529 within the settings' bounds. ``ready`` runs once a
-        slot is free, just before sending (the budget check: requests that waited for a slot
-        see what the ones before them cost); what it raises ends the request unsent."""
+                   ready: Callable[[], Awaitable[None]] | None = None,
+                   base_url: str | None = None) -> UpstreamReply:
+        """Send the request (``target`` is path and query, appended to ``base_url``, default
+        this upstream's) and return the reply once its head arrived, having waited out 429/529
+        within the settings' bounds. ``ready`` runs once a slot is free, just before sending
+        (the budget check: requests that waited for a slot see what the ones before them
+        cost); what it raises ends the request unsent. The credential signs each send."""
         await self.slots.acquire()
         try:
             if ready is not None:
                 await ready()
-            return await self._open(method, self.base_url + target, headers, body)
+            return await self._open(method, (base_url or self.base_url) + target, headers, body)
         except BaseException:
             self.slots.release()
             raise
@@ -124,11 +127,18 @@ class Upstream:
             retries, waited = retries + 1, waited + wait
 
     async def _send(self, method: str, url: str, headers: dict[str, str], body: bytes) -> httpx.Response:
+        if self.credential is not None:
+            headers = self.credential.sign(method, url, dict(headers), body)
         request = self.client.build_request(method, url, headers=headers, content=body)
         try:
             return await self.client.send(request, stream=True)
         except httpx.TransportError as error:
             reason = str(error) or type(error).__name__
             raise UpstreamUnreachable(
-                f"the model endpoint {self.base_url} cannot be reached ({reason})"
+                f"the model endpoint {_origin(url)} cannot be reached ({reason})"
             ) from error
+
+
+def _origin(url: str) -> str:
+    parts = httpx.URL(url)
+    return f"{parts.scheme}://{parts.netloc.decode()}"

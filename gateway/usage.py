@@ -59,17 +59,26 @@ class UsageMeter:
         """The reply ended: read a non-streamed body."""
         if self.streamed or self._overflow:
             return
-        self._event(_json(bytes(self._buffer)))
+        self.event(_json(bytes(self._buffer)))
         self._buffer.clear()
+
+    def broken_off(self, message: str) -> bytes | None:
+        """What the caller gets when the upstream broke off mid-reply: an SSE ``error`` event
+        (None for a JSON reply: it just ends)."""
+        if not self.streamed:
+            return None
+        data = json.dumps({"type": "error", "error": {"type": "api_error", "message": message}})
+        return f"event: error\ndata: {data}\n\n".encode()
 
     def _line(self, line: bytes) -> None:
         if not line.startswith(b"data:"):
             return
         data = line[5:].strip()
         if b'"message_start"' in data or b'"message_delta"' in data or b'"error"' in data:
-            self._event(_json(data))
+            self.event(_json(data))
 
-    def _event(self, event: Any) -> None:
+    def event(self, event: Any) -> None:
+        """Take one decoded stream event (or a whole non-streamed message)."""
         if not isinstance(event, dict):
             return
         kind = event.get("type")

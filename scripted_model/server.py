@@ -35,6 +35,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Self
 
+from .cloud import AwsKey, CloudRoutes
 from .conversation import read_conversation
 from .exceptions import ScenarioFileError
 from .replies import (
@@ -56,6 +57,10 @@ RET_CANNOT_BIND = 3
 
 REQUIRE_KEY_ENV = "SCRIPTED_MODEL_REQUIRE_KEY"
 """Environment fallback of ``--require-key``."""
+BEDROCK_KEY_ENV = "SCRIPTED_MODEL_BEDROCK_KEY"
+"""Environment fallback of ``--bedrock-key`` (``ACCESS:SECRET[:TOKEN]``)."""
+VERTEX_TOKEN_ENV = "SCRIPTED_MODEL_VERTEX_TOKEN"
+"""Environment fallback of ``--vertex-token``."""
 
 MODELS = ["claude-opus-5-5", "claude-sonnet-4-5", "claude-haiku-4-5"]
 """Model ids listed by ``GET /v1/models`` (any model name is accepted in requests)."""
@@ -103,7 +108,7 @@ class RecordedRequest:
     """When the request arrived (Unix time)."""
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(CloudRoutes, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # each event goes out at once, as a real API's would
     timeout = 600
@@ -139,7 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def _answer(self) -> None:
-        raw = self._read_body()
+        raw = self.raw_body = self._read_body()
         record = RecordedRequest(self.command, self.path, dict(self.headers.items()), None)
         try:
             record.body = json.loads(raw) if raw else None
@@ -151,6 +156,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, record: RecordedRequest) -> None:
         route = self.path.split("?", 1)[0].rstrip("/")
+        if self.cloud_route(record, route):
+            return
         if route.startswith("/v1/") and not self._admitted(record):
             return
         if self.command == "POST" and route == "/v1/messages" and self._rate_limited(record):
@@ -241,17 +248,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _send_stream(self, reply: Reply, record: RecordedRequest) -> None:
+        events = (encode_event(name, data) for name, data in stream_events(reply))
+        self._send_chunked(record, "text/event-stream; charset=utf-8", events)
+
+    def _send_chunked(self, record: RecordedRequest, content_type: str,
+                      chunks: Iterable[bytes]) -> None:
         self.server.owner.record(record)
         self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("request-id", f"req_scripted_{int(time.time() * 1000)}")
         self.end_headers()
-        for number, (name, data) in enumerate(stream_events(reply)):
+        for number, chunk in enumerate(chunks):
             if number and self.server.owner.event_delay_s:
                 self.server.owner.stopping.wait(self.server.owner.event_delay_s)
-            chunk = encode_event(name, data)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
@@ -292,13 +303,17 @@ class ScriptedModelServer:
         rate_limit_first: int = 0,
         retry_after_s: float = 1.0,
         event_delay_s: float = 0.0,
+        aws_key: AwsKey | None = None,
+        vertex_token: str | None = None,
     ) -> None:
         """``scenarios`` default to :func:`load_scenarios` (``$SCRIPTED_MODEL_SCENARIOS``, then
         the built-in ones). ``host="0.0.0.0"`` makes it reachable from containers.
         ``require_key``: answer 401 to ``/v1/*`` requests that do not carry this key (as
         ``x-api-key`` or Bearer). ``rate_limit_first``: answer the first N ``POST /v1/messages``
         429 with ``retry-after: retry_after_s``. ``event_delay_s``: pause between the events
-        of a streamed reply (to see streaming pass through a proxy)."""
+        of a streamed reply (to see streaming pass through a proxy). ``aws_key``: Bedrock paths
+        need a SigV4 signature made with it (else 403); ``vertex_token``: Vertex paths need it
+        as Bearer (else 401). See :mod:`scripted_model.cloud`."""
         if scenarios is None:
             scenarios = load_scenarios()
         self.book = scenarios if isinstance(scenarios, ScenarioBook) else ScenarioBook(scenarios)
@@ -314,6 +329,10 @@ class ScriptedModelServer:
         """The ``retry-after`` seconds sent with a 429."""
         self.event_delay_s = event_delay_s
         """Pause between the events of a streamed reply."""
+        self.aws_key = aws_key
+        """The key pair Bedrock requests must be signed with, if set."""
+        self.vertex_token = vertex_token
+        """The Bearer token Vertex requests must carry, if set."""
         self.stopping = threading.Event()
         """Set by :meth:`stop`; cuts scripted delays short."""
         self._records: list[RecordedRequest] = []
@@ -421,6 +440,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the retry-after seconds of those 429 answers (default 1)")
     parser.add_argument("--event-delay", type=float, default=0.0, metavar="S",
                         help="pause S seconds between the events of a streamed reply")
+    parser.add_argument("--bedrock-key", metavar="ACCESS:SECRET[:TOKEN]",
+                        default=os.environ.get(BEDROCK_KEY_ENV) or None,
+                        help="Bedrock paths need a SigV4 signature with this key pair "
+                        f"(env {BEDROCK_KEY_ENV})")
+    parser.add_argument("--bedrock-region", default="us-east-1",
+                        help="the region Bedrock signatures must name (default us-east-1)")
+    parser.add_argument("--vertex-token", default=os.environ.get(VERTEX_TOKEN_ENV) or None,
+                        help=f"Vertex paths need this Bearer token (env {VERTEX_TOKEN_ENV})")
     parser.add_argument("--quiet", action="store_true", help="log only warnings on stderr")
     parser.add_argument("--schema", action="store_true",
                         help="print the JSON Schema of a scenario file and exit")
@@ -444,7 +471,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  require_key=args.require_key,
                                  rate_limit_first=args.rate_limit_first,
                                  retry_after_s=args.retry_after,
-                                 event_delay_s=args.event_delay)
+                                 event_delay_s=args.event_delay,
+                                 aws_key=_aws_key(args.bedrock_key, args.bedrock_region),
+                                 vertex_token=args.vertex_token)
     try:
         server.start()
     except OSError as error:
@@ -467,6 +496,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     done.wait()
     server.stop()
     return RET_OK
+
+
+def _aws_key(value: str | None, region: str) -> AwsKey | None:
+    if not value:
+        return None
+    access, _, rest = value.partition(":")
+    secret, _, token = rest.partition(":")
+    return AwsKey(access, secret, region, token or None)
 
 
 if __name__ == "__main__":
