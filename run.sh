@@ -23,7 +23,7 @@ PASSTHROUGH_ENV=(ANTHROPIC_BASE_URL ANTHROPIC_SMALL_FAST_MODEL CLAUDE_CODE_USE_B
     CLOUD_ML_REGION GIT_USER_NAME GIT_USER_EMAIL)
 # Secrets taken from this shell's environment: each goes in as a read-only file.
 SECRET_ENV=(ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
-    AWS_SESSION_TOKEN GIT_TOKEN)
+    AWS_SESSION_TOKEN GOOGLE_OAUTH_ACCESS_TOKEN GIT_TOKEN)
 
 usage() {
     cat <<'EOF'
@@ -54,9 +54,10 @@ Options:
 
 Environment: ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, ANTHROPIC_BASE_URL; Bedrock:
 CLAUDE_CODE_USE_BEDROCK=1 with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
-AWS_REGION; Vertex: CLAUDE_CODE_USE_VERTEX=1, ANTHROPIC_VERTEX_PROJECT_ID, CLOUD_ML_REGION;
-GIT_TOKEN (HTTPS pushes); GIT_USER_NAME, GIT_USER_EMAIL (default: your git config).
-Secrets reach the container as read-only files, never as command-line arguments.
+AWS_REGION; Vertex: CLAUDE_CODE_USE_VERTEX=1, ANTHROPIC_VERTEX_PROJECT_ID, CLOUD_ML_REGION,
+GOOGLE_OAUTH_ACCESS_TOKEN; GIT_TOKEN (HTTPS pushes); GIT_USER_NAME, GIT_USER_EMAIL (default:
+your git config). Secrets reach the manager and the gateway as read-only files, never as
+command-line arguments, and never a worker.
 
 Warning: the manager gets the Docker socket, which gives it root on this machine.
 EOF

@@ -53,11 +53,14 @@ class GatewaySpec:
     """Secret name -> value (ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN, ...), as files only."""
     networks: tuple[str, ...] = ()
     """Docker networks to join (the first at start); none: the engine's default bridge."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Non-secret settings (the AWS region, upstream overrides)."""
 
     def fingerprint(self, image_id: str = "") -> str:
         """Changes whenever a running gateway would have to be replaced."""
         digest = hashlib.sha256()
-        for part in (self.upstream, image_id, *self.networks):
+        settings = [f"{name}={value}" for name, value in sorted(self.env.items())]
+        for part in (self.upstream, image_id, *self.networks, *settings):
             digest.update(part.encode() + b"\0")
         for name in sorted(self.credentials):
             digest.update(f"{name}={self.credentials[name]}\0".encode())
@@ -140,7 +143,7 @@ def _ensure_container(settings: ManagerSettings, backend: DockerBackend, spec: G
             name=name,
             network=spec.networks[0] if spec.networks else None,
             labels={LABEL_ROLE: ROLE_GATEWAY, LABEL_ROOT: backend.root_label, LABEL_CONFIG: fingerprint},
-            environment={"ORCHESTRATION_DIR": str(CONTAINER_ROOT)},
+            environment={**spec.env, "ORCHESTRATION_DIR": str(CONTAINER_ROOT)},
             volumes={backend.volume: {"bind": str(CONTAINER_ROOT), "mode": "rw"}},
             user="0:0",
             cap_drop=["ALL"],
@@ -212,6 +215,7 @@ def _ensure_process(settings: ManagerSettings, spec: GatewaySpec) -> None:
         (secrets_dir / name).write_text(value)
         (secrets_dir / name).chmod(0o400)
     env = {key: value for key, value in os.environ.items() if key not in spec.credentials}
+    env.update(spec.env)
     env["ORCHESTRATOR_SECRETS_DIR"] = str(secrets_dir)
     command = [_gateway_command(), "--root", str(settings.root), "--upstream", spec.upstream]
     pid = start_detached(

@@ -42,8 +42,16 @@ from .preflight import prepare_root
 from .profiles import Profile, resolve_profile
 from .simulation import start_simulation
 
-GATEWAY_SECRETS = (*MODEL_SECRETS, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+GATEWAY_SECRETS = (
+    *MODEL_SECRETS,
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "GOOGLE_OAUTH_ACCESS_TOKEN",
+)
 """The secrets the gateway gets; git credentials stay with the manager (mirror, push)."""
+GATEWAY_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION", "GATEWAY_BEDROCK_UPSTREAM", "GATEWAY_VERTEX_UPSTREAM")
+"""Non-secret settings the gateway takes from the manager's environment."""
 FORWARDED_ENV = ("GIT_USER_NAME", "GIT_USER_EMAIL")
 MIRROR_REFRESH_S = 60.0
 """A long command (``dispatch``) refreshes a mirror again when its last refresh is this old."""
@@ -108,7 +116,8 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
     networks = [settings.network] if settings.network else []
     if settings.simulate:
         simulation = start_simulation(settings, backend)
-        env.pop("ANTHROPIC_MODEL", None)
+        for name in ("ANTHROPIC_MODEL", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX"):
+            env.pop(name, None)
         spec = GatewaySpec(
             upstream=simulation.upstream,
             credentials=simulation.credentials,
@@ -119,6 +128,7 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
             upstream=os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_UPSTREAM,
             credentials={name: value for name, value in secrets.items() if name in GATEWAY_SECRETS},
             networks=tuple(networks),
+            env={name: os.environ[name] for name in GATEWAY_ENV if os.environ.get(name)},
         )
     start_gateway(settings, backend, spec)
     return SpawnContext(settings, backend, secrets, env, settings.network)

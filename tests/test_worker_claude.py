@@ -3,6 +3,7 @@ the scripted model, which accepts only the key the gateway holds: the worker nev
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -108,3 +109,39 @@ def test_an_unreachable_model_endpoint_is_a_failed_result_naming_it_not_a_hang(
     assert result.status == "failed"
     assert "cannot be reached" in result.error and url in result.error
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize("mode", ["bedrock", "vertex"])
+def test_a_worker_on_bedrock_or_vertex_goes_through_the_gateway_holding_nothing(
+    layout: Layout, tmp_path: Path, monkeypatch, mode: str
+) -> None:
+    from tests.test_gateway_bedrock import ACCESS_KEY, AWS_KEY, REGION, SECRET_KEY, VERTEX_TOKEN
+
+    for name in ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    if mode == "bedrock":
+        monkeypatch.setenv("CLAUDE_CODE_USE_BEDROCK", "1")
+        monkeypatch.setenv("AWS_REGION", REGION)
+    else:
+        monkeypatch.setenv("CLAUDE_CODE_USE_VERTEX", "1")
+        monkeypatch.setenv("CLOUD_ML_REGION", "us-east5")
+        monkeypatch.setenv("ANTHROPIC_VERTEX_PROJECT_ID", "test-project")
+    secrets = tmp_path / "gateway-secrets"
+    for name, value in (("AWS_ACCESS_KEY_ID", ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+                        ("AWS_REGION", REGION), ("GOOGLE_OAUTH_ACCESS_TOKEN", VERTEX_TOKEN)):
+        write_secret(secrets, name, value)
+    remote = make_remote(tmp_path)
+    mirror = mirrored(layout, remote)
+    write_task(layout, Task(id="cloud", prompt="Add a settings page to the app", repo=str(remote)))
+    with ScriptedModelServer(load_scenarios(), aws_key=AWS_KEY, vertex_token=VERTEX_TOKEN) as model:
+        args = ["--bedrock-upstream", model.url, "--vertex-upstream", model.url]
+        with GatewayProcess(layout, "http://127.0.0.1:9", secrets, args) as gateway:
+            assert main(["--task", "cloud", "--root", str(layout.root)]) == RET_OK
+    result = read_model(layout.result_file("cloud"), Result)
+    assert result.status == "success", result.error
+    assert show(mirror, "orchestrator/cloud", result.files_changed[0])
+    log = layout.log_file("cloud").read_text() + gateway.stderr
+    assert SECRET_KEY not in log and VERTEX_TOKEN not in log and "/caller/orc-" not in log
+    entries = [json.loads(line) for line in (layout.root / "ledger" / "cloud.jsonl").read_text().splitlines()]
+    assert entries and all(entry["outcome"] == "ok" for entry in entries)

@@ -61,6 +61,23 @@ AGENT_BASE_ENV = {
 """What every agent's environment starts from (nothing of the runtime's own is inherited)."""
 
 
+def model_access(url: str, token: str) -> dict[str, str]:
+    """How the agent's Claude Code reaches the gateway: Anthropic's API with the caller token as
+    its key, or (when the manager runs on Bedrock or Vertex) that provider's gateway mode, where
+    Claude Code sends no credential and the token rides in the base URL's path."""
+    through = f"{url}/caller/{token}"
+    if os.environ.get("CLAUDE_CODE_USE_BEDROCK"):
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        return {
+            "CLAUDE_CODE_SKIP_BEDROCK_AUTH": "1",
+            "ANTHROPIC_BEDROCK_BASE_URL": through,
+            "AWS_REGION": region,
+        }
+    if os.environ.get("CLAUDE_CODE_USE_VERTEX"):
+        return {"CLAUDE_CODE_SKIP_VERTEX_AUTH": "1", "ANTHROPIC_VERTEX_BASE_URL": through}
+    return {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": token}
+
+
 class StopFlag:
     """Set from a signal handler (``docker stop``) or by the heartbeat when the claim is lost."""
 
@@ -262,8 +279,7 @@ class Attempt:
         self.relays = [model, egress]
         proxy = f"http://{self.task.id}:{self.token}@127.0.0.1:{egress.port}"
         return {
-            "ANTHROPIC_BASE_URL": model.url,
-            "ANTHROPIC_API_KEY": self.token,
+            **model_access(model.url, self.token),
             **{name: proxy for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")},
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",

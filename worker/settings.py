@@ -38,6 +38,7 @@ SECRET_NAMES = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
+    "GOOGLE_OAUTH_ACCESS_TOKEN",
     "GIT_TOKEN",
     "GIT_SSH_KEY",
 )
@@ -47,9 +48,15 @@ SECRET_NAMES = (
 PASSTHROUGH_ENV = (
     "ANTHROPIC_MODEL",
     "ANTHROPIC_SMALL_FAST_MODEL",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "CLOUD_ML_REGION",
+    "ANTHROPIC_VERTEX_PROJECT_ID",
 )
-"""Non-secret settings for the agent that the spawner forwards from the manager's environment
-(where the model is and how to authenticate is the gateway's business, not the worker's)."""
+"""Non-secret settings for the agent that the spawner forwards from the manager's environment:
+the model, and which provider's API Claude Code speaks (the gateway holds the credential)."""
 
 
 class WorkerSettings(BaseModel):
