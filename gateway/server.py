@@ -2,8 +2,8 @@
 way out. It serves the model API on ``<root>/gateway/api.sock`` (uvicorn) and the egress proxy
 on ``<root>/gateway/proxy.sock`` (asyncio) in one event loop, prints
 ``gateway ready: api <path>, proxy <path>, upstream <url>`` once both listen, and stops cleanly
-on SIGTERM or SIGINT (exit 0). HTTP is parsed by httptools (C), which halved the time h11
-spent on Claude Code's 50 KB request bodies. A bad setting: one sentence, exit 2; a socket
+on SIGTERM or SIGINT (exit 0). HTTP is parsed by httptools (C): on Claude Code's 50 KB
+request bodies it took about 1 ms per request off the pure-Python h11. A bad setting: one sentence, exit 2; a socket
 that cannot be bound: exit 3.
 """
 
