@@ -12,6 +12,7 @@ import pytest
 
 from manager.mirror import ensure_mirror
 from orchestration_protocol import Layout, Result, Task, read_model, write_task
+from orchestration_protocol.gateway import read_ledger
 from scripted_model.claude_binary import TEST_API_KEY, find_claude
 from scripted_model.exceptions import ClaudeNotFound
 from scripted_model.scenario import load_scenarios
@@ -60,6 +61,8 @@ def test_claude_writes_edits_and_runs_bash_in_the_clone(
     result = read_model(layout.result_file("dark-mode"), Result)
     assert result.status == "success", result.error
     assert result.num_turns == 4 and result.cost_usd and result.usage["output_tokens"] > 0
+    ledger = read_ledger(layout, "dark-mode")
+    assert len(ledger) == 4 and result.cost_usd == pytest.approx(sum(e.cost_usd for e in ledger))
     [changed] = result.files_changed
     assert changed.startswith("simulated-") and changed.endswith(".md")
     text = show(mirror, "orchestrator/dark-mode", changed)

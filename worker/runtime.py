@@ -39,6 +39,7 @@ from orchestration_protocol.gateway import (
     connect_unix,
     mint_caller_token,
     proxy_socket,
+    read_ledger,
     revoke_caller_token,
 )
 from orchestration_protocol.mirrors import mirror_dir
@@ -368,13 +369,18 @@ class Attempt:
         self.log.write(
             f"== agent ended: exit {exit_code}, {status.value}" + (f" ({error})" if error else "")
         )
+        attempt = self.handle.attempt
+        cost: float | None = report.cost_usd  # the agent's own figure: forgeable by the agent
+        metered = [e for e in read_ledger(self.layout, self.task.id) if e.attempt == attempt]
+        if metered:  # the gateway's figure, which the agent cannot forge
+            cost = sum(entry.cost_usd for entry in metered)
         self.result = self.result.model_copy(
             update={
                 "status": status,
                 "error": error,
                 "exit_code": exit_code,
                 "output": report.output,
-                "cost_usd": report.cost_usd,
+                "cost_usd": cost,
                 "usage": report.usage,
                 "num_turns": report.num_turns,
             }
