@@ -33,7 +33,7 @@ from orchestration_protocol.gateway import GatewayCaller
 
 from .budgets import Budgets
 from .callers import admit, api_token
-from .cloud_credentials import AwsCredential, BearerCredential
+from .cloud_credentials import AwsCredential
 from .credentials import Credential, no_credential_message
 from .errors import RequestRefused, UpstreamUnreachable, error_body
 from .exchange import Exchange
@@ -68,7 +68,7 @@ class Gateway:
 
     @classmethod
     def create(cls, settings: GatewaySettings, credential: Credential | None,
-               aws: AwsCredential | None = None, vertex: BearerCredential | None = None) -> Gateway:
+               aws: AwsCredential | None = None, vertex: Credential | None = None) -> Gateway:
         layout = Layout(settings.root)
         ledger = Ledger(layout)
         region = aws.region if aws is not None else "us-east-1"

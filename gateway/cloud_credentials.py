@@ -20,7 +20,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from .credentials import _read_file
+from .credentials import Credential, _read_file
 
 DEFAULT_AWS_REGION = "us-east-1"
 VERTEX_TOKEN_NAME = "GOOGLE_OAUTH_ACCESS_TOKEN"
@@ -57,27 +57,6 @@ class AwsCredential:
         return {k.lower(): v for k, v in request.headers.items()}
 
 
-@dataclass(frozen=True)
-class BearerCredential:
-    """A token sent as ``Authorization: Bearer`` (Vertex's OAuth access token)."""
-
-    name: str
-    """Which name it was read under."""
-    secret: str
-    """The token."""
-
-    def __repr__(self) -> str:
-        return f"BearerCredential(name={self.name!r}, secret=<{len(self.secret)} chars>)"
-
-    __str__ = __repr__
-
-    def apply(self, headers: dict[str, str]) -> None:
-        headers["authorization"] = f"Bearer {self.secret}"
-
-    def sign(self, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
-        return headers
-
-
 def _value(name: str, secrets_dir: Path, env: Mapping[str, str]) -> str:
     return _read_file(secrets_dir / name) or env.get(name, "").strip()
 
@@ -94,11 +73,11 @@ def read_aws_credential(secrets_dir: Path, env: Mapping[str, str] | None = None)
     return AwsCredential(key_id, secret, region, _value("AWS_SESSION_TOKEN", secrets_dir, env) or None)
 
 
-def read_vertex_credential(secrets_dir: Path, env: Mapping[str, str] | None = None) -> BearerCredential | None:
+def read_vertex_credential(secrets_dir: Path, env: Mapping[str, str] | None = None) -> Credential | None:
     """Vertex's OAuth access token, or None (Vertex requests are refused)."""
     env = os.environ if env is None else env
     token = _value(VERTEX_TOKEN_NAME, secrets_dir, env)
-    return BearerCredential(VERTEX_TOKEN_NAME, token) if token else None
+    return Credential(VERTEX_TOKEN_NAME, token) if token else None  # sent as Bearer
 
 
 NO_AWS_CREDENTIAL = (

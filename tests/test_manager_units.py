@@ -76,6 +76,8 @@ def test_unknown_profile_is_one_sentence_naming_the_known_ones(tmp_path: Path) -
         ("x:\n  user: root\n", "never run as root"),
         ("x:\n  env: {API_KEY: s3cret}\n", "looks like a secret"),
         ("x:\n  mounts: [relative]\n", "HOST:/CONTAINER"),
+        ("x:\n  egress_allow: ['pypi.org:443']\n", "is not a host name or *.domain"),
+        ("x:\n  egress_allow: ['*']\n", "is not a host name or *.domain"),
     ],
 )
 def test_bad_profiles_files_are_reported_by_file_and_field(
