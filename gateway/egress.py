@@ -20,6 +20,7 @@ import contextlib
 import ipaddress
 import logging
 import re
+import socket
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -34,7 +35,7 @@ from orchestration_protocol.gateway import (
 )
 
 from .callers import admit, proxy_credentials
-from .errors import RequestRefused
+from .errors import EgressRefused, RequestRefused
 from .settings import GatewaySettings
 
 log = logging.getLogger("gateway.egress")
@@ -166,8 +167,19 @@ class EgressProxy:
             await _answer(writer, 403, reason)
             return
         try:
+            address = await self._address_of(host, port)
+        except EgressRefused as refused:
+            self._record(caller, head.method, host, port, False, str(refused))
+            await _answer(writer, 403, str(refused))
+            return
+        except OSError as error:
+            reason = f"cannot resolve {host} ({error})"
+            self._record(caller, head.method, host, port, True, reason)
+            await _answer(writer, 502, reason)
+            return
+        try:
             target_reader, target_writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), self.settings.connect_timeout_s)
+                asyncio.open_connection(address, port), self.settings.connect_timeout_s)
         except (OSError, TimeoutError) as error:
             reason = f"cannot connect to {host}:{port} ({error or type(error).__name__})"
             self._record(caller, head.method, host, port, True, reason)
@@ -179,6 +191,23 @@ class EgressProxy:
         else:
             target_writer.write(_origin_request(head, host, port, path))
         await self._tunnel(reader, writer, target_reader, target_writer)
+
+    async def _address_of(self, host: str, port: int) -> str:
+        """The address to connect to for an allowed name: resolved here, once, so the check and
+        the connection see the same address. A name that resolves to a loopback (unless allowed),
+        link-local (cloud metadata), multicast, unspecified or reserved address is refused:
+        allowing a name must not open the gateway's own host or its cloud's metadata service."""
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        for info in infos:
+            address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+            forbidden = (address.is_link_local or address.is_multicast or address.is_unspecified
+                         or address.is_reserved
+                         or (address.is_loopback and not self.settings.egress_loopback))
+            if forbidden:
+                raise EgressRefused(
+                    f"{host} resolves to {address}, an address the egress proxy never connects "
+                    "to (loopback, link-local, multicast or reserved)")
+        return str(infos[0][4][0])
 
     async def _admit(self, head: Head, host: str, port: int,
                      writer: asyncio.StreamWriter) -> GatewayCaller | None:

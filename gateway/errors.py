@@ -51,3 +51,7 @@ class RequestRefused(GatewayError):
 def error_body(error_type: str, message: str) -> dict[str, Any]:
     """Anthropic's error JSON."""
     return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+class EgressRefused(GatewayError, ValueError):
+    """An allowed name resolves to an address the egress proxy never connects to."""

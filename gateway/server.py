@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     option("max_head_bytes", int, "egress: largest request head, default 16 KiB")
     parser.add_argument("--log-bodies", action="store_const", const=True, default=None,
                         help="log request bodies (prompts) on stderr (env GATEWAY_LOG_BODIES)")
+    parser.add_argument("--egress-loopback", action="store_const", const=True, default=None,
+                        help="egress: let allowed names that resolve to loopback through "
+                        "(env GATEWAY_EGRESS_LOOPBACK)")
     parser.add_argument("--quiet", action="store_true", help="log only warnings on stderr")
     return parser
 

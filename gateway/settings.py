@@ -35,6 +35,7 @@ ENV_NAMES: dict[str, str] = {
     "idle_timeout_s": "GATEWAY_IDLE_TIMEOUT_S",
     "max_head_bytes": "GATEWAY_MAX_HEAD_BYTES",
     "log_bodies": "GATEWAY_LOG_BODIES",
+    "egress_loopback": "GATEWAY_EGRESS_LOOPBACK",
 }
 """The environment variable each setting falls back to."""
 
@@ -78,6 +79,9 @@ class GatewaySettings(BaseModel):
     """Egress proxy: largest request head (request line and headers)."""
     log_bodies: bool = False
     """Log prompt bodies on stderr (off: never a prompt in the log)."""
+    egress_loopback: bool = False
+    """Egress proxy: let an allowed name that resolves to a loopback address through (a registry
+    mirror on the gateway's own host); off, such a name is refused like a link-local one."""
 
     @field_validator("upstream", "bedrock_upstream", "vertex_upstream")
     @classmethod
@@ -92,7 +96,7 @@ class GatewaySettings(BaseModel):
 
 def _from_env(name: str, env: Mapping[str, str]) -> Any:
     value = env.get(ENV_NAMES[name], "")
-    if name == "log_bodies" and value:
+    if name in ("log_bodies", "egress_loopback") and value:
         return value.strip().lower() in ("1", "true", "yes", "on")
     return value or None
 

@@ -1,6 +1,8 @@
 """The gateway's egress proxy: CONNECT tunnels and absolute-form HTTP to hosts on the caller's
 allowlist, refusals (unknown caller 407, off-list host 403, ended attempt 403), and
-``egress/<task>.jsonl``. Targets are listeners of the test's own on loopback."""
+``egress/<task>.jsonl``. Targets are listeners of the test's own on loopback, so the gateway runs
+with ``--egress-loopback`` (off by default: then an allowed name that resolves to loopback is
+refused, as the last test shows)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from tests.gateway_helpers import GatewayProcess, claim_caller, proxy_exchange, 
 
 @pytest.fixture
 def gateway(layout: Layout, tmp_path: Path) -> Iterator[GatewayProcess]:
-    with GatewayProcess(layout, "http://127.0.0.1:9", write_secret(tmp_path / "secrets")) as gw:
+    secrets = write_secret(tmp_path / "secrets")
+    with GatewayProcess(layout, "http://127.0.0.1:9", secrets, ["--egress-loopback"]) as gw:
         yield gw
 
 
@@ -141,3 +144,19 @@ def test_an_unreachable_allowed_target_is_502_and_logged(layout: Layout, gateway
     assert answer.startswith(b"HTTP/1.1 502 ")
     [entry] = read_egress(layout, "closed")
     assert entry.allowed and entry.reason and "cannot connect to localhost:9" in entry.reason
+
+
+def test_an_allowed_name_that_resolves_to_loopback_or_link_local_is_refused_by_default(
+    layout: Layout, tmp_path: Path, echo_port: int
+) -> None:
+    caller = claim_caller(layout, "rebind", egress_allow=["localhost", "127.0.0.1", "169.254.169.254"])
+    header = auth("rebind", caller.token)
+    with GatewayProcess(layout, "http://127.0.0.1:9", write_secret(tmp_path / "secrets")):
+        for target in (f"localhost:{echo_port}", f"127.0.0.1:{echo_port}", "169.254.169.254:80"):
+            refused = proxy_exchange(
+                layout, f"CONNECT {target} HTTP/1.1\r\n{header}\r\n\r\n".encode())
+            assert refused.startswith(b"HTTP/1.1 403 ") and b"never connects to" in refused
+            assert b"echo:" not in refused
+    log = read_egress(layout, "rebind")
+    assert [entry.allowed for entry in log] == [False, False, False]
+    assert "resolves to 169.254.169.254" in (log[2].reason or "")
