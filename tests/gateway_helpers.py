@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import selectors
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,44 +155,3 @@ def proxy_exchange(layout: Layout, request: bytes, then: bytes = b"") -> bytes:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
-
-
-class TcpToUnix:
-    """A loopback TCP listener relaying every connection to a Unix socket (test only)."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> TcpToUnix:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
-
-    def _pipe(self, client: socket.socket) -> None:
-        with client, connect_unix(self.target, timeout_s=None) as upstream:
-            selector = selectors.DefaultSelector()
-            selector.register(client, selectors.EVENT_READ, upstream)
-            selector.register(upstream, selectors.EVENT_READ, client)
-            while True:
-                for key, _ in selector.select():
-                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                    if not data:
-                        return
-                    key.data.sendall(data)

@@ -25,8 +25,9 @@ from orchestration_protocol.gateway import api_socket, read_ledger
 from scripted_model import ScriptedModelServer, claude_env
 from scripted_model.cloud import AwsKey, sigv4_refusal
 from scripted_model.eventstream import chunk_message, encode_message
-from tests.gateway_helpers import GatewayProcess, TcpToUnix, claim_caller, write_secret
+from tests.gateway_helpers import GatewayProcess, claim_caller, write_secret
 from tests.test_gateway_claude import claude_binary
+from worker.relay import Relay
 
 ACCESS_KEY = "AKIAREALKEY0123456789"
 SECRET_KEY = "real-aws-secret-key-0123456789abcdefghijkl"
@@ -173,7 +174,7 @@ def test_claude_in_cloud_mode_succeeds_with_only_a_caller_token_in_its_url(
 ) -> None:
     claude_binary()
     caller = claim_caller(layout, f"{mode}-run")
-    with TcpToUnix(api_socket(layout)) as relay:
+    with Relay(api_socket(layout)) as relay:
         base_url = f"{relay.url}/caller/{caller.token}"
         result = run_claude(mode, base_url, tmp_path, f"reply: through {mode}")
         assert result["subtype"] == "success" and not result["is_error"], result
@@ -207,7 +208,7 @@ def test_claude_in_cloud_mode_succeeds_with_only_a_caller_token_in_its_url(
         assert secret not in log
 
 
-def bedrock_post(relay: TcpToUnix, token: str, stream: bool = True) -> httpx.Response:
+def bedrock_post(relay: Relay, token: str, stream: bool = True) -> httpx.Response:
     action = "invoke-with-response-stream" if stream else "invoke"
     body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100,
             "messages": [{"role": "user", "content": "reply: direct"}]}
@@ -220,7 +221,7 @@ def test_bedrock_backpressure_unstreamed_reply_and_unknown_caller(
 ) -> None:
     caller = claim_caller(layout, "bedrock-direct")
     model.rate_limit_left = 1
-    with TcpToUnix(api_socket(layout)) as relay:
+    with Relay(api_socket(layout)) as relay:
         streamed = bedrock_post(relay, caller.token)
         assert streamed.status_code == 200
         assert streamed.headers["content-type"] == "application/vnd.amazon.eventstream"
@@ -243,7 +244,7 @@ def test_bedrock_refused_without_aws_credential(layout: Layout, tmp_path: Path,
     secrets = write_secret(tmp_path / "only-anthropic")
     caller = claim_caller(layout, "no-aws")
     with (GatewayProcess(layout, model.url, secrets, ["--bedrock-upstream", model.url]),
-          TcpToUnix(api_socket(layout)) as relay):
+          Relay(api_socket(layout)) as relay):
         answer = bedrock_post(relay, caller.token)
     assert answer.status_code == 401 and "AWS_ACCESS_KEY_ID" in answer.json()["error"]["message"]
     assert model.requests == []
@@ -253,7 +254,7 @@ def test_bedrock_budget_stop_is_a_409_claude_code_does_not_retry(
     layout: Layout, model: ScriptedModelServer, gateway: GatewayProcess
 ) -> None:
     caller = claim_caller(layout, "bedrock-budget", max_budget_usd=0.000001)
-    with TcpToUnix(api_socket(layout)) as relay:
+    with Relay(api_socket(layout)) as relay:
         assert bedrock_post(relay, caller.token).status_code == 200
         stopped = bedrock_post(relay, caller.token)
     assert stopped.status_code == 409 and stopped.headers["x-should-retry"] == "false"

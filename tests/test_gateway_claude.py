@@ -13,7 +13,8 @@ from orchestration_protocol import Layout
 from orchestration_protocol.gateway import api_socket, read_ledger
 from scripted_model import ClaudeNotFound, ScriptedModelServer, claude_env, find_claude
 from tests.conftest import require
-from tests.gateway_helpers import REAL_KEY, GatewayProcess, TcpToUnix, claim_caller, write_secret
+from tests.gateway_helpers import REAL_KEY, GatewayProcess, claim_caller, write_secret
+from worker.relay import Relay
 
 
 def claude_binary() -> Path:
@@ -31,7 +32,7 @@ def test_claude_succeeds_through_the_gateway_with_only_a_caller_token(
     caller = claim_caller(layout, "claude-run")
     with (ScriptedModelServer(require_key=REAL_KEY) as model,
           GatewayProcess(layout, model.url, write_secret(tmp_path / "secrets")) as gateway,
-          TcpToUnix(api_socket(layout)) as relay):
+          Relay(api_socket(layout)) as relay):
         env = claude_env(relay.url, home=tmp_path / "home", api_key=caller.token)
         run = subprocess.run(
             [str(claude), "-p", "reply: through the gateway", "--output-format", "json"],

@@ -63,6 +63,12 @@ class Relay:
         with contextlib.suppress(OSError):
             self._listener.close()
 
+    def __enter__(self) -> Relay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:
     """Copy until ``source`` ends, then end ``sink``'s writing side."""
