@@ -5,7 +5,7 @@ the default): the ``claude-worker`` image with ``--entrypoint orchestrator-gatew
 orchestration volume at ``/orchestration`` (its sockets live in ``gateway/`` there), the
 credentials copied in as files, on the networks where its upstream and allowed hosts are. With
 the local backend it is a process on this host. Either stays up between commands; a change of
-upstream, credentials, networks or image replaces it. ``orchestrator cleanup --services`` stops it.
+upstream, credentials, networks or image replaces it. ``orchestrator cleanup --gateway`` stops it.
 """
 
 from __future__ import annotations

@@ -46,7 +46,6 @@ def settings_from_env(args: argparse.Namespace) -> WorkerSettings:
         model=os.environ.get(env.ENV_MODEL) or None,
         lease_s=float(os.environ.get(env.ENV_LEASE_S) or 30),
         heartbeat_s=float(os.environ.get(env.ENV_HEARTBEAT_S) or 5),
-        secrets_dir=Path(os.environ.get(env.ENV_SECRETS_DIR) or env.DEFAULT_SECRETS_DIR),
         container=os.environ.get(env.ENV_CONTAINER) or None,
         agent_user=env.parse_user(agent_user) if (agent_user := os.environ.get(env.ENV_AGENT_USER)) else None,
         egress_allow=[h for h in os.environ.get(env.ENV_EGRESS_ALLOW, "").split(",") if h.strip()],

@@ -78,8 +78,6 @@ class WorkerSettings(BaseModel):
     """Lease of a claim without a heartbeat."""
     heartbeat_s: float = Field(default=5.0, gt=0)
     """Seconds between heartbeats (well under the lease)."""
-    secrets_dir: Path = DEFAULT_SECRETS_DIR
-    """Where secret files are mounted or copied."""
     container: str | None = None
     """Container name, when running in one."""
     agent_user: tuple[int, int] | None = None
