@@ -304,7 +304,8 @@ def main() -> int:
                 print(f"### {TITLES[name]}\n")
                 print("\n".join(run()) + "\n", flush=True)
     finally:
-        remove_workers(client, root)
+        for used in (root, directory / "idle", directory / "thousand"):  # workers and gateways
+            remove_workers(client, used)
         shutil.rmtree(directory, ignore_errors=True)
     return 0
 
