@@ -55,3 +55,37 @@ def cli(layout: Layout, remote: Path, capsys, monkeypatch):
         return code, out, err
 
     return invoke
+
+
+CLI_ENV_CLEARED = (
+    "ANTHROPIC_API_KEY",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "GIT_TOKEN",
+    "GIT_SSH_KEY",
+    "ORCHESTRATOR_PROFILES",
+    "ORCHESTRATOR_SIMULATE",
+    "ORCHESTRATOR_MAX_WORKERS",
+    "ORCHESTRATOR_LEASE_S",
+    "ORCHESTRATOR_BUDGET_USD",
+)
+
+
+@pytest.fixture
+def cli_process(monkeypatch):
+    """For tests that run the CLI in this process: the local backend, quick heartbeats, none of
+    the caller's credentials or settings; the umask and SIGTERM handler the CLI sets are given
+    back afterwards."""
+    import signal
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    handler = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setenv("ORCHESTRATOR_HEARTBEAT_S", "0.5")
+    monkeypatch.setenv("ORCHESTRATOR_BACKEND", "local")
+    for name in CLI_ENV_CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    yield
+    os.umask(umask)
+    signal.signal(signal.SIGTERM, handler)

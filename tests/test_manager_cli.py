@@ -20,28 +20,7 @@ from tests.gitrepo import make_remote
 ORCHESTRATOR = [sys.executable, "-c", "import sys; from manager.cli import main; sys.exit(main())"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_process_state(monkeypatch):
-    """The CLI sets the umask and a SIGTERM handler for its process; give them back."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    handler = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setenv("ORCHESTRATOR_HEARTBEAT_S", "0.5")
-    monkeypatch.setenv("ORCHESTRATOR_BACKEND", "local")
-    for name in (
-        "ANTHROPIC_API_KEY",
-        "CLAUDE_CODE_OAUTH_TOKEN",
-        "ANTHROPIC_AUTH_TOKEN",
-        "ANTHROPIC_BASE_URL",
-        "ORCHESTRATOR_PROFILES",
-        "ORCHESTRATOR_SIMULATE",
-        "ORCHESTRATOR_MAX_WORKERS",
-        "ORCHESTRATOR_LEASE_S",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    yield
-    os.umask(umask)
-    signal.signal(signal.SIGTERM, handler)
+pytestmark = pytest.mark.usefixtures("cli_process")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -39,19 +38,7 @@ SSH_KEY = (
 SECRETS = {"GIT_TOKEN": TOKEN, "GIT_SSH_KEY": SSH_KEY}
 
 
-@pytest.fixture(autouse=True)
-def _restore_process_state(monkeypatch):
-    """The CLI sets the umask and a SIGTERM handler for its process; give them back."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    handler = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setenv("ORCHESTRATOR_HEARTBEAT_S", "0.5")
-    monkeypatch.setenv("ORCHESTRATOR_BACKEND", "local")
-    for name in ("GIT_TOKEN", "GIT_SSH_KEY", "ORCHESTRATOR_PROFILES", "ORCHESTRATOR_SIMULATE"):
-        monkeypatch.delenv(name, raising=False)
-    yield
-    os.umask(umask)
-    signal.signal(signal.SIGTERM, handler)
+pytestmark = pytest.mark.usefixtures("cli_process")
 
 
 @pytest.fixture

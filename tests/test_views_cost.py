@@ -5,8 +5,6 @@ appended as the gateway appends them, and the CLI called in-process."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,19 +31,7 @@ REPO = Path(__file__).parents[1]
 T0 = datetime(2026, 11, 30, 9, 0, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def _clean_process_state(monkeypatch):
-    """The CLI sets the umask and a SIGTERM handler for its process; give them back."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    handler = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setenv("ORCHESTRATOR_BACKEND", "local")
-    monkeypatch.setenv("ORCHESTRATOR_HEARTBEAT_S", "0.5")
-    for name in ("ORCHESTRATOR_BUDGET_USD", "ORCHESTRATOR_SIMULATE", "ORCHESTRATOR_PROFILES"):
-        monkeypatch.delenv(name, raising=False)
-    yield
-    os.umask(umask)
-    signal.signal(signal.SIGTERM, handler)
+pytestmark = pytest.mark.usefixtures("cli_process")
 
 
 @pytest.fixture

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestration_protocol import atomic_write_bytes
+from orchestration_protocol.mirrors import task_branch
 
 from .errors import GitFailed, NoRepository, WorkTreeRefused
 
-BRANCH_PREFIX = "orchestrator/"
 CREDENTIAL_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
 MiB = 1024 * 1024
 RUNTIME_GIT_CONFIG = """\
@@ -44,10 +44,6 @@ RUNTIME_GIT_CONFIG = """\
 def redact(text: str) -> str:
     """Hide ``user:password@`` in URLs."""
     return CREDENTIAL_IN_URL.sub("***@", text)
-
-
-def task_branch(task_id: str) -> str:
-    return f"{BRANCH_PREFIX}{task_id}"
 
 
 @dataclass(frozen=True)
