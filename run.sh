@@ -232,6 +232,7 @@ env_args=(
     -e "ORCHESTRATOR_VOLUME=$volume"
     -e "ORCHESTRATOR_NETWORK=$network"
     -e "ORCHESTRATOR_SIMULATE=$simulate"
+    -e "ORCHESTRATOR_WORKER_IMAGE=$WORKER_IMAGE"
     -e "TERM=${TERM:-xterm-256color}"
 )
 [[ -z "$model" ]] || env_args+=(-e "ANTHROPIC_MODEL=$model")

@@ -32,9 +32,10 @@ from .backends.engine import secrets_archive
 from .backends.local import RECORDS_DIR, process_start_ticks, start_detached
 from .config import CONTAINER_ROOT, DEFAULT_VOLUME, ManagerSettings
 from .errors import SpawnFailed
+from .profiles import worker_image
 
 GATEWAY_CONTAINER = "orchestrator-gateway"
-GATEWAY_IMAGE = "claude-worker"
+
 ROLE_GATEWAY = "gateway"
 LABEL_CONFIG = "orchestrator.config"
 DEFAULT_UPSTREAM = "https://api.anthropic.com"
@@ -122,9 +123,9 @@ def _ensure_container(settings: ManagerSettings, backend: DockerBackend, spec: G
     from docker.errors import APIError, NotFound
 
     client = backend.client
-    backend.require_image(GATEWAY_IMAGE)
+    backend.require_image(worker_image())
     name = gateway_container_name(backend.volume)
-    fingerprint = spec.fingerprint(client.images.get(GATEWAY_IMAGE).id)
+    fingerprint = spec.fingerprint(client.images.get(worker_image()).id)
     try:
         container = client.containers.get(name)
     except NotFound:
@@ -137,7 +138,7 @@ def _ensure_container(settings: ManagerSettings, backend: DockerBackend, spec: G
         container.remove(force=True)
     try:
         container = client.containers.create(
-            GATEWAY_IMAGE,
+            worker_image(),
             entrypoint=["orchestrator-gateway"],
             command=["--root", str(CONTAINER_ROOT), "--upstream", spec.upstream],
             name=name,

@@ -28,6 +28,9 @@ from orchestration_protocol.models import refuse_secret_names
 from .errors import ProfilesInvalid, UnknownProfile
 
 PROFILES_ENV = "ORCHESTRATOR_PROFILES"
+WORKER_IMAGE_ENV = "ORCHESTRATOR_WORKER_IMAGE"
+"""Names the generic worker image (default ``claude-worker``): the default profile's, the
+gateway's and the scripted model's; run.sh passes it on to the manager."""
 USER_PROFILES = Path("~/.config/claude-orchestrator/profiles.yaml")
 DEFAULT_PROFILE = "default"
 MOUNT_PATTERN = re.compile(r"^[^:]+:/[^:]*(:(ro|rw))?$")
@@ -40,8 +43,8 @@ class Profile(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     """The profile's name, as given to ``spawn PROFILE`` and ``task create --profile``."""
-    image: str = "claude-worker"
-    """The worker image (built locally; never pulled)."""
+    image: str = Field(default_factory=lambda: worker_image())
+    """The worker image (built locally; never pulled); the generic worker image by default."""
     memory: str | None = "4g"
     """Memory limit, Docker syntax (``512m``, ``4g``); None for no limit."""
     cpus: float | None = Field(default=2.0, gt=0)
@@ -97,10 +100,17 @@ class Profile(BaseModel):
         return user
 
 
-BUILTIN_PROFILES: dict[str, Profile] = {
-    "default": Profile(name="default", image="claude-worker"),
-    "flutter": Profile(name="flutter", image="claude-flutter", memory="8g"),
-}
+def worker_image() -> str:
+    """The generic worker image: ``$ORCHESTRATOR_WORKER_IMAGE``, else ``claude-worker``."""
+    return os.environ.get(WORKER_IMAGE_ENV) or "claude-worker"
+
+
+def builtin_profiles() -> dict[str, Profile]:
+    """``default`` (the generic worker image) and ``flutter`` (``claude-flutter``)."""
+    return {
+        "default": Profile(name="default", image=worker_image()),
+        "flutter": Profile(name="flutter", image="claude-flutter", memory="8g"),
+    }
 
 
 def profiles_file(root: Path | None, explicit: Path | None = None) -> Path | None:
@@ -153,7 +163,7 @@ def _parse_profiles(path: Path) -> dict[str, Profile]:
 
 def load_profiles(root: Path | None = None, explicit: Path | None = None) -> dict[str, Profile]:
     """Built-in profiles, overridden and extended by the profiles file in effect."""
-    profiles = dict(BUILTIN_PROFILES)
+    profiles = builtin_profiles()
     path = profiles_file(root, explicit)
     if path is not None:
         profiles.update(_parse_profiles(path))

@@ -101,7 +101,7 @@ def worker_mounts(env: Mapping[str, str]) -> list[str]:
 def write_mount_profiles(home: Path, mounts: list[str]) -> Path | None:
     """The built-in profiles plus ``mounts``, as the user's profiles file (JSON is YAML); None
     when there are no mounts or a profiles file exists already."""
-    from .profiles import BUILTIN_PROFILES, USER_PROFILES
+    from .profiles import USER_PROFILES, builtin_profiles
 
     path = Path(str(USER_PROFILES).replace("~", str(home), 1))
     if not mounts or path.exists():
@@ -111,7 +111,7 @@ def write_mount_profiles(home: Path, mounts: list[str]) -> Path | None:
             **profile.model_dump(mode="json", exclude={"name"}, exclude_none=True),
             "mounts": [*profile.mounts, *mounts],
         }
-        for name, profile in BUILTIN_PROFILES.items()
+        for name, profile in builtin_profiles().items()
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")

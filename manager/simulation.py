@@ -26,10 +26,11 @@ from .backends.docker import DockerBackend
 from .backends.local import RECORDS_DIR, process_start_ticks, start_detached
 from .config import ManagerSettings
 from .errors import SpawnFailed
+from .profiles import worker_image
 
 SIMULATION_NETWORK = "orchestrator-net"
 MODEL_CONTAINER = "orchestrator-scripted-model"
-MODEL_IMAGE = "claude-worker"
+
 MODEL_PORT = 8080
 ROLE_MODEL = "scripted-model"
 SIMULATED_API_KEY = "sk-ant-simulated-key-for-the-scripted-model-0000"
@@ -95,7 +96,7 @@ def _start_in_docker(settings: ManagerSettings, backend: DockerBackend) -> Simul
     client = backend.client
     network = settings.network or SIMULATION_NETWORK
     _ensure_network(client, network)
-    backend.require_image(MODEL_IMAGE)
+    backend.require_image(worker_image())
     try:
         container = client.containers.get(MODEL_CONTAINER)
     except NotFound:
@@ -108,7 +109,7 @@ def _start_in_docker(settings: ManagerSettings, backend: DockerBackend) -> Simul
     if container is None:
         try:
             container = client.containers.run(
-                MODEL_IMAGE,
+                worker_image(),
                 entrypoint=["scripted-model"],
                 command=[
                     "--host", "0.0.0.0", "--port", str(MODEL_PORT), "--quiet",

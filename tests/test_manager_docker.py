@@ -25,7 +25,7 @@ from tests.gitrepo import make_remote
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
 VENV_BIN = Path(sys.executable).parent
-WORKER_IMAGE = "claude-worker"
+WORKER_IMAGE = os.environ.get("ORCHESTRATOR_WORKER_IMAGE") or "claude-worker"
 SECRET = "sk-ant-test-secret-value-0123456789"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from manager.profiles import BUILTIN_PROFILES, USER_PROFILES, load_profiles
+from manager.profiles import USER_PROFILES, builtin_profiles, load_profiles
 from manager.session import ALLOWED_TOOLS, main, prepare
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -69,8 +69,8 @@ def test_worker_mounts_become_profiles_that_keep_the_builtins(tmp_path: Path, mo
     _, written = prepare(home, tmp_path, tmp_path / "none.md", env)
     assert written == USER_PROFILES.expanduser()
     profiles = load_profiles(None)
-    assert set(profiles) == set(BUILTIN_PROFILES)
-    for name, builtin in BUILTIN_PROFILES.items():
+    assert set(profiles) == set(builtin_profiles())
+    for name, builtin in builtin_profiles().items():
         assert profiles[name].mounts == ["/srv/app.git:/srv/app.git", "/cache:/cache:ro"]
         assert profiles[name].model_dump(exclude={"mounts"}) == builtin.model_dump(
             exclude={"mounts"}

@@ -18,7 +18,7 @@ from tests.conftest import require
 from tests.gitrepo import git, make_remote, show
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
-IMAGE = "claude-worker"
+IMAGE = os.environ.get("ORCHESTRATOR_WORKER_IMAGE") or "claude-worker"
 
 
 @pytest.fixture(scope="module")
