@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -30,6 +31,7 @@ from .profiles import worker_image
 
 SIMULATION_NETWORK = "orchestrator-net"
 MODEL_CONTAINER = "orchestrator-scripted-model"
+LABEL_IMAGE = "orchestrator.image-id"
 
 MODEL_PORT = 8080
 ROLE_MODEL = "scripted-model"
@@ -57,13 +59,22 @@ def start_simulation(settings: ManagerSettings, backend: Backend) -> Simulation:
     return _start_locally(settings)
 
 
+def model_container_name() -> str:
+    """``orchestrator-scripted-model``; with the image's name after it when the generic worker
+    image is not ``claude-worker`` (two image builds side by side each get their own model)."""
+    image = worker_image()
+    if image == "claude-worker":
+        return MODEL_CONTAINER
+    return f"{MODEL_CONTAINER}-{re.sub(r'[^A-Za-z0-9_.-]', '-', image)}"
+
+
 def stop_simulation(settings: ManagerSettings, backend: Backend) -> bool:
     """Stop the scripted model if it runs; True when something was stopped."""
     if isinstance(backend, DockerBackend):
         from docker.errors import NotFound
 
         try:
-            container = backend.client.containers.get(MODEL_CONTAINER)
+            container = backend.client.containers.get(model_container_name())
         except NotFound:
             return False
         if (container.labels or {}).get(LABEL_ROOT) != backend.root_label:
@@ -97,11 +108,14 @@ def _start_in_docker(settings: ManagerSettings, backend: DockerBackend) -> Simul
     network = settings.network or SIMULATION_NETWORK
     _ensure_network(client, network)
     backend.require_image(worker_image())
+    image_id = client.images.get(worker_image()).id
+    name = model_container_name()
     try:
-        container = client.containers.get(MODEL_CONTAINER)
+        container = client.containers.get(name)
     except NotFound:
         container = None
-    if container is not None and container.status != "running":
+    stale = container is not None and (container.labels or {}).get(LABEL_IMAGE) != image_id
+    if container is not None and (stale or container.status != "running"):
         container.remove(force=True)
         container = None
     if container is not None and network not in container.attrs["NetworkSettings"]["Networks"]:
@@ -115,9 +129,13 @@ def _start_in_docker(settings: ManagerSettings, backend: DockerBackend) -> Simul
                     "--host", "0.0.0.0", "--port", str(MODEL_PORT), "--quiet",
                     "--require-key", SIMULATED_API_KEY,
                 ],
-                name=MODEL_CONTAINER,
+                name=name,
                 network=network,
-                labels={LABEL_ROLE: ROLE_MODEL, LABEL_ROOT: backend.root_label},
+                labels={
+                    LABEL_ROLE: ROLE_MODEL,
+                    LABEL_ROOT: backend.root_label,
+                    LABEL_IMAGE: image_id,
+                },
                 user="1000:1000",
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
@@ -126,18 +144,19 @@ def _start_in_docker(settings: ManagerSettings, backend: DockerBackend) -> Simul
             )
         except APIError as error:
             raise SpawnFailed(
-                f"The scripted model container {MODEL_CONTAINER} did not start "
-                f"({error.explanation}); see 'docker logs {MODEL_CONTAINER}'."
+                f"The scripted model container {name} did not start "
+                f"({error.explanation}); see 'docker logs {name}'."
             ) from error
     _wait_ready_in_container(container)
     return Simulation(
-        upstream=f"http://{MODEL_CONTAINER}:{MODEL_PORT}",
+        upstream=f"http://{name}:{MODEL_PORT}",
         credentials={"ANTHROPIC_API_KEY": SIMULATED_API_KEY},
         network=network,
     )
 
 
 def _wait_ready_in_container(container: Any) -> None:
+    name = container.name
     probe = (
         "import urllib.request;"
         f"urllib.request.urlopen('http://127.0.0.1:{MODEL_PORT}/health', timeout=2)"
@@ -149,8 +168,8 @@ def _wait_ready_in_container(container: Any) -> None:
             return
         time.sleep(0.2)
     raise SpawnFailed(
-        f"The scripted model in {MODEL_CONTAINER} did not answer within {READY_TIMEOUT_S:g}s; "
-        f"see 'docker logs {MODEL_CONTAINER}'."
+        f"The scripted model in {name} did not answer within {READY_TIMEOUT_S:g}s; "
+        f"see 'docker logs {name}'."
     )
 
 
