@@ -37,7 +37,7 @@ from .credentials import (
 )
 from .errors import BadInput, MirrorUnavailable, TaskNotSpawnable, TaskUnknown
 from .gateway_service import DEFAULT_UPSTREAM, GatewaySpec, connect_gateway, start_gateway
-from .mirror import ensure_mirror
+from .mirror import ensure_mirror, require_base
 from .preflight import prepare_root
 from .profiles import Profile, resolve_profile
 from .simulation import start_simulation
@@ -103,6 +103,7 @@ class SpawnContext:
                 known = self.mirrors[url] = (time.monotonic(), found)
         if isinstance(known[1], MirrorUnavailable):
             raise MirrorUnavailable(str(known[1]))
+        require_base(known[1], url, task.branch or self.settings.repo_branch)
         return known[1]
 
 

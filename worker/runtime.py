@@ -27,6 +27,7 @@ from orchestration_protocol import (
     Layout,
     Result,
     ResultStatus,
+    SchemaViolation,
     Task,
     WorkerPhase,
     atomic_write_bytes,
@@ -417,7 +418,13 @@ class Attempt:
         )
         self.heartbeat.enter(WorkerPhase.PUBLISHING)
         try:
-            published = self.handle.publish_result(result)
+            try:
+                published = self.handle.publish_result(result)
+            except SchemaViolation as error:  # a bad figure in the agent's report: not its work
+                self.log.write(f"!! {error} Publishing it without the agent's own figures.")
+                published = self.handle.publish_result(
+                    result.model_copy(update={"cost_usd": None, "usage": None, "num_turns": None})
+                )
         except ClaimLost as error:
             self.log.write(f"!! {error}")
             self.log.close()
