@@ -9,8 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestration_protocol import Layout, default_root
-from worker import settings as worker_settings
+from orchestration_protocol import Layout, contract, default_root
 
 from .errors import BadInput
 
@@ -120,10 +119,10 @@ def resolve_settings(
         backend=backend or os.environ.get(BACKEND_ENV) or "docker",
         volume=volume or os.environ.get(VOLUME_ENV) or None,
         network=network or os.environ.get(NETWORK_ENV) or None,
-        repo_url=repo_url or os.environ.get(worker_settings.ENV_REPO_URL) or None,
-        repo_branch=repo_branch or os.environ.get(worker_settings.ENV_REPO_BRANCH) or None,
-        lease_s=_env_float(worker_settings.ENV_LEASE_S),
-        heartbeat_s=_env_float(worker_settings.ENV_HEARTBEAT_S),
+        repo_url=repo_url or os.environ.get(contract.ENV_REPO_URL) or None,
+        repo_branch=repo_branch or os.environ.get(contract.ENV_REPO_BRANCH) or None,
+        lease_s=_env_float(contract.ENV_LEASE_S),
+        heartbeat_s=_env_float(contract.ENV_HEARTBEAT_S),
         simulate=simulate or os.environ.get(SIMULATE_ENV, "").lower() in ("1", "true", "yes"),
         profiles_path=profiles_path,
         mounts=mounts or [],

@@ -24,7 +24,7 @@ from orchestration_protocol import (
     read_task_state,
     utc_now,
 )
-from worker import settings as worker_env
+from orchestration_protocol import contract as worker_env
 
 from .backends import Backend, WorkerRecord, worker_name
 from .backends.docker import DockerBackend

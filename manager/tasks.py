@@ -15,6 +15,7 @@ from orchestration_protocol import (
     request_cancel,
     utc_now,
 )
+from orchestration_protocol.contract import WorkerExit
 
 from .backends import WorkerRecord
 from .errors import BadInput, NotFinished, TaskNotSpawnable, TaskUnknown
@@ -23,7 +24,6 @@ from .spawn import SpawnContext, spawn_attempt, why_not_spawnable
 from .views import task_row
 
 FORCED_CLAIM_S = 20.0
-EXIT_USAGE = 2
 """``orchestrator-worker``'s exit code for bad usage."""
 
 
@@ -117,7 +117,7 @@ def _confirm_forced_claim(context: SpawnContext, task_id: str, attempt: int, nam
             return
         ended = [w for w in context.backend.workers() if w.name == name and not w.running]
         if ended:
-            if ended[0].exit_code == EXIT_USAGE:
+            if ended[0].exit_code == WorkerExit.USAGE:
                 raise TaskNotSpawnable(
                     f"The worker refused a retry beyond max_attempts (it has no --force); update "
                     f"the worker image (scripts/build-images.sh), or create a new task for {task_id}."

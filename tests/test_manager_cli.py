@@ -422,8 +422,8 @@ def test_help_names_every_command() -> None:
 def test_a_simulated_run_on_the_host_uses_the_scripted_model(
     cli, layout: Layout, tmp_path: Path, monkeypatch
 ) -> None:
-    from scripted_model.claude_binary import find_claude
-    from scripted_model.exceptions import ClaudeNotFound
+    from worker.claude_binary import find_claude
+    from worker.errors import ClaudeNotFound
 
     try:
         find_claude()

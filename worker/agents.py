@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestration_protocol import AgentKind, Task
-from scripted_model.claude_binary import find_claude
-from scripted_model.exceptions import ClaudeNotFound
 
-from .errors import AgentNotFound
+from .claude_binary import find_claude
+from .errors import AgentNotFound, ClaudeNotFound
 
 WORKER_PROMPT = """\
 You are a worker of claude-orchestrator, running headless in a container with no person to ask.

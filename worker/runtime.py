@@ -33,6 +33,7 @@ from orchestration_protocol import (
     atomic_write_bytes,
     utc_now,
 )
+from orchestration_protocol.contract import PASSTHROUGH_ENV
 from orchestration_protocol.gateway import (
     GatewayCaller,
     api_socket,
@@ -50,7 +51,7 @@ from .agents import Agent, agent_for
 from .errors import GatewayUnavailable, NoRepository, WorkerError
 from .process import run_supervised
 from .relay import Relay
-from .settings import PASSTHROUGH_ENV, WorkerSettings
+from .settings import WorkerSettings
 
 AGENT_BASE_ENV = {
     "LANG": "C.UTF-8",

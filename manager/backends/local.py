@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestration_protocol import atomic_write_bytes, is_valid_task_id
-from worker.settings import SECRET_NAMES
+from orchestration_protocol.contract import SECRET_NAMES
 
 from ..config import ManagerSettings
 from ..errors import SpawnFailed, TaskNotSpawnable, WorkerCommandMissing
