@@ -228,7 +228,7 @@ def request_cancel(layout: Layout, task_id: str, reason: str | None = None) -> T
     if not layout.task_file(task_id).exists():
         raise TaskNotFound(f"No task {task_id!r} to cancel.", layout.task_file(task_id))
     snapshot, state = read_task_state(layout, task_id, now=utc_now())
-    if state in (TaskState.PENDING, TaskState.BLOCKED, TaskState.LOST):
+    if not state.is_final and not state.has_live_worker:  # nobody will see the request
         handle = try_claim_attempt(layout, task_id, snapshot.attempt + 1, worker_id="manager")
         if handle is not None:
             handle.publish_result(

@@ -19,7 +19,7 @@ from orchestration_protocol import (
     Result,
     ResultStatus,
     TaskNotFound,
-    TaskState,
+    next_attempt,
     read_board,
     read_task,
     try_claim_attempt,
@@ -89,7 +89,7 @@ def run_pool(settings: WorkerSettings, stop: StopFlag) -> int:
             (
                 task_id
                 for task_id, state in states.items()
-                if state in (TaskState.PENDING, TaskState.LOST, TaskState.FAILED)
+                if next_attempt(board.snapshots[task_id], state) is not None
             ),
             key=lambda task_id: (board.snapshots[task_id].task.created_at or utc_now(), task_id),  # type: ignore[union-attr]
         )
