@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -114,9 +114,13 @@ def resolve_settings(
 ) -> ManagerSettings:
     """Settings from explicit values, then the environment, then detection."""
     root = (root or default_root()).absolute()
+    backend = backend or os.environ.get(BACKEND_ENV) or "docker"
+    if backend not in get_args(BackendName):
+        choices = " or ".join(f"--backend {name}" for name in get_args(BackendName))
+        raise BadInput(f"Unknown backend {backend!r}; use {choices}.")
     return ManagerSettings(
         root=root,
-        backend=backend or os.environ.get(BACKEND_ENV) or "docker",
+        backend=cast(BackendName, backend),
         volume=volume or os.environ.get(VOLUME_ENV) or None,
         network=network or os.environ.get(NETWORK_ENV) or None,
         repo_url=repo_url or os.environ.get(contract.ENV_REPO_URL) or None,

@@ -214,13 +214,10 @@ def options(
 def settings_of(ctx: typer.Context, **extra: Any) -> ManagerSettings:
     """The command's settings: shared options, then the command's own."""
     given: Globals = ctx.obj or Globals()
-    backend = given.backend or os.environ.get("ORCHESTRATOR_BACKEND") or "docker"
-    if backend not in ("docker", "local"):
-        raise BadInput(f"Unknown backend {backend!r}; use --backend docker or --backend local.")
     try:
         return resolve_settings(
             given.root,
-            backend=backend,
+            backend=given.backend,
             volume=given.volume,
             network=given.network,
             profiles_path=given.profiles,
