@@ -14,7 +14,7 @@ from worker import settings as worker_settings
 
 from .errors import BadInput
 
-BackendName = Literal["docker", "local"]
+BackendName = Literal["docker", "swarm", "local"]
 
 BACKEND_ENV = "ORCHESTRATOR_BACKEND"
 VOLUME_ENV = "ORCHESTRATOR_VOLUME"
@@ -36,7 +36,8 @@ class ManagerSettings(BaseModel):
     root: Path
     """The orchestration root as this process sees it."""
     backend: BackendName = "docker"
-    """Where workers run: Docker containers, or processes on this host (``local``)."""
+    """Where workers run: Docker containers, Swarm jobs (``swarm``), or processes on this host
+    (``local``)."""
     volume: str | None = None
     """What workers mount at /orchestration: a named volume, or an absolute host path; None to
     find out from Docker (the mount this manager's container has at the root, else the root's

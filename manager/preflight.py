@@ -19,6 +19,7 @@ from orchestration_protocol import Layout
 
 from .backends import Backend, make_backend
 from .backends.docker import DockerBackend
+from .backends.swarm import SwarmBackend
 from .config import ManagerSettings
 from .credentials import collect_secrets, require_model_credentials
 from .errors import EnvironmentNotReady, ManagerError, VolumeNotWritable
@@ -46,7 +47,7 @@ def prepare_root(settings: ManagerSettings) -> Layout:
         raise _not_writable(
             root, Path(error.filename or root), error.strerror or str(error)
         ) from error
-    if settings.backend == "docker":
+    if settings.backend in ("docker", "swarm"):
         share_with_workers(layout)
     return layout
 
@@ -99,6 +100,8 @@ def _backend_checks(
     checks: list[Check] = []
     engine = _run_check("engine", _check_engine, backend)
     checks += [profiles_check, engine]
+    if engine.ok and isinstance(backend, SwarmBackend):
+        checks.append(_run_check("swarm", backend.check_swarm))
     if engine.ok and profiles_check.ok:
         profiles = load_profiles(settings.root, settings.profiles_path)
         default_image = profiles["default"].image

@@ -141,7 +141,7 @@ def worker_env_for(context: SpawnContext, task: Task, profile: Profile) -> dict[
     env = dict(context.env)
     env.update(profile.env)
     env[worker_env.ENV_WORKER_ID] = name
-    if context.backend.name == "docker":
+    if context.backend.name in ("docker", "swarm"):  # a container: the runtime reaps the agent's uid
         env[worker_env.ENV_CONTAINER] = name
         env[worker_env.ENV_AGENT_USER] = profile.user
     if profile.egress_allow:

@@ -23,6 +23,11 @@ def cleanup_workers(backend: Backend, *, include_running: bool = False) -> list[
             backend.stop(worker.name, timeout_s=10)
         backend.remove(worker.name)
         removed.append(worker.name)
+    if backend.name == "swarm":
+        from .backends.swarm import SwarmBackend
+
+        assert isinstance(backend, SwarmBackend)
+        backend.cleanup_networks()  # what a manager that died mid-spawn left
     return removed
 
 

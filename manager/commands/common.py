@@ -146,7 +146,7 @@ BackendOpt = Annotated[
     str | None,
     typer.Option(
         "--backend",
-        help="Where workers run: docker or local (default $ORCHESTRATOR_BACKEND or docker).",
+        help="Where workers run: docker, swarm or local (default $ORCHESTRATOR_BACKEND or docker).",
     ),
 ]
 VolumeOpt = Annotated[
@@ -185,8 +185,10 @@ def settings_of(ctx: typer.Context, **extra: Any) -> ManagerSettings:
     """The command's settings: shared options, then the command's own."""
     given: Globals = ctx.obj or Globals()
     backend = given.backend or os.environ.get("ORCHESTRATOR_BACKEND") or "docker"
-    if backend not in ("docker", "local"):
-        raise BadInput(f"Unknown backend {backend!r}; use --backend docker or --backend local.")
+    if backend not in ("docker", "swarm", "local"):
+        raise BadInput(
+            f"Unknown backend {backend!r}; use --backend docker, --backend swarm or --backend local."
+        )
     try:
         return resolve_settings(
             given.root,
