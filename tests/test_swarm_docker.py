@@ -251,10 +251,10 @@ def test_a_killed_worker_is_found_from_its_swarm_task_failed_then_retried(
 
 NETWORK_PROBES = f"""
 probe() {{ name=$1; shift; if sh -c "$*" >/dev/null 2>&1; then echo "$name ALLOWED"; else echo "$name refused"; fi; }}
-reach() {{ python3 -c "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)" "$@"; }}
-probe host-port "reach 172.17.0.1 {HOST_PORT}"
-probe host-port-by-network-gateway "reach $(cat gateway-ip.txt 2>/dev/null || echo 172.18.0.1) {HOST_PORT}"
-probe internet "reach 1.1.1.1 443"
+printf 'import socket, sys\\nsocket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)\\n' > /tmp/reach.py
+probe host-port "python3 /tmp/reach.py 172.17.0.1 {HOST_PORT}"
+probe host-port-by-network-gateway "python3 /tmp/reach.py $(cat gateway-ip.txt) {HOST_PORT}"
+probe internet "python3 /tmp/reach.py 1.1.1.1 443"
 probe resolve-a-name "getent hosts example.com"
 probe gain-group-shadow "chage -l $(id -un)"
 grep -E '^(NoNewPrivs|CapEff|CapBnd)' /proc/self/status
@@ -307,6 +307,8 @@ def test_a_hostile_agent_in_a_swarm_job_gets_no_protocol_network_or_privilege_an
     assert "eth0 lo" in probes and "\n1024\n" in probes, probes
     assert host_listener == []
     assert result_of(layout, "hostile").status == "success"
+    networks = [s.attrs["Spec"]["TaskTemplate"]["Networks"] for t in ("honest", "hostile") for s in services_of(docker_client, t)]
+    assert len(networks) == 2 and networks[0] != networks[1]  # no worker sees another
     assert not layout.task_file("evil").exists()
     assert result_of(layout, "done").output == "private output"
     assert not list(layout.root.glob("PWNED-*"))
