@@ -167,6 +167,8 @@ def test_a_simulated_run_as_swarm_jobs_with_status_logs_and_cleanup(
     container_spec, template = spec["TaskTemplate"]["ContainerSpec"], spec["TaskTemplate"]
     assert spec["Name"] == "worker-task-001-attempt-1" and "ReplicatedJob" in spec["Mode"]
     assert template["RestartPolicy"]["Condition"] == "none"
+    node = docker_client.info()["Swarm"]["NodeID"]
+    assert template["Placement"]["Constraints"] == [f"node.id=={node}"]  # where the gateway is
     assert container_spec["User"] == "0:0" and container_spec["CapabilityDrop"] == ["ALL"]
     assert set(container_spec["CapabilityAdd"]) == {
         f"CAP_{cap}" for cap in ("SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL")

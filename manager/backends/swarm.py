@@ -27,7 +27,9 @@ earlier one ``worker-<task-id>.attempt-<n>``, as with Docker, so logs and recove
 the same names.
 
 The gateway and the scripted model run as containers of this (the manager's) engine, as the
-Docker backend runs them: on a single-node swarm the workers see the same volume and sockets.
+Docker backend runs them, and every job is placed on this engine's node (``node.id==...``):
+a Unix socket on NFS connects only processes of one host, so a worker elsewhere would need a
+gateway on its own node (one per node, e.g. a ``global`` service; not built yet).
 """
 
 from __future__ import annotations
@@ -165,6 +167,8 @@ class SwarmBackend(DockerBackend):
     containers of the manager's engine (inherited from :class:`DockerBackend`)."""
 
     name = "swarm"
+    _node_id = ""
+    """This engine's node, where the gateway runs (set by :meth:`check_swarm`)."""
 
     # --- checks ------------------------------------------------------------------------------
 
@@ -178,6 +182,7 @@ class SwarmBackend(DockerBackend):
                 f"This Docker engine is not a swarm manager ({role}); run 'docker swarm init' "
                 "here (or point DOCKER_HOST at a manager), or use --backend docker."
             )
+        self._node_id = str(swarm.get("NodeID") or "")
         return f"swarm manager of {swarm.get('Nodes', '?')} node(s) (node {swarm.get('NodeID', '?')})"
 
     def preflight(self, profile: Profile) -> None:
@@ -293,6 +298,7 @@ class SwarmBackend(DockerBackend):
             "Resources": {"Limits": limits},
             "RestartPolicy": {"Condition": "none", "MaxAttempts": 0},
             "Networks": [{"Target": network_id}],
+            "Placement": {"Constraints": [f"node.id=={self._node_id}"]},
         }
 
     def _labels(self, request: SpawnRequest) -> dict[str, str]:
@@ -351,10 +357,15 @@ class SwarmBackend(DockerBackend):
         job = self._job(name)
         if job is None:
             return ""
-        chunks = self.client.api.service_logs(
-            job.service["ID"], stdout=True, stderr=True, tail=tail if tail else "all"
-        )
-        return b"".join(bytes(chunk) for chunk in chunks).decode(errors="replace")
+        from docker.errors import APIError
+
+        try:
+            chunks = self.client.api.service_logs(
+                job.service["ID"], stdout=True, stderr=True, tail=tail if tail else "all"
+            )
+            return b"".join(bytes(chunk) for chunk in chunks).decode(errors="replace")
+        except APIError:  # removed meanwhile, or its node is gone
+            return ""
 
     def follow_logs(self, name: str) -> Iterator[str]:
         """From the container when it is on this node (ends with it); else the service's logs,
