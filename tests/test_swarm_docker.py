@@ -314,3 +314,41 @@ def test_a_hostile_agent_in_a_swarm_job_gets_no_protocol_network_or_privilege_an
     assert not layout.task_file("evil").exists()
     assert result_of(layout, "done").output == "private output"
     assert not list(layout.root.glob("PWNED-*"))
+
+
+def test_a_job_its_node_rejects_ends_failed_with_the_reason_and_is_not_respawned(
+    env: dict[str, str], layout: Layout, docker_client
+) -> None:
+    profiles = Path(env["ORCHESTRATOR_PROFILES"])
+    profiles.write_text(profiles.read_text() + f"broken:\n  image: {IMAGE}\n  mounts: ['/nonexistent-swarm-test:/data']\n")
+    orchestrator(env, "task", "create", "--id", "rejected", "--profile", "broken", "--agent", "command", "true")
+    done = orchestrator(env, "dispatch", "--until-done", "-n", "1", timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    result = result_of(layout, "rejected")
+    assert (result.status, result.attempt, result.worker_id) == ("failed", 1, "manager")
+    assert "bind source path does not exist" in (result.error or ""), result.error
+    [service] = services_of(docker_client, "rejected")
+    assert service.tasks()[0]["Status"]["State"] == "rejected"
+
+
+def test_a_manager_killed_and_restarted_mid_run_finds_its_jobs_and_runs_each_task_once(
+    env: dict[str, str], layout: Layout, docker_client
+) -> None:
+    ids = [f"task-{n:03d}" for n in range(1, 4)]
+    first = subprocess.Popen(
+        [str(VENV_BIN / "orchestrator"), "run", "--agent", "command", "-n", "3",
+         *["sleep 4 && echo $ORCHESTRATOR_TASK_ID > out.txt" for _ in ids]],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: len(running_tasks(layout)) >= 2, 90, "running workers")
+    finally:
+        first.kill()
+    first.communicate()
+    second = orchestrator(env, "dispatch", "--until-done", "-n", "3", timeout=180)
+    assert second.returncode == 0, second.stdout + second.stderr
+    for task_id in ids:
+        result = result_of(layout, task_id)
+        assert (result.status, result.attempt) == ("success", 1)
+        assert [p.name for p in layout.claim_dir(task_id).iterdir()] == ["1.json"]
+        assert [s.name for s in services_of(docker_client, task_id)] == [f"worker-{task_id}-attempt-1"]
