@@ -192,10 +192,16 @@ class SwarmBackend(DockerBackend):
     # --- finding jobs ------------------------------------------------------------------------
 
     def _jobs(self) -> list[Job]:
-        services = self.client.api.services(filters=self._filters)
-        if not services:
-            return []
-        tasks = self.client.api.tasks(filters={"service": [s["ID"] for s in services]})
+        from docker.errors import APIError
+
+        try:
+            services = self.client.api.services(filters=self._filters)
+            if not services:
+                return []
+            tasks = self.client.api.tasks(filters={"service": [s["ID"] for s in services]})
+        except APIError:
+            self.check_swarm()  # the sentence with the fix when the swarm is gone
+            raise
         by_service: dict[str, list[dict[str, Any]]] = {}
         for task in tasks:
             by_service.setdefault(task.get("ServiceID", ""), []).append(task)
