@@ -217,6 +217,13 @@ def test_cancel_stops_a_swarm_job_and_spawn_refuses_a_running_one(
     removed = json.loads(orchestrator(env, "cleanup", "--json").stdout)["removed"]
     assert removed == ["worker-long"]
 
+    orchestrator(env, "task", "create", "--id", "longer", "--agent", "command", "sleep 120")
+    assert orchestrator(env, "spawn", "default", "longer").returncode == 0
+    wait_until(lambda: running_tasks(layout) == ["longer"], 90, "the second worker running")
+    removed = json.loads(orchestrator(env, "cleanup", "--all", "--json").stdout)["removed"]
+    assert removed == ["worker-longer"] and not services_of(docker_client, "longer")
+    assert result_of(layout, "longer").status == "cancelled"  # stopped: SIGTERM, then its result
+
 
 def test_a_killed_worker_is_found_from_its_swarm_task_failed_then_retried(
     env: dict[str, str], layout: Layout, docker_client
