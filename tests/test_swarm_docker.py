@@ -94,6 +94,7 @@ def swarm(docker_client, tmp_path_factory) -> Iterator[dict[str, str]]:
             docker("swarm", "leave", "--force", check=False)
             restore_dns_names(docker_client)
         docker("network", "rm", NETWORK, check=False)
+        docker("rmi", IMAGE, check=False)  # the tag only: the image stays
 
 
 @pytest.fixture
