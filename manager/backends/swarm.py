@@ -374,39 +374,15 @@ class SwarmBackend(DockerBackend):
             return ""
 
     def follow_logs(self, name: str) -> Iterator[str]:
-        """From the container when it is on this node (ends with it); else the service's logs,
-        closed once its task has ended (Swarm's own follow never ends)."""
+        """From the container (jobs run on this engine's node), until it ends; the service's
+        logs so far when the container is gone."""
         job = self._job(name)
-        if job is None:
+        container = self._local_container(job) if job is not None else None
+        if container is None:
+            yield self.logs(name)
             return
-        container = self._local_container(job)
-        if container is not None:
-            for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
-                yield bytes(chunk).decode(errors="replace")
-            return
-        stream = self.client.api.service_logs(
-            job.service["ID"], stdout=True, stderr=True, follow=True
-        )
-        ended = threading.Event()
-        threading.Thread(
-            target=self._close_after_end, args=(name, stream, ended), daemon=True
-        ).start()
-        try:
-            for chunk in stream:
-                yield bytes(chunk).decode(errors="replace")
-        except Exception:  # closed under us: the job ended
-            return
-        finally:
-            ended.set()
-
-    def _close_after_end(self, name: str, stream: Any, ended: threading.Event) -> None:
-        while not ended.wait(POLL_S):
-            job = self._job(name)
-            if job is None or not job.running:
-                ended.wait(1)  # let the last lines arrive
-                break
-        with contextlib.suppress(Exception):
-            stream.close()
+        for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
+            yield bytes(chunk).decode(errors="replace")
 
     # --- stopping ----------------------------------------------------------------------------
 
