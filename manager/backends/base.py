@@ -173,6 +173,9 @@ class Backend(ABC):
         """What this engine adds to a worker's environment (under the contract's names)."""
         return {}
 
+    def tidy(self) -> None:  # noqa: B027 - most engines leave nothing behind
+        """Remove what this engine's workers leave besides themselves (``cleanup``)."""
+
     def follow_hint(self, worker: str, task_id: str) -> str:
         """The command a person runs to follow a worker's output."""
         return f"orchestrator logs {task_id} -f"
