@@ -75,13 +75,19 @@ def swarm(docker_client, tmp_path_factory) -> Iterator[dict[str, str]]:
     except Exception:
         require(False, f"the {SOURCE_IMAGE} image is missing; build it with scripts/build-images.sh --offline")
     state = swarm_state(docker_client)
-    before = {"doctor": ""}
+    before = {"doctor": "", "run": ""}
     if state == "inactive":
         root = tmp_path_factory.mktemp("doctor") / "orchestration"
         before["doctor"] = subprocess.run(
             [str(VENV_BIN / "orchestrator"), "--root", str(root), "--backend", "swarm", "doctor", "--simulate", "--json"],
             capture_output=True, text=True, env={**os.environ, "ORCHESTRATOR_WORKER_IMAGE": IMAGE},
         ).stdout
+        run = subprocess.run(
+            [str(VENV_BIN / "orchestrator"), "--root", str(root), "--backend", "swarm", "run", "--simulate", "true"],
+            capture_output=True, text=True, env={**os.environ, "ORCHESTRATOR_WORKER_IMAGE": IMAGE},
+        )  # fmt: skip
+        started = docker_client.containers.list(all=True, filters={"label": f"orchestrator.root=bind:{root}"})
+        before["run"] = f"{run.returncode} {len(started)} {run.stderr.strip()}"
         docker("swarm", "init", "--advertise-addr", "127.0.0.1")
     else:
         require(docker_client.info()["Swarm"].get("ControlAvailable"), "this engine is a swarm worker, not a manager")
@@ -146,6 +152,8 @@ def test_doctor_says_how_to_make_this_engine_a_swarm_manager(swarm, env) -> None
             "This Docker engine is not a swarm manager (swarm: inactive); run 'docker swarm init' "
             "here (or point DOCKER_HOST at a manager), or use --backend docker."
         )
+        # a spawning command stops at the same sentence before it starts anything (no gateway)
+        assert swarm["run"].startswith("3 0 error: This Docker engine is not a swarm manager")
     doctor = json.loads(orchestrator(env, "doctor", "--simulate", "--json").stdout)
     checks = {check["name"]: check for check in doctor["checks"]}
     assert doctor["ok"], doctor

@@ -103,6 +103,10 @@ class Backend(ABC):
 
     name: str = "base"
 
+    def require_engine(self) -> None:  # noqa: B027 - most engines are ready if they answer
+        """Raise an EnvironmentNotReady error (one sentence with the fix) unless this engine can
+        run workers at all; checked before anything is started for them."""
+
     @abstractmethod
     def preflight(self, profile: Profile) -> None:
         """Raise an EnvironmentNotReady error (one sentence with the fix) if ``profile`` cannot

@@ -186,6 +186,9 @@ class SwarmBackend(DockerBackend):
         self._node_id = str(swarm.get("NodeID") or "")
         return f"swarm manager of {swarm.get('Nodes', '?')} node(s) (node {swarm.get('NodeID', '?')})"
 
+    def require_engine(self) -> None:
+        self.check_swarm()
+
     def preflight(self, profile: Profile) -> None:
         self.check_swarm()
         super().preflight(profile)
