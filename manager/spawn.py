@@ -91,6 +91,10 @@ class SpawnContext:
         url = task.repo or self.settings.repo_url
         if not url:
             return None
+        return self.mirror_url(url)
+
+    def mirror_url(self, url: str) -> Path:
+        """The volume's mirror of ``url``, made or refreshed as :meth:`mirror` says."""
         with self.mirror_lock:
             known = self.mirrors.get(url)
             if known is None or time.monotonic() - known[0] > MIRROR_REFRESH_S:
@@ -136,8 +140,12 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
 
 def worker_env_for(context: SpawnContext, task: Task, profile: Profile) -> dict[str, str]:
     """The plain environment of a task's worker (no secrets: those go as files)."""
+    return worker_env_named(context, worker_name(task.id), profile)
+
+
+def worker_env_named(context: SpawnContext, name: str, profile: Profile) -> dict[str, str]:
+    """The plain environment of the worker ``name`` (a task's, or a warm pool's)."""
     settings = context.settings
-    name = worker_name(task.id)
     env = dict(context.env)
     env.update(profile.env)
     env[worker_env.ENV_WORKER_ID] = name

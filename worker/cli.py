@@ -1,4 +1,6 @@
-"""``orchestrator-worker``: run one task (``--task ID``) or drain the queue (``--pool``).
+"""``orchestrator-worker``: run one task (``--task ID``), drain the queue (``--pool``), or wait
+idle in a warm pool for one task of a profile and run it (``--warm``, started by
+``orchestrator pool``).
 
 Exit codes: 0 a result was written (whatever its status), 1 the worker crashed, 2 bad usage or
 configuration, 3 nothing to claim (already claimed or finished), 4 the claim was lost.
@@ -29,8 +31,10 @@ from orchestration_protocol import (
     utc_now,
 )
 from orchestration_protocol import claim_task as claim
+from orchestration_protocol.pool import DEFAULT_PROFILE, POOL_ENV, POOL_PROFILE_ENV
 
 from . import settings as env
+from .pool import run_warm
 from .runtime import Attempt, StopFlag
 from .settings import WorkerSettings
 
@@ -127,6 +131,23 @@ def parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--task", metavar="ID", help="run this task")
     which.add_argument("--pool", action="store_true", help="run pending tasks until none is left")
+    which.add_argument(
+        "--warm",
+        action="store_true",
+        help="wait idle for a task of --profile, run it and exit (a warm pool's worker; ends "
+        "idle on SIGTERM or when its pool stops beating)",
+    )
+    p.add_argument(
+        "--pool-name",
+        metavar="NAME",
+        help=f"with --warm: the pool (default ${POOL_ENV})",
+    )
+    p.add_argument(
+        "--profile",
+        metavar="NAME",
+        help=f"with --warm: the profile of the tasks to take (default ${POOL_PROFILE_ENV} or "
+        f"{DEFAULT_PROFILE})",
+    )
     p.add_argument(
         "--force", action="store_true", help="with --task: retry even when max_attempts is used up"
     )
@@ -166,6 +187,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.pool:
             return run_pool(settings, stop)
+        if args.warm:
+            pool = args.pool_name or os.environ.get(POOL_ENV)
+            if not pool:
+                print(
+                    f"orchestrator-worker: --warm needs a pool; give --pool-name or set {POOL_ENV} "
+                    "(orchestrator pool does).",
+                    file=sys.stderr,
+                )
+                return RET_USAGE
+            profile = args.profile or os.environ.get(POOL_PROFILE_ENV) or DEFAULT_PROFILE
+            return run_warm(settings, stop, pool, profile)
         return run_one(settings, args.task, stop, force=args.force)
     except ProtocolError as error:
         print(f"orchestrator-worker: {error}", file=sys.stderr)

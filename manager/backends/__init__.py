@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from ..config import ManagerSettings
-from .base import Backend, ExitInfo, SpawnRequest, WorkerRecord, archived_worker_name, worker_name
+from .base import (
+    Backend,
+    ExitInfo,
+    IdleSpawnRequest,
+    SpawnRequest,
+    WorkerRecord,
+    archived_worker_name,
+    worker_name,
+)
 
 
 def make_backend(settings: ManagerSettings) -> Backend:
@@ -20,6 +28,7 @@ def make_backend(settings: ManagerSettings) -> Backend:
 __all__ = [
     "Backend",
     "ExitInfo",
+    "IdleSpawnRequest",
     "SpawnRequest",
     "WorkerRecord",
     "archived_worker_name",

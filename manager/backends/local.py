@@ -36,6 +36,7 @@ from ..profiles import Profile
 from .base import (
     Backend,
     ExitInfo,
+    IdleSpawnRequest,
     SpawnRequest,
     WorkerRecord,
     archived_worker_name,
@@ -162,6 +163,37 @@ class LocalBackend(Backend):
         atomic_write_bytes(self._path(request.name, ".json"), json.dumps(record).encode())
         return WorkerRecord.just_started(request)
 
+    def spawn_idle(self, request: IdleSpawnRequest) -> WorkerRecord:
+        command = worker_command()
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        env = {key: value for key, value in os.environ.items() if key not in SECRET_NAMES}
+        env.update(request.env)
+        pid = start_detached(
+            [*command, *request.worker_args, "--root", str(self.settings.root)],
+            output=self._path(request.name, ".out"),
+            env=env,
+            exit_file=self._path(request.name, ".exit"),
+        )
+        record = {
+            "name": request.name,
+            "task_id": "",
+            "pool": request.pool,
+            "profile": request.profile.name,
+            "pid": pid,
+            "start_ticks": process_start_ticks(pid),
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        atomic_write_bytes(self._path(request.name, ".json"), json.dumps(record).encode())
+        return WorkerRecord(
+            name=request.name,
+            task_id="",
+            attempt=None,
+            running=True,
+            created_at=datetime.now(UTC),
+            profile=request.profile.name,
+            pool=request.pool,
+        )
+
     def _alive(self, pid: int, start_ticks: int | None) -> bool:
         ticks = process_start_ticks(pid)
         if ticks is None or (start_ticks is not None and ticks != start_ticks):
@@ -182,7 +214,10 @@ class LocalBackend(Backend):
             data = json.loads(self._path(name, ".json").read_text())
         except (OSError, ValueError):
             return None
-        if not isinstance(data, dict) or not is_valid_task_id(str(data.get("task_id", ""))):
+        if not isinstance(data, dict):
+            return None
+        pool = data.get("pool")
+        if not is_valid_task_id(str(data.get("task_id", ""))) and not isinstance(pool, str):
             return None
         running = self._alive(int(data["pid"]), data.get("start_ticks"))
         created = data.get("created_at")
@@ -194,6 +229,7 @@ class LocalBackend(Backend):
             exit_code=None if running else self._exit_code(name),
             created_at=datetime.fromisoformat(created) if created else None,
             profile=data.get("profile"),
+            pool=pool if isinstance(pool, str) else None,
         )
 
     def workers(self) -> list[WorkerRecord]:

@@ -17,6 +17,7 @@ from ..errors import (
 from ..ledger import fleet_budget_view, ledger_cache
 from ..monitor import View, check_scope, follow
 from ..output import console, emit_json
+from ..pool import with_pool_tasks
 from ..tasks import current_result
 from ..views import (
     board_problems,
@@ -79,7 +80,7 @@ def status(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> 
 def containers_alive(settings: ManagerSettings) -> dict[str, bool] | None:
     """Which tasks have a live worker, when the backend answers at once; None otherwise."""
     try:
-        workers = backend_for(settings).workers()
+        workers = with_pool_tasks(settings.layout, backend_for(settings).workers())
     except Exception:  # status must work without Docker; it then trusts the heartbeats alone
         return None
     alive: dict[str, bool] = {}
@@ -171,8 +172,11 @@ def logs(
     require_task(settings.layout, task_id)
     if worker:
         from ..backends import worker_name
+        from ..pool import worker_of_task
 
-        text = backend_for(settings).logs(worker_name(task_id), tail=tail)
+        backend = backend_for(settings)
+        name = worker_of_task(settings.layout, backend, task_id, worker_name(task_id))
+        text = backend.logs(name, tail=tail)
     elif follow_ and not as_json:
         for chunk in follow_log(settings.layout, task_id, tail):
             sys.stdout.write(chunk)
