@@ -3,8 +3,9 @@
 Each pool worker is the ordinary worker image with the ordinary container options, started with
 ``--warm`` instead of a task: it waits on the volume and claims a task of its profile the moment
 the task's file appears (see ``worker/pool.py``); the claim makes that safe however many wait.
-It runs that one task and exits; the pool removes it (after writing the result of a worker that
-died without one) and starts a fresh one in its place. The pool beats in
+It runs that one task and exits; the pool writes the result of a worker that died without one,
+and starts a fresh worker in its place (ended ones are kept, as a task's own workers are, until
+the pool stops or ``orchestrator cleanup``). The pool beats in
 ``pool/<pool>/manager.json``; idle workers whose pool stops beating end by themselves, so a
 pool whose manager was killed does not keep idle containers for ever.
 
@@ -197,8 +198,10 @@ class WarmPool:
             tick.started = names
         return tick
 
-    def _retire(self, worker: WorkerRecord, tick: PoolTick) -> None:
-        """An ended worker: write the result it could not, then remove it and its record."""
+    def _retire(self, worker: WorkerRecord, tick: PoolTick, *, remove: bool = False) -> None:
+        """An ended worker: write the result it could not. One that ran a task is kept (its
+        output stays readable with ``logs ID --worker``) until the pool stops or ``cleanup``;
+        one that never took a task is removed with its record."""
         if worker.task_id and worker.name not in self._handled:
             recovery = recover_ended_worker(
                 self.layout, self.backend, worker, self.context.secrets
@@ -207,9 +210,10 @@ class WarmPool:
             if recovery is not None:
                 logger.warning("%s", recovery.error)
                 tick.recovered.append(recovery)
-        self.backend.remove(worker.name)
-        remove_pool_worker(self.layout, self.name, worker.name)
-        tick.removed.append(worker.name)
+        if remove or not worker.task_id:
+            self.backend.remove(worker.name)
+            remove_pool_worker(self.layout, self.name, worker.name)
+            tick.removed.append(worker.name)
 
     def _prepare_tasks(self, tick: PoolTick, workers: list[WorkerRecord]) -> None:
         """Mirror the repository of each ready task of this profile (workers clone only from a
@@ -305,7 +309,7 @@ class WarmPool:
                 self.backend.stop(worker.name, timeout_s=STOP_TIMEOUT_S)
             ended = dataclasses.replace(worker, running=False)
             with contextlib.suppress(ManagerError, OSError):
-                self._retire(ended, PoolTick())
+                self._retire(ended, PoolTick(), remove=True)
             return worker.name
 
         with ThreadPoolExecutor(max_workers=max(1, min(16, len(members)))) as stoppers:
