@@ -39,12 +39,12 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from manager.backends import make_backend  # noqa: E402
-from manager.config import resolve_settings  # noqa: E402
-from manager.spawn import prepare_spawning, spawn_task  # noqa: E402
-from orchestration_protocol import Claim, Layout, Result, Task, read_model, write_task  # noqa: E402
-from orchestration_protocol.pool import PoolWorkerState, read_pool_workers  # noqa: E402
-from scripts.bench.spawn import make_remote, remove_workers  # noqa: E402
+from manager.backends import make_backend
+from manager.config import resolve_settings
+from manager.spawn import prepare_spawning, spawn_task
+from orchestration_protocol import Claim, Layout, Result, Task, read_model, write_task
+from orchestration_protocol.pool import PoolWorkerState, read_pool_workers
+from scripts.bench.spawn import make_remote, remove_workers
 
 IMAGE = os.environ.get("ORCHESTRATOR_WORKER_IMAGE") or "claude-worker"
 VENV_BIN = Path(sys.executable).parent
@@ -93,7 +93,7 @@ def stop_pool(process: subprocess.Popen[bytes]) -> None:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def ms(value: float) -> str:
