@@ -159,3 +159,43 @@ def test_an_idle_worker_ends_at_once_on_sigterm_and_when_its_pool_stops(
     remove_pool_heartbeat(layout, POOL)  # the pool stopped
     assert w4.wait(timeout=5) == 0
     assert idle_names(layout) == set()
+
+
+def test_orchestrator_pool_on_the_local_backend_serves_run_and_stops_clean(
+    layout: Layout, remote: Path, tmp_path: Path
+) -> None:
+    """The whole command with workers as host processes: a pool of 2 takes what ``run`` creates,
+    is refilled, and leaves no worker or record after SIGTERM."""
+    from manager.backends.local import RECORDS_DIR
+
+    env = {
+        **os.environ,
+        "ORCHESTRATION_DIR": str(layout.root),
+        "ORCHESTRATOR_BACKEND": "local",
+        "ORCHESTRATOR_HEARTBEAT_S": "0.5",
+        "REPO_URL": str(remote),
+    }
+    for name in ("ANTHROPIC_API_KEY", "ORCHESTRATOR_SIMULATE", "ORCHESTRATOR_PROFILES"):
+        env.pop(name, None)
+    orchestrator = str(Path(sys.executable).parent / "orchestrator")
+    pool = subprocess.Popen(
+        [orchestrator, "pool", "-n", "2", "--name", "local"], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_until(lambda: len(idle_names(layout)) == 2, what="two idle workers")
+        done = subprocess.run(
+            [orchestrator, "run", "--agent", "command", "--json", "echo a > a.txt", "echo b > b.txt"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        for task_id in ("task-001", "task-002"):
+            assert result_of(layout, task_id).worker_id.startswith("pool-local-")
+        assert not list((layout.root / RECORDS_DIR).glob("worker-task-*.json"))  # no cold spawn
+        wait_until(lambda: len(idle_names(layout)) == 2, what="the pool to refill")
+    finally:
+        pool.send_signal(signal.SIGTERM)
+        out, _ = pool.communicate(timeout=60)
+    assert pool.returncode == 0, out
+    assert read_pool_workers(layout) == []
+    assert not list((layout.root / RECORDS_DIR).glob("pool-*.json"))

@@ -128,8 +128,17 @@ def test_sigterm_stops_the_pool_and_leaves_no_container(
 ) -> None:
     process = pool(3)
     create(env, "long", "sleep 300")
-    wait_until(lambda: layout.status_file("long").exists(), timeout=60, what="a busy worker")
-    assert len(pool_containers(engine, layout, running_only=True)) == 3
+    create(env, "unwanted", "sleep 300")
+    wait_until(
+        lambda: layout.status_file("long").exists() and layout.status_file("unwanted").exists(),
+        timeout=60,
+        what="two busy workers",
+    )
+    cancel = orchestrator(env, "task", "cancel", "unwanted", "--reason", "not needed")
+    assert cancel.returncode == 0, cancel.stderr
+    wait_until(lambda: layout.result_file("unwanted").exists(), timeout=30, what="the cancel")
+    assert result_of(layout, "unwanted").status == "cancelled"
+    wait_until(lambda: len(idle(layout)) == 2, timeout=60, what="the pool to refill")
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
     out, _ = process.communicate(timeout=60)
