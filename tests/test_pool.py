@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from orchestration_protocol import (
+    CancelRequest,
     Layout,
     Result,
     Task,
+    atomic_write_bytes,
     read_model,
     utc_now,
     write_task,
