@@ -135,7 +135,7 @@ def bench_claim(env: dict[str, str], layout: Layout, reps: int) -> list[str]:
         stop_pool(pool)
         backend.close()
     lines = [
-        "| task file written to | cold spawn p50 | p90 | warm pool p50 | p90 | warm / cold (p50) |",
+        "| task file written to | cold spawn p50 | p90 | warm pool p50 | p90 | cold / warm (p50) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for index, what in ((0, "its claim"), (1, "its result (`true`)")):
@@ -143,7 +143,7 @@ def bench_claim(env: dict[str, str], layout: Layout, reps: int) -> list[str]:
         lines.append(
             f"| {what} | {ms(statistics.median(c))} | {ms(percentile(c, 0.9))} "
             f"| {ms(statistics.median(w))} | {ms(percentile(w, 0.9))} "
-            f"| {statistics.median(w) / statistics.median(c):.2f} |"
+            f"| {statistics.median(c) / statistics.median(w):.1f}x |"
         )
     return lines
 
