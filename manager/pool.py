@@ -157,6 +157,7 @@ class WarmPool:
         self.name = name or f"{self.profile.name[:40]}-{secrets.token_hex(3)}"
         self._handled: set[str] = set()
         self._live: LiveBoard | None = None
+        self._stopping = threading.Event()
 
     # --- one pass ------------------------------------------------------------------------------
 
@@ -179,8 +180,7 @@ class WarmPool:
         return with_pool_tasks(self.layout, mine)
 
     def tick(self) -> PoolTick:
-        """Beat, recover and remove ended workers, mirror new tasks' repositories, top up."""
-        self.beat()
+        """Recover and remove ended workers, mirror new tasks' repositories, top up."""
         tick = PoolTick()
         workers = with_pool_tasks(self.layout, self.backend.workers())
         members = self.members(workers)
@@ -272,6 +272,8 @@ class WarmPool:
     ) -> None:
         """Keep the pool full until ``stop`` is set, then stop every worker and remove it."""
         self.beat()
+        beating = threading.Thread(target=self._keep_beating, daemon=True)
+        beating.start()  # apart from the ticks: starting many workers may take longer than a beat
         if self.context.settings.repo_url:
             with contextlib.suppress(*TASK_ERRORS):
                 self.context.mirror_url(self.context.settings.repo_url)
@@ -296,7 +298,14 @@ class WarmPool:
         finally:
             halt_exits.set()
             self._live = None
+            self._stopping.set()
+            beating.join()
             self.shutdown()
+
+    def _keep_beating(self) -> None:
+        while not self._stopping.wait(BEAT_S):
+            with contextlib.suppress(OSError):
+                self.beat()
 
     def shutdown(self) -> list[str]:
         """Stop the pool: idle workers end at once (no heartbeat, then SIGTERM), a busy one ends
