@@ -201,3 +201,21 @@ def test_orchestrator_pool_on_the_local_backend_serves_run_and_stops_clean(
     assert pool.returncode == 0, out
     assert read_pool_workers(layout) == []
     assert not list((layout.root / RECORDS_DIR).glob("pool-*.json"))
+
+
+def test_a_cold_worker_that_lost_the_race_to_a_pool_worker_is_not_recovered(
+    layout: Layout,
+) -> None:
+    """``dispatch`` may start a task's own worker after its grace while a pool worker claims the
+    task first: the cold worker exits 3 (nothing to claim), and the pool worker's claim is left
+    alone instead of getting a failed result."""
+    from manager.backends import WorkerRecord
+    from manager.recovery import recover_ended_worker
+    from orchestration_protocol import claim_task
+    from tests.test_manager_units import FakeBackend
+
+    write_task(layout, Task(id="t", prompt="true", agent="command"))
+    assert claim_task(layout, "t", worker_id="pool-p-1234") is not None
+    cold = WorkerRecord(name="worker-t", task_id="t", attempt=1, running=False, exit_code=3)
+    assert recover_ended_worker(layout, FakeBackend(3), cold, {}) is None
+    assert not layout.result_file("t").exists()
