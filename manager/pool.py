@@ -64,7 +64,7 @@ STOP_TIMEOUT_S = 10.0
 START_THREADS = 4
 TASK_ERRORS = (UnknownProfile, ImageMissing, MirrorUnavailable)
 """Errors that concern one task's repository: they fail that task only."""
-GRACE_S = 2.0
+GRACE_S = 5.0
 """How long ``dispatch``/``run`` leave a ready task to an idle pool worker before a cold spawn."""
 
 
