@@ -34,9 +34,8 @@ from orchestration_protocol import (
     read_model_if_exists,
     utc_now,
 )
+from orchestration_protocol.contract import ENV_POOL, ENV_POOL_PROFILE
 from orchestration_protocol.pool import (
-    POOL_ENV,
-    POOL_PROFILE_ENV,
     PoolHeartbeat,
     PoolWorkerState,
     read_pool_worker,
@@ -47,7 +46,14 @@ from orchestration_protocol.pool import (
 )
 
 from .backends import Backend, IdleSpawnRequest, WorkerRecord
-from .errors import BadInput, ImageMissing, ManagerError, MirrorUnavailable, UnknownProfile
+from .errors import (
+    BadInput,
+    BranchMissing,
+    ImageMissing,
+    ManagerError,
+    MirrorUnavailable,
+    UnknownProfile,
+)
 from .monitor import LiveBoard
 from .profiles import Profile
 from .recovery import Recovery, fail_unstartable, recover_ended_worker, recover_lost_task
@@ -62,7 +68,7 @@ STALE_AFTER_S = 15.0
 STOP_TIMEOUT_S = 10.0
 """How long a stopping pool lets a busy worker end its task before it is killed."""
 START_THREADS = 4
-TASK_ERRORS = (UnknownProfile, ImageMissing, MirrorUnavailable)
+TASK_ERRORS = (UnknownProfile, ImageMissing, MirrorUnavailable, BranchMissing)
 """Errors that concern one task's repository: they fail that task only."""
 GRACE_S = 5.0
 """How long ``dispatch``/``run`` leave a ready task to an idle pool worker before a cold spawn."""
@@ -250,8 +256,8 @@ class WarmPool:
         """Start one idle worker; its name."""
         name = f"pool-{self.name}-{secrets.token_hex(4)}"
         env = worker_env_named(self.context, name, self.profile)
-        env[POOL_ENV] = self.name
-        env[POOL_PROFILE_ENV] = self.profile.name
+        env[ENV_POOL] = self.name
+        env[ENV_POOL_PROFILE] = self.profile.name
         self.backend.spawn_idle(
             IdleSpawnRequest(
                 name=name,

@@ -26,13 +26,13 @@ from orchestration_protocol import (
     try_claim_attempt,
     utc_now,
 )
+from orchestration_protocol.contract import WorkerExit
 
 from .backends import Backend, ExitInfo, WorkerRecord
 from .credentials import redact
 
 MANAGER_ID = "manager"
 LOG_TAIL_LINES = 40
-EXIT_NOTHING_TO_CLAIM = 3
 SIGNAL_NAMES = {137: "SIGKILL", 143: "SIGTERM", 139: "SIGSEGV", 134: "SIGABRT"}
 
 
@@ -97,7 +97,7 @@ def _handle_for_ended(
         return ClaimHandle(layout, claim) if snapshot.current_result is None else None
     if attempt is None or (claim is not None and claim.attempt > attempt):
         return None
-    if not worker.started or worker.exit_code in (0, EXIT_NOTHING_TO_CLAIM):
+    if not worker.started or worker.exit_code in (WorkerExit.OK, WorkerExit.NOTHING_TO_CLAIM):
         return None
     _, state = read_task_state(layout, snapshot.task_id, now=utc_now())
     if next_attempt(snapshot, state) != attempt:
@@ -118,7 +118,7 @@ def recover_ended_worker(
     info = backend.exit_info(worker.name)
     if info.exit_code is None and worker.exit_code is not None:
         info = ExitInfo(exit_code=worker.exit_code, oom_killed=info.oom_killed)
-    if EXIT_NOTHING_TO_CLAIM in (worker.exit_code, info.exit_code):
+    if WorkerExit.NOTHING_TO_CLAIM in (worker.exit_code, info.exit_code):
         return None  # it claimed nothing: the claim, if any, is another worker's (a pool's)
     handle = _handle_for_ended(layout, snapshot, worker)
     if handle is None:

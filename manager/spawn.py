@@ -24,10 +24,10 @@ from orchestration_protocol import (
     read_task_state,
     utc_now,
 )
-from worker import settings as worker_env
+from orchestration_protocol import contract as worker_env
 
 from .backends import Backend, WorkerRecord, worker_name
-from .backends.docker import DockerBackend
+from .backends.services import DEFAULT_UPSTREAM, GatewaySpec
 from .config import ManagerSettings
 from .credentials import (
     MODEL_SECRETS,
@@ -36,11 +36,9 @@ from .credentials import (
     require_model_credentials,
 )
 from .errors import BadInput, MirrorUnavailable, TaskNotSpawnable, TaskUnknown
-from .gateway_service import DEFAULT_UPSTREAM, GatewaySpec, connect_gateway, start_gateway
-from .mirror import ensure_mirror
+from .mirror import ensure_mirror, require_base
 from .preflight import prepare_root
 from .profiles import Profile, resolve_profile
-from .simulation import start_simulation
 
 GATEWAY_SECRETS = (
     *MODEL_SECRETS,
@@ -78,8 +76,8 @@ class SpawnContext:
         profile = self.profile(name)
         if profile.name not in self.checked_profiles:
             self.backend.preflight(profile)
-            if profile.network and isinstance(self.backend, DockerBackend):
-                connect_gateway(self.backend, profile.network)
+            if profile.network:
+                self.backend.connect_gateway(profile.network)
             self.checked_profiles.add(profile.name)
         return profile
 
@@ -91,7 +89,9 @@ class SpawnContext:
         url = task.repo or self.settings.repo_url
         if not url:
             return None
-        return self.mirror_url(url)
+        mirror = self.mirror_url(url)
+        require_base(mirror, url, task.branch or self.settings.repo_branch)
+        return mirror
 
     def mirror_url(self, url: str) -> Path:
         """The volume's mirror of ``url``, made or refreshed as :meth:`mirror` says."""
@@ -113,13 +113,13 @@ class SpawnContext:
 def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContext:
     """Check the root, gather the manager's secrets and model settings, start the scripted model
     if simulating, and the gateway that holds the credentials workers never get."""
-    prepare_root(settings)
+    prepare_root(settings, backend)
     secrets = collect_secrets()
     env = passthrough_env()
     env.update({name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)})
     networks = [settings.network] if settings.network else []
     if settings.simulate:
-        simulation = start_simulation(settings, backend)
+        simulation = backend.start_scripted_model()
         for name in ("ANTHROPIC_MODEL", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX"):
             env.pop(name, None)
         spec = GatewaySpec(
@@ -134,7 +134,7 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
             networks=tuple(networks),
             env={name: os.environ[name] for name in GATEWAY_ENV if os.environ.get(name)},
         )
-    start_gateway(settings, backend, spec)
+    backend.start_gateway(spec)
     return SpawnContext(settings, backend, secrets, env, settings.network)
 
 
@@ -149,9 +149,7 @@ def worker_env_named(context: SpawnContext, name: str, profile: Profile) -> dict
     env = dict(context.env)
     env.update(profile.env)
     env[worker_env.ENV_WORKER_ID] = name
-    if context.backend.name == "docker":
-        env[worker_env.ENV_CONTAINER] = name
-        env[worker_env.ENV_AGENT_USER] = profile.user
+    env.update(context.backend.worker_env(name, profile))
     if profile.egress_allow:
         env[worker_env.ENV_EGRESS_ALLOW] = ",".join(profile.egress_allow)
     if settings.repo_url:

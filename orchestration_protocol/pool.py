@@ -32,10 +32,6 @@ from .paths import JSON_SUFFIX, Layout, is_hidden, validate_task_id
 POOLS_DIR = "pool"
 DEFAULT_PROFILE = "default"
 """The profile of a task that names none."""
-POOL_ENV = "ORCHESTRATOR_POOL"
-"""Set in a pool worker's environment: the pool it belongs to."""
-POOL_PROFILE_ENV = "ORCHESTRATOR_POOL_PROFILE"
-"""Set in a pool worker's environment: the profile of the tasks it may take."""
 MANAGER_FILE = "manager.json"
 
 

@@ -22,39 +22,25 @@ from orchestration_protocol import (
     Result,
     ResultStatus,
     TaskNotFound,
-    TaskState,
-    default_root,
-    default_worker_id,
+    next_attempt,
     read_board,
     read_task,
     try_claim_attempt,
     utc_now,
 )
 from orchestration_protocol import claim_task as claim
-from orchestration_protocol.pool import DEFAULT_PROFILE, POOL_ENV, POOL_PROFILE_ENV
+from orchestration_protocol.contract import ENV_POOL, ENV_POOL_PROFILE, WorkerExit
+from orchestration_protocol.pool import DEFAULT_PROFILE
 
-from . import settings as env
 from .pool import run_warm
 from .runtime import Attempt, StopFlag
-from .settings import WorkerSettings
+from .settings import WorkerSettings, resolve_worker_settings
 
-RET_OK, RET_CRASHED, RET_USAGE, RET_NOTHING_TO_CLAIM, RET_CLAIM_LOST = 0, 1, 2, 3, 4
+RET_OK, RET_CRASHED, RET_USAGE, RET_NOTHING_TO_CLAIM, RET_CLAIM_LOST = tuple(WorkerExit)
 
 
 def settings_from_env(args: argparse.Namespace) -> WorkerSettings:
-    return WorkerSettings(
-        root=Path(args.root) if args.root else default_root(),
-        worker_id=args.worker_id or os.environ.get(env.ENV_WORKER_ID) or default_worker_id(),
-        repo_url=os.environ.get(env.ENV_REPO_URL) or None,
-        repo_branch=os.environ.get(env.ENV_REPO_BRANCH) or None,
-        model=os.environ.get(env.ENV_MODEL) or None,
-        lease_s=float(os.environ.get(env.ENV_LEASE_S) or 30),
-        heartbeat_s=float(os.environ.get(env.ENV_HEARTBEAT_S) or 5),
-        container=os.environ.get(env.ENV_CONTAINER) or None,
-        agent_user=env.parse_user(agent_user) if (agent_user := os.environ.get(env.ENV_AGENT_USER)) else None,
-        egress_allow=[h for h in os.environ.get(env.ENV_EGRESS_ALLOW, "").split(",") if h.strip()],
-        idle_timeout_s=float(os.environ.get(env.ENV_IDLE_TIMEOUT_S) or 300),
-    )
+    return resolve_worker_settings(Path(args.root) if args.root else None, args.worker_id)
 
 
 def run_one(settings: WorkerSettings, task_id: str, stop: StopFlag, *, force: bool = False) -> int:
@@ -108,7 +94,7 @@ def run_pool(settings: WorkerSettings, stop: StopFlag) -> int:
             (
                 task_id
                 for task_id, state in states.items()
-                if state in (TaskState.PENDING, TaskState.LOST, TaskState.FAILED)
+                if next_attempt(board.snapshots[task_id], state) is not None
             ),
             key=lambda task_id: (board.snapshots[task_id].task.created_at or utc_now(), task_id),  # type: ignore[union-attr]
         )
@@ -140,12 +126,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pool-name",
         metavar="NAME",
-        help=f"with --warm: the pool (default ${POOL_ENV})",
+        help=f"with --warm: the pool (default ${ENV_POOL})",
     )
     p.add_argument(
         "--profile",
         metavar="NAME",
-        help=f"with --warm: the profile of the tasks to take (default ${POOL_PROFILE_ENV} or "
+        help=f"with --warm: the profile of the tasks to take (default ${ENV_POOL_PROFILE} or "
         f"{DEFAULT_PROFILE})",
     )
     p.add_argument(
@@ -188,15 +174,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.pool:
             return run_pool(settings, stop)
         if args.warm:
-            pool = args.pool_name or os.environ.get(POOL_ENV)
+            pool = args.pool_name or os.environ.get(ENV_POOL)
             if not pool:
                 print(
-                    f"orchestrator-worker: --warm needs a pool; give --pool-name or set {POOL_ENV} "
+                    f"orchestrator-worker: --warm needs a pool; give --pool-name or set {ENV_POOL} "
                     "(orchestrator pool does).",
                     file=sys.stderr,
                 )
                 return RET_USAGE
-            profile = args.profile or os.environ.get(POOL_PROFILE_ENV) or DEFAULT_PROFILE
+            profile = args.profile or os.environ.get(ENV_POOL_PROFILE) or DEFAULT_PROFILE
             return run_warm(settings, stop, pool, profile)
         return run_one(settings, args.task, stop, force=args.force)
     except ProtocolError as error:

@@ -33,6 +33,7 @@ from orchestration_protocol import (
     read_task_state,
     utc_now,
 )
+from orchestration_protocol.contract import WorkerExit
 from orchestration_protocol.mirrors import mirror_dir
 from orchestration_protocol.pool import (
     PoolWorker,
@@ -48,9 +49,14 @@ from .settings import WorkerSettings
 
 CHECK_S = 1.0
 """How often an idle worker looks again without an event (blocked tasks, mirrors, its pool)."""
-TAKEABLE = frozenset({TaskState.PENDING, TaskState.FAILED, TaskState.TIMEOUT})
 WAITING = frozenset({TaskState.BLOCKED})
 """States that may turn takeable without an event about the task itself."""
+
+
+def takeable(state: TaskState) -> bool:
+    """A pool worker claims what a cold one may, except a lost attempt: the manager, which can
+    see containers, writes its result first."""
+    return state.may_start_attempt and state != TaskState.LOST
 
 
 class OpenTasks:
@@ -86,7 +92,7 @@ class OpenTasks:
                 dropped.append(task_id)
             elif state in WAITING:
                 continue
-            elif state not in TAKEABLE or next_attempt(snapshot, state) is None:
+            elif not takeable(state) or next_attempt(snapshot, state) is None:
                 dropped.append(task_id)  # running, ended or cancelled: a result event re-adds it
             elif self._mirrored(task):
                 found.append(task)
@@ -188,10 +194,10 @@ def run_warm(settings: WorkerSettings, stop: StopFlag, pool: str, profile: str) 
         raise
     if taken is None:
         member.leave()
-        return 0
+        return WorkerExit.OK
     task, handle = taken
     member.file(PoolWorkerState.BUSY, handle)
     print(f"orchestrator-worker: {member.name} claimed {task.id} attempt {handle.attempt}", flush=True)
     sys.stdout.flush()
     result = Attempt(settings, task, handle, stop).run()
-    return 0 if result is not None else 4
+    return WorkerExit.OK if result is not None else WorkerExit.CLAIM_LOST
