@@ -94,6 +94,9 @@ def test_a_pool_takes_tasks_as_their_files_appear_once_each_and_refills(
     assert "orchestrator.task" not in container.labels  # a task it does not have yet
     status = json.loads(orchestrator(env, "status", "--json").stdout)
     assert {row["worker"] for row in status["tasks"]} == names
+    assert status["pools"] == [
+        {"pool": "p", "profile": "default", "size": 3, "idle": 3, "busy": 0}
+    ]
     logs = orchestrator(env, "logs", "t0", "--worker")
     assert logs.returncode == 0 and "claimed t0 attempt 1" in logs.stdout
 

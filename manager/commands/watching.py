@@ -17,7 +17,7 @@ from ..errors import (
 from ..ledger import fleet_budget_view, ledger_cache
 from ..monitor import View, check_scope, follow
 from ..output import console, emit_json
-from ..pool import with_pool_tasks
+from ..pool import pool_summaries, with_pool_tasks
 from ..tasks import current_result
 from ..views import (
     board_problems,
@@ -58,6 +58,7 @@ def status(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> 
     rows = status_rows(board, states, now, scope, ledgers)
     fleet = fleet_budget_view(layout, ledgers)
     problems = board_problems(board)
+    pools = pool_summaries(layout)
     if as_json:
         emit_json(
             {
@@ -65,6 +66,7 @@ def status(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> 
                 "tasks": rows,
                 "total_cost_usd": rows_total_cost(rows),
                 "fleet_budget": fleet,
+                "pools": pools,
                 "problems": problems,
             }
         )
@@ -73,6 +75,11 @@ def status(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> 
     out.print(status_table(rows, title=f"{settings.root}: {len(rows)} tasks"))
     for line in cost_lines(rows, fleet):
         out.print(line)
+    for summary in pools:
+        out.print(
+            f"pool {summary['pool']} ({summary['profile']}): {summary['idle']} idle, "
+            f"{summary['busy']} busy, keeps {summary['size']}"
+        )
     for problem in problems:
         out.print(f"[red]error:[/red] {problem['error']}", markup=True)
 
