@@ -31,6 +31,7 @@ from orchestration_protocol import (
     InvalidFile,
     Layout,
     TaskState,
+    is_valid_task_id,
     read_model_if_exists,
     utc_now,
 )
@@ -196,7 +197,12 @@ class WarmPool:
         self.layout = context.settings.layout
         self.size = size
         self.profile: Profile = context.preflight(profile)
-        self.name = name or f"{self.profile.name[:40]}-{secrets.token_hex(3)}"
+        self.name = name or f"{self.profile.name[:38]}-{secrets.token_hex(3)}"
+        if not is_valid_task_id(self.name) or len(self.name) > 45:
+            raise BadInput(
+                f"Pool name {self.name!r} is not valid: use 1-45 letters, digits, '.', '_' or "
+                "'-', starting with a letter or digit."
+            )
         self._handled: set[str] = set()
         self._live: LiveBoard | None = None
         self._stopping = threading.Event()
