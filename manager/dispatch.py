@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from orchestration_protocol import (
     read_board,
     utc_now,
 )
+from orchestration_protocol.pool import task_profile
 
 from .backends import WorkerRecord
 from .errors import (
@@ -40,6 +42,8 @@ from .errors import (
     UnknownProfile,
 )
 from .monitor import LiveBoard
+from .pool import GRACE_S as POOL_GRACE_S
+from .pool import idle_pool_workers, with_pool_tasks
 from .progress import Progress, assess
 from .recovery import Recovery, fail_unstartable, recover_ended_worker, recover_lost_task
 from .spawn import SpawnContext, spawn_attempt
@@ -53,6 +57,8 @@ SPAWN_THREADS = 4
 TASK_ERRORS = (UnknownProfile, ImageMissing, MirrorUnavailable, BranchMissing)
 """Errors that concern one task's profile or repository, not the machine: they fail that task
 only."""
+POOL_RECHECK_S = 0.25
+"""While tasks are left to a pool: how often to look whether they were claimed."""
 
 
 @dataclass
@@ -91,6 +97,8 @@ class Dispatcher:
         self.tick_s = tick_s or (min(DEFAULT_TICK_S, lease / 3) if lease else DEFAULT_TICK_S)
         self._handled: set[tuple[str, int | None]] = set()
         self._live: LiveBoard | None = None
+        self._offered: dict[tuple[str, int], float] = {}
+        """Ready tasks left to idle pool workers, and since when (monotonic)."""
 
     # --- one pass ------------------------------------------------------------------------------
 
@@ -102,7 +110,7 @@ class Dispatcher:
 
     def tick(self, now: datetime | None = None) -> Tick:
         """Recover, then spawn; return what was seen and done."""
-        workers = self.backend.workers()
+        workers = with_pool_tasks(self.layout, self.backend.workers())
         recovered = self._recover_ended(workers)
         now = now or utc_now()
         board = self._read(recovered)
@@ -130,7 +138,7 @@ class Dispatcher:
         recovered = []
         for worker in workers:
             key = (worker.name, worker.attempt)
-            if worker.running or key in self._handled:
+            if worker.running or key in self._handled or not worker.task_id:
                 continue
             recovery = recover_ended_worker(self.layout, self.backend, worker, self.context.secrets)
             self._handled.add(key)
@@ -188,12 +196,13 @@ class Dispatcher:
 
     def _spawn_ready(self, tick: Tick, workers: list[WorkerRecord]) -> None:
         """Start the ready tasks that fit under ``max_workers``, a few at a time in parallel
-        (most of a spawn is waiting for the engine)."""
-        busy = {worker.task_id for worker in workers if worker.running}
+        (most of a spawn is waiting for the engine); leave to idle pool workers what they will
+        claim (for :data:`POOL_GRACE_S`, then start a worker of its own)."""
+        busy = {worker.task_id for worker in workers if worker.running and worker.task_id}
         free = max(0, self.max_workers - len(busy))
-        chosen = self._candidates(tick, busy)[:free]
+        candidates = self._leave_to_pool(tick, self._candidates(tick, busy), workers)
         tasks: list[tuple[Task, int]] = []
-        for task_id, attempt in chosen:
+        for task_id, attempt in candidates[:free]:
             task = tick.board.snapshots[task_id].task
             if task is not None and self._startable(tick, task, attempt):
                 tasks.append((task, attempt))
@@ -208,6 +217,32 @@ class Dispatcher:
             except TaskNotSpawnable as error:  # raced with another spawner: it runs anyway
                 logger.info("%s", error)
         tick.running = len(busy) + len(tick.spawned)
+
+    def _leave_to_pool(
+        self, tick: Tick, candidates: list[tuple[str, int]], workers: list[WorkerRecord]
+    ) -> list[tuple[str, int]]:
+        """The candidates no idle pool worker is about to take. A task left to the pool gets
+        its repository mirrored (pool workers clone only from a mirror) and is started cold
+        after :data:`POOL_GRACE_S` if no pool worker claimed it by then."""
+        idle = idle_pool_workers(self.layout, workers) if any(w.pool for w in workers) else {}
+        now = time.monotonic()
+        offered = {}
+        cold = []
+        for task_id, attempt in candidates:
+            task = tick.board.snapshots[task_id].task
+            profile = task_profile(task) if task is not None else None
+            if task is None or profile is None or (self.profile or profile) != profile:
+                cold.append((task_id, attempt))
+                continue
+            since = self._offered.get((task_id, attempt), now)
+            if idle.get(profile, 0) > 0 and now - since < POOL_GRACE_S:
+                if self._startable(tick, task, attempt):
+                    idle[profile] -= 1
+                    offered[(task_id, attempt)] = since
+                continue
+            cold.append((task_id, attempt))
+        self._offered = offered
+        return cold
 
     def _startable(self, tick: Tick, task: Task, attempt: int) -> bool:
         """Check the task's profile (once per profile) and mirror its repository (once per
@@ -234,7 +269,6 @@ class Dispatcher:
         deadline: float | None = None,
     ) -> Tick:
         """Tick on every event until stopped, or until the scope is settled; the last tick."""
-        import time
 
         stop = stop or threading.Event()
         live = LiveBoard(self.layout, wake_on=("task", "result", "cancel"))
@@ -253,7 +287,7 @@ class Dispatcher:
                         return tick
                     if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
                         return tick
-                    timeout = self.tick_s
+                    timeout = self.tick_s if not self._offered else POOL_RECHECK_S
                     if deadline is not None:
                         timeout = max(0.0, min(timeout, deadline - time.monotonic()))
                     if wake.wait(timeout):
@@ -265,7 +299,6 @@ class Dispatcher:
     def wait_for_workers(self, timeout_s: float = 15.0) -> list[str]:
         """After the scope is settled: let its workers exit (they publish, then end); the names
         of those still running at the deadline."""
-        import time
 
         deadline = time.monotonic() + timeout_s
         while True:

@@ -117,12 +117,14 @@ def recover_ended_worker(
     result = snapshot.result
     if result is not None and worker.attempt is not None and result.attempt >= worker.attempt:
         return None
-    handle = _handle_for_ended(layout, snapshot, worker)
-    if handle is None:
-        return None
     info = backend.exit_info(worker.name)
     if info.exit_code is None and worker.exit_code is not None:
         info = ExitInfo(exit_code=worker.exit_code, oom_killed=info.oom_killed)
+    if WorkerExit.NOTHING_TO_CLAIM in (worker.exit_code, info.exit_code):
+        return None  # it claimed nothing: the claim, if any, is another worker's (a pool's)
+    handle = _handle_for_ended(layout, snapshot, worker)
+    if handle is None:
+        return None
     error = describe_exit(worker.name, info)
     output = redact(_log_tail(layout, backend, worker.name, worker.task_id), secrets)
     return _publish(handle, error, info.exit_code, output)

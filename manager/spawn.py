@@ -89,6 +89,12 @@ class SpawnContext:
         url = task.repo or self.settings.repo_url
         if not url:
             return None
+        mirror = self.mirror_url(url)
+        require_base(mirror, url, task.branch or self.settings.repo_branch)
+        return mirror
+
+    def mirror_url(self, url: str) -> Path:
+        """The volume's mirror of ``url``, made or refreshed as :meth:`mirror` says."""
         with self.mirror_lock:
             known = self.mirrors.get(url)
             if known is None or time.monotonic() - known[0] > MIRROR_REFRESH_S:
@@ -101,7 +107,6 @@ class SpawnContext:
                 known = self.mirrors[url] = (time.monotonic(), found)
         if isinstance(known[1], MirrorUnavailable):
             raise MirrorUnavailable(str(known[1]))
-        require_base(known[1], url, task.branch or self.settings.repo_branch)
         return known[1]
 
 
@@ -136,8 +141,12 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
 
 def worker_env_for(context: SpawnContext, task: Task, profile: Profile) -> dict[str, str]:
     """The plain environment of a task's worker (no secrets: those go as files)."""
+    return worker_env_named(context, worker_name(task.id), profile)
+
+
+def worker_env_named(context: SpawnContext, name: str, profile: Profile) -> dict[str, str]:
+    """The plain environment of the worker ``name`` (a task's, or a warm pool's)."""
     settings = context.settings
-    name = worker_name(task.id)
     env = dict(context.env)
     env.update(profile.env)
     env[worker_env.ENV_WORKER_ID] = name

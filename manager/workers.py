@@ -7,14 +7,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from orchestration_protocol import Layout, read_task_state, utc_now
+from orchestration_protocol.pool import remove_pool_worker
 
 from .backends import Backend
 
 FOLLOW_POLL_S = 0.25
 
 
-def cleanup_workers(backend: Backend, *, include_running: bool = False) -> list[str]:
-    """Remove ended workers (and, with ``include_running``, stop and remove running ones)."""
+def cleanup_workers(
+    backend: Backend, *, include_running: bool = False, layout: Layout | None = None
+) -> list[str]:
+    """Remove ended workers (and, with ``include_running``, stop and remove running ones); a
+    warm pool's worker with its record in ``layout``."""
     removed = []
     for worker in backend.workers():
         if worker.running:
@@ -22,6 +26,8 @@ def cleanup_workers(backend: Backend, *, include_running: bool = False) -> list[
                 continue
             backend.stop(worker.name, timeout_s=10)
         backend.remove(worker.name)
+        if worker.pool is not None and layout is not None:
+            remove_pool_worker(layout, worker.pool, worker.name)
         removed.append(worker.name)
     backend.tidy()
     return removed

@@ -38,6 +38,10 @@ ENV_EGRESS_ALLOW = "ORCHESTRATOR_EGRESS_ALLOW"
 """Comma-separated host names the agent may reach through the gateway's egress proxy."""
 ENV_IDLE_TIMEOUT_S = "ORCHESTRATOR_IDLE_TIMEOUT_S"
 """Seconds an agent may print nothing before it is stopped."""
+ENV_POOL = "ORCHESTRATOR_POOL"
+"""A warm pool's worker (``orchestrator-worker --warm``): the pool it belongs to."""
+ENV_POOL_PROFILE = "ORCHESTRATOR_POOL_PROFILE"
+"""A warm pool's worker: the profile of the tasks it may take."""
 DEFAULT_SECRETS_DIR = Path("/run/orchestrator-secrets")
 
 SECRET_NAMES = (

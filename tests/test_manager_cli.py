@@ -403,6 +403,7 @@ def test_help_names_every_command() -> None:
         "egress",
         "run",
         "dispatch",
+        "pool",
         "cleanup",
         "doctor",
         "schema",

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from manager.backends.base import Backend, ExitInfo, SpawnRequest, WorkerRecord
+from manager.backends.base import (
+    Backend,
+    ExitInfo,
+    IdleSpawnRequest,
+    SpawnRequest,
+    WorkerRecord,
+)
 from manager.backends.engine import describe_docker_failure, find_volume, secrets_archive
 from manager.backends.services import Check, GatewaySpec, Simulation
 from manager.config import resolve_settings
@@ -187,6 +193,9 @@ class FakeBackend(Backend):
         pass
 
     def spawn(self, request: SpawnRequest) -> WorkerRecord:
+        raise NotImplementedError
+
+    def spawn_idle(self, request: IdleSpawnRequest) -> WorkerRecord:
         raise NotImplementedError
 
     def workers(self) -> list[WorkerRecord]:

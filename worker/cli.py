@@ -1,4 +1,6 @@
-"""``orchestrator-worker``: run one task (``--task ID``) or drain the queue (``--pool``).
+"""``orchestrator-worker``: run one task (``--task ID``), drain the queue (``--pool``), or wait
+idle in a warm pool for one task of a profile and run it (``--warm``, started by
+``orchestrator pool``).
 
 Exit codes: 0 a result was written (whatever its status), 1 the worker crashed, 2 bad usage or
 configuration, 3 nothing to claim (already claimed or finished), 4 the claim was lost.
@@ -7,6 +9,7 @@ configuration, 3 nothing to claim (already claimed or finished), 4 the claim was
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -26,8 +29,10 @@ from orchestration_protocol import (
     utc_now,
 )
 from orchestration_protocol import claim_task as claim
-from orchestration_protocol.contract import WorkerExit
+from orchestration_protocol.contract import ENV_POOL, ENV_POOL_PROFILE, WorkerExit
+from orchestration_protocol.pool import DEFAULT_PROFILE
 
+from .pool import run_warm
 from .runtime import Attempt, StopFlag
 from .settings import WorkerSettings, resolve_worker_settings
 
@@ -112,6 +117,23 @@ def parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--task", metavar="ID", help="run this task")
     which.add_argument("--pool", action="store_true", help="run pending tasks until none is left")
+    which.add_argument(
+        "--warm",
+        action="store_true",
+        help="wait idle for a task of --profile, run it and exit (a warm pool's worker; ends "
+        "idle on SIGTERM or when its pool stops beating)",
+    )
+    p.add_argument(
+        "--pool-name",
+        metavar="NAME",
+        help=f"with --warm: the pool (default ${ENV_POOL})",
+    )
+    p.add_argument(
+        "--profile",
+        metavar="NAME",
+        help=f"with --warm: the profile of the tasks to take (default ${ENV_POOL_PROFILE} or "
+        f"{DEFAULT_PROFILE})",
+    )
     p.add_argument(
         "--force", action="store_true", help="with --task: retry even when max_attempts is used up"
     )
@@ -151,6 +173,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.pool:
             return run_pool(settings, stop)
+        if args.warm:
+            pool = args.pool_name or os.environ.get(ENV_POOL)
+            if not pool:
+                print(
+                    f"orchestrator-worker: --warm needs a pool; give --pool-name or set {ENV_POOL} "
+                    "(orchestrator pool does).",
+                    file=sys.stderr,
+                )
+                return RET_USAGE
+            profile = args.profile or os.environ.get(ENV_POOL_PROFILE) or DEFAULT_PROFILE
+            return run_warm(settings, stop, pool, profile)
         return run_one(settings, args.task, stop, force=args.force)
     except ProtocolError as error:
         print(f"orchestrator-worker: {error}", file=sys.stderr)

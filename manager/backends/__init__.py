@@ -4,7 +4,15 @@ this host)."""
 from __future__ import annotations
 
 from ..config import ManagerSettings
-from .base import Backend, ExitInfo, SpawnRequest, WorkerRecord, archived_worker_name, worker_name
+from .base import (
+    Backend,
+    ExitInfo,
+    IdleSpawnRequest,
+    SpawnRequest,
+    WorkerRecord,
+    archived_worker_name,
+    worker_name,
+)
 
 
 def make_backend(settings: ManagerSettings) -> Backend:
@@ -25,6 +33,7 @@ def make_backend(settings: ManagerSettings) -> Backend:
 __all__ = [
     "Backend",
     "ExitInfo",
+    "IdleSpawnRequest",
     "SpawnRequest",
     "WorkerRecord",
     "archived_worker_name",

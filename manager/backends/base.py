@@ -25,6 +25,8 @@ LABEL_ROLE = "orchestrator.role"
 LABEL_ATTEMPT = "orchestrator.attempt"
 LABEL_ROOT = "orchestrator.root"
 LABEL_PROFILE = "orchestrator.profile"
+LABEL_POOL = "orchestrator.pool"
+"""On a warm pool's worker, instead of ``orchestrator.task``: the pool it belongs to."""
 
 
 def worker_name(task_id: str) -> str:
@@ -61,6 +63,22 @@ class SpawnRequest:
 
 
 @dataclass(frozen=True)
+class IdleSpawnRequest:
+    """One warm pool worker to start: no task yet, it waits for one of its profile."""
+
+    name: str
+    """The worker's name (its container's), unique on the engine: ``pool-<pool>-<n>``."""
+    pool: str
+    profile: Profile
+    env: dict[str, str]
+    """Non-secret environment (the pool and profile included)."""
+    mounts: tuple[str, ...] = ()
+
+    worker_args = ("--warm",)
+    """The worker's arguments (after the ``orchestrator-worker`` command)."""
+
+
+@dataclass(frozen=True)
 class WorkerRecord:
     """A worker the backend knows of."""
 
@@ -75,6 +93,9 @@ class WorkerRecord:
     profile: str | None = None
     started: bool = True
     """False for a worker that was created but never started."""
+    pool: str | None = None
+    """The warm pool it belongs to; its ``task_id`` is empty until the manager resolves it
+    from the pool's records (``manager.pool.with_pool_tasks``)."""
 
     @classmethod
     def just_started(cls, request: SpawnRequest) -> WorkerRecord:
@@ -115,6 +136,10 @@ class Backend(ABC):
     @abstractmethod
     def spawn(self, request: SpawnRequest) -> WorkerRecord:
         """Start the worker; an ended worker of the same name is kept under an archived name."""
+
+    @abstractmethod
+    def spawn_idle(self, request: IdleSpawnRequest) -> WorkerRecord:
+        """Start a warm pool worker, hardened exactly as a task's worker, with no task."""
 
     @abstractmethod
     def workers(self) -> list[WorkerRecord]:

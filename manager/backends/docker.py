@@ -36,6 +36,7 @@ from ..profiles import WORKER_UID, Profile
 from . import docker_services
 from .base import (
     LABEL_ATTEMPT,
+    LABEL_POOL,
     LABEL_PROFILE,
     LABEL_ROLE,
     LABEL_ROOT,
@@ -43,6 +44,7 @@ from .base import (
     ROLE_WORKER,
     Backend,
     ExitInfo,
+    IdleSpawnRequest,
     SpawnRequest,
     WorkerRecord,
     archived_worker_name,
@@ -72,7 +74,8 @@ def _parse_mount(spec: str) -> tuple[str, dict[str, str]]:
 def _record(summary: dict[str, Any]) -> WorkerRecord | None:
     labels = summary.get("Labels") or {}
     task_id = labels.get(LABEL_TASK)
-    if not task_id:
+    pool = labels.get(LABEL_POOL)
+    if not task_id and not pool:
         return None
     names = summary.get("Names") or [""]
     state = summary.get("State", "")
@@ -81,13 +84,14 @@ def _record(summary: dict[str, Any]) -> WorkerRecord | None:
     created = summary.get("Created")
     return WorkerRecord(
         name=names[0].lstrip("/"),
-        task_id=task_id,
+        task_id=task_id or "",
         attempt=int(attempt) if attempt.isdigit() else None,
         running=state in ("running", "restarting", "paused"),
         exit_code=int(match.group(1)) if match else None,
         created_at=datetime.fromtimestamp(created, UTC) if created else None,
         profile=labels.get(LABEL_PROFILE),
         started=state != "created",
+        pool=pool,
     )
 
 
@@ -183,24 +187,39 @@ class DockerBackend(Backend):
         previous.rename(target)
 
     def _run_kwargs(self, request: SpawnRequest) -> dict[str, Any]:
-        profile = request.profile
-        volumes = {self.volume: {"bind": WORKER_ROOT, "mode": "rw"}}
-        for spec in (*profile.mounts, *request.mounts):
-            source, bind = _parse_mount(spec)
-            volumes[source] = bind
         labels = {
             LABEL_TASK: request.task_id,
-            LABEL_ROLE: ROLE_WORKER,
             LABEL_ATTEMPT: str(request.attempt),
-            LABEL_ROOT: self.root_label,
-            LABEL_PROFILE: profile.name,
         }
+        return self._hardened(
+            request.name, request.profile, request.env, request.mounts, labels, request.worker_args
+        )
+
+    def _hardened(
+        self,
+        name: str,
+        profile: Profile,
+        env: dict[str, str],
+        mounts: tuple[str, ...],
+        labels: dict[str, str],
+        command: list[str] | tuple[str, ...],
+    ) -> dict[str, Any]:
+        """The container options every worker gets, a task's or a pool's."""
+        volumes = {self.volume: {"bind": WORKER_ROOT, "mode": "rw"}}
+        for spec in (*profile.mounts, *mounts):
+            source, bind = _parse_mount(spec)
+            volumes[source] = bind
         kwargs: dict[str, Any] = {
             "image": profile.image,
-            "command": request.worker_args,
-            "name": request.name,
-            "labels": labels,
-            "environment": {**request.env, "ORCHESTRATION_DIR": WORKER_ROOT},
+            "command": list(command),
+            "name": name,
+            "labels": {
+                **labels,
+                LABEL_ROLE: ROLE_WORKER,
+                LABEL_ROOT: self.root_label,
+                LABEL_PROFILE: profile.name,
+            },
+            "environment": {**env, "ORCHESTRATION_DIR": WORKER_ROOT},
             "user": "0:0",
             "cap_drop": ["ALL"],
             "cap_add": RUNTIME_CAPS,
@@ -217,20 +236,20 @@ class DockerBackend(Backend):
             kwargs["pids_limit"] = profile.pids_limit
         return kwargs
 
-    def spawn(self, request: SpawnRequest) -> WorkerRecord:
+    def _create_and_start(self, kwargs: dict[str, Any]) -> None:
         from docker.errors import APIError
 
-        self._archive_previous(request.task_id)
+        name = kwargs["name"]
         try:
-            container = self.client.containers.create(**self._run_kwargs(request))
+            container = self.client.containers.create(**kwargs)
         except APIError as error:
             if error.status_code == 409:
                 raise TaskNotSpawnable(
-                    f"A container named {request.name} appeared meanwhile; another manager "
+                    f"A container named {name} appeared meanwhile; another manager "
                     "is spawning this task."
                 ) from error
             raise SpawnFailed(
-                f"Docker refused to create {request.name}: {error.explanation}; check the "
+                f"Docker refused to create {name}: {error.explanation}; check the "
                 "profile's settings."
             ) from error
         try:
@@ -239,10 +258,36 @@ class DockerBackend(Backend):
             with contextlib.suppress(APIError):
                 container.remove(force=True)
             raise SpawnFailed(
-                f"Docker could not start {request.name}: {error.explanation}; check the "
+                f"Docker could not start {name}: {error.explanation}; check the "
                 "profile's image, network and mounts."
             ) from error
+
+    def spawn(self, request: SpawnRequest) -> WorkerRecord:
+        self._archive_previous(request.task_id)
+        self._create_and_start(self._run_kwargs(request))
         return WorkerRecord.just_started(request)
+
+    def spawn_idle(self, request: IdleSpawnRequest) -> WorkerRecord:
+        labels = {LABEL_POOL: request.pool}
+        self._create_and_start(
+            self._hardened(
+                request.name,
+                request.profile,
+                request.env,
+                request.mounts,
+                labels,
+                request.worker_args,
+            )
+        )
+        return WorkerRecord(
+            name=request.name,
+            task_id="",
+            attempt=None,
+            running=True,
+            created_at=datetime.now(UTC),
+            profile=request.profile.name,
+            pool=request.pool,
+        )
 
     def workers(self) -> list[WorkerRecord]:
         summaries = self.client.api.containers(all=True, filters=self._filters)
@@ -396,15 +441,17 @@ def _close_when(stop: threading.Event, stream: Any) -> None:
 def _exit_record(event: dict[str, Any]) -> WorkerRecord | None:
     attributes = (event.get("Actor") or {}).get("Attributes") or {}
     task_id = attributes.get(LABEL_TASK)
-    if not task_id:
+    pool = attributes.get(LABEL_POOL)
+    if not task_id and not pool:
         return None
     attempt = attributes.get(LABEL_ATTEMPT, "")
     code = attributes.get("exitCode", "")
     return WorkerRecord(
-        name=attributes.get("name", worker_name(task_id)),
-        task_id=task_id,
+        name=attributes.get("name") or worker_name(task_id or ""),
+        task_id=task_id or "",
         attempt=int(attempt) if attempt.isdigit() else None,
         running=False,
         exit_code=int(code) if code.lstrip("-").isdigit() else None,
         profile=attributes.get(LABEL_PROFILE),
+        pool=pool,
     )

@@ -35,6 +35,7 @@ from . import local_services
 from .base import (
     Backend,
     ExitInfo,
+    IdleSpawnRequest,
     SpawnRequest,
     WorkerRecord,
     archived_worker_name,
@@ -103,28 +104,63 @@ class LocalBackend(Backend):
                 os.replace(self._path(name, suffix), self._path(target, suffix))
 
     def spawn(self, request: SpawnRequest) -> WorkerRecord:
-        command = worker_command()
         self.records_dir.mkdir(parents=True, exist_ok=True)
         self._archive_previous(request.name, request.task_id)
+        self._start(
+            request.name,
+            request.worker_args,
+            request.env,
+            {"task_id": request.task_id, "attempt": request.attempt},
+            request.profile,
+        )
+        return WorkerRecord.just_started(request)
+
+    def spawn_idle(self, request: IdleSpawnRequest) -> WorkerRecord:
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        self._start(
+            request.name,
+            list(request.worker_args),
+            request.env,
+            {"task_id": "", "pool": request.pool},
+            request.profile,
+        )
+        return WorkerRecord(
+            name=request.name,
+            task_id="",
+            attempt=None,
+            running=True,
+            created_at=datetime.now(UTC),
+            profile=request.profile.name,
+            pool=request.pool,
+        )
+
+    def _start(
+        self,
+        name: str,
+        args: list[str],
+        extra_env: dict[str, str],
+        fields: dict[str, object],
+        profile: Profile,
+    ) -> None:
+        """Start the worker ``name`` under its supervisor and file its record."""
+        command = worker_command()
         env = {key: value for key, value in os.environ.items() if key not in SECRET_NAMES}
-        env.update(request.env)
+        env.update(extra_env)
         pid = start_detached(
-            [*command, *request.worker_args, "--root", str(self.settings.root)],
-            output=self._path(request.name, ".out"),
+            [*command, *args, "--root", str(self.settings.root)],
+            output=self._path(name, ".out"),
             env=env,
-            exit_file=self._path(request.name, ".exit"),
+            exit_file=self._path(name, ".exit"),
         )
         record = {
-            "name": request.name,
-            "task_id": request.task_id,
-            "attempt": request.attempt,
-            "profile": request.profile.name,
+            "name": name,
+            **fields,
+            "profile": profile.name,
             "pid": pid,
             "start_ticks": process_start_ticks(pid),
             "created_at": datetime.now(UTC).isoformat(),
         }
-        atomic_write_bytes(self._path(request.name, ".json"), json.dumps(record).encode())
-        return WorkerRecord.just_started(request)
+        atomic_write_bytes(self._path(name, ".json"), json.dumps(record).encode())
 
     def _alive(self, pid: int, start_ticks: int | None) -> bool:
         ticks = process_start_ticks(pid)
@@ -146,7 +182,10 @@ class LocalBackend(Backend):
             data = json.loads(self._path(name, ".json").read_text())
         except (OSError, ValueError):
             return None
-        if not isinstance(data, dict) or not is_valid_task_id(str(data.get("task_id", ""))):
+        if not isinstance(data, dict):
+            return None
+        pool = data.get("pool")
+        if not is_valid_task_id(str(data.get("task_id", ""))) and not isinstance(pool, str):
             return None
         running = self._alive(int(data["pid"]), data.get("start_ticks"))
         created = data.get("created_at")
@@ -158,6 +197,7 @@ class LocalBackend(Backend):
             exit_code=None if running else self._exit_code(name),
             created_at=datetime.fromisoformat(created) if created else None,
             profile=data.get("profile"),
+            pool=pool if isinstance(pool, str) else None,
         )
 
     def workers(self) -> list[WorkerRecord]:

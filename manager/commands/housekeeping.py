@@ -48,7 +48,7 @@ def cleanup(
     """Remove ended worker containers (task files, results and logs stay on the volume)."""
     settings = settings_of(ctx)
     backend = backend_for(settings)
-    removed = cleanup_workers(backend, include_running=all_)
+    removed = cleanup_workers(backend, include_running=all_, layout=settings.layout)
     stopped = gateway_stopped = False
     if simulation:
         stopped = backend.stop_scripted_model()

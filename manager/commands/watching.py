@@ -17,6 +17,7 @@ from ..errors import (
 from ..ledger import fleet_budget_view, ledger_cache
 from ..monitor import View, check_scope, follow
 from ..output import console, emit_json
+from ..pool import pool_summaries, with_pool_tasks
 from ..tasks import current_result
 from ..views import (
     board_problems,
@@ -57,6 +58,7 @@ def status(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> 
     rows = status_rows(board, states, now, scope, ledgers)
     fleet = fleet_budget_view(layout, ledgers)
     problems = board_problems(board)
+    pools = pool_summaries(layout)
     if as_json:
         emit_json(
             {
@@ -64,6 +66,7 @@ def status(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> 
                 "tasks": rows,
                 "total_cost_usd": rows_total_cost(rows),
                 "fleet_budget": fleet,
+                "pools": pools,
                 "problems": problems,
             }
         )
@@ -72,6 +75,11 @@ def status(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> 
     out.print(status_table(rows, title=f"{settings.root}: {len(rows)} tasks"))
     for line in cost_lines(rows, fleet):
         out.print(line)
+    for summary in pools:
+        out.print(
+            f"pool {summary['pool']} ({summary['profile']}): {summary['idle']} idle, "
+            f"{summary['busy']} busy, keeps {summary['size']}"
+        )
     for problem in problems:
         out.print(f"[red]error:[/red] {problem['error']}", markup=True)
 
@@ -79,7 +87,7 @@ def status(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> 
 def containers_alive(settings: ManagerSettings) -> dict[str, bool] | None:
     """Which tasks have a live worker, when the backend answers at once; None otherwise."""
     try:
-        workers = backend_for(settings).workers()
+        workers = with_pool_tasks(settings.layout, backend_for(settings).workers())
     except Exception:  # status must work without Docker; it then trusts the heartbeats alone
         return None
     alive: dict[str, bool] = {}
@@ -171,8 +179,11 @@ def logs(
     require_task(settings.layout, task_id)
     if worker:
         from ..backends import worker_name
+        from ..pool import worker_of_task
 
-        text = backend_for(settings).logs(worker_name(task_id), tail=tail)
+        backend = backend_for(settings)
+        name = worker_of_task(settings.layout, backend, task_id, worker_name(task_id))
+        text = backend.logs(name, tail=tail)
     elif follow_ and not as_json:
         for chunk in follow_log(settings.layout, task_id, tail):
             sys.stdout.write(chunk)

@@ -172,6 +172,8 @@ def run(
         max_attempts=retries + 1 if retries else None,
         model=model,
         max_budget_usd=max_budget,
+        repo=repo,  # recorded, so a warm pool started with another --repo clones this one
+        branch=branch,
     )
     layout = context.settings.layout
     set_fleet_budget(context.settings, as_json)

@@ -50,7 +50,7 @@ from orchestration_protocol import (
     write_task,
 )
 
-IMAGE = "claude-worker"
+IMAGE = os.environ.get("ORCHESTRATOR_WORKER_IMAGE") or "claude-worker"
 VENV_BIN = Path(sys.executable).parent
 TICKS = os.sysconf("SC_CLK_TCK")
 TITLES = {

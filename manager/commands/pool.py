@@ -1,0 +1,90 @@
+"""``orchestrator pool``: keep N idle hardened workers that claim tasks as their files appear."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Annotated
+
+import typer
+
+from ..output import emit_json_line
+from ..pool import PoolTick, WarmPool
+from .common import (
+    BranchOpt,
+    JsonOpt,
+    MountOpt,
+    ProfileOpt,
+    RepoOpt,
+    SimulateOpt,
+    app,
+    handled,
+    spawning,
+)
+
+
+@app.command("pool")
+@handled
+def pool(
+    ctx: typer.Context,
+    size: Annotated[
+        int,
+        typer.Option("-n", "--size", metavar="N", min=1, help="How many idle workers to keep."),
+    ] = 4,
+    profile: ProfileOpt = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", metavar="NAME", help="The pool's name (default PROFILE-<random>)."),
+    ] = None,
+    simulate: SimulateOpt = False,
+    repo: RepoOpt = None,
+    branch: BranchOpt = None,
+    mount: MountOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Warm pool: keep N idle workers of a profile that claim a task the moment its file
+    appears, each replaced as it finishes or dies; runs until SIGTERM or Ctrl-C, then stops
+    every worker and removes its container."""
+    context = spawning(ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount)
+    warm = WarmPool(context, size=size, profile=profile, name=name)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if not as_json:
+        typer.echo(
+            f"pool {warm.name}: keeping {size} idle {warm.profile.name} workers; stop with "
+            "Ctrl-C or SIGTERM"
+        )
+    last: dict[str, int] = {}
+
+    def on_tick(tick: PoolTick) -> None:
+        counts = {"idle": tick.idle, "busy": tick.busy, "started": len(tick.started)}
+        for recovery in tick.recovered:
+            _report(as_json, {"event": "recovered", "id": recovery.task_id, "error": recovery.error})
+        if counts != last or tick.started:
+            last.update(counts)
+            _report(as_json, {"event": "tick", "pool": warm.name, **counts})
+
+    warm.run(stop, on_tick)
+    _report(as_json, {"event": "stopped", "pool": warm.name})
+
+
+def _report(as_json: bool, event: dict[str, object]) -> None:
+    if as_json:
+        emit_json_line(event)
+        return
+    kind = event.pop("event")
+    if kind == "tick":
+        typer.echo(
+            f"{time.strftime('%H:%M:%S')} pool {event['pool']}: {event['idle']} idle, "
+            f"{event['busy']} busy" + (f", started {event['started']}" if event["started"] else "")
+        )
+    elif kind == "recovered":
+        typer.echo(f"{time.strftime('%H:%M:%S')} recovered {event['id']}: {event['error']}")
+    else:
+        typer.echo(f"pool {event['pool']} stopped; its workers are gone")
