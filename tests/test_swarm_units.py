@@ -54,3 +54,13 @@ def test_the_swarm_check_says_how_to_make_a_manager(tmp_path: Path) -> None:
         worker.check_swarm()
     manager = SwarmBackend(settings, client=_Engine({"LocalNodeState": "active", "ControlAvailable": True, "Nodes": 3, "NodeID": "n1"}))
     assert manager.check_swarm() == "swarm manager of 3 node(s) (node n1)"
+
+
+@pytest.mark.usefixtures("cli_process")
+def test_the_warm_pool_is_refused_on_swarm_before_anything_starts(tmp_path: Path, capsys) -> None:
+    from manager.cli import main
+
+    root = tmp_path / "root"
+    assert main(["--root", str(root), "--backend", "swarm", "pool", "-n", "1"]) == 2
+    assert "starts every worker cold; run the warm pool with --backend docker" in capsys.readouterr().err
+    assert not root.exists()  # nothing was prepared, no gateway started

@@ -123,6 +123,8 @@ class Backend(ABC):
     """Runs workers for one orchestration root."""
 
     name: str = "base"
+    keeps_warm_pools: bool = True
+    """Whether :meth:`spawn_idle` can start warm pool workers here."""
 
     def require_engine(self) -> None:  # noqa: B027 - most engines are ready if they answer
         """Raise an EnvironmentNotReady error (one sentence with the fix) unless this engine can

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..errors import EnvironmentNotReady, SpawnFailed, TaskNotSpawnable
+from ..errors import BadInput, EnvironmentNotReady, SpawnFailed, TaskNotSpawnable
 from ..profiles import Profile
 from .base import (
     LABEL_ATTEMPT,
@@ -54,6 +54,7 @@ from .base import (
     LABEL_TASK,
     ROLE_WORKER,
     ExitInfo,
+    IdleSpawnRequest,
     SpawnRequest,
     WorkerRecord,
     archived_worker_name,
@@ -168,6 +169,7 @@ class SwarmBackend(DockerBackend):
     containers of the manager's engine (inherited from :class:`DockerBackend`)."""
 
     name = "swarm"
+    keeps_warm_pools = False  # a pool worker is a container of one engine, not a Swarm job
     _node_id = ""
     """This engine's node, where the gateway runs (set by :meth:`check_swarm`)."""
 
@@ -188,6 +190,11 @@ class SwarmBackend(DockerBackend):
 
     def require_engine(self) -> None:
         self.check_swarm()
+
+    def spawn_idle(self, request: IdleSpawnRequest) -> WorkerRecord:
+        raise BadInput(
+            "The swarm backend starts every worker cold; run the warm pool with --backend docker."
+        )
 
     def preflight(self, profile: Profile) -> None:
         self.check_swarm()

@@ -9,8 +9,10 @@ from typing import Annotated
 
 import typer
 
+from ..errors import BadInput
 from ..output import emit_json_line
 from ..pool import PoolTick, WarmPool
+from ..spawn import prepare_spawning
 from .common import (
     BranchOpt,
     JsonOpt,
@@ -19,8 +21,9 @@ from .common import (
     RepoOpt,
     SimulateOpt,
     app,
+    backend_for,
     handled,
-    spawning,
+    settings_of,
 )
 
 
@@ -46,7 +49,14 @@ def pool(
     """Warm pool: keep N idle workers of a profile that claim a task the moment its file
     appears, each replaced as it finishes or dies; runs until SIGTERM or Ctrl-C, then stops
     every worker and removes its container."""
-    context = spawning(ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount)
+    settings = settings_of(ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount)
+    backend = backend_for(settings)
+    if not backend.keeps_warm_pools:
+        raise BadInput(
+            f"The {backend.name} backend starts every worker cold; run the warm pool with "
+            "--backend docker (or local)."
+        )
+    context = prepare_spawning(settings, backend)
     warm = WarmPool(context, size=size, profile=profile, name=name)
     stop = threading.Event()
 
