@@ -49,11 +49,13 @@ from .models import (
     Result,
     ResultStatus,
     Task,
+    TaskKind,
     WorkerPhase,
     WorkerStatus,
     utc_now,
 )
 from .paths import Layout, default_root, is_valid_task_id, validate_task_id
+from .plans import Plan, PlannedTask, parse_plan, plan_json_schema, plan_problems
 from .state import (
     Board,
     TaskSnapshot,
@@ -90,8 +92,11 @@ __all__ = [
     "Result",
     "ResultStatus",
     "SchemaViolation",
+    "Plan",
+    "PlannedTask",
     "Task",
     "TaskExists",
+    "TaskKind",
     "TaskNotFound",
     "TaskSnapshot",
     "TaskState",
@@ -113,6 +118,9 @@ __all__ = [
     "latest_claim_attempt",
     "lease_expires_at",
     "next_attempt",
+    "parse_plan",
+    "plan_json_schema",
+    "plan_problems",
     "read_board",
     "read_bytes_safely",
     "read_model",
