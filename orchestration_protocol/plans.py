@@ -76,7 +76,8 @@ def plan_json_schema() -> dict[str, Any]:
     """The plan's JSON Schema, self-contained (no ``$ref``), as Claude Code's ``--json-schema``
     and ``orchestrator schema plan`` give it."""
     schema = Plan.model_json_schema()
-    return _inline_refs(schema, schema.get("$defs", {}))
+    inlined: dict[str, Any] = _inline_refs(schema, schema.get("$defs", {}))
+    return inlined
 
 
 def _cycle(tasks: dict[str, PlannedTask]) -> list[str] | None:

@@ -19,19 +19,26 @@ from typing import Any
 
 MAX_TASKS = 4
 STOPWORDS = frozenset(
-    "a an the to for of in on at with and or it its them their this that these those into from "
-    "by be is are as add adds adding write writes make makes build builds create creates "
-    "implement implements support supports new some all each every please app application "
-    "then also so our my your use using via".split()
+    {
+     "a", "an", "the", "to", "for", "of", "in", "on", "at", "with", "and", "or", "it", "its",
+     "them", "their", "this", "that", "these", "those", "into", "from", "by", "be", "is", "are",
+     "as", "add", "adds", "adding", "write", "writes", "make", "makes", "build", "builds", "create",
+     "creates", "implement", "implements", "support", "supports", "new", "some", "all", "each",
+     "every", "please", "app", "application", "then", "also", "so", "our", "my", "your", "use",
+     "using", "via",
+    }
 )
 TESTS = re.compile(r"\b(tests?|specs?|unit[- ]tests?|test suite)\b", re.I)
 DOCS = re.compile(r"\b(docs?|documentation|document|readme|guide)\b", re.I)
 CODE_EXTENSIONS = (".py", ".js", ".ts", ".tsx", ".jsx", ".go", ".rs", ".rb", ".java", ".dart",
                    ".css", ".html", ".sh", ".c", ".cpp", ".kt", ".swift", ".php")
 VERBS = frozenset(
-    "add build create implement fix update remove refactor document make support improve rename "
-    "move delete test migrate introduce extract replace change set use write show allow let "
-    "validate store persist load save sort filter style handle log cache".split()
+    {
+     "add", "build", "create", "implement", "fix", "update", "remove", "refactor", "document",
+     "make", "support", "improve", "rename", "move", "delete", "test", "migrate", "introduce",
+     "extract", "replace", "change", "set", "use", "write", "show", "allow", "let", "validate",
+     "store", "persist", "load", "save", "sort", "filter", "style", "handle", "log", "cache",
+    }
 )
 LEADING_JOINERS = re.compile(r"^(?:then|and|also|finally|plus)\s+", re.I)
 OWNED_LINE = "Files you own (create or change only these): "

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestration_protocol import AgentKind, Task
+from orchestration_protocol import AgentKind, Task, TaskKind, plan_json_schema
 from scripted_model.claude_binary import find_claude
 from scripted_model.exceptions import ClaudeNotFound
 
@@ -25,6 +25,20 @@ change the task asks for, completely, in this directory. Do not push, do not swi
 branches, and do not ask questions: decide sensibly and say what you decided. The worker commits
 and reports your changes when you finish. End with a short summary: what you changed, in which
 files, and anything left undone."""
+
+PLANNER_PROMPT = """\
+You are the planner of claude-orchestrator, running headless in a container with no person to
+ask. Your working directory is a fresh clone of the repository: read it (Read, Glob, Grep,
+read-only commands such as git ls-files or git log) and change nothing; nothing you change is
+kept. Split the request into tasks that parallel workers can do independently: each task owns
+the files it creates or changes and no other task owns them (two tasks on one file conflict when
+merged), each prompt stands alone (the worker sees nothing else: goal, files it owns, files it
+must not touch, conventions with example paths, how to check), and a task depends on another
+only when it builds on that task's code. Give a complexity estimate, how many workers are worth
+running at once (never more than the request allows), the strategy and notes on risks. Return
+the plan by calling the StructuredOutput tool once."""
+PLANNER_DISALLOWED_TOOLS = ("Write", "Edit", "NotebookEdit", "MultiEdit")
+"""A planner reads; the runtime keeps nothing it changes anyway (no commit, no push)."""
 
 OUTPUT_TAIL_LINES = 200
 
@@ -42,6 +56,8 @@ class AgentReport:
     cost_usd: float | None = None
     usage: dict[str, Any] | None = None
     num_turns: int | None = None
+    structured_output: Any = None
+    """What the agent handed to Claude Code's StructuredOutput tool (``--json-schema``), if any."""
 
 
 @dataclass
@@ -69,8 +85,11 @@ class ClaudeAgent:
             "--verbose",
             "--dangerously-skip-permissions",
             "--append-system-prompt",
-            WORKER_PROMPT,
+            PLANNER_PROMPT if self.task.kind == TaskKind.PLAN else WORKER_PROMPT,
         ]
+        if self.task.kind == TaskKind.PLAN:
+            command += ["--json-schema", json.dumps(plan_json_schema())]
+            command += ["--disallowedTools", *PLANNER_DISALLOWED_TOOLS]
         model = self.task.model or self.model
         if model:
             command += ["--model", model]
@@ -119,6 +138,7 @@ class ClaudeAgent:
             cost_usd=result.get("total_cost_usd"),
             usage=result.get("usage") if isinstance(result.get("usage"), dict) else None,
             num_turns=result.get("num_turns"),
+            structured_output=result.get("structured_output"),
         )
 
 
