@@ -35,6 +35,7 @@ from .errors import (
     DispatcherBusy,
     ImageMissing,
     MirrorUnavailable,
+    NoRepository,
     TaskNotSpawnable,
     UnknownProfile,
 )
@@ -49,7 +50,7 @@ LOCK_NAME = ".dispatcher.lock"
 DEFAULT_TICK_S = 5.0
 DEBOUNCE_S = 0.1
 SPAWN_THREADS = 4
-TASK_ERRORS = (UnknownProfile, ImageMissing, MirrorUnavailable)
+TASK_ERRORS = (UnknownProfile, ImageMissing, MirrorUnavailable, NoRepository)
 """Errors that concern one task's profile or repository, not the machine: they fail that task
 only."""
 SPAWNABLE = frozenset({TaskState.PENDING, TaskState.FAILED, TaskState.TIMEOUT})

@@ -173,6 +173,11 @@ def _wait_ready_in_container(container: Any) -> None:
     )
 
 
+def start_local_model(settings: ManagerSettings) -> Simulation:
+    """The scripted model as a process on this host's loopback (``plan --local --simulate``)."""
+    return _start_locally(settings)
+
+
 # --- local -----------------------------------------------------------------------------------
 
 

@@ -190,7 +190,7 @@ def manage_program(conversation: Conversation) -> Step:
     created = _by(conversation, "Create the tasks")
     if created is None:
         return Step("The plan predicts no conflicts. Creating its tasks.",
-                    [_bash(f"orchestrator task create --plan {plan_file} --json", "Create the tasks")])
+                    [_bash(f"orchestrator task create --plan {plan_file} --rename --json", "Create the tasks")])
     tasks = _json_of(created.result)
     if created.is_error or not isinstance(tasks, list):
         return _failed_text("create the tasks", created)
