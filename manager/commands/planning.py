@@ -85,6 +85,11 @@ def show_plan(outcome: PlanOutcome, saved: Path | None) -> None:
     typer.echo(f"({made}{cost})" + (f"; saved to {saved}" if saved else ""))
 
 
+def planning_cost_line(outcome: PlanOutcome) -> str:
+    cost = f"${outcome.cost_usd:.4f}" if outcome.cost_usd is not None else "unknown"
+    return f"planning: {cost} ({outcome.task_id or 'on this host'})"
+
+
 def plan_for_run(
     context: SpawnContext, text: str, executors: int, *, local: bool, profile: str | None,
     as_json: bool,
@@ -107,7 +112,11 @@ def aggregate_run(
     """Merge what succeeded and export it; say so unless printing JSON."""
     result = aggregate(context, repository, [task.id for task in tasks], output_dir)
     if not as_json:
-        typer.echo(result.merge.describe())
+        lines = result.merge.describe().splitlines()[1:]
+        typer.echo(f"merged into {result.merge.integration_branch} in the volume's mirror of "
+                   f"{repository.url}:")
+        for line in lines:
+            typer.echo(line.replace("pushed to origin/", "pushed as "))
         if result.output_dir is not None:
             typer.echo(f"merged tree written to {result.output_dir} (a git repository, branch main)")
     return result

@@ -54,7 +54,7 @@ from .common import (
     state_printer,
     task_fields,
 )
-from .planning import aggregate_run, plan_for_run, run_document
+from .planning import aggregate_run, plan_for_run, planning_cost_line, run_document
 
 
 def _spawn(ctx: typer.Context, profile: str, task_id: str, as_json: bool, **extra: Any) -> None:
@@ -254,6 +254,8 @@ def run(
     merged = None
     if plan or repository.greenfield or output_dir is not None:
         merged = aggregate_run(context, repository, tasks, output_dir, as_json)
+    if outcome is not None and not as_json:
+        typer.echo(planning_cost_line(outcome))
     print_summary(rows, tick.progress, as_json, extra=run_document(outcome, merged))
     finish(tick.progress)
 
