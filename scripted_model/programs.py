@@ -189,7 +189,11 @@ def manage_program(conversation: Conversation) -> Step:
         return _failed_text("plan the request", planned)
     created = _by(conversation, "Create the tasks")
     if created is None:
-        return Step("The plan predicts no conflicts. Creating its tasks.",
+        shown = "\n".join(line for line in planned.result.splitlines()[:40] if line.strip())
+        clean = "predicted conflicts: none" in planned.result
+        verdict = ("It predicts no merge conflicts (every file has one owner), so I create its "
+                   "tasks." if clean else "Creating its tasks.")
+        return Step(f"The plan:\n\n```\n{shown}\n```\n\n{verdict}",
                     [_bash(f"orchestrator task create --plan {plan_file} --rename --json", "Create the tasks")])
     tasks = _json_of(created.result)
     if created.is_error or not isinstance(tasks, list):
