@@ -379,7 +379,9 @@ class Attempt:
         if problems:
             self._fail(f"the planner's plan is not sound: {problems[0]}")
             return
-        self.result = self.result.model_copy(update={"plan": plan.model_dump(mode="json")})
+        self.result = self.result.model_copy(
+            update={"plan": plan.model_dump(mode="json", exclude_none=True)}
+        )
 
     def _record_agent(self, agent: Agent, exit_code: int, stopped_because: str | None) -> None:
         report = agent.report(exit_code)

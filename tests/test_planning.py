@@ -1,0 +1,179 @@
+"""Planning: the plan's validation (one sentence per problem), the scripted planner, ``task
+create --plan`` with a plan file, and ``orchestrator plan`` / ``run --plan`` with the local
+backend (real worker processes, the real ``claude`` against the scripted model through the
+gateway, real git), including a greenfield run exported with ``--output-dir``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from orchestration_protocol import Layout, parse_plan, plan_json_schema, plan_problems
+from scripted_model.planner import derive_plan
+from tests.gitrepo import branches, make_remote, show
+
+pytestmark = pytest.mark.usefixtures("cli_process")
+
+DEMO = {
+    "README.md": "# Demo app\n",
+    "app/index.html": "<h1>Demo</h1>\n",
+    "app/styles.css": ":root {\n  --accent: #0066cc;\n}\n",
+    "app/settings.js": "export const settings = {\n  language: 'en',\n};\n",
+}
+REQUEST = "Add input validation to the login form and write tests for it"
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    return make_remote(tmp_path, DEMO)
+
+
+def planned(*tasks: dict) -> dict:
+    return {"request": "r", "tasks": [{"title": t["id"], "prompt": "p", **t} for t in tasks]}
+
+
+INVALID = {
+    "cycle": (
+        planned({"id": "a", "depends_on": ["b"]}, {"id": "b", "depends_on": ["a"]}),
+        "The dependencies form a cycle (a -> b -> a); remove one of them.",
+    ),
+    "unknown-dependency": (
+        planned({"id": "a", "depends_on": ["ghost"]}),
+        "Task 'a' depends on 'ghost', which is not a task of the plan; fix the id or drop the "
+        "dependency.",
+    ),
+    "duplicate-id": (
+        planned({"id": "a"}, {"id": "a"}),
+        "The id 'a' is used by 2 tasks; make ids unique.",
+    ),
+    "same-file": (
+        planned({"id": "a", "files": ["app/x.js", "README.md"]}, {"id": "b", "files": ["app/x.js"]}),
+        "Predicted merge conflict: tasks a, b all own app/x.js; give each file to one task, or "
+        "make one depend on the other.",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(INVALID))
+def test_each_plan_problem_is_one_sentence(name: str) -> None:
+    document, sentence = INVALID[name]
+    assert plan_problems(parse_plan(document)) == [sentence]
+
+
+def test_owning_a_file_after_a_dependency_is_no_conflict() -> None:
+    document = planned({"id": "a", "files": ["x.py"]}, {"id": "b", "files": ["x.py"], "depends_on": ["a"]})
+    assert plan_problems(parse_plan(document)) == []
+
+
+@pytest.mark.parametrize("name", list(INVALID))
+def test_task_create_refuses_an_invalid_plan_file(
+    name: str, cli, layout: Layout, tmp_path: Path
+) -> None:
+    document, sentence = INVALID[name]
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(document))
+    code, _, err = cli("task", "create", "--plan", str(path))
+    assert code == 2
+    assert sentence in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not list(layout.tasks_dir.glob("*.json"))
+
+
+def test_task_create_runs_a_plan_file_and_renames_on_request(
+    cli, layout: Layout, tmp_path: Path
+) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(derive_plan(REQUEST, list(DEMO))))
+    code, out, _ = cli("task", "create", "--plan", str(path), "--json")
+    assert code == 0
+    tasks = {task["id"]: task for task in json.loads(out)}
+    assert tasks["input-validation-tests"]["depends_on"] == ["input-validation-login"]
+    assert tasks["input-validation-tests"]["branch"] == "orchestrator/input-validation-login"
+    code, _, err = cli("task", "create", "--plan", str(path))
+    assert code == 2 and "already exists" in err
+    code, out, _ = cli("task", "create", "--plan", str(path), "--rename", "--json")
+    again = {task["id"]: task for task in json.loads(out)}
+    assert again["input-validation-tests-2"]["depends_on"] == ["input-validation-login-2"]
+    assert again["input-validation-tests-2"]["branch"] == "orchestrator/input-validation-login-2"
+
+
+def test_the_scripted_planner_is_deterministic_and_sound() -> None:
+    for request in (REQUEST, "Build a todo list app with add/delete/complete",
+                    "Add a CONTRIBUTING guide", "Add logging, retries and a config file; then document it"):
+        for files in ([], list(DEMO)):
+            plan = derive_plan(request, files, 3)
+            assert plan == derive_plan(request, files, 3)
+            assert 2 <= len(plan["tasks"]) <= 4
+            assert plan_problems(parse_plan(plan)) == []
+            assert plan["executor_budget"] <= 3
+            jsonschema.validate(plan, plan_json_schema())
+
+
+def test_schema_publishes_the_plan(cli) -> None:
+    code, out, _ = cli("schema", "plan")
+    assert code == 0 and json.loads(out) == plan_json_schema()
+
+
+def test_plan_simulated_in_a_worker_matches_the_schema(cli, layout: Layout, remote: Path) -> None:
+    code, out, err = cli("plan", REQUEST, "-n", "3", "--simulate", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    jsonschema.validate(plan, plan_json_schema())
+    assert [t["id"] for t in plan["tasks"]] == ["input-validation-login", "input-validation-tests"]
+    assert plan["tasks"][0]["files"] == ["app/input-validation-login.js"]  # beside app/settings.js
+    assert plan["strategy"] == "sequential" and plan["executor_budget"] == 1
+    planner = [p for p in layout.tasks_dir.glob("plan-*.json")]
+    assert len(planner) == 1
+    result = json.loads(layout.result_file(planner[0].stem).read_text())
+    assert result["status"] == "success" and result["plan"] == plan
+    assert "head_commit" not in result and not result.get("files_changed")
+    assert branches(remote) == ["main"]  # the planner pushed nothing
+
+
+def test_plan_on_this_host_writes_the_plan_file(cli, remote: Path, tmp_path: Path) -> None:
+    target = tmp_path / "plan.yaml"
+    code, out, err = cli("plan", "Add a footer to the page", "--local", "--simulate", "-o", str(target))
+    assert code == 0, err
+    assert "footer-page" in out and "predicted conflicts: none" in out and "wave 2:" in out
+    assert [t["id"] for t in yaml.safe_load(target.read_text())["tasks"]] == [
+        "footer-page", "footer-page-tests"]
+
+
+def test_greenfield_run_plans_executes_merges_and_exports(
+    cli, layout: Layout, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("REPO_URL")
+    out_dir = tmp_path / "todo"
+    code, out, err = cli(
+        "run", "--plan", "Build a todo list app with add/delete/complete", "--max-executors", "3",
+        "--simulate", "--output-dir", str(out_dir), "--json",
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    ids = ["todo-list", "todo-add", "todo-delete", "todo-complete"]
+    assert [t["id"] for t in report["tasks"]] == ids and report["succeeded"]
+    assert report["plan"]["strategy"] == "waves" and report["plan"]["waves"][0] == ["todo-list"]
+    assert [t["outcome"] for t in report["merge"]["tasks"]] == ["merged"] * 4
+    assert report["total_cost_usd"] > 0
+    files = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file() and ".git" not in p.parts)
+    assert files == ["index.html", "src/todo-add.js", "src/todo-complete.js", "src/todo-delete.js",
+                     "src/todo-list.js"]
+    assert "export function todoDelete" in (out_dir / "src/todo-delete.js").read_text()
+    greenfield = list((layout.root / "git" / "greenfield").glob("*.git"))
+    assert len(greenfield) == 1
+
+
+def test_a_task_with_no_repository_fails_before_any_worker(cli, layout: Layout, monkeypatch) -> None:
+    monkeypatch.delenv("REPO_URL")
+    code, _, _ = cli("task", "create", "--id", "lonely", "--agent", "command", "true")
+    assert code == 0
+    code, _, err = cli("spawn", "default", "lonely", "--simulate")
+    assert code == 2
+    assert err.startswith("error: Task lonely names no repository and none is configured;")
+    assert err.count("\n") == 1
+    assert not layout.status_file("lonely").exists() and not layout.result_file("lonely").exists()
+
+
