@@ -38,6 +38,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 READY = "auto mode on"
 """The status line of interactive Claude Code once it takes input."""
 EXITED = "[the manager exited with status"
+PROMPT_MARK = "\u276f"
+"""Where interactive Claude Code takes input."""
 START_TIMEOUT_S = 90
 RUN_TIMEOUT_S = 300
 
@@ -178,7 +180,7 @@ class TmuxSession:
     def _waiting_in_input(self, text: str) -> bool:
         """True when the last prompt line holds ``text`` and nothing answered it yet."""
         lines = [line for line in self.screen().splitlines() if line.strip()]
-        prompts = [i for i, line in enumerate(lines) if line.lstrip().startswith("❯")]
+        prompts = [i for i, line in enumerate(lines) if line.lstrip().startswith(PROMPT_MARK)]
         if not prompts or text not in lines[prompts[-1]]:
             return False
         return not any(line.lstrip().startswith(("●", "✻", "⎿")) for line in lines[prompts[-1]:])

@@ -14,7 +14,7 @@ import yaml
 
 from orchestration_protocol import Layout, parse_plan, plan_json_schema, plan_problems
 from scripted_model.planner import derive_plan
-from tests.gitrepo import branches, make_remote, show
+from tests.gitrepo import branches, make_remote
 
 pytestmark = pytest.mark.usefixtures("cli_process")
 
