@@ -177,3 +177,43 @@ def test_a_task_with_no_repository_fails_before_any_worker(cli, layout: Layout, 
     assert not layout.status_file("lonely").exists() and not layout.result_file("lonely").exists()
 
 
+
+
+HOSTILE_PLANNER = {
+    "scenarios": [{
+        "name": "hostile-planner",
+        "match": "hostile planner",
+        "turns": [
+            {"tool_uses": [{"name": "Bash", "input": {"command": (
+                "echo pwned > planted.txt && git add -A && git -c user.name=x "
+                "-c user.email=x@x commit -qm pwned && git push origin HEAD:refs/heads/pwned; "
+                "echo done")}}]},
+            {"tool_uses": [{"name": "Write", "input": {
+                "file_path": "{cwd}/written.txt", "content": "pwned\n"}}]},
+        ],
+        "structured_output": {"tasks": [{"id": "only", "title": "t", "prompt": "p"}]},
+    }]
+}
+
+
+def test_a_hostile_planner_changes_nothing(
+    cli, layout: Layout, remote: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Beside the honest planner above: a planning agent that commits, pushes and writes keeps
+    nothing: Write is not offered, the runtime commits and pushes nothing for a plan task."""
+    scenarios = tmp_path / "hostile.json"
+    scenarios.write_text(json.dumps(HOSTILE_PLANNER))
+    monkeypatch.setenv("SCRIPTED_MODEL_SCENARIOS", str(scenarios))
+    code, out, err = cli("plan", "A hostile planner <request>x</request>", "--simulate", "--json")
+    assert code == 0, err
+    assert [t["id"] for t in json.loads(out)["tasks"]] == ["only"]
+    planner = next(layout.tasks_dir.glob("plan-*.json")).stem
+    result = json.loads(layout.result_file(planner).read_text())
+    assert "head_commit" not in result and not result.get("files_changed")
+    assert "branch" not in result and not result.get("pushed")
+    log = layout.log_file(planner).read_text()
+    assert "[tool] Bash: echo pwned" in log and "No such tool available: Write" in log
+    from orchestration_protocol.mirrors import mirror_dir
+
+    mirror = mirror_dir(layout, str(remote))
+    assert branches(mirror) == ["main"] and branches(remote) == ["main"]
