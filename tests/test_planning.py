@@ -217,3 +217,27 @@ def test_a_hostile_planner_changes_nothing(
 
     mirror = mirror_dir(layout, str(remote))
     assert branches(mirror) == ["main"] and branches(remote) == ["main"]
+
+
+def test_the_scripted_managers_summary_is_honest() -> None:
+    """The manager's final message comes from what merge and status printed: a failed worker is
+    reported as failed, and then nothing is "ready for review"."""
+    from scripted_model.programs import summary
+
+    status = {"tasks": [
+        {"id": "a", "state": "success", "cost_usd": 0.07, "files_changed": ["app/a.js"]},
+        {"id": "b", "state": "failed", "cost_usd": 0.01, "error": "claude failed: api_error"},
+    ]}
+    merge = {"pushed": True, "tasks": [
+        {"task_id": "a", "outcome": "merged", "files": ["app/a.js"]},
+        {"task_id": "b", "outcome": "skipped"},
+    ]}
+    text = summary("Do it", ["a", "b"], merge, status)
+    assert text.startswith("Not done: 1 of 2 tasks did not succeed.")
+    assert "ready for review" not in text
+    assert "- b: failed, skipped (no files), $0.01: claude failed: api_error" in text
+    assert "Total cost: $0.08 across 2 workers." in text
+    assert "orchestrator task retry b" in text
+    merge["tasks"][1] = {"task_id": "b", "outcome": "merged", "files": ["b.js"]}
+    status["tasks"][1].update(state="success", error=None)
+    assert summary("Do it", ["a", "b"], merge, status).startswith('Done: "Do it" is ready for review')
