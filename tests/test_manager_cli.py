@@ -402,6 +402,7 @@ def test_help_names_every_command() -> None:
         "result",
         "egress",
         "run",
+        "plan",
         "dispatch",
         "cleanup",
         "doctor",
