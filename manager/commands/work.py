@@ -15,6 +15,7 @@ from .. import plan as planning
 from ..config import positive_usd
 from ..dispatch import Dispatcher, Tick
 from ..errors import (
+    EXIT_TASKS_FAILED,
     BadInput,
 )
 from ..greenfield import check_output_dir
@@ -257,6 +258,8 @@ def run(
     if outcome is not None and not as_json:
         typer.echo(planning_cost_line(outcome))
     print_summary(rows, tick.progress, as_json, extra=run_document(outcome, merged))
+    if merged is not None and not merged.merge.ok:
+        raise typer.Exit(EXIT_TASKS_FAILED)  # a conflict: not everything reached the branch
     finish(tick.progress)
 
 
