@@ -65,9 +65,25 @@ def make_plan(
     profile: str | None = None,
     model: str | None = None,
 ) -> PlanOutcome:
-    """Plan ``request``: in a worker (default), or with ``local`` on this host."""
-    if not local:
-        return plan_in_worker(context, request, executors, repository.url, profile=profile)
+    """Plan ``request``: in a worker (default), or with ``local`` on this host; an executor
+    budget above ``executors`` is brought down to it (with a note)."""
+    if local:
+        outcome = _plan_here(context, request, executors, repository, model)
+    else:
+        outcome = plan_in_worker(context, request, executors, repository.url, profile=profile)
+    if outcome.plan.executor_budget > executors:
+        note = (f"The planner asked for {outcome.plan.executor_budget} executors; "
+                f"limited to {executors}.")
+        outcome.plan = outcome.plan.model_copy(
+            update={"executor_budget": executors, "notes": [*outcome.plan.notes, note]}
+        )
+    return outcome
+
+
+def _plan_here(
+    context: SpawnContext, request: str, executors: int, repository: Repository,
+    model: str | None,
+) -> PlanOutcome:
     mirror = ensure_mirror(context.settings.layout, repository.url, credentials=context.secrets)
     url = key = None
     if context.settings.simulate:
