@@ -38,8 +38,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 READY = "auto mode on"
 """The status line of interactive Claude Code once it takes input."""
 EXITED = "[the manager exited with status"
-PROMPT_MARK = "\u276f"
-"""Where interactive Claude Code takes input."""
 START_TIMEOUT_S = 90
 RUN_TIMEOUT_S = 300
 
@@ -167,23 +165,14 @@ class TmuxSession:
         return done.stdout
 
     def type(self, text: str) -> None:
-        """Type ``text`` and submit it; Enter again while it still sits in the input box (on a
-        loaded machine the first Enter can arrive as part of the paste)."""
+        """Type ``text`` and submit it. Enter is pressed three times, a second apart: on a
+        loaded machine the first can arrive as part of the paste and be taken as a newline,
+        and Enter on an empty input does nothing."""
         subprocess.run([*self.tmux, "send-keys", "-t", self.name, "-l", text], check=True)
         time.sleep(0.3)
-        for _ in range(5):
+        for _ in range(3):
             subprocess.run([*self.tmux, "send-keys", "-t", self.name, "Enter"], check=True)
-            time.sleep(2)
-            if not self._waiting_in_input(text):
-                return
-
-    def _waiting_in_input(self, text: str) -> bool:
-        """True when the last prompt line holds ``text`` and nothing answered it yet."""
-        lines = [line for line in self.screen().splitlines() if line.strip()]
-        prompts = [i for i, line in enumerate(lines) if line.lstrip().startswith(PROMPT_MARK)]
-        if not prompts or text not in lines[prompts[-1]]:
-            return False
-        return not any(line.lstrip().startswith(("●", "✻", "⎿")) for line in lines[prompts[-1]:])
+            time.sleep(1.0)
 
     def wait_for(self, text: str, timeout: float) -> float:
         """Seconds until ``text`` is on screen; fails with the screen when it never is."""
