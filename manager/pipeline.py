@@ -10,7 +10,6 @@ and, with ``--output-dir``, exports the merged tree.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,10 +126,3 @@ def aggregate(
     finally:
         shutil.rmtree(clone.parent, ignore_errors=True)
     return Aggregate(report, exported)
-
-
-def tree_files(directory: Path) -> list[str]:
-    """The files git tracks in ``directory`` (what an export holds)."""
-    done = subprocess.run(["git", "ls-files"], cwd=directory, capture_output=True, text=True,
-                          check=False)
-    return done.stdout.split()

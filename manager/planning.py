@@ -33,6 +33,7 @@ from orchestration_protocol import (
     write_task,
 )
 from orchestration_protocol.plans import predicted_conflicts, waves
+from worker.agents import PLANNER_DISALLOWED_TOOLS, PLANNER_PROMPT
 
 from .dispatch import Dispatcher
 from .errors import BadInput, PlanFailed
@@ -40,7 +41,6 @@ from .plan import checked_plan
 from .spawn import SpawnContext
 
 PLAN_TIMEOUT_S = 900.0
-PLANNER_TOOLS_DENIED = ("Write", "Edit", "NotebookEdit", "MultiEdit")
 
 
 def planning_prompt(request: str, executors: int) -> str:
@@ -125,8 +125,8 @@ def plan_locally(
             work.mkdir()
             subprocess.run(["git", "init", "--quiet", str(work)], check=False)
         command = [claude, "-p", "--output-format", "json", "--json-schema",
-                   json.dumps(plan_json_schema()), "--disallowedTools", *PLANNER_TOOLS_DENIED,
-                   "--dangerously-skip-permissions"]
+                   json.dumps(plan_json_schema()), "--disallowedTools", *PLANNER_DISALLOWED_TOOLS,
+                   "--append-system-prompt", PLANNER_PROMPT, "--dangerously-skip-permissions"]
         if model:
             command += ["--model", model]
         done = subprocess.run(command, input=planning_prompt(request, executors), cwd=work,
