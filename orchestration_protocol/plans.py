@@ -120,28 +120,24 @@ def _normal(path: str) -> str:
 
 
 def _ancestors(plan: Plan) -> dict[str, set[str]]:
-    """Each task's direct and indirect dependencies within the plan."""
-    direct = {task.id: set(task.depends_on) for task in plan.tasks}
+    """The tasks whose work each task starts from: a task with exactly one dependency starts
+    from that dependency's branch (``task create --plan`` sets it), and so on up the chain; a
+    task with several dependencies starts from the base branch."""
+    direct = {task.id: list(task.depends_on) for task in plan.tasks}
     found: dict[str, set[str]] = {}
-
-    def walk(task_id: str, seen: frozenset[str]) -> set[str]:
-        if task_id in found:
-            return found[task_id]
-        result: set[str] = set()
-        for dep in direct.get(task_id, set()):
-            if dep not in seen:
-                result |= {dep, *walk(dep, seen | {dep})}
-        found[task_id] = result
-        return result
-
     for task_id in direct:
-        walk(task_id, frozenset({task_id}))
+        chain: set[str] = set()
+        current = direct[task_id]
+        while len(current) == 1 and current[0] not in chain and current[0] != task_id:
+            chain.add(current[0])
+            current = direct.get(current[0], [])
+        found[task_id] = chain
     return found
 
 
 def predicted_conflicts(plan: Plan) -> dict[tuple[str, ...], list[str]]:
-    """Tasks that own the same files without one waiting for the other (their branches will
-    conflict when merged): ids -> files."""
+    """Tasks that own the same files without one building on the other's branch (their branches
+    will conflict when merged): ids -> files."""
     ancestors = _ancestors(plan)
     conflicts: dict[tuple[str, ...], list[str]] = {}
     for path, ids in sorted(file_owners(plan).items()):
@@ -184,7 +180,7 @@ def plan_problems(plan: Plan, known_ids: Iterable[str] = ()) -> list[str]:
     for owners, files in predicted_conflicts(plan).items():
         problems.append(
             f"Predicted merge conflict: tasks {', '.join(owners)} all own {', '.join(files)}; "
-            "give each file to one task, or make one depend on the other."
+            "give each file to one task, or make one depend on the other alone."
         )
     return problems
 

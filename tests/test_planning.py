@@ -53,7 +53,7 @@ INVALID = {
     "same-file": (
         planned({"id": "a", "files": ["app/x.js", "README.md"]}, {"id": "b", "files": ["app/x.js"]}),
         "Predicted merge conflict: tasks a, b all own app/x.js; give each file to one task, or "
-        "make one depend on the other.",
+        "make one depend on the other alone.",
     ),
 }
 
@@ -65,8 +65,16 @@ def test_each_plan_problem_is_one_sentence(name: str) -> None:
 
 
 def test_owning_a_file_after_a_dependency_is_no_conflict() -> None:
-    document = planned({"id": "a", "files": ["x.py"]}, {"id": "b", "files": ["x.py"], "depends_on": ["a"]})
-    assert plan_problems(parse_plan(document)) == []
+    """A task with one dependency starts from its branch (also transitively); a task with two
+    starts from the base branch, so sharing a file with one of them is still a conflict."""
+    chain = planned({"id": "a", "files": ["x.py"]}, {"id": "b", "files": ["x.py"], "depends_on": ["a"]},
+                    {"id": "c", "files": ["x.py"], "depends_on": ["b"]})
+    assert plan_problems(parse_plan(chain)) == []
+    join = planned({"id": "a", "files": ["x.py"]}, {"id": "b"},
+                   {"id": "c", "files": ["x.py"], "depends_on": ["a", "b"]})
+    assert plan_problems(parse_plan(join)) == [
+        "Predicted merge conflict: tasks a, c all own x.py; give each file to one task, or make "
+        "one depend on the other alone."]
 
 
 @pytest.mark.parametrize("name", list(INVALID))
