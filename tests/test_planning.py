@@ -32,6 +32,16 @@ def remote(tmp_path: Path) -> Path:
     return make_remote(tmp_path, DEMO)
 
 
+@pytest.fixture(autouse=True)
+def stop_simulation(layout: Layout, cli_process):
+    """The local scripted model and gateway a test started stop with it."""
+    yield
+    from manager.cli import main
+
+    if layout.root.exists():
+        main(["--root", str(layout.root), "cleanup", "--all", "--simulation", "--gateway"])
+
+
 def planned(*tasks: dict) -> dict:
     return {"request": "r", "tasks": [{"title": t["id"], "prompt": "p", **t} for t in tasks]}
 
