@@ -38,6 +38,7 @@ from .errors import (
     DispatcherBusy,
     ImageMissing,
     MirrorUnavailable,
+    NoRepository,
     TaskNotSpawnable,
     UnknownProfile,
 )
@@ -54,7 +55,7 @@ LOCK_NAME = ".dispatcher.lock"
 DEFAULT_TICK_S = 5.0
 DEBOUNCE_S = 0.1
 SPAWN_THREADS = 4
-TASK_ERRORS = (UnknownProfile, ImageMissing, MirrorUnavailable, BranchMissing)
+TASK_ERRORS = (UnknownProfile, ImageMissing, MirrorUnavailable, BranchMissing, NoRepository)
 """Errors that concern one task's profile or repository, not the machine: they fail that task
 only."""
 POOL_RECHECK_S = 0.25

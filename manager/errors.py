@@ -43,6 +43,16 @@ class PlanInvalid(ManagerError, ValueError):
     """A plan file cannot be used; no task of it was written."""
 
 
+class NoRepository(ManagerError, ValueError):
+    """A task names no repository and none is configured: nothing for a worker to clone."""
+
+
+class PlanFailed(ManagerError, RuntimeError):
+    """The planner ran but gave no usable plan."""
+
+    exit_code = EXIT_TASKS_FAILED
+
+
 class TaskUnknown(ManagerError, LookupError):
     """No task of that id is on the volume."""
 

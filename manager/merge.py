@@ -21,7 +21,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestration_protocol import Layout, Result, Task, TaskSnapshot, TaskState, read_board
+from orchestration_protocol import (
+    Layout,
+    Result,
+    Task,
+    TaskKind,
+    TaskSnapshot,
+    TaskState,
+    read_board,
+)
 from orchestration_protocol.mirrors import mirror_dir, task_ref
 
 from .errors import BadInput, BranchMissing, ManagerError, TaskUnknown
@@ -297,6 +305,8 @@ def _merge_one(
     state: TaskState,
     not_merged: set[str],
 ) -> TaskMerge:
+    if task is not None and task.kind == TaskKind.PLAN:
+        return _skipped(task, result, "it is a planning task (its plan is in its result)")
     if task is None or result is None or state != TaskState.SUCCESS:
         return _skipped(task, result, f"its state is {state.value}, not success")
     blocked_by = [dep for dep in task.depends_on if dep in not_merged]

@@ -150,8 +150,8 @@ def session_section(env: Mapping[str, str], workdir: Path) -> str:
     if env.get("ORCHESTRATOR_SIMULATE") == "1":
         lines.append(
             "- Simulation mode: a scripted model stands in for Claude. Add --simulate to every "
-            "`orchestrator spawn`, `orchestrator run`, `orchestrator dispatch`, "
-            "`orchestrator task retry` and `spawn-worker` command."
+            "`orchestrator plan`, `orchestrator spawn`, `orchestrator run`, "
+            "`orchestrator dispatch`, `orchestrator task retry` and `spawn-worker` command."
         )
     return "\n".join(lines) + "\n"
 

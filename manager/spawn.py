@@ -35,7 +35,7 @@ from .credentials import (
     passthrough_env,
     require_model_credentials,
 )
-from .errors import BadInput, MirrorUnavailable, TaskNotSpawnable, TaskUnknown
+from .errors import BadInput, MirrorUnavailable, NoRepository, TaskNotSpawnable, TaskUnknown
 from .mirror import ensure_mirror, require_base
 from .preflight import prepare_root
 from .profiles import Profile, resolve_profile
@@ -81,14 +81,19 @@ class SpawnContext:
             self.checked_profiles.add(profile.name)
         return profile
 
-    def mirror(self, task: Task) -> Path | None:
+    def mirror(self, task: Task) -> Path:
         """The volume's mirror of the task's repository, made or refreshed with the manager's
-        credentials on first use in this command (and again after ``MIRROR_REFRESH_S``); None
-        when the task names no repository. Raises MirrorUnavailable, also for later tasks of the
-        same repository until the next refresh is due."""
+        credentials on first use in this command (and again after ``MIRROR_REFRESH_S``). Raises
+        NoRepository when the task names none and none is configured (before any container
+        starts), MirrorUnavailable, also for later tasks of the same repository until the next
+        refresh is due."""
         url = task.repo or self.settings.repo_url
         if not url:
-            return None
+            raise NoRepository(
+                f"Task {task.id} names no repository and none is configured; give --repo URL "
+                "(or set REPO_URL), add \"repo\" to the task, or use 'orchestrator run', which "
+                "starts from an empty repository in the volume."
+            )
         mirror = self.mirror_url(url)
         require_base(mirror, url, task.branch or self.settings.repo_branch)
         return mirror

@@ -59,6 +59,7 @@ def task_row(
         "max_attempts": task.max_attempts if task else None,
         "profile": task.profile if task else None,
         "agent": task.agent.value if task else None,
+        "kind": task.kind.value if task else None,
         "depends_on": list(task.depends_on) if task else [],
         "created_at": task.created_at.isoformat() if task and task.created_at else None,
         "age_s": _since(
@@ -74,6 +75,7 @@ def task_row(
         "branch": result.branch if result else None,
         "pushed": result.pushed if result else None,
         "duration_s": result.duration_s if result else None,
+        "files_changed": list(result.files_changed) if result else [],
         "error": result.error if result else None,
         "problems": [str(problem) for problem in snapshot.problems],
         "prompt": task.prompt if task else None,

@@ -49,11 +49,13 @@ from .models import (
     Result,
     ResultStatus,
     Task,
+    TaskKind,
     WorkerPhase,
     WorkerStatus,
     utc_now,
 )
 from .paths import Layout, default_root, is_valid_task_id, validate_task_id
+from .plans import Plan, PlannedTask, parse_plan, plan_json_schema, plan_problems
 from .state import (
     Board,
     TaskSnapshot,
@@ -84,6 +86,8 @@ __all__ = [
     "InvalidFile",
     "InvalidTaskId",
     "Layout",
+    "Plan",
+    "PlannedTask",
     "ProtocolError",
     "ProtocolEvent",
     "ProtocolWatcher",
@@ -92,6 +96,7 @@ __all__ = [
     "SchemaViolation",
     "Task",
     "TaskExists",
+    "TaskKind",
     "TaskNotFound",
     "TaskSnapshot",
     "TaskState",
@@ -113,6 +118,9 @@ __all__ = [
     "latest_claim_attempt",
     "lease_expires_at",
     "next_attempt",
+    "parse_plan",
+    "plan_json_schema",
+    "plan_problems",
     "read_board",
     "read_bytes_safely",
     "read_model",

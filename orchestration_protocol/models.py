@@ -80,6 +80,16 @@ class AgentKind(StrEnum):
     """The prompt is a shell command run in the clone (opt-in, needs no model)."""
 
 
+class TaskKind(StrEnum):
+    """What a task's worker hands back."""
+
+    CHANGE = "change"
+    """Changes to the repository: committed on ``orchestrator/<id>`` and merged later."""
+    PLAN = "plan"
+    """A plan (``orchestration_protocol.plans.Plan``) in the result: the agent reads the
+    repository with Claude Code's structured output; nothing is committed or pushed."""
+
+
 class Task(ProtocolModel):
     """``tasks/<id>.json``: one unit of work. Written once by the manager or a person."""
 
@@ -103,6 +113,8 @@ class Task(ProtocolModel):
     """Model name passed to the agent; None means the agent's default."""
     agent: AgentKind = AgentKind.CLAUDE
     """Which agent runs the prompt."""
+    kind: TaskKind = TaskKind.CHANGE
+    """``change`` (the default) or ``plan`` (the prompt is a request to plan; see TaskKind)."""
     env: dict[str, str] = Field(default_factory=dict)
     """Extra non-secret environment variables for the agent."""
     max_budget_usd: float | None = Field(default=None, gt=0)
@@ -125,6 +137,8 @@ class Task(ProtocolModel):
             raise ValueError(f"task {self.id!r} depends on itself")
         if len(set(self.depends_on)) != len(self.depends_on):
             raise ValueError("depends_on lists a task twice")
+        if self.kind == TaskKind.PLAN and self.agent != AgentKind.CLAUDE:
+            raise ValueError("a plan task needs the claude agent")
         return self
 
 
@@ -234,6 +248,8 @@ class Result(ProtocolModel):
     """Token usage as the agent reported it."""
     num_turns: int | None = Field(default=None, ge=0)
     """Agent turns taken."""
+    plan: dict[str, JsonValue] | None = None
+    """A plan task's plan (the agent's structured output); untrusted: validate it as a Plan."""
     schema_version: SchemaVersion = SCHEMA_VERSION
     """Protocol version of this file."""
 

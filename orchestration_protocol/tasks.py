@@ -8,6 +8,7 @@ from .errors import InvalidFile, TaskNotFound
 from .files import create_exclusive, read_model
 from .models import CancelRequest, Claim, Result, Task, WorkerStatus, utc_now
 from .paths import Layout
+from .plans import plan_json_schema
 
 PROTOCOL_MODELS: dict[str, type[Task | Claim | WorkerStatus | Result | CancelRequest]] = {
     "task": Task,
@@ -44,4 +45,6 @@ def read_task(layout: Layout, task_id: str) -> Task:
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema of each protocol file, by kind."""
-    return {kind: model.model_json_schema() for kind, model in PROTOCOL_MODELS.items()}
+    schemas = {kind: model.model_json_schema() for kind, model in PROTOCOL_MODELS.items()}
+    schemas["plan"] = plan_json_schema()
+    return schemas

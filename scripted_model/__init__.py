@@ -7,8 +7,7 @@ See ``scripted_model/README.md`` for the scenario format, the CLI and what Claud
 
 from typing import TYPE_CHECKING, Any
 
-from worker.claude_binary import SDK_PIN, find_claude
-from worker.errors import ClaudeNotFound
+from orchestration_protocol.claude_cli import SDK_PIN, ClaudeNotFound, find_claude
 
 from .claude_binary import TEST_API_KEY, claude_env, prepare_claude_home
 from .conversation import Conversation, read_conversation

@@ -25,6 +25,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+STRUCTURED_OUTPUT_TOOL = "StructuredOutput"
+"""The tool Claude Code adds for ``--json-schema``: its ``input_schema`` is the schema, and the
+model must call it once with the structured output."""
+STRUCTURED_OUTPUT_NUDGE = "[structured-output-enforce]"
+"""How Claude Code's reminder starts when a reply ended without calling StructuredOutput: a
+user message that is not a new prompt."""
+
 _CWD = re.compile(r"(?:Primary working directory|Working directory):[ \t]*(\S[^\n]*)")
 _REMINDER = "<system-reminder>"
 
@@ -34,6 +41,20 @@ FORKED_SIDE_PROMPTS = {
     "compact": "Your task is to create a detailed summary of",
 }
 """Instructions of Claude Code's forked helper requests (they carry the main tools)."""
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One tool call since the latest prompt and what it returned."""
+
+    name: str
+    """The tool's name."""
+    input: dict[str, Any]
+    """The tool's input."""
+    result: str
+    """The tool result's text (empty while none came back)."""
+    is_error: bool
+    """Whether the tool result was an error."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +81,12 @@ class Conversation:
 
     side_kind: str | None
     """Why this is a side request (``quota_check``, ``classifier``, ...), None for the main one."""
+
+    exchanges: tuple[Exchange, ...] = ()
+    """The tool calls since the latest prompt, in order, with their results."""
+
+    output_schema: dict[str, Any] | None = None
+    """The JSON Schema of ``--json-schema`` (the StructuredOutput tool's input), if offered."""
 
     def placeholders(self) -> dict[str, str]:
         """The values placeholders in scenario strings are filled with."""
@@ -95,6 +122,8 @@ def _prompt_of(message: Mapping[str, Any]) -> str | None:
     if any(b.get("type") == "tool_result" for b in blocks):
         return None
     texts = [t for t in _texts(blocks) if not t.lstrip().startswith(_REMINDER)]
+    if texts and all(t.lstrip().startswith(STRUCTURED_OUTPUT_NUDGE) for t in texts):
+        return None  # a reminder inside the same turn, not a new prompt
     return "\n".join(texts) if texts else None
 
 
@@ -132,6 +161,44 @@ def last_tool_result(messages: list[Mapping[str, Any]]) -> str:
         return ""
     blocks = blocks_of(messages[-1].get("content"))
     return "\n".join(_tool_result_text(b) for b in blocks if b.get("type") == "tool_result")
+
+
+def exchanges_of(messages: list[Mapping[str, Any]]) -> tuple[Exchange, ...]:
+    """Every tool call in ``messages`` with the result that answered it."""
+    results: dict[str, tuple[str, bool]] = {}
+    for message in messages:
+        for block in blocks_of(message.get("content")):
+            if block.get("type") == "tool_result":
+                results[str(block.get("tool_use_id"))] = (
+                    _tool_result_text(block),
+                    bool(block.get("is_error")),
+                )
+    found = []
+    for message in messages:
+        if message.get("role") != "assistant":
+            continue
+        for block in blocks_of(message.get("content")):
+            if block.get("type") == "tool_use":
+                text, is_error = results.get(str(block.get("id")), ("", False))
+                tool_input = block.get("input")
+                found.append(
+                    Exchange(
+                        str(block.get("name")),
+                        tool_input if isinstance(tool_input, dict) else {},
+                        text,
+                        is_error,
+                    )
+                )
+    return tuple(found)
+
+
+def output_schema_of(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The StructuredOutput tool's schema, when Claude Code offers that tool."""
+    for tool in body.get("tools") or []:
+        if isinstance(tool, Mapping) and tool.get("name") == STRUCTURED_OUTPUT_TOOL:
+            schema = tool.get("input_schema")
+            return dict(schema) if isinstance(schema, Mapping) else {}
+    return None
 
 
 def find_cwd(body: Mapping[str, Any]) -> str | None:
@@ -182,4 +249,6 @@ def read_conversation(body: Mapping[str, Any], headers: Mapping[str, str]) -> Co
         session_id=_session_id(body, headers),
         model=str(body.get("model") or "claude-scripted"),
         side_kind=side_kind(body, prompt),
+        exchanges=exchanges_of(messages[index + 1 :]),
+        output_schema=output_schema_of(body),
     )

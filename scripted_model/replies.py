@@ -14,7 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .conversation import Conversation
+from .conversation import STRUCTURED_OUTPUT_TOOL, Conversation
+from .programs import PROGRAMS
 from .scenario import Scenario, ScenarioBook, Usage, fill_placeholders
 
 CHUNK_CHARS = 40
@@ -90,6 +91,8 @@ def scenario_reply(
 ) -> Reply | ErrorReply:
     """The reply of ``scenario`` at the conversation's turn."""
     values = {**conversation.placeholders(), **groups}
+    if scenario.program is not None:
+        return _program_reply(scenario, conversation)
     error = scenario.error
     if error is not None and error.at_turn == conversation.turn:
         body = error_body(error.type, fill_placeholders(error.message, values))
@@ -102,10 +105,24 @@ def scenario_reply(
             for use in turn.tool_uses
         ]
         return Reply(content, "tool_use", scenario.usage, conversation.model, turn.delay_s)
+    if conversation.output_schema is not None and conversation.turn == len(scenario.turns):
+        output = scenario.structured_output or example_of(conversation.output_schema)
+        block = tool_use_block(STRUCTURED_OUTPUT_TOOL, fill_placeholders(output, values))
+        return Reply([block], "tool_use", scenario.usage, conversation.model)
     text = fill_placeholders(scenario.final_text, values)
     return Reply(
         [text_block(text)], "end_turn", scenario.usage, conversation.model, scenario.final_delay_s
     )
+
+
+def _program_reply(scenario: Scenario, conversation: Conversation) -> Reply:
+    step = PROGRAMS[scenario.program or ""](conversation)
+    if not step.tool_uses:
+        return Reply([text_block(step.text or "Done.")], "end_turn", scenario.usage,
+                     conversation.model)
+    content = [text_block(step.text)] if step.text else []
+    content += [tool_use_block(name, tool_input) for name, tool_input in step.tool_uses]
+    return Reply(content, "tool_use", scenario.usage, conversation.model)
 
 
 def example_of(schema: Mapping[str, Any]) -> Any:

@@ -133,8 +133,20 @@ class Scenario(ScenarioModel):
     usage: Usage = Field(default_factory=Usage)
     """Token counts reported with each reply; the CLI turns them into ``total_cost_usd``."""
 
+    program: str | None = None
+    """A built-in program that computes the replies from the conversation instead of ``turns``
+    and ``final_text``: ``plan``, ``work`` or ``manage`` (see ``scripted_model.programs``)."""
+
+    structured_output: dict[str, Any] | None = None
+    """What to hand to Claude Code's StructuredOutput tool (``--json-schema``) after the turns;
+    without it, a minimal instance of the requested schema."""
+
     @model_validator(mode="after")
     def _check_regex(self) -> Scenario:
+        from .programs import PROGRAMS
+
+        if self.program is not None and self.program not in PROGRAMS:
+            raise ValueError(f"program must be one of {', '.join(PROGRAMS)}")
         if self.regex:
             try:
                 re.compile(self.match)

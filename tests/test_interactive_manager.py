@@ -70,6 +70,37 @@ def blue_and_docs_are_integrated(remote: Path) -> None:
     assert "#16a34a" in show(remote, "orchestrator/accent-green", "app/styles.css")
 
 
+def validation_is_integrated(remote: Path) -> None:
+    ref = "orchestrator/integration"
+    code = show(remote, ref, "app/input-validation-login.js")
+    assert "Add input validation to the login form" in code and "export function" in code
+    assert "test(" in show(remote, ref, "tests/input-validation-login.test.js")
+    assert "--accent: #0066cc;" in show(remote, ref, "app/styles.css")  # the app is still there
+
+
+ANY_REQUEST = Scenario(
+    request="Add input validation to the login form and write tests for it",
+    tasks=["input-validation-login", "input-validation-tests"],
+    merged=["input-validation-login", "input-validation-tests"],
+    on_screen=[
+        "input-validation-login  Add input validation to the login form",
+        "predicted conflicts: none",
+        "It predicts no merge conflicts",
+        "input-validation-login: success, merged (app/input-validation-login.js)",
+        "input-validation-tests: success, merged (tests/input-validation-login.test.js)",
+        "is ready for review on branch orchestrator/integration",
+        "The integration branch was pushed to origin/orchestrator/integration.",
+    ],
+    done_marker="across 2 workers.",
+    integration=validation_is_integrated,
+)
+"""Not the dark-mode sentence: the scripted manager plans it (program ``manage``), and the
+scripted planner derives the tasks from the request and the demo app's files."""
+
+SECOND_REQUEST = "Add a footer to the page"
+SECOND_TASKS = ["footer-page", "footer-page-tests"]
+
+
 SCENARIOS = {
     "dark-mode": Scenario(
         request="Add dark mode support to the app",
@@ -134,9 +165,14 @@ class TmuxSession:
         return done.stdout
 
     def type(self, text: str) -> None:
+        """Type ``text`` and submit it. Enter is pressed three times, a second apart: on a
+        loaded machine the first can arrive as part of the paste and be taken as a newline,
+        and Enter on an empty input does nothing."""
         subprocess.run([*self.tmux, "send-keys", "-t", self.name, "-l", text], check=True)
         time.sleep(0.3)
-        subprocess.run([*self.tmux, "send-keys", "-t", self.name, "Enter"], check=True)
+        for _ in range(3):
+            subprocess.run([*self.tmux, "send-keys", "-t", self.name, "Enter"], check=True)
+            time.sleep(1.0)
 
     def wait_for(self, text: str, timeout: float) -> float:
         """Seconds until ``text`` is on screen; fails with the screen when it never is."""
@@ -211,7 +247,12 @@ def manager_in_docker(docker_client, demo_remote: Path, tmp_path: Path) -> Itera
     from docker.errors import ImageNotFound
 
     require_tmux()
-    for image in ("claude-orchestrator", "claude-worker"):
+    images = {
+        "ORCHESTRATOR_MANAGER_IMAGE": os.environ.get("ORCHESTRATOR_MANAGER_IMAGE")
+        or "claude-orchestrator",
+        "ORCHESTRATOR_WORKER_IMAGE": os.environ.get("ORCHESTRATOR_WORKER_IMAGE") or "claude-worker",
+    }
+    for image in images.values():
         try:
             docker_client.images.get(image)
         except ImageNotFound:
@@ -220,7 +261,9 @@ def manager_in_docker(docker_client, demo_remote: Path, tmp_path: Path) -> Itera
     volume, name = f"e2e-{token}", f"orchestrator-manager-e2e-{token}"
     command = [str(REPO_ROOT / "run.sh"), "--simulate", "--repo", str(demo_remote)]
     command += ["--volume", volume, "--name", name]
-    tmux = TmuxSession(f"e2e-{token}", command, cwd=tmp_path, env=clean_env(HOME=str(tmp_path)))
+    tmux = TmuxSession(
+        f"e2e-{token}", command, cwd=tmp_path, env=clean_env(HOME=str(tmp_path), **images)
+    )
 
     def read_result(task_id: str) -> dict:
         done = subprocess.run(
@@ -336,3 +379,30 @@ def test_manager_on_the_host(manager_on_host: Manager, scenario_name: str) -> No
 def test_manager_through_run_sh(manager_in_docker: Manager, scenario_name: str) -> None:
     scenario = SCENARIOS[scenario_name]
     check_outcome(manager_in_docker, scenario, converse(manager_in_docker, scenario))
+
+
+def converse_twice(manager: Manager) -> None:
+    """Any request, then a second one in the same session: new tasks, not the first's."""
+    screen = converse(manager, ANY_REQUEST)
+    check_outcome(manager, ANY_REQUEST, screen)
+    manager.tmux.type(SECOND_REQUEST)
+    manager.tmux.wait_for(f'Done: "{SECOND_REQUEST}" is ready for review', RUN_TIMEOUT_S)
+    manager.tmux.wait_for("Review it with:", 10)
+    screen = manager.tmux.screen()
+    (manager.remote.parent / "screen-2.txt").write_text(screen)
+    for task_id in SECOND_TASKS:
+        assert f"{task_id}: success, merged" in screen, screen
+        result = manager.read_result(task_id)
+        assert result["status"] == "success" and result["files_changed"], result
+    assert "footer" in show(manager.remote, "orchestrator/integration", "app/footer-page.js").lower()
+    # the first request's work is still merged
+    validation_is_integrated(manager.remote)
+
+
+def test_any_request_on_the_host(manager_on_host: Manager) -> None:
+    converse_twice(manager_on_host)
+
+
+@pytest.mark.docker
+def test_any_request_through_run_sh(manager_in_docker: Manager) -> None:
+    converse_twice(manager_in_docker)

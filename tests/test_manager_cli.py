@@ -237,7 +237,7 @@ def test_logs_result_and_schema(cli, layout: Layout) -> None:
     code, out, _ = cli("result", "t1")
     assert code == 0 and "t1: success" in out and "line-two" in out
     code, out, _ = cli("schema")
-    assert set(json.loads(out)) == {"task", "claim", "status", "result", "cancel"}
+    assert set(json.loads(out)) == {"task", "claim", "status", "result", "cancel", "plan"}
     code, out, _ = cli("schema", "task")
     assert json.loads(out)["title"] == "Task"
 
@@ -402,6 +402,7 @@ def test_help_names_every_command() -> None:
         "result",
         "egress",
         "run",
+        "plan",
         "dispatch",
         "pool",
         "cleanup",
@@ -423,8 +424,7 @@ def test_help_names_every_command() -> None:
 def test_a_simulated_run_on_the_host_uses_the_scripted_model(
     cli, layout: Layout, tmp_path: Path, monkeypatch
 ) -> None:
-    from worker.claude_binary import find_claude
-    from worker.errors import ClaudeNotFound
+    from orchestration_protocol.claude_cli import ClaudeNotFound, find_claude
 
     try:
         find_claude()

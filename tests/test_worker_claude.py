@@ -12,6 +12,7 @@ import pytest
 
 from manager.mirror import ensure_mirror
 from orchestration_protocol import Layout, Result, Task, read_model, write_task
+from orchestration_protocol.claude_cli import ClaudeNotFound, find_claude
 from orchestration_protocol.gateway import read_ledger
 from scripted_model.claude_binary import TEST_API_KEY
 from scripted_model.scenario import load_scenarios
@@ -19,9 +20,7 @@ from scripted_model.server import ScriptedModelServer
 from tests.conftest import require
 from tests.gateway_helpers import GatewayProcess, write_secret
 from tests.gitrepo import make_remote, show
-from worker.claude_binary import find_claude
 from worker.cli import RET_OK, main
-from worker.errors import ClaudeNotFound
 
 
 @pytest.fixture(scope="module")

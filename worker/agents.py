@@ -12,10 +12,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestration_protocol import AgentKind, Task
+from orchestration_protocol import AgentKind, Task, TaskKind, plan_json_schema
+from orchestration_protocol.claude_cli import ClaudeNotFound, find_claude
+from orchestration_protocol.plans import PLANNER_DISALLOWED_TOOLS, PLANNER_PROMPT
 
-from .claude_binary import find_claude
-from .errors import AgentNotFound, ClaudeNotFound
+from .errors import AgentNotFound
 
 WORKER_PROMPT = """\
 You are a worker of claude-orchestrator, running headless in a container with no person to ask.
@@ -41,6 +42,8 @@ class AgentReport:
     cost_usd: float | None = None
     usage: dict[str, Any] | None = None
     num_turns: int | None = None
+    structured_output: Any = None
+    """What the agent handed to Claude Code's StructuredOutput tool (``--json-schema``), if any."""
 
 
 @dataclass
@@ -68,8 +71,11 @@ class ClaudeAgent:
             "--verbose",
             "--dangerously-skip-permissions",
             "--append-system-prompt",
-            WORKER_PROMPT,
+            PLANNER_PROMPT if self.task.kind == TaskKind.PLAN else WORKER_PROMPT,
         ]
+        if self.task.kind == TaskKind.PLAN:
+            command += ["--json-schema", json.dumps(plan_json_schema())]
+            command += ["--disallowedTools", *PLANNER_DISALLOWED_TOOLS]
         model = self.task.model or self.model
         if model:
             command += ["--model", model]
@@ -118,6 +124,7 @@ class ClaudeAgent:
             cost_usd=_count(result.get("total_cost_usd"), float),
             usage=result.get("usage") if isinstance(result.get("usage"), dict) else None,
             num_turns=_count(result.get("num_turns"), int),
+            structured_output=result.get("structured_output"),
         )
 
 

@@ -29,8 +29,11 @@ from orchestration_protocol import (
     ResultStatus,
     SchemaViolation,
     Task,
+    TaskKind,
     WorkerPhase,
     atomic_write_bytes,
+    parse_plan,
+    plan_problems,
     utc_now,
 )
 from orchestration_protocol.contract import PASSTHROUGH_ENV
@@ -167,6 +170,7 @@ class Attempt:
         self.started_at: datetime = handle.claim.claimed_at
         self.deadline = self.started + task.timeout_s if task.timeout_s else None
         self.token: str | None = None
+        self.structured_output: object = None
         self.relays: list[Relay] = []
         self.last_output = time.monotonic()
         self.log = TaskLog(self.layout.log_file(task.id), [])
@@ -245,7 +249,11 @@ class Attempt:
         )
         self.result = self.result.model_copy(update={"base_commit": base, "branch": branch})
         agent = self._run_agent(workspace)
-        if not self.stop.claim_lost:
+        if self.stop.claim_lost:
+            return
+        if self.task.kind == TaskKind.PLAN:
+            self._keep_plan()  # a planner's changes are never committed nor pushed
+        else:
             self._keep_changes(agent, workspace, mirror, base, branch)
 
     def _check_separation(self) -> None:
@@ -354,8 +362,32 @@ class Attempt:
             }
         )
 
+    def _keep_plan(self) -> None:
+        """Put the agent's plan into the result: checked field by field and as a whole, so a
+        result's plan is always one the manager can run (it checks again: results are untrusted)."""
+        self.result = self.result.model_copy(update={"branch": None})
+        if self.result.status != ResultStatus.SUCCESS:
+            return
+        output = self.structured_output
+        if output is None:
+            self._fail("the planner returned no plan (it never called StructuredOutput)")
+            return
+        try:
+            plan = parse_plan(output)
+        except ValueError as error:
+            self._fail(f"the planner's plan is not valid ({error})")
+            return
+        problems = plan_problems(plan)
+        if problems:
+            self._fail(f"the planner's plan is not sound: {problems[0]}")
+            return
+        self.result = self.result.model_copy(
+            update={"plan": plan.model_dump(mode="json", exclude_none=True)}
+        )
+
     def _record_agent(self, agent: Agent, exit_code: int, stopped_because: str | None) -> None:
         report = agent.report(exit_code)
+        self.structured_output = report.structured_output
         if stopped_because is None:
             status = (
                 ResultStatus.FAILED if report.is_error or exit_code != 0 else ResultStatus.SUCCESS

@@ -2,8 +2,10 @@
 the order ``--help`` lists them)."""
 
 # ruff: noqa: I001 - the import order is the order of the commands in --help
-from . import work, watching, housekeeping, tasks, pool
+from . import work, planning, watching, housekeeping, tasks, pool
 from .common import app
 from .work import spawn_worker_app
 
-__all__ = ["app", "housekeeping", "pool", "spawn_worker_app", "tasks", "watching", "work"]
+__all__ = [
+    "app", "housekeeping", "planning", "pool", "spawn_worker_app", "tasks", "watching", "work"
+]  # fmt: skip

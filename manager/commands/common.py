@@ -293,7 +293,12 @@ def state_printer(as_json: bool) -> Callable[[dict[str, str]], None]:
     return report
 
 
-def print_summary(view_rows: list[dict[str, Any]], progress: Progress, as_json: bool) -> None:
+def print_summary(
+    view_rows: list[dict[str, Any]],
+    progress: Progress,
+    as_json: bool,
+    extra: dict[str, Any] | None = None,
+) -> None:
     if as_json:
         emit_json(
             {
@@ -301,6 +306,7 @@ def print_summary(view_rows: list[dict[str, Any]], progress: Progress, as_json: 
                 "summary": progress.counts(),
                 "total_cost_usd": rows_total_cost(view_rows),
                 "tasks": view_rows,
+                **(extra or {}),
             }
         )
         return

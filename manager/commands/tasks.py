@@ -81,8 +81,20 @@ def task_create(
     branch: BranchOpt = None,
     plan: Annotated[
         Path | None,
-        typer.Option("--plan", metavar="FILE", help="Create every task of a JSON/YAML plan file."),
+        typer.Option(
+            "--plan", metavar="FILE",
+            help="Create every task of a JSON/YAML plan file (what 'orchestrator plan -o' writes, "
+            "or a list of tasks).",
+        ),
     ] = None,
+    rename: Annotated[
+        bool,
+        typer.Option(
+            "--rename",
+            help="With --plan: give an id already on the volume a number (-2, -3, ...) instead "
+            "of refusing the plan; dependencies follow.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a new task file (or all of a plan's)."""
@@ -103,7 +115,7 @@ def task_create(
     )
     if plan is not None:
         fields.pop("id", None)
-        tasks = planning.create_plan(layout, plan, fields)
+        tasks = planning.create_plan(layout, plan, fields, rename=rename)
     elif prompt is None:
         raise BadInput("Give a PROMPT, or --plan FILE; see 'orchestrator task create --help'.")
     else:

@@ -15,10 +15,13 @@ from .. import plan as planning
 from ..config import positive_usd
 from ..dispatch import Dispatcher, Tick
 from ..errors import (
+    EXIT_TASKS_FAILED,
     BadInput,
 )
+from ..greenfield import check_output_dir
 from ..ledger import ledger_cache
 from ..output import emit_json
+from ..pipeline import create_planned_tasks, repository_for
 from ..spawn import SpawnContext, spawn_task
 from ..views import status_rows
 from .common import (
@@ -28,6 +31,7 @@ from .common import (
     BranchOpt,
     BudgetOpt,
     Globals,
+    IdsArg,
     JsonOpt,
     MaxBudgetOpt,
     MaxWorkersOpt,
@@ -51,6 +55,7 @@ from .common import (
     state_printer,
     task_fields,
 )
+from .planning import aggregate_run, plan_for_run, planning_cost_line, run_document
 
 
 def _spawn(ctx: typer.Context, profile: str, task_id: str, as_json: bool, **extra: Any) -> None:
@@ -129,15 +134,50 @@ def _dispatch(
     return dispatcher.run(until_settled=until_settled, on_tick=on_tick)
 
 
+PLAN_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+
+
 @app.command("run")
 @handled
 def run(
     ctx: typer.Context,
     prompts: Annotated[
         list[str] | None,
-        typer.Argument(metavar="PROMPT", help="One task per prompt.", show_default=False),
+        typer.Argument(
+            metavar="PROMPT",
+            help="One task per prompt; with --plan, the request to plan (or a plan file).",
+            show_default=False,
+        ),
     ] = None,
-    max_workers: MaxWorkersOpt = 4,
+    max_workers: Annotated[
+        int,
+        typer.Option(
+            "--max-workers", "--max-executors", "-n", metavar="N", min=1,
+            envvar="ORCHESTRATOR_MAX_WORKERS",
+            help="Most workers running at once (default $ORCHESTRATOR_MAX_WORKERS or 4); with "
+            "--plan, also the most the planner may budget.",
+        ),
+    ] = 4,
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan",
+            help="Analyze -> plan -> execute -> aggregate: plan the request with 'orchestrator "
+            "plan', create the plan's tasks, run them respecting dependencies, merge them into "
+            "orchestrator/integration (in the volume's mirror) and report. A PROMPT that is a "
+            ".json/.yaml file is run as a plan file.",
+        ),
+    ] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="With --plan: plan on this host, not in a worker.")
+    ] = False,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir", metavar="DIR",
+            help="Write the merged tree to DIR (new or empty) as a git repository.",
+        ),
+    ] = None,
     simulate: SimulateOpt = False,
     profile: ProfileOpt = None,
     agent: AgentOpt = None,
@@ -146,19 +186,25 @@ def run(
     model: ModelOpt = None,
     max_budget: MaxBudgetOpt = None,
     budget: BudgetOpt = None,
-    plan: Annotated[
-        Path | None,
-        typer.Option("--plan", metavar="FILE", help="Tasks from a JSON/YAML plan file."),
-    ] = None,
     repo: RepoOpt = None,
     branch: BranchOpt = None,
     mount: MountOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create tasks, run them with up to N workers, wait, and summarize."""
-    if not prompts and plan is None:
-        raise BadInput("Give at least one PROMPT, or --plan FILE; see 'orchestrator run --help'.")
+    """Create tasks, run them with up to N workers, wait, and summarize; with --plan, plan the
+    request first and merge the results. With no repository it starts from an empty one in the
+    volume."""
+    if not prompts:
+        raise BadInput("Give at least one PROMPT (with --plan: the request); see 'orchestrator run --help'.")
     positive_usd(max_budget, "--max-budget")
+    if output_dir is not None:
+        check_output_dir(output_dir)
+    plan_file = (
+        Path(prompts[0])
+        if plan and len(prompts) == 1 and prompts[0].endswith(PLAN_FILE_SUFFIXES)
+        and Path(prompts[0]).is_file()
+        else None
+    )
     context = spawning(
         ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount, budget_usd=budget
     )
@@ -177,10 +223,22 @@ def run(
     )
     layout = context.settings.layout
     set_fleet_budget(context.settings, as_json)
-    if plan is not None:
-        tasks = planning.create_plan(layout, plan, fields)
+    text = " ".join(prompts)
+    outcome = None
+    if plan and plan_file is None:
+        repository, outcome = plan_for_run(
+            context, text, max_workers, local=local, profile=profile, as_json=as_json
+        )
+        tasks = create_planned_tasks(layout, outcome.plan, repository, fields)
+        max_workers = min(max_workers, outcome.plan.executor_budget)
     else:
-        tasks = [planning.create_task(layout, {**fields, "prompt": text}) for text in prompts or []]
+        repository = repository_for(context, text)
+        if repository.greenfield:
+            fields["repo"] = repository.url
+        if plan_file is not None:
+            tasks = planning.create_plan(layout, plan_file, fields, rename=True)
+        else:
+            tasks = [planning.create_task(layout, {**fields, "prompt": p}) for p in prompts]
     if not as_json:
         typer.echo(
             f"created {', '.join(task.id for task in tasks)}; running up to {max_workers} at once"
@@ -192,7 +250,14 @@ def run(
     dispatcher.wait_for_workers()
     ids = [task.id for task in tasks]
     rows = status_rows(tick.board, tick.states, utc_now(), ids, ledger_cache(layout))
-    print_summary(rows, tick.progress, as_json)
+    merged = None
+    if plan or repository.greenfield or output_dir is not None:
+        merged = aggregate_run(context, repository, tasks, output_dir, as_json)
+    if outcome is not None and not as_json:
+        typer.echo(planning_cost_line(outcome))
+    print_summary(rows, tick.progress, as_json, extra=run_document(outcome, merged))
+    if merged is not None and not merged.merge.ok:
+        raise typer.Exit(EXIT_TASKS_FAILED)  # a conflict: not everything reached the branch
     finish(tick.progress)
 
 
@@ -200,6 +265,7 @@ def run(
 @handled
 def dispatch(
     ctx: typer.Context,
+    ids: IdsArg = None,
     max_workers: MaxWorkersOpt = 4,
     until_done: Annotated[
         bool,
@@ -215,12 +281,13 @@ def dispatch(
     mount: MountOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Queue mode: keep up to N workers busy on tasks whose dependencies succeeded."""
+    """Queue mode: keep up to N workers busy on tasks whose dependencies succeeded (only IDS,
+    when given)."""
     context = spawning(
         ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount, budget_usd=budget
     )
     set_fleet_budget(context.settings, as_json)
-    dispatcher = Dispatcher(context, max_workers=max_workers, profile=profile)
+    dispatcher = Dispatcher(context, max_workers=max_workers, profile=profile, scope=ids or None)
     signal.signal(signal.SIGTERM, interrupt)
     tick = _dispatch(
         context, dispatcher, until_settled=until_done, as_json=as_json, quiet_json=False

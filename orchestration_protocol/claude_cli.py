@@ -1,4 +1,5 @@
-"""Finding the real ``claude`` binary: ``$CLAUDE_BIN``, ``PATH``, or the one bundled in the
+"""Finding the real ``claude`` binary, for everyone who runs it (the worker, ``plan --local``, the
+scripted model's tests): ``$CLAUDE_BIN``, ``PATH``, or the one bundled in the
 ``claude-agent-sdk`` wheel (``claude_agent_sdk/_bundled/claude``); this project pins
 ``claude-agent-sdk==0.2.187`` (Claude Code 2.1.330)."""
 
@@ -9,7 +10,10 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import ClaudeNotFound
+
+class ClaudeNotFound(FileNotFoundError):
+    """No ``claude`` binary was found (``$CLAUDE_BIN``, ``PATH``, ``claude_agent_sdk``)."""
+
 
 CLAUDE_BIN_ENV = "CLAUDE_BIN"
 """Environment variable naming the ``claude`` binary to use."""
