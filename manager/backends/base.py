@@ -98,6 +98,19 @@ class WorkerRecord:
     from the pool's records (``manager.pool.with_pool_tasks``)."""
 
     @classmethod
+    def idle_started(cls, request: IdleSpawnRequest) -> WorkerRecord:
+        """The record of a warm pool worker that was started for ``request`` a moment ago."""
+        return cls(
+            name=request.name,
+            task_id="",
+            attempt=None,
+            running=True,
+            created_at=datetime.now(UTC),
+            profile=request.profile.name,
+            pool=request.pool,
+        )
+
+    @classmethod
     def just_started(cls, request: SpawnRequest) -> WorkerRecord:
         """The record of a worker that was started for ``request`` a moment ago."""
         return cls(

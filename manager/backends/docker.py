@@ -279,15 +279,7 @@ class DockerBackend(Backend):
                 request.worker_args,
             )
         )
-        return WorkerRecord(
-            name=request.name,
-            task_id="",
-            attempt=None,
-            running=True,
-            created_at=datetime.now(UTC),
-            profile=request.profile.name,
-            pool=request.pool,
-        )
+        return WorkerRecord.idle_started(request)
 
     def workers(self) -> list[WorkerRecord]:
         summaries = self.client.api.containers(all=True, filters=self._filters)

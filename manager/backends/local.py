@@ -124,15 +124,7 @@ class LocalBackend(Backend):
             {"task_id": "", "pool": request.pool},
             request.profile,
         )
-        return WorkerRecord(
-            name=request.name,
-            task_id="",
-            attempt=None,
-            running=True,
-            created_at=datetime.now(UTC),
-            profile=request.profile.name,
-            pool=request.pool,
-        )
+        return WorkerRecord.idle_started(request)
 
     def _start(
         self,
