@@ -116,6 +116,19 @@ def wait_until_answering(layout: Layout, why_not: Any = None) -> None:
             time.sleep(0.1)
 
 
+def require_external_gateway(layout: Layout) -> None:
+    """With ``$ORCHESTRATOR_GATEWAY=external`` (the Compose stack): the gateway someone else runs
+    must answer on its sockets in the volume; it is never started from here."""
+    try:
+        wait_until_answering(layout)
+    except SpawnFailed as error:
+        raise SpawnFailed(
+            f"{str(error).rstrip('.')}; the gateway is run by someone else "
+            "($ORCHESTRATOR_GATEWAY=external): start it (docker-compose up -d gateway), or unset "
+            "the variable to have it started here."
+        ) from error
+
+
 # --- Docker ----------------------------------------------------------------------------------
 
 

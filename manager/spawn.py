@@ -36,7 +36,13 @@ from .credentials import (
     require_model_credentials,
 )
 from .errors import BadInput, MirrorUnavailable, TaskNotSpawnable, TaskUnknown
-from .gateway_service import DEFAULT_UPSTREAM, GatewaySpec, connect_gateway, start_gateway
+from .gateway_service import (
+    DEFAULT_UPSTREAM,
+    GatewaySpec,
+    connect_gateway,
+    require_external_gateway,
+    start_gateway,
+)
 from .mirror import ensure_mirror
 from .preflight import prepare_root
 from .profiles import Profile, resolve_profile
@@ -78,7 +84,8 @@ class SpawnContext:
         profile = self.profile(name)
         if profile.name not in self.checked_profiles:
             self.backend.preflight(profile)
-            if profile.network and isinstance(self.backend, DockerBackend):
+            external = self.settings.gateway == "external"
+            if profile.network and isinstance(self.backend, DockerBackend) and not external:
                 connect_gateway(self.backend, profile.network)
             self.checked_profiles.add(profile.name)
         return profile
@@ -115,9 +122,13 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
     env.update({name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)})
     networks = [settings.network] if settings.network else []
     if settings.simulate:
-        simulation = start_simulation(settings, backend)
         for name in ("ANTHROPIC_MODEL", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX"):
             env.pop(name, None)
+    if settings.gateway == "external":
+        require_external_gateway(settings.layout)
+        return SpawnContext(settings, backend, secrets, env, settings.network)
+    if settings.simulate:
+        simulation = start_simulation(settings, backend)
         spec = GatewaySpec(
             upstream=simulation.upstream,
             credentials=simulation.credentials,
@@ -171,7 +182,8 @@ def spawn_attempt(
     from .backends.base import SpawnRequest
 
     profile = context.preflight(profile_name or task.profile)
-    if task.agent == AgentKind.CLAUDE and not context.settings.simulate:
+    managed = context.settings.gateway == "managed"  # else the gateway holds the credential
+    if task.agent == AgentKind.CLAUDE and not context.settings.simulate and managed:
         require_model_credentials(context.secrets)
     context.mirror(task)
     request = SpawnRequest(

@@ -2,8 +2,8 @@
 the order ``--help`` lists them)."""
 
 # ruff: noqa: I001 - the import order is the order of the commands in --help
-from . import work, watching, housekeeping, tasks
+from . import work, watching, housekeeping, tasks, service
 from .common import app
 from .work import spawn_worker_app
 
-__all__ = ["app", "housekeeping", "spawn_worker_app", "tasks", "watching", "work"]
+__all__ = ["app", "housekeeping", "service", "spawn_worker_app", "tasks", "watching", "work"]

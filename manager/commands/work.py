@@ -17,6 +17,7 @@ from ..dispatch import Dispatcher, Tick
 from ..errors import (
     BadInput,
 )
+from ..health import touch_alive
 from ..ledger import ledger_cache
 from ..output import emit_json
 from ..spawn import SpawnContext, spawn_task
@@ -122,6 +123,7 @@ def _dispatch(
     report = state_printer(as_json)
 
     def on_tick(tick: Tick) -> None:
+        touch_alive(context.settings.alive_file)
         if not (as_json and quiet_json):
             report({task_id: state.value for task_id, state in tick.progress.states.items()})
         for recovery in tick.recovered:
