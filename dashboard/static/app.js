@@ -45,8 +45,7 @@ function s(tag, attrs = {}, ...children) {
 
 function money(usd) {
   if (usd === null || usd === undefined) return "";
-  if (usd === 0) return "$0.00";
-  return usd < 0.01 ? `$${usd.toFixed(4)}` : `$${usd.toFixed(2)}`;
+  return usd < 1 ? `$${usd.toFixed(4)}` : `$${usd.toFixed(2)}`;
 }
 
 function duration(seconds) {
@@ -248,8 +247,8 @@ function renderTimeline() {
       const x0 = x(ms(a.started_at)), x1 = x(a.ended_at ? ms(a.ended_at) : now);
       const outcome = a.outcome || "unknown";
       const bar = s("rect", {
-        class: `bar s-${outcome}${outcome === "running" ? " running" : ""}`, x: x0, y: y + 4, width: Math.max(3, x1 - x0), height: laneH - 8,
-        fill: `var(--${outcome})`, onclick: () => select(row.id),
+        class: `bar s-${outcome}${outcome === "running" ? " running" : ""}`, x: x0, y: y + 4, width: Math.max(5, x1 - x0), height: laneH - 8,
+        onclick: () => select(row.id),
       }, s("title", { text: attemptTitle(row, a) }));
       svg.append(bar);
     }
@@ -274,7 +273,7 @@ function ticks(start, end, count) {
 
 function renderLegend() {
   $("legend").replaceChildren(...["running", "success", "failed", "timeout", "cancelled", "lost"].map((state) =>
-    h("span", {}, h("i", { class: `s-${state}`, style: `background: var(--${state})` }), state)));
+    h("span", {}, h("i", { class: `s-${state}` }), state)));
 }
 
 // --- one task ----------------------------------------------------------------------------------
@@ -336,7 +335,7 @@ function renderDetail() {
   const took = d.duration_s ?? (d.state === "running" && started ? (Date.now() - ms(started)) / 1000 : null);
   const tabs = [["log", "Log"], ["diff", "Diff", d.files_changed.length || null], ["output", "Output"], ["attempts", "Attempts", spans.length || null], ["egress", "Egress", d.egress.length || null]];
   const card = $("detail");
-  card.replaceChildren(
+  card.replaceChildren(...[
     h("div", { class: "detail-head" }, h("h3", { text: d.id }), h("span", { class: `badge s-${d.state}`, text: d.state }),
       d.cancel_requested ? h("span", { class: "badge s-cancelled", text: "cancel requested" }) : null),
     h("div", { class: "prompt-text", text: d.prompt || (d.problems[0] || "") }),
@@ -357,7 +356,7 @@ function renderDetail() {
       h("button", { class: "tab", role: "tab", "aria-selected": String(detail.tab === key), data: { tab: key }, onclick: () => { detail.tab = key; renderDetail(); } },
         label, n ? h("span", { class: "n", text: n }) : null))),
     h("div", { class: "pane", id: "pane" }),
-  );
+  ].filter(Boolean));
   renderPane();
 }
 
