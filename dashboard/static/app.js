@@ -172,7 +172,9 @@ function rowElement(row) {
   const tr = h("tr", { data: { id: row.id }, class: row.id === model.selected ? "selected" : "", onclick: () => select(row.id) },
     h("td", {}, stateBadge(row.state)),
     h("td", { class: "id", text: row.id }),
-    h("td", { class: "prompt", text: (row.prompt || row.problems[0] || "").split("\n")[0], title: row.prompt || "" }),
+    row.error || row.budget_error || row.problems.length
+      ? h("td", { class: "prompt why", text: (row.error || row.budget_error || row.problems[0]).split("\n")[0], title: `${row.prompt || ""}\n\n${row.error || row.budget_error || row.problems[0]}` })
+      : h("td", { class: "prompt", text: (row.prompt || "").split("\n")[0], title: row.prompt || "" }),
     h("td", { class: "num", text: tries }),
     h("td", { class: "num time", text: duration(rowTime(row)) }),
     h("td", { class: "num" }, ...changes),
@@ -452,7 +454,7 @@ function diffView(patch) {
     let oldNo = 0, newNo = 0, inHunk = false;
     for (const line of file.lines) {
       if (budget-- <= 0) break;
-      let cls = "meta", a = "", b = "";
+      let cls = "dmeta", a = "", b = "";
       const hunk = line.match(/^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@/);
       if (hunk) { oldNo = +hunk[1]; newNo = +hunk[2]; inHunk = true; cls = "hunk"; }
       else if (inHunk && line.startsWith("+")) { cls = "add"; b = newNo++; file.add++; }
