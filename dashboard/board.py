@@ -32,6 +32,8 @@ from orchestration_protocol import (
     utc_now,
 )
 
+PROMPT_IN_ROW = 300
+"""Characters of a prompt in the board's rows (a thousand long prompts would weigh megabytes)."""
 FULL_READ_S = 120.0
 """How often the whole volume is read again (stray files in ``tasks/`` raise no event)."""
 
@@ -126,6 +128,8 @@ def dashboard_row(
     row = task_row(snapshot, state, now, ledger)
     for moving in ("age_s", "heartbeat_age_s"):  # the page counts these itself, from the times
         row.pop(moving, None)
+    if row["prompt"] and len(row["prompt"]) > PROMPT_IN_ROW:  # the whole one is in the details
+        row["prompt"] = row["prompt"][:PROMPT_IN_ROW] + "…"
     result = snapshot.current_result
     status = snapshot.current_status
     row["attempts"] = attempt_spans(layout, snapshot, state, ledger)
@@ -196,19 +200,20 @@ class BoardModel:
         changed = set(dirty) | {i for i, s in states.items() if self.states.get(i) != s}
         changed |= {i for i, s in states.items() if s == TaskState.RUNNING}  # cost, heartbeat
         delta = Delta()
+        rows = dict(self.rows)  # readers hold the old dict meanwhile: no lock on their side
         for task_id in sorted(changed):
             snapshot = self.board.snapshots.get(task_id)
             if snapshot is None:
-                if self.rows.pop(task_id, None) is not None:
+                if rows.pop(task_id, None) is not None:
                     delta.removed.append(task_id)
                 continue
             row = dashboard_row(
                 self.layout, snapshot, states[task_id], now, self.ledgers.summary(task_id)
             )
-            if self.rows.get(task_id) != row:
-                self.rows[task_id] = row
+            if rows.get(task_id) != row:
+                rows[task_id] = row
                 delta.rows.append(row)
-        self.states = states
+        self.rows, self.states = rows, states
         summary = self._summary(None)
         if delta.rows or delta.removed or summary != self.summary:
             self.summary = summary
@@ -230,9 +235,9 @@ class BoardModel:
         }
 
     def ordered_rows(self) -> list[dict[str, Any]]:
-        """Every row, oldest task first (as ``orchestrator status`` orders them)."""
-        with self._lock:
-            rows = list(self.rows.values())
+        """Every row, oldest task first (as ``orchestrator status`` orders them). Never waits
+        for a refresh: it reads the rows a refresh last swapped in whole."""
+        rows = list(self.rows.values())
         return sorted(rows, key=lambda row: (row["created_at"] or "", row["id"]))
 
     def board_message(self) -> dict[str, Any]:

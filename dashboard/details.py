@@ -69,6 +69,7 @@ def task_details(layout: Layout, ledgers: LedgerCache, task_id: str) -> dict[str
     details = dashboard_row(layout, snapshot, state, now, ledger)
     result = snapshot.current_result
     status = snapshot.current_status
+    details["prompt"] = snapshot.task.prompt if snapshot.task else None
     details["task"] = snapshot.task.model_dump(mode="json") if snapshot.task else None
     details["status"] = status.model_dump(mode="json") if status else None
     details["result"] = result.model_dump(mode="json", exclude={"output"}) if result else None
