@@ -91,11 +91,13 @@ function connect() {
   source.addEventListener("open", () => setConn("live", "live"));
   source.addEventListener("error", () => setConn("reconnecting", "reconnecting…"));
   source.addEventListener("board", (event) => {
+    performance.mark("board-received");
     const message = JSON.parse(event.data);
     model.rows = new Map(message.rows.map((row) => [row.id, row]));
     model.summary = message.summary;
     renderAll();
     setConn("live", "live");
+    performance.mark("board-rendered");
   });
   source.addEventListener("delta", (event) => {
     const message = JSON.parse(event.data);
@@ -337,6 +339,10 @@ function renderDetail() {
   const took = d.duration_s ?? (d.state === "running" && started ? (Date.now() - ms(started)) / 1000 : null);
   const tabs = [["log", "Log"], ["diff", "Diff", d.files_changed.length || null], ["output", "Output"], ["attempts", "Attempts", spans.length || null], ["egress", "Egress", d.egress.length || null]];
   const card = $("detail");
+  // the open pane stays when the same task is shown again (a heartbeat, a log line): a reader's
+  // scroll position and text selection in the log or the diff survive the update
+  const kept = card.dataset.id === d.id && card.dataset.tab === detail.tab ? $("pane") : null;
+  const pane = kept || h("div", { class: "pane", id: "pane" });
   card.replaceChildren(...[
     h("div", { class: "detail-head" }, h("h3", { text: d.id }), h("span", { class: `badge s-${d.state}`, text: d.state }),
       d.cancel_requested ? h("span", { class: "badge s-cancelled", text: "cancel requested" }) : null),
@@ -357,9 +363,13 @@ function renderDetail() {
     h("div", { class: "tabs", role: "tablist" }, ...tabs.map(([key, label, n]) =>
       h("button", { class: "tab", role: "tab", "aria-selected": String(detail.tab === key), data: { tab: key }, onclick: () => { detail.tab = key; renderDetail(); } },
         label, n ? h("span", { class: "n", text: n }) : null))),
-    h("div", { class: "pane", id: "pane" }),
+    pane,
   ].filter(Boolean));
-  renderPane();
+  card.dataset.id = d.id;
+  card.dataset.tab = detail.tab;
+  if (!kept) renderPane();
+  else if (detail.tab === "log") $("log-bar").replaceWith(logBar());
+  else if (detail.tab !== "diff" || !detail.patch) renderPane();
 }
 
 function renderPane() {
@@ -394,15 +404,20 @@ function openLog(id) {
   source.addEventListener("open", () => { if (detail.log) detail.log.live = true; });
 }
 
-function logView() {
+function logBar() {
   const log = detail.log;
   const follow = h("input", { type: "checkbox", checked: log.follow, onchange: (event) => { log.follow = event.target.checked; } });
   const running = detail.data && detail.data.state === "running";
-  return h("div", {},
-    h("div", { class: "log-bar" }, running && log.live ? h("span", { class: "live-tag", text: "following" }) : h("span", { text: log.text ? `${log.text.length.toLocaleString()} characters` : "" }),
-      log.truncated ? h("span", { text: "(earlier output left out)" }) : null,
-      h("label", {}, follow, "follow the end")),
-    h("pre", { class: "log", id: "log", text: log.text || (running ? "Waiting for the agent's first output…" : "No output logged.") }));
+  return h("div", { class: "log-bar", id: "log-bar" },
+    running && log.live ? h("span", { class: "live-tag", text: "following" }) : h("span", { text: log.text ? `${log.text.length.toLocaleString()} characters` : "" }),
+    log.truncated ? h("span", { text: "(earlier output left out)" }) : null,
+    h("label", {}, follow, "follow the end"));
+}
+
+function logView() {
+  const running = detail.data && detail.data.state === "running";
+  return h("div", {}, logBar(),
+    h("pre", { class: "log", id: "log", text: detail.log.text || (running ? "Waiting for the agent's first output…" : "No output logged.") }));
 }
 
 function refreshLog(whole) {
@@ -517,8 +532,8 @@ async function loadEgress() {
 
 function renderAll() {
   renderSummary();
+  renderTimeline(); // first: it measures the page, which is cheap before the table is filled
   renderTable();
-  renderTimeline();
   if (model.selected) scheduleDetail();
 }
 

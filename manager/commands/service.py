@@ -22,11 +22,14 @@ def dashboard(
         str,
         typer.Option(
             "--host",
+            metavar="ADDRESS",
             help="Address to listen on; anything but loopback needs a token (made and printed "
             "when none is given).",
         ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 8450,
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", help="TCP port to listen on.")
+    ] = 8450,
     token_file: Annotated[
         Path | None,
         typer.Option(
