@@ -175,7 +175,7 @@ function rowElement(row) {
     h("td", {}, stateBadge(row.state)),
     h("td", { class: "id", text: row.id }),
     row.error || row.budget_error || row.problems.length
-      ? h("td", { class: "prompt why", text: (row.error || row.budget_error || row.problems[0]).split("\n")[0], title: `${row.prompt || ""}\n\n${row.error || row.budget_error || row.problems[0]}` })
+      ? h("td", { class: `prompt why s-${row.state}`, text: (row.error || row.budget_error || row.problems[0]).split("\n")[0], title: `${row.prompt || ""}\n\n${row.error || row.budget_error || row.problems[0]}` })
       : h("td", { class: "prompt", text: (row.prompt || "").split("\n")[0], title: row.prompt || "" }),
     h("td", { class: "num", text: tries }),
     h("td", { class: "num time", text: duration(rowTime(row)) }),
