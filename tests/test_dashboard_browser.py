@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration_protocol import Layout, Task, request_cancel, write_task
+from orchestration_protocol import Layout, Task, request_cancel, utc_now, write_task
+from orchestration_protocol.gateway import EgressEntry, append_line, egress_file
 from tests.conftest import require
 from tests.dashboard_helpers import VENV_BIN, served
 from tests.gitrepo import make_remote
@@ -135,7 +136,13 @@ def open_board(driver, url: str) -> None:
     driver.execute_script("window.__notReloaded = true;")
 
 
-def test_the_board_shows_a_real_simulated_run(browser, dashboard: str) -> None:
+def test_the_board_shows_a_real_simulated_run(browser, dashboard: str, run_env) -> None:
+    layout, _ = run_env
+    append_line(  # what the gateway's proxy writes when an agent asks for a host it may not reach
+        egress_file(layout, "task-001"),
+        EgressEntry(at=utc_now(), task_id="task-001", attempt=1, method="CONNECT",
+                    host="pypi.org", port=443, allowed=False, reason="not in the allowlist"),
+    )
     open_board(browser, dashboard)
     wait_for(lambda: row_state(browser, "task-001") == "success", 10, "task-001's row")
     states = {task: row_state(browser, task) for task in ("task-001", "task-002", "task-003")}
@@ -143,6 +150,8 @@ def test_the_board_shows_a_real_simulated_run(browser, dashboard: str) -> None:
     assert row_state(browser, "flaky-test") == "failed"
     bars = browser.execute_script("return document.querySelectorAll('#timeline rect.bar').length")
     assert bars >= 6  # three tasks of the run and three attempts of the flaky one
+    wait_for(lambda: "refused" in browser.find_element("id", "egress-rows").text, 5, "the egress log")
+    assert "pypi.org:443" in browser.find_element("id", "egress-rows").text
     total = browser.find_element("id", "total-cost").text
     assert total.startswith("$") and total != "$0.0000"
     browser.save_screenshot(str(ARTIFACTS / "board.png"))
@@ -177,7 +186,9 @@ def test_the_log_follows_a_running_worker(browser, dashboard: str, run_env) -> N
     try:
         open_board(browser, dashboard)
         wait_for(lambda: row_state(browser, "chatty") == "running", 30, "chatty to run", 0.05)
-        browser.find_element("css selector", "#task-rows tr[data-id='chatty']").click()
+        # a click through the page itself: rows are replaced as deltas arrive, so a row found
+        # by the driver may be gone by the time it clicks
+        browser.execute_script("document.querySelector(\"#task-rows tr[data-id='chatty']\").click()")
         log_text = lambda: browser.execute_script(  # noqa: E731
             "const log = document.getElementById('log'); return log ? log.textContent : '';")
         wait_for(lambda: "step 3 of" in log_text(), 10, "the log's first lines", 0.05)
