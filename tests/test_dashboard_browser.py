@@ -148,6 +148,7 @@ def test_the_board_shows_a_real_simulated_run(browser, dashboard: str, run_env) 
     states = {task: row_state(browser, task) for task in ("task-001", "task-002", "task-003")}
     assert states == {"task-001": "success", "task-002": "success", "task-003": "success"}
     assert row_state(browser, "flaky-test") == "failed"
+    assert browser.title == "1 failed · claude-orchestrator"
     bars = browser.execute_script("return document.querySelectorAll('#timeline rect.bar').length")
     assert bars >= 6  # three tasks of the run and three attempts of the flaky one
     wait_for(lambda: "refused" in browser.find_element("id", "egress-rows").text, 5, "the egress log")

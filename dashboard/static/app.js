@@ -134,6 +134,9 @@ function renderSummary() {
         onclick: () => { model.filter = model.filter === state ? null : state; renderSummary(); applyFilter(); renderTimeline(); },
       }, h("span", { class: "dot" }), h("span", { class: "n", text: summary.counts[state] }), state)),
   );
+  // the tab's title says what needs looking at, for a page kept open in the background
+  const running = summary.counts.running || 0, failed = (summary.counts.failed || 0) + (summary.counts.timeout || 0) + (summary.counts.lost || 0);
+  document.title = `${[running && `${running} running`, failed && `${failed} failed`].filter(Boolean).join(", ") || "idle"} · claude-orchestrator`;
   $("total-cost").textContent = money(summary.total_cost_usd || 0);
   const fleet = summary.fleet_budget;
   $("budget").hidden = !fleet;
