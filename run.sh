@@ -252,8 +252,23 @@ tty_args=(-i)
 # stop the manager then too. Detaching on purpose (Ctrl-P Ctrl-Q) leaves it running.
 # shellcheck disable=SC2317  # called from traps
 stop_manager() { docker stop --time 10 "$name" >/dev/null 2>&1 || true; }
-trap 'stop_manager; cleanup; exit 129' HUP
-trap 'stop_manager; cleanup; exit 143' TERM
+# A dry run leaves nothing running: once the manager has ended (not detached) and no worker
+# runs, the scripted model and the gateway this volume's manager started are removed.
+# shellcheck disable=SC2317  # called from traps
+end_simulation() {
+    [[ "$simulate" == 1 ]] || return 0
+    [[ "$(docker container inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" == true ]] && return 0
+    [[ -z "$(docker ps -q --filter label=orchestrator.role=worker 2>/dev/null)" ]] || return 0
+    local role ids
+    for role in scripted-model gateway; do
+        ids=$(docker ps -aq --filter "label=orchestrator.role=$role" \
+            --filter "label=orchestrator.root=volume:$volume" 2>/dev/null) || continue
+        # shellcheck disable=SC2086  # one id per word
+        [[ -z "$ids" ]] || docker rm -f $ids >/dev/null 2>&1 || true
+    done
+}
+trap 'stop_manager; end_simulation; cleanup; exit 129' HUP
+trap 'stop_manager; end_simulation; cleanup; exit 143' TERM
 
 status=0
 docker run --rm --init "${tty_args[@]}" \
@@ -265,4 +280,5 @@ docker run --rm --init "${tty_args[@]}" \
     "${mounts[@]+"${mounts[@]}"}" \
     "${env_args[@]}" \
     "$MANAGER_IMAGE" "${command[@]+"${command[@]}"}" || status=$?
+end_simulation
 exit "$status"

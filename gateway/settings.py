@@ -12,18 +12,19 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from orchestration_protocol.contract import DEFAULT_SECRETS_DIR, ENV_ROOT, ENV_SECRETS_DIR
+
 from .errors import BadSetting
 
 DEFAULT_UPSTREAM = "https://api.anthropic.com"
-DEFAULT_SECRETS_DIR = Path("/run/orchestrator-secrets")
 MIB = 1024 * 1024
 
 ENV_NAMES: dict[str, str] = {
-    "root": "ORCHESTRATION_DIR",
+    "root": ENV_ROOT,
     "upstream": "ANTHROPIC_BASE_URL",
     "bedrock_upstream": "GATEWAY_BEDROCK_UPSTREAM",
     "vertex_upstream": "GATEWAY_VERTEX_UPSTREAM",
-    "secrets_dir": "ORCHESTRATOR_SECRETS_DIR",
+    "secrets_dir": ENV_SECRETS_DIR,
     "max_body_bytes": "GATEWAY_MAX_BODY_BYTES",
     "max_retries": "GATEWAY_MAX_RETRIES",
     "retry_total_s": "GATEWAY_RETRY_TOTAL_S",

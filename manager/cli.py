@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import typer
 
 from .commands import app, spawn_worker_app
-from .commands.common import interrupt
+from .commands.common import hoist_global_options, interrupt
 from .errors import EXIT_BAD_INPUT, EXIT_OK
 
 
@@ -27,7 +27,10 @@ def _run(typer_app: typer.Typer, argv: Sequence[str] | None, prog: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``orchestrator``."""
-    return _run(app, argv, "orchestrator")
+    import sys
+
+    args = list(argv) if argv is not None else sys.argv[1:]
+    return _run(app, hoist_global_options(args), "orchestrator")
 
 
 def spawn_worker_main(argv: Sequence[str] | None = None) -> int:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestration_protocol import Layout, default_root
-from worker import settings as worker_settings
+from orchestration_protocol import Layout, contract, default_root
 
 from .errors import BadInput
 
@@ -137,15 +136,19 @@ def resolve_settings(
 ) -> ManagerSettings:
     """Settings from explicit values, then the environment, then detection."""
     root = (root or default_root()).absolute()
+    backend = backend or os.environ.get(BACKEND_ENV) or "docker"
+    if backend not in get_args(BackendName):
+        choices = " or ".join(f"--backend {name}" for name in get_args(BackendName))
+        raise BadInput(f"Unknown backend {backend!r}; use {choices}.")
     return ManagerSettings(
         root=root,
-        backend=backend or os.environ.get(BACKEND_ENV) or "docker",
+        backend=cast(BackendName, backend),
         volume=volume or os.environ.get(VOLUME_ENV) or None,
         network=network or os.environ.get(NETWORK_ENV) or None,
-        repo_url=repo_url or os.environ.get(worker_settings.ENV_REPO_URL) or None,
-        repo_branch=repo_branch or os.environ.get(worker_settings.ENV_REPO_BRANCH) or None,
-        lease_s=_env_float(worker_settings.ENV_LEASE_S),
-        heartbeat_s=_env_float(worker_settings.ENV_HEARTBEAT_S),
+        repo_url=repo_url or os.environ.get(contract.ENV_REPO_URL) or None,
+        repo_branch=repo_branch or os.environ.get(contract.ENV_REPO_BRANCH) or None,
+        lease_s=_env_float(contract.ENV_LEASE_S),
+        heartbeat_s=_env_float(contract.ENV_HEARTBEAT_S),
         simulate=simulate or os.environ.get(SIMULATE_ENV, "").lower() in ("1", "true", "yes"),
         profiles_path=profiles_path,
         mounts=mounts or [],

@@ -1,6 +1,6 @@
 """Which credentials workers get, and whether there are any.
 
-Secrets are read like the worker reads them (``worker.settings.read_secret``): a file of that
+Secrets are read like the worker reads them (``orchestration_protocol.contract.read_secret``): a file of that
 name in ``$ORCHESTRATOR_SECRETS_DIR``, else the manager's environment. They travel to workers as
 files only; :func:`redact` keeps their values out of anything the manager writes or prints.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from worker.settings import PASSTHROUGH_ENV, SECRET_NAMES, read_secret
+from orchestration_protocol.contract import PASSTHROUGH_ENV, SECRET_NAMES, read_secret
 
 from .errors import CredentialsMissing
 

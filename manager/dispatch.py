@@ -32,6 +32,7 @@ from orchestration_protocol import (
 
 from .backends import WorkerRecord
 from .errors import (
+    BranchMissing,
     DispatcherBusy,
     ImageMissing,
     MirrorUnavailable,
@@ -49,10 +50,9 @@ LOCK_NAME = ".dispatcher.lock"
 DEFAULT_TICK_S = 5.0
 DEBOUNCE_S = 0.1
 SPAWN_THREADS = 4
-TASK_ERRORS = (UnknownProfile, ImageMissing, MirrorUnavailable)
+TASK_ERRORS = (UnknownProfile, ImageMissing, MirrorUnavailable, BranchMissing)
 """Errors that concern one task's profile or repository, not the machine: they fail that task
 only."""
-SPAWNABLE = frozenset({TaskState.PENDING, TaskState.FAILED, TaskState.TIMEOUT})
 
 
 @dataclass
@@ -160,7 +160,8 @@ class Dispatcher:
             snapshot = board.snapshots.get(worker.task_id)
             if not worker.running or snapshot is None or snapshot.claim is None:
                 continue
-            if states.get(worker.task_id) != TaskState.RUNNING or snapshot.current_status is None:
+            state = states.get(worker.task_id)
+            if state is None or not state.has_live_worker or snapshot.current_status is None:
                 continue
             overdue = now - snapshot.current_status.lease_expires_at
             if overdue > timedelta(seconds=snapshot.claim.lease_s):
@@ -172,7 +173,9 @@ class Dispatcher:
     def _candidates(self, tick: Tick, busy: set[str]) -> list[tuple[str, int]]:
         ready = []
         for task_id, state in tick.states.items():
-            if state not in SPAWNABLE or task_id in busy:
+            if not state.may_start_attempt or task_id in busy:
+                continue
+            if state == TaskState.LOST:  # recovery writes the lost attempt's result first
                 continue
             if self.scope is not None and task_id not in self.scope:
                 continue

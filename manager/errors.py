@@ -89,6 +89,11 @@ class MirrorUnavailable(EnvironmentNotReady):
     """The manager cannot make or refresh its mirror of a task's repository on the volume."""
 
 
+class BranchMissing(ManagerError, LookupError):
+    """The branch a task starts from does not exist in its repository (or the repository's HEAD
+    names a branch that does not exist)."""
+
+
 class NotFinished(ManagerError, TimeoutError):
     """A wait ran out of time, or a result is not there yet."""
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from orchestration_protocol import Layout, Result, Task, TaskSnapshot, TaskState, read_board
 from orchestration_protocol.mirrors import mirror_dir, task_ref
 
-from .errors import BadInput, ManagerError, TaskUnknown
+from .errors import BadInput, BranchMissing, ManagerError, TaskUnknown
 from .git_access import GitAccess, git_access
 from .mirror import is_mirror
 
@@ -279,6 +279,12 @@ def _checkout_integration(git: _Git, branch: str) -> str:
         git.out("checkout", "--quiet", branch)
     elif git.ok("show-ref", "--verify", "--quiet", f"refs/remotes/origin/{branch}"):
         git.out("checkout", "--quiet", "-b", branch, f"refs/remotes/origin/{branch}")
+    elif not git.ok("rev-parse", "--verify", "--quiet", "HEAD^{commit}"):
+        raise BranchMissing(
+            f"{git.repo_dir} has no commit checked out (an empty repository, or its remote's "
+            "HEAD names a branch that does not exist); check out a branch there first "
+            "(git checkout NAME), or clone with --branch NAME."
+        )
     else:
         git.out("checkout", "--quiet", "-b", branch)
     return git.out("rev-parse", "HEAD")

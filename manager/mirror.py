@@ -27,7 +27,7 @@ from orchestration_protocol.mirrors import (
     task_ref,
 )
 
-from .errors import MirrorUnavailable, TaskUnknown
+from .errors import BranchMissing, MirrorUnavailable, TaskUnknown
 from .git_access import GitAccess, git_access, redact_url, strip_credentials
 
 LOCK_TIMEOUT_S = 900.0
@@ -117,6 +117,31 @@ def mirror_commit(mirror: Path, ref: str) -> str | None:
         f"--git-dir={mirror}", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"
     )
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+def require_base(mirror: Path, url: str, branch: str | None) -> str:
+    """The commit a task of ``url`` starts from: ``branch``, else the repository's HEAD.
+    BranchMissing in one sentence naming ``--branch`` and the branches there are, so the task
+    fails before any container starts."""
+    commit = mirror_commit(mirror, f"refs/heads/{branch}" if branch else "HEAD")
+    if commit is not None:
+        return commit
+    done = GitAccess(mirror, {}).run(
+        f"--git-dir={mirror}", "for-each-ref", "--format=%(refname:short)", "refs/heads/"
+    )
+    names = [n for n in done.stdout.split() if not n.startswith(TASK_BRANCH_PREFIX)]
+    choices = f"one of: {', '.join(names[:8])}" if names else "none: the repository is empty"
+    if branch:
+        raise BranchMissing(
+            f"Branch {branch!r} does not exist in {redact_url(url)}; pass --branch with a branch "
+            f"that exists ({choices})."
+        )
+    head = GitAccess(mirror, {}).run(f"--git-dir={mirror}", "symbolic-ref", "--quiet", "HEAD")
+    named = head.stdout.strip().removeprefix("refs/heads/") or "nothing"
+    raise BranchMissing(
+        f"The default branch of {redact_url(url)} ({named}) does not exist; pass --branch with a "
+        f"branch that exists ({choices})."
+    )
 
 
 # --- orchestrator push ------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from orchestration_protocol.models import refuse_secret_names
 from .errors import ProfilesInvalid, UnknownProfile
 
 PROFILES_ENV = "ORCHESTRATOR_PROFILES"
+WORKER_UID = 1000
+"""The uid agents run as by default (a profile's ``user``); never root."""
 WORKER_IMAGE_ENV = "ORCHESTRATOR_WORKER_IMAGE"
 """Names the generic worker image (default ``claude-worker``): the default profile's, the
 gateway's and the scripted model's; run.sh passes it on to the manager."""

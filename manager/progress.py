@@ -14,9 +14,6 @@ from dataclasses import dataclass, field
 
 from orchestration_protocol import Board, TaskState, next_attempt
 
-NEVER_SUCCEED = frozenset({TaskState.INVALID, TaskState.CANCELLED})
-ENDED = frozenset({TaskState.FAILED, TaskState.TIMEOUT, TaskState.LOST})
-
 
 @dataclass(frozen=True)
 class Progress:
@@ -56,11 +53,11 @@ def can_still_succeed(board: Board, states: dict[str, TaskState]) -> dict[str, b
             return False
         if state == TaskState.SUCCESS:
             result = True
-        elif state in NEVER_SUCCEED:
+        elif state.never_succeeds:
             result = False
-        elif state in ENDED:
+        elif state.ended_unsuccessfully:
             result = next_attempt(snapshot, state) is not None
-        elif snapshot.cancel is not None and state != TaskState.RUNNING:
+        elif snapshot.cancel is not None and not state.has_live_worker:
             result = False
         else:
             visiting.add(task_id)
@@ -84,7 +81,7 @@ def assess(
     settled: dict[str, bool] = {}
     doomed: set[str] = set()
     for task_id, state in scoped.items():
-        if state == TaskState.RUNNING:
+        if state.has_live_worker:
             settled[task_id] = False  # a result is coming, whatever happens
         else:
             settled[task_id] = state == TaskState.SUCCESS or not hopeful.get(task_id, False)

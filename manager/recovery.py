@@ -26,13 +26,13 @@ from orchestration_protocol import (
     try_claim_attempt,
     utc_now,
 )
+from orchestration_protocol.contract import WorkerExit
 
 from .backends import Backend, ExitInfo, WorkerRecord
 from .credentials import redact
 
 MANAGER_ID = "manager"
 LOG_TAIL_LINES = 40
-EXIT_NOTHING_TO_CLAIM = 3
 SIGNAL_NAMES = {137: "SIGKILL", 143: "SIGTERM", 139: "SIGSEGV", 134: "SIGABRT"}
 
 
@@ -97,7 +97,7 @@ def _handle_for_ended(
         return ClaimHandle(layout, claim) if snapshot.current_result is None else None
     if attempt is None or (claim is not None and claim.attempt > attempt):
         return None
-    if not worker.started or worker.exit_code in (0, EXIT_NOTHING_TO_CLAIM):
+    if not worker.started or worker.exit_code in (WorkerExit.OK, WorkerExit.NOTHING_TO_CLAIM):
         return None
     _, state = read_task_state(layout, snapshot.task_id, now=utc_now())
     if next_attempt(snapshot, state) != attempt:

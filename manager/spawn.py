@@ -24,10 +24,10 @@ from orchestration_protocol import (
     read_task_state,
     utc_now,
 )
-from worker import settings as worker_env
+from orchestration_protocol import contract as worker_env
 
 from .backends import Backend, WorkerRecord, worker_name
-from .backends.docker import DockerBackend
+from .backends.services import DEFAULT_UPSTREAM, GatewaySpec, require_external_gateway
 from .config import ManagerSettings
 from .credentials import (
     MODEL_SECRETS,
@@ -36,17 +36,9 @@ from .credentials import (
     require_model_credentials,
 )
 from .errors import BadInput, MirrorUnavailable, TaskNotSpawnable, TaskUnknown
-from .gateway_service import (
-    DEFAULT_UPSTREAM,
-    GatewaySpec,
-    connect_gateway,
-    require_external_gateway,
-    start_gateway,
-)
-from .mirror import ensure_mirror
+from .mirror import ensure_mirror, require_base
 from .preflight import prepare_root
 from .profiles import Profile, resolve_profile
-from .simulation import start_simulation
 
 GATEWAY_SECRETS = (
     *MODEL_SECRETS,
@@ -84,9 +76,8 @@ class SpawnContext:
         profile = self.profile(name)
         if profile.name not in self.checked_profiles:
             self.backend.preflight(profile)
-            external = self.settings.gateway == "external"
-            if profile.network and isinstance(self.backend, DockerBackend) and not external:
-                connect_gateway(self.backend, profile.network)
+            if profile.network and self.settings.gateway == "managed":
+                self.backend.connect_gateway(profile.network)
             self.checked_profiles.add(profile.name)
         return profile
 
@@ -110,13 +101,14 @@ class SpawnContext:
                 known = self.mirrors[url] = (time.monotonic(), found)
         if isinstance(known[1], MirrorUnavailable):
             raise MirrorUnavailable(str(known[1]))
+        require_base(known[1], url, task.branch or self.settings.repo_branch)
         return known[1]
 
 
 def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContext:
     """Check the root, gather the manager's secrets and model settings, start the scripted model
     if simulating, and the gateway that holds the credentials workers never get."""
-    prepare_root(settings)
+    prepare_root(settings, backend)
     secrets = collect_secrets()
     env = passthrough_env()
     env.update({name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)})
@@ -128,7 +120,7 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
         require_external_gateway(settings.layout)
         return SpawnContext(settings, backend, secrets, env, settings.network)
     if settings.simulate:
-        simulation = start_simulation(settings, backend)
+        simulation = backend.start_scripted_model()
         spec = GatewaySpec(
             upstream=simulation.upstream,
             credentials=simulation.credentials,
@@ -141,7 +133,7 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
             networks=tuple(networks),
             env={name: os.environ[name] for name in GATEWAY_ENV if os.environ.get(name)},
         )
-    start_gateway(settings, backend, spec)
+    backend.start_gateway(spec)
     return SpawnContext(settings, backend, secrets, env, settings.network)
 
 
@@ -152,9 +144,7 @@ def worker_env_for(context: SpawnContext, task: Task, profile: Profile) -> dict[
     env = dict(context.env)
     env.update(profile.env)
     env[worker_env.ENV_WORKER_ID] = name
-    if context.backend.name == "docker":
-        env[worker_env.ENV_CONTAINER] = name
-        env[worker_env.ENV_AGENT_USER] = profile.user
+    env.update(context.backend.worker_env(name, profile))
     if profile.egress_allow:
         env[worker_env.ENV_EGRESS_ALLOW] = ",".join(profile.egress_allow)
     if settings.repo_url:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any
 
 from orchestration_protocol import (
@@ -15,15 +14,16 @@ from orchestration_protocol import (
     request_cancel,
     utc_now,
 )
+from orchestration_protocol.contract import WorkerExit
 
 from .backends import WorkerRecord
 from .errors import BadInput, NotFinished, TaskNotSpawnable, TaskUnknown
 from .ledger import ledger_cache
+from .polling import poll_until
 from .spawn import SpawnContext, spawn_attempt, why_not_spawnable
 from .views import task_row
 
 FORCED_CLAIM_S = 20.0
-EXIT_USAGE = 2
 """``orchestrator-worker``'s exit code for bad usage."""
 
 
@@ -111,16 +111,16 @@ def _confirm_forced_claim(context: SpawnContext, task_id: str, attempt: int, nam
     """Wait until the forced attempt is claimed; a worker that refuses ``--force`` (exit 2, an
     older worker image) is one sentence with the fix, not a retry that silently never runs."""
     layout = context.settings.layout
-    deadline = time.monotonic() + FORCED_CLAIM_S
-    while time.monotonic() < deadline:
+
+    def claimed_or_ended() -> bool:
         if latest_claim_attempt(layout, task_id) >= attempt:
-            return
+            return True
         ended = [w for w in context.backend.workers() if w.name == name and not w.running]
-        if ended:
-            if ended[0].exit_code == EXIT_USAGE:
-                raise TaskNotSpawnable(
-                    f"The worker refused a retry beyond max_attempts (it has no --force); update "
-                    f"the worker image (scripts/build-images.sh), or create a new task for {task_id}."
-                )
-            return
-        time.sleep(0.1)
+        if ended and ended[0].exit_code == WorkerExit.USAGE:
+            raise TaskNotSpawnable(
+                f"The worker refused a retry beyond max_attempts (it has no --force); update "
+                f"the worker image (scripts/build-images.sh), or create a new task for {task_id}."
+            )
+        return bool(ended)
+
+    poll_until(claimed_or_ended, timeout_s=FORCED_CLAIM_S, interval_s=0.1)

@@ -16,7 +16,9 @@ import socket
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from .errors import ClaimLost, InvalidFile, TaskNotFound
+from pydantic import ValidationError
+
+from .errors import ClaimLost, InvalidFile, SchemaViolation, TaskNotFound
 from .files import atomic_write_bytes, create_exclusive, read_model_if_exists
 from .models import CancelRequest, Claim, Result, ResultStatus, WorkerPhase, WorkerStatus, utc_now
 from .paths import Layout
@@ -96,12 +98,14 @@ class ClaimHandle:
 
     def publish_result(self, result: Result) -> Result:
         """Write the attempt's result once; raise :class:`ClaimLost` if that is no longer ours."""
-        result = result.model_copy(
-            update={
-                "task_id": self.task_id,
-                "attempt": self.attempt,
-                "worker_id": result.worker_id or self.claim.worker_id,
-            }
+        result = validated_result(
+            result.model_copy(
+                update={
+                    "task_id": self.task_id,
+                    "attempt": self.attempt,
+                    "worker_id": result.worker_id or self.claim.worker_id,
+                }
+            )
         )
         path = self.layout.result_file(self.task_id)
         data = result.to_json_bytes()
@@ -125,6 +129,21 @@ class ClaimHandle:
                 )
             archive_result(self.layout, existing)
         raise ClaimLost(f"Task {self.task_id}: the result file kept changing; not written.", path)
+
+
+def validated_result(result: Result) -> Result:
+    """``result`` checked field by field (``model_copy`` does not validate): SchemaViolation
+    naming the first bad field, so no reader ever meets a result it must reject."""
+    try:
+        return Result.model_validate(result.model_dump(warnings=False))
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise SchemaViolation(
+            f"The result of task {result.task_id} is invalid ({where}: {first['msg']}); "
+            "it was not written.",
+            None,
+        ) from error
 
 
 def _move_aside(path: Path, target: Path) -> None:
@@ -209,7 +228,7 @@ def request_cancel(layout: Layout, task_id: str, reason: str | None = None) -> T
     if not layout.task_file(task_id).exists():
         raise TaskNotFound(f"No task {task_id!r} to cancel.", layout.task_file(task_id))
     snapshot, state = read_task_state(layout, task_id, now=utc_now())
-    if state in (TaskState.PENDING, TaskState.BLOCKED, TaskState.LOST):
+    if not state.is_final and not state.has_live_worker:  # nobody will see the request
         handle = try_claim_attempt(layout, task_id, snapshot.attempt + 1, worker_id="manager")
         if handle is not None:
             handle.publish_result(

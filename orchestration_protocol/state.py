@@ -42,6 +42,28 @@ class TaskState(StrEnum):
         """True for states that only a retry can change."""
         return self in FINAL_STATES
 
+    @property
+    def has_live_worker(self) -> bool:
+        """A worker holds the claim with a fresh lease: a result is coming."""
+        return self == TaskState.RUNNING
+
+    @property
+    def ended_unsuccessfully(self) -> bool:
+        """The last attempt ended without success in a way another attempt may fix (failed,
+        timed out, or lost with its worker)."""
+        return self in (TaskState.FAILED, TaskState.TIMEOUT, TaskState.LOST)
+
+    @property
+    def may_start_attempt(self) -> bool:
+        """A new attempt may be claimed in this state (given attempts left and no cancel:
+        :func:`next_attempt` decides): pending, or ended unsuccessfully."""
+        return self == TaskState.PENDING or self.ended_unsuccessfully
+
+    @property
+    def never_succeeds(self) -> bool:
+        """Nothing but a retry by hand can make it succeed (invalid or cancelled)."""
+        return self in (TaskState.INVALID, TaskState.CANCELLED)
+
 
 FINAL_STATES = frozenset(
     {TaskState.SUCCESS, TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMEOUT, TaskState.INVALID}
@@ -125,10 +147,7 @@ def next_attempt(snapshot: TaskSnapshot, state: TaskState, *, force: bool = Fals
         return None
     if state == TaskState.PENDING:
         return snapshot.attempt + 1
-    retryable = state == TaskState.LOST or (
-        state in (TaskState.FAILED, TaskState.TIMEOUT) or (force and state == TaskState.CANCELLED)
-    )
-    if not retryable:
+    if not (state.ended_unsuccessfully or (force and state == TaskState.CANCELLED)):
         return None
     if force or snapshot.attempt < snapshot.task.max_attempts:
         return snapshot.attempt + 1

@@ -116,6 +116,22 @@ def _report_renames_at_once() -> None:
     InotifyMoveEventGrouper.delay = 0.0
 
 
+class _ShutdownRaceFilter(logging.Filter):
+    """Drops watchdog's "InotifyEmitter.queue_events() called when the thread is inactive".
+
+    watchdog logs it as an error when an emitter's last blocking read returns after the observer
+    was asked to stop (the read races ``on_thread_stop``); the event is dropped on purpose and
+    nothing is lost (the watcher is stopping), but the line reached the terminal at the end of
+    every ``orchestrator run``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in record.getMessage()
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_ShutdownRaceFilter())
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, pending: queue.SimpleQueue[Path | None]) -> None:
         self._pending = pending

@@ -7,15 +7,12 @@ See ``scripted_model/README.md`` for the scenario format, the CLI and what Claud
 
 from typing import TYPE_CHECKING, Any
 
-from .claude_binary import (
-    SDK_PIN,
-    TEST_API_KEY,
-    claude_env,
-    find_claude,
-    prepare_claude_home,
-)
+from worker.claude_binary import SDK_PIN, find_claude
+from worker.errors import ClaudeNotFound
+
+from .claude_binary import TEST_API_KEY, claude_env, prepare_claude_home
 from .conversation import Conversation, read_conversation
-from .exceptions import ClaudeNotFound, ScenarioFileError, ScriptedModelError
+from .exceptions import ScenarioFileError, ScriptedModelError
 from .scenario import (
     NO_SCENARIO,
     SCENARIOS_ENV,

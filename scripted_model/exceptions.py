@@ -14,6 +14,3 @@ class ScriptedModelError(Exception):
 class ScenarioFileError(ScriptedModelError, ValueError):
     """A scenario file cannot be read, is not JSON, or does not fit the scenario format."""
 
-
-class ClaudeNotFound(ScriptedModelError, FileNotFoundError):
-    """No ``claude`` binary was found (``$CLAUDE_BIN``, ``PATH``, ``claude_agent_sdk``)."""

@@ -222,3 +222,19 @@ def test_holder_paused_past_its_lease_cannot_publish_over_its_successor(
     stored = read_model(layout.result_file("t1"), Result)
     assert (stored.attempt, stored.output, stored.worker_id) == (2, "successor", "successor")
     assert state_of(layout, "t1") == TaskState.SUCCESS
+
+
+def test_a_result_with_a_bad_field_is_refused_and_nothing_is_written(layout: Layout) -> None:
+    """``model_copy`` does not validate: a worker could publish ``cost_usd: "abc"`` that every
+    reader then rejects. publish_result checks every field first."""
+    from orchestration_protocol import SchemaViolation
+
+    write_task(layout, Task(id="t1", prompt="p"))
+    handle = claim_task(layout, "t1", worker_id="w1")
+    assert handle is not None
+    bad = result_of("t1").model_copy(update={"cost_usd": "abc"})
+    with pytest.raises(SchemaViolation, match=r"cost_usd"):
+        handle.publish_result(bad)
+    assert not layout.result_file("t1").exists()
+    published = handle.publish_result(result_of("t1").model_copy(update={"cost_usd": 0.25}))
+    assert read_model(layout.result_file("t1"), Result) == published

@@ -331,13 +331,11 @@ def test_an_external_gateway_is_checked_never_started(
 ) -> None:
     write_task(layout, Task(id="t1", prompt="echo hi", agent="command"))
     monkeypatch.setenv("ORCHESTRATOR_GATEWAY", "external")
-    monkeypatch.setattr("manager.gateway_service.READY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr("manager.backends.services.READY_TIMEOUT_S", 0.5)
     code = main(["--root", str(layout.root), "spawn", "default", "t1"])
     err = capsys.readouterr().err
     assert code == 3 and "ORCHESTRATOR_GATEWAY=external" in err and "docker-compose up" in err
-    assert not (layout.root / ".local").exists() or not any(
-        "gateway" in path.name for path in (layout.root / ".local").iterdir()
-    )
+    assert not (layout.root / ".workers" / "gateway.json").exists()  # no gateway was started
     monkeypatch.setenv("ORCHESTRATOR_GATEWAY", "elsewhere")
     assert main(["--root", str(layout.root), "spawn", "default", "t1"]) == 2
     assert "is not managed or external" in capsys.readouterr().err

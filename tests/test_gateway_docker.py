@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from manager.gateway_service import gateway_container_name
+from manager.backends.docker_services import gateway_container_name
 from orchestration_protocol import Layout, try_claim_attempt
 from orchestration_protocol.gateway import api_socket, short_socket_path
 from orchestration_protocol.mirrors import mirror_dir

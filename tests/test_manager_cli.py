@@ -422,8 +422,8 @@ def test_help_names_every_command() -> None:
 def test_a_simulated_run_on_the_host_uses_the_scripted_model(
     cli, layout: Layout, tmp_path: Path, monkeypatch
 ) -> None:
-    from scripted_model.claude_binary import find_claude
-    from scripted_model.exceptions import ClaudeNotFound
+    from worker.claude_binary import find_claude
+    from worker.errors import ClaudeNotFound
 
     try:
         find_claude()
@@ -548,3 +548,44 @@ def test_a_task_with_an_unknown_profile_fails_alone_in_queue_mode(cli, layout: L
     typo = result_of(layout, "typo")
     assert typo.status == "failed" and "Unknown profile 'fluter'" in (typo.error or "")
     assert result_of(layout, "fine").status == "success"
+
+
+def test_shared_options_are_accepted_after_the_command(layout: Layout, capsys) -> None:
+    """A new user typed ``orchestrator status --root DIR`` and got "No such option: --root"."""
+    from manager.commands.common import hoist_global_options
+
+    write_task(layout, Task(id="after", prompt="true", agent="command"))
+    assert main(["status", "--root", str(layout.root), "--json"]) == 0
+    assert [row["id"] for row in json.loads(capsys.readouterr().out)["tasks"]] == ["after"]
+    assert main(["task", "list", f"--root={layout.root}", "--backend", "local", "--json"]) == 0
+    assert "after" in capsys.readouterr().out
+    assert hoist_global_options(["--root", "A", "run", "x", "--root", "B", "--", "--root"]) == [
+        "--root", "B", "--root", "A", "run", "x", "--", "--root"
+    ]  # fmt: skip
+
+
+def test_a_default_branch_that_does_not_exist_fails_before_any_worker(
+    cli, layout: Layout, tmp_path: Path
+) -> None:
+    """A remote whose HEAD names a missing branch: one sentence naming --branch and the branches
+    there are, before any worker starts; a merge in such a clone says the same kind of thing."""
+    remote = make_remote(tmp_path / "headless")
+    subprocess.run(
+        ["git", f"--git-dir={remote}", "symbolic-ref", "HEAD", "refs/heads/master"], check=True
+    )
+    code, out, _ = cli("run", "--agent", "command", "--repo", str(remote), "--json", "true")
+    assert code == 1
+    [row] = json.loads(out)["tasks"]
+    assert row["state"] == "failed"
+    assert "(master) does not exist; pass --branch" in row["error"]
+    assert "one of: main" in row["error"]
+    assert result_of(layout, row["id"]).worker_id == "manager"  # no worker ever started
+    code, out, _ = cli("run", "--agent", "command", "--repo", str(remote), "--branch", "nope", "true")
+    assert code == 1 and "Branch 'nope' does not exist" in out
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True, capture_output=True)
+    code, _, err = cli("merge", "--repo-dir", str(clone))
+    assert code == 2
+    assert "has no commit checked out" in err and "--branch NAME" in err
+    assert "Traceback" not in err and "ambiguous argument" not in err

@@ -7,7 +7,7 @@ import io
 import json
 import tarfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import pytest
 
 from manager.backends.base import Backend, ExitInfo, SpawnRequest, WorkerRecord
 from manager.backends.engine import describe_docker_failure, find_volume, secrets_archive
+from manager.backends.services import Check, GatewaySpec, Simulation
 from manager.config import resolve_settings
 from manager.credentials import redact
 from manager.errors import PlanInvalid, ProfilesInvalid, UnknownProfile, VolumeNotWritable
@@ -197,9 +198,6 @@ class FakeBackend(Backend):
     def logs(self, name: str, *, tail: int | None = None) -> str:
         return self.text
 
-    def follow_logs(self, name: str) -> Iterator[str]:
-        yield self.text
-
     def stop(self, name: str, timeout_s: float = 10) -> None:
         pass
 
@@ -209,6 +207,21 @@ class FakeBackend(Backend):
     def watch_exits(
         self, callback: Callable[[WorkerRecord], None], stop: threading.Event
     ) -> threading.Thread:
+        raise NotImplementedError
+
+    def start_scripted_model(self) -> Simulation:
+        raise NotImplementedError
+
+    def stop_scripted_model(self) -> bool:
+        raise NotImplementedError
+
+    def start_gateway(self, spec: GatewaySpec) -> None:
+        raise NotImplementedError
+
+    def stop_gateway(self) -> bool:
+        raise NotImplementedError
+
+    def doctor_checks(self, images: dict[str, bool]) -> list[Check]:
         raise NotImplementedError
 
 

@@ -223,3 +223,18 @@ def test_force_retries_a_task_past_max_attempts(layout: Layout, remote: Path) ->
     assert main(["--task", "t1", "--force", "--root", str(layout.root)]) == RET_OK
     assert result_of(layout, "t1").attempt == 2
     assert (layout.archived_result_file("t1", 1)).exists()
+
+
+def test_the_agents_own_figures_are_dropped_unless_they_are_numbers() -> None:
+    """The result line on claude's stdout can be forged by the agent (same uid); a figure that
+    is not a number of at least 0 must not reach the result file."""
+    from worker.agents import ClaudeAgent
+
+    agent = ClaudeAgent(Task(id="t", prompt="p"))
+    line = {"type": "result", "subtype": "success", "is_error": False, "result": "ok",
+            "total_cost_usd": "abc", "num_turns": -3, "usage": {"input_tokens": 5}}  # fmt: skip
+    agent.render(json.dumps(line))
+    report = agent.report(0)
+    assert (report.output, report.cost_usd, report.num_turns) == ("ok", None, None)
+    agent.render(json.dumps({**line, "total_cost_usd": 0.5, "num_turns": 4}))
+    assert (agent.report(0).cost_usd, agent.report(0).num_turns) == (0.5, 4)

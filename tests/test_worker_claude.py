@@ -13,14 +13,15 @@ import pytest
 from manager.mirror import ensure_mirror
 from orchestration_protocol import Layout, Result, Task, read_model, write_task
 from orchestration_protocol.gateway import read_ledger
-from scripted_model.claude_binary import TEST_API_KEY, find_claude
-from scripted_model.exceptions import ClaudeNotFound
+from scripted_model.claude_binary import TEST_API_KEY
 from scripted_model.scenario import load_scenarios
 from scripted_model.server import ScriptedModelServer
 from tests.conftest import require
 from tests.gateway_helpers import GatewayProcess, write_secret
 from tests.gitrepo import make_remote, show
+from worker.claude_binary import find_claude
 from worker.cli import RET_OK, main
+from worker.errors import ClaudeNotFound
 
 
 @pytest.fixture(scope="module")

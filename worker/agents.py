@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestration_protocol import AgentKind, Task
-from scripted_model.claude_binary import find_claude
-from scripted_model.exceptions import ClaudeNotFound
 
-from .errors import AgentNotFound
+from .claude_binary import find_claude
+from .errors import AgentNotFound, ClaudeNotFound
 
 WORKER_PROMPT = """\
 You are a worker of claude-orchestrator, running headless in a container with no person to ask.
@@ -116,10 +115,18 @@ class ClaudeAgent:
             output=text or "",
             is_error=is_error,
             error=(f"claude failed{kind}: {(text or 'no message')[:500]}" if is_error else None),
-            cost_usd=result.get("total_cost_usd"),
+            cost_usd=_count(result.get("total_cost_usd"), float),
             usage=result.get("usage") if isinstance(result.get("usage"), dict) else None,
-            num_turns=result.get("num_turns"),
+            num_turns=_count(result.get("num_turns"), int),
         )
+
+
+def _count(value: Any, kind: type[float] | type[int]) -> Any:
+    """``value`` when it is a finite number of at least 0 of ``kind`` (the CLI's result line is
+    the agent's to write: anything else is dropped rather than published)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+        return None
+    return value if 0 <= value < float("inf") else None
 
 
 def _render_message(event: dict[str, Any]) -> list[str]:

@@ -7,7 +7,6 @@ configuration, 3 nothing to claim (already claimed or finished), 4 the claim was
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -20,37 +19,23 @@ from orchestration_protocol import (
     Result,
     ResultStatus,
     TaskNotFound,
-    TaskState,
-    default_root,
-    default_worker_id,
+    next_attempt,
     read_board,
     read_task,
     try_claim_attempt,
     utc_now,
 )
 from orchestration_protocol import claim_task as claim
+from orchestration_protocol.contract import WorkerExit
 
-from . import settings as env
 from .runtime import Attempt, StopFlag
-from .settings import WorkerSettings
+from .settings import WorkerSettings, resolve_worker_settings
 
-RET_OK, RET_CRASHED, RET_USAGE, RET_NOTHING_TO_CLAIM, RET_CLAIM_LOST = 0, 1, 2, 3, 4
+RET_OK, RET_CRASHED, RET_USAGE, RET_NOTHING_TO_CLAIM, RET_CLAIM_LOST = tuple(WorkerExit)
 
 
 def settings_from_env(args: argparse.Namespace) -> WorkerSettings:
-    return WorkerSettings(
-        root=Path(args.root) if args.root else default_root(),
-        worker_id=args.worker_id or os.environ.get(env.ENV_WORKER_ID) or default_worker_id(),
-        repo_url=os.environ.get(env.ENV_REPO_URL) or None,
-        repo_branch=os.environ.get(env.ENV_REPO_BRANCH) or None,
-        model=os.environ.get(env.ENV_MODEL) or None,
-        lease_s=float(os.environ.get(env.ENV_LEASE_S) or 30),
-        heartbeat_s=float(os.environ.get(env.ENV_HEARTBEAT_S) or 5),
-        container=os.environ.get(env.ENV_CONTAINER) or None,
-        agent_user=env.parse_user(agent_user) if (agent_user := os.environ.get(env.ENV_AGENT_USER)) else None,
-        egress_allow=[h for h in os.environ.get(env.ENV_EGRESS_ALLOW, "").split(",") if h.strip()],
-        idle_timeout_s=float(os.environ.get(env.ENV_IDLE_TIMEOUT_S) or 300),
-    )
+    return resolve_worker_settings(Path(args.root) if args.root else None, args.worker_id)
 
 
 def run_one(settings: WorkerSettings, task_id: str, stop: StopFlag, *, force: bool = False) -> int:
@@ -104,7 +89,7 @@ def run_pool(settings: WorkerSettings, stop: StopFlag) -> int:
             (
                 task_id
                 for task_id, state in states.items()
-                if state in (TaskState.PENDING, TaskState.LOST, TaskState.FAILED)
+                if next_attempt(board.snapshots[task_id], state) is not None
             ),
             key=lambda task_id: (board.snapshots[task_id].task.created_at or utc_now(), task_id),  # type: ignore[union-attr]
         )

@@ -19,6 +19,10 @@ class AgentNotFound(WorkerError, FileNotFoundError):
     """The agent's executable (e.g. ``claude``) is not installed."""
 
 
+class ClaudeNotFound(AgentNotFound):
+    """No ``claude`` binary was found (``$CLAUDE_BIN``, ``PATH``, ``claude_agent_sdk``)."""
+
+
 class WorkTreeRefused(WorkerError, ValueError):
     """The agent left something the runtime will not take: a file or a patch over its size
     limit, too many files, or a symlink out of the clone."""

@@ -27,11 +27,13 @@ from orchestration_protocol import (
     Layout,
     Result,
     ResultStatus,
+    SchemaViolation,
     Task,
     WorkerPhase,
     atomic_write_bytes,
     utc_now,
 )
+from orchestration_protocol.contract import PASSTHROUGH_ENV
 from orchestration_protocol.gateway import (
     GatewayCaller,
     api_socket,
@@ -49,7 +51,7 @@ from .agents import Agent, agent_for
 from .errors import GatewayUnavailable, NoRepository, WorkerError
 from .process import run_supervised
 from .relay import Relay
-from .settings import PASSTHROUGH_ENV, WorkerSettings
+from .settings import WorkerSettings
 
 AGENT_BASE_ENV = {
     "LANG": "C.UTF-8",
@@ -417,7 +419,13 @@ class Attempt:
         )
         self.heartbeat.enter(WorkerPhase.PUBLISHING)
         try:
-            published = self.handle.publish_result(result)
+            try:
+                published = self.handle.publish_result(result)
+            except SchemaViolation as error:  # a bad figure in the agent's report: not its work
+                self.log.write(f"!! {error} Publishing it without the agent's own figures.")
+                published = self.handle.publish_result(
+                    result.model_copy(update={"cost_usd": None, "usage": None, "num_turns": None})
+                )
         except ClaimLost as error:
             self.log.write(f"!! {error}")
             self.log.close()

@@ -1,62 +1,30 @@
-"""How a worker is configured: the environment variables it reads.
-
-The spawner (``manager``) sets these; a person running ``orchestrator-worker`` on a host sets
-them by hand. A worker holds no secret: model requests go through the gateway with a caller
-token the runtime mints for its claim, and git goes through the volume's mirror. The secret
-names below are what the manager and the gateway read (files in ``$ORCHESTRATOR_SECRETS_DIR``,
-default ``/run/orchestrator-secrets``, else the environment) and what a worker strips from its
-agent's environment.
-"""
+"""How a worker is configured: :class:`WorkerSettings`, read from the environment the
+contract names (``orchestration_protocol.contract``)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestration_protocol.claims import default_worker_id
+from orchestration_protocol.contract import (
+    ENV_AGENT_USER,
+    ENV_CONTAINER,
+    ENV_EGRESS_ALLOW,
+    ENV_HEARTBEAT_S,
+    ENV_IDLE_TIMEOUT_S,
+    ENV_LEASE_S,
+    ENV_MODEL,
+    ENV_REPO_BRANCH,
+    ENV_REPO_URL,
+    ENV_WORKER_ID,
+)
+from orchestration_protocol.paths import default_root
+
 from .repo import Limits
-
-ENV_ROOT = "ORCHESTRATION_DIR"
-ENV_WORKER_ID = "WORKER_ID"
-ENV_REPO_URL = "REPO_URL"
-ENV_REPO_BRANCH = "REPO_BRANCH"
-ENV_MODEL = "ANTHROPIC_MODEL"
-ENV_LEASE_S = "ORCHESTRATOR_LEASE_S"
-ENV_HEARTBEAT_S = "ORCHESTRATOR_HEARTBEAT_S"
-ENV_SECRETS_DIR = "ORCHESTRATOR_SECRETS_DIR"
-ENV_CONTAINER = "ORCHESTRATOR_CONTAINER"
-ENV_AGENT_USER = "ORCHESTRATOR_AGENT_USER"
-ENV_EGRESS_ALLOW = "ORCHESTRATOR_EGRESS_ALLOW"
-ENV_IDLE_TIMEOUT_S = "ORCHESTRATOR_IDLE_TIMEOUT_S"
-DEFAULT_SECRETS_DIR = Path("/run/orchestrator-secrets")
-
-SECRET_NAMES = (
-    "CLAUDE_CODE_OAUTH_TOKEN",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_AUTH_TOKEN",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "GOOGLE_OAUTH_ACCESS_TOKEN",
-    "GIT_TOKEN",
-    "GIT_SSH_KEY",
-)
-"""Secret names: each is a file of that name in the secrets dir (or, on a host, an env var).
-``GIT_SSH_KEY`` holds a private key; ``GIT_TOKEN`` an HTTPS token for the clone and push."""
-
-PASSTHROUGH_ENV = (
-    "ANTHROPIC_MODEL",
-    "ANTHROPIC_SMALL_FAST_MODEL",
-    "CLAUDE_CODE_USE_BEDROCK",
-    "CLAUDE_CODE_USE_VERTEX",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "CLOUD_ML_REGION",
-    "ANTHROPIC_VERTEX_PROJECT_ID",
-)
-"""Non-secret settings for the agent that the spawner forwards from the manager's environment:
-the model, and which provider's API Claude Code speaks (the gateway holds the credential)."""
 
 
 class WorkerSettings(BaseModel):
@@ -100,11 +68,23 @@ def parse_user(value: str) -> tuple[int, int]:
     return user
 
 
-def read_secret(name: str, secrets_dir: Path | None = None) -> str | None:
-    """A secret's value from its file in the secrets dir, else from the environment."""
-    directory = secrets_dir or Path(os.environ.get(ENV_SECRETS_DIR) or DEFAULT_SECRETS_DIR)
-    try:
-        value = (directory / name).read_text().strip()
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        value = ""
-    return value or os.environ.get(name) or None
+def resolve_worker_settings(
+    root: Path | None = None, worker_id: str | None = None, env: Mapping[str, str] | None = None
+) -> WorkerSettings:
+    """The worker's settings: explicit values, then the contract's environment variables, then
+    defaults (the default root, this host's worker id)."""
+    env = os.environ if env is None else env
+    user = env.get(ENV_AGENT_USER)
+    return WorkerSettings(
+        root=root or default_root(),
+        worker_id=worker_id or env.get(ENV_WORKER_ID) or default_worker_id(),
+        repo_url=env.get(ENV_REPO_URL) or None,
+        repo_branch=env.get(ENV_REPO_BRANCH) or None,
+        model=env.get(ENV_MODEL) or None,
+        lease_s=float(env.get(ENV_LEASE_S) or 30),
+        heartbeat_s=float(env.get(ENV_HEARTBEAT_S) or 5),
+        container=env.get(ENV_CONTAINER) or None,
+        agent_user=parse_user(user) if user else None,
+        egress_allow=[h for h in env.get(ENV_EGRESS_ALLOW, "").split(",") if h.strip()],
+        idle_timeout_s=float(env.get(ENV_IDLE_TIMEOUT_S) or 300),
+    )

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from orchestration_protocol import Layout
+
 from ..profiles import Profile
+from .services import Check, GatewaySpec, Simulation
 
 ROLE_WORKER = "worker"
 LABEL_TASK = "orchestrator.task"
@@ -122,10 +125,6 @@ class Backend(ABC):
         """The worker's own output (stdout and stderr), the last ``tail`` lines if given."""
 
     @abstractmethod
-    def follow_logs(self, name: str) -> Iterator[str]:
-        """The worker's output from the start, then as it comes, until it ends."""
-
-    @abstractmethod
     def stop(self, name: str, timeout_s: float = 10) -> None:
         """Ask the worker to stop (SIGTERM), kill it after ``timeout_s``."""
 
@@ -138,6 +137,45 @@ class Backend(ABC):
         self, callback: Callable[[WorkerRecord], None], stop: threading.Event
     ) -> threading.Thread:
         """Start a daemon thread calling ``callback`` as each worker of this root ends."""
+
+    # --- what runs beside the workers ----------------------------------------------------------
+
+    @abstractmethod
+    def start_scripted_model(self) -> Simulation:
+        """Make sure the scripted model runs (simulation) and answers; how the gateway reaches it."""
+
+    @abstractmethod
+    def stop_scripted_model(self) -> bool:
+        """Stop the scripted model if this root started it; True when something was stopped."""
+
+    @abstractmethod
+    def start_gateway(self, spec: GatewaySpec) -> None:
+        """Make sure this root's gateway runs as ``spec`` says, and answers on its sockets."""
+
+    @abstractmethod
+    def stop_gateway(self) -> bool:
+        """Stop this root's gateway; True when one was running."""
+
+    def connect_gateway(self, network: str) -> None:  # noqa: B027 - engines without networks
+        """Let the gateway reach the hosts on ``network`` (where a profile's allowed hosts are)."""
+
+    # --- the root, the doctor, the hints a person reads ---------------------------------------
+
+    def prepare_root(self, layout: Layout) -> None:  # noqa: B027 - nothing to do by default
+        """Make the root usable by this backend's workers (modes for another uid, say)."""
+
+    @abstractmethod
+    def doctor_checks(self, images: dict[str, bool]) -> list[Check]:
+        """This engine's checks for ``orchestrator doctor``: the engine, each image (True: the
+        default profile needs it), and whether workers can use the root."""
+
+    def worker_env(self, worker: str, profile: Profile) -> dict[str, str]:
+        """What this engine adds to a worker's environment (under the contract's names)."""
+        return {}
+
+    def follow_hint(self, worker: str, task_id: str) -> str:
+        """The command a person runs to follow a worker's output."""
+        return f"orchestrator logs {task_id} -f"
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -16,18 +16,24 @@ from __future__ import annotations
 
 import contextlib
 import re
+import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from orchestration_protocol import Layout
+from orchestration_protocol.contract import ENV_AGENT_USER, ENV_CONTAINER
 
 from ..config import ManagerSettings
 from ..errors import (
     ImageMissing,
     SpawnFailed,
     TaskNotSpawnable,
+    VolumeNotWritable,
 )
-from ..profiles import Profile
+from ..profiles import WORKER_UID, Profile
+from . import docker_services
 from .base import (
     LABEL_ATTEMPT,
     LABEL_PROFILE,
@@ -47,6 +53,7 @@ from .engine import (
     connect_docker,
     find_volume,
 )
+from .services import Check, GatewaySpec, Simulation, run_check
 
 WORKER_ROOT = "/runtime/orchestration"
 """Where workers see the volume: ``/runtime`` is root's alone (0700) in the worker image."""
@@ -268,13 +275,6 @@ class DockerBackend(Backend):
         data = container.logs(stdout=True, stderr=True, tail=tail if tail else "all")
         return bytes(data).decode(errors="replace")
 
-    def follow_logs(self, name: str) -> Iterator[str]:
-        container = self._container(name)
-        if container is None:
-            return
-        for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
-            yield bytes(chunk).decode(errors="replace")
-
     def stop(self, name: str, timeout_s: float = 10) -> None:
         from docker.errors import APIError
 
@@ -322,10 +322,69 @@ class DockerBackend(Backend):
             except Exception:  # the stream broke (engine restart, close()): reconnect
                 stop.wait(1)
 
+    # --- what runs beside the workers ----------------------------------------------------------
+
+    def start_scripted_model(self) -> Simulation:
+        return docker_services.start_scripted_model(self)
+
+    def stop_scripted_model(self) -> bool:
+        return docker_services.stop_scripted_model(self)
+
+    def start_gateway(self, spec: GatewaySpec) -> None:
+        docker_services.start_gateway(self, spec)
+
+    def stop_gateway(self) -> bool:
+        return docker_services.stop_gateway(self)
+
+    def connect_gateway(self, network: str) -> None:
+        docker_services.connect_gateway(self, network)
+
+    # --- the root, the doctor, hints ----------------------------------------------------------
+
+    def prepare_root(self, layout: Layout) -> None:
+        share_with_workers(layout)
+
+    def doctor_checks(self, images: dict[str, bool]) -> list[Check]:
+        engine = run_check("engine", docker_services.engine_summary, self)
+        if not engine.ok:
+            return [engine]
+        checks = [engine]
+        checks += [
+            run_check(f"image {image}", docker_services.image_summary, self, image, required=needed)
+            for image, needed in sorted(images.items())
+        ]
+        default = next((image for image, needed in images.items() if needed), None)
+        if default is not None:
+            checks.append(run_check("volume", docker_services.volume_summary, self, default))
+        return checks
+
+    def worker_env(self, worker: str, profile: Profile) -> dict[str, str]:
+        return {ENV_CONTAINER: worker, ENV_AGENT_USER: profile.user}
+
+    def follow_hint(self, worker: str, task_id: str) -> str:
+        return f"docker logs -f {worker}"
+
     def close(self) -> None:
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
+
+
+def share_with_workers(layout: Layout) -> None:
+    """Let workers running as another uid write the protocol directories of a bind-mounted root."""
+    for directory in (layout.root, *layout.directories()):
+        info = directory.stat()
+        wanted = 0o777 if directory != layout.root else 0o755
+        if info.st_uid == WORKER_UID or stat.S_IMODE(info.st_mode) & wanted == wanted:
+            continue
+        try:
+            directory.chmod(stat.S_IMODE(info.st_mode) | wanted)
+        except OSError as error:
+            raise VolumeNotWritable(
+                f"The orchestration root {layout.root} is not writable ({directory}: workers run "
+                f"as uid {WORKER_UID}: {error.strerror}); fix its permissions "
+                f"(chmod -R a+rwX {layout.root}) or choose another root with --root."
+            ) from error
 
 
 def _close_when(stop: threading.Event, stream: Any) -> None:

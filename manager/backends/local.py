@@ -1,5 +1,5 @@
 """The local backend: workers as processes on this host, for fast tests and for hosts without
-Docker. Each worker runs under a small supervisor (``python -m manager.backends.local``) that
+Docker. Each worker runs under a small supervisor (:mod:`manager.backends.processes`) that
 forwards SIGTERM, records the worker's exit code and removes its private secrets directory.
 
 Records live in ``<root>/.workers/`` (hidden names are never protocol files), so a restarted
@@ -12,27 +12,26 @@ manager finds its workers again, as the Docker backend does through labels::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestration_protocol import atomic_write_bytes, is_valid_task_id
-from worker.settings import SECRET_NAMES
+from orchestration_protocol.contract import SECRET_NAMES
 
 from ..config import ManagerSettings
-from ..errors import SpawnFailed, TaskNotSpawnable, WorkerCommandMissing
+from ..errors import TaskNotSpawnable, WorkerCommandMissing
+from ..polling import poll_until
 from ..profiles import Profile
+from . import local_services
 from .base import (
     Backend,
     ExitInfo,
@@ -40,9 +39,10 @@ from .base import (
     WorkerRecord,
     archived_worker_name,
 )
+from .processes import RECORDS_DIR, process_start_ticks, start_detached
+from .services import Check, GatewaySpec, Simulation, run_check
 
 WORKER_COMMAND_ENV = "ORCHESTRATOR_WORKER_COMMAND"
-RECORDS_DIR = ".workers"
 POLL_S = 0.25
 FINISHING_S = 5.0
 """How long a spawn waits for the previous worker of the task to exit."""
@@ -65,46 +65,6 @@ def worker_command() -> list[str]:
     )
 
 
-def start_detached(
-    command: Sequence[str],
-    *,
-    output: Path,
-    env: dict[str, str] | None = None,
-    exit_file: Path | None = None,
-    secrets_dir: Path | None = None,
-) -> int:
-    """Start ``command`` under a supervisor in its own session that outlives this process (and
-    is not this process's child, so nothing is left to reap); return the supervisor's pid."""
-    launcher = [sys.executable, "-m", "manager.backends.local", "--output", str(output)]
-    if exit_file is not None:
-        launcher += ["--exit-file", str(exit_file)]
-    if secrets_dir is not None:
-        launcher += ["--secrets-dir", str(secrets_dir)]
-    started = subprocess.run(
-        [*launcher, "--", *command],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if started.returncode != 0 or not started.stdout.strip().isdigit():
-        reason = (started.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SpawnFailed(f"Could not start {command[0]} ({reason}); check the installation.")
-    return int(started.stdout.strip())
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """The start time of process ``pid`` (to tell it from a later process with the same pid)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[19])
-
-
 class LocalBackend(Backend):
     """Workers as supervised processes on this host."""
 
@@ -122,9 +82,13 @@ class LocalBackend(Backend):
 
     def _archive_previous(self, name: str, task_id: str) -> None:
         record = self._read(name)
-        deadline = time.monotonic() + FINISHING_S
-        while record is not None and record.running and time.monotonic() < deadline:
-            time.sleep(0.05)  # a worker that just published its result is still exiting
+        if record is not None and record.running:  # one that just published is still exiting
+
+            def exited() -> bool:
+                current = self._read(name)
+                return current is None or not current.running
+
+            poll_until(exited, timeout_s=FINISHING_S)
             record = self._read(name)
         if record is None:
             return
@@ -217,21 +181,6 @@ class LocalBackend(Backend):
             text = "".join(text.splitlines(keepends=True)[-tail:])
         return text
 
-    def follow_logs(self, name: str) -> Iterator[str]:
-        path = self._path(name, ".out")
-        offset = 0
-        while True:
-            record = self._read(name)
-            with contextlib.suppress(FileNotFoundError), open(path, "rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read()
-                offset += len(chunk)
-                if chunk:
-                    yield chunk.decode(errors="replace")
-            if record is None or not record.running:
-                return
-            time.sleep(POLL_S)
-
     def stop(self, name: str, timeout_s: float = 10) -> None:
         """SIGTERM the worker (through its supervisor); after ``timeout_s`` SIGKILL the worker,
         so the supervisor still records how it ended; last, the whole process group."""
@@ -252,12 +201,7 @@ class LocalBackend(Backend):
                 os.killpg(pid, signal.SIGKILL)
 
     def _wait_gone(self, pid: int, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self._alive(pid, None):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return bool(poll_until(lambda: not self._alive(pid, None), timeout_s=timeout_s))
 
     def worker_pid(self, name: str) -> int | None:
         """The pid of the worker process itself (not its supervisor), while it runs."""
@@ -290,47 +234,19 @@ class LocalBackend(Backend):
         thread.start()
         return thread
 
+    # --- what runs beside the workers: processes on this host (local_services) ------------------
 
-# --- the supervisor ------------------------------------------------------------------------------
+    def start_scripted_model(self) -> Simulation:
+        return local_services.start_scripted_model(self.settings)
 
+    def stop_scripted_model(self) -> bool:
+        return local_services.stop_scripted_model(self.settings)
 
-def supervise(argv: Sequence[str] | None = None) -> int:
-    """Detach (print the supervisor's pid and let the launcher return), then run the command
-    with its output in ``--output``, forward SIGTERM/SIGINT to it, record its exit code and
-    remove its secrets directory."""
-    parser = argparse.ArgumentParser(prog="python -m manager.backends.local")
-    parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--exit-file", type=Path)
-    parser.add_argument("--secrets-dir", type=Path)
-    parser.add_argument("command", nargs="+")
-    args = parser.parse_args(argv)
-    pid = os.fork()
-    if pid:
-        print(pid, flush=True)
-        os._exit(0)
-    os.setsid()
-    out = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    os.close(out)
-    worker = subprocess.Popen(args.command)
-    if args.exit_file is not None:
-        atomic_write_bytes(args.exit_file.with_suffix(".pid"), str(worker.pid).encode())
+    def start_gateway(self, spec: GatewaySpec) -> None:
+        local_services.start_gateway(self.settings, spec)
 
-    def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            worker.send_signal(signum)
+    def stop_gateway(self) -> bool:
+        return local_services.stop_gateway(self.settings)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    code = worker.wait()
-    code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
-    if args.secrets_dir is not None:
-        shutil.rmtree(args.secrets_dir, ignore_errors=True)
-    if args.exit_file is not None:
-        atomic_write_bytes(args.exit_file, f"{code}\n".encode())
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(supervise())
+    def doctor_checks(self, images: dict[str, bool]) -> list[Check]:
+        return [run_check("engine", lambda: f"local workers run {' '.join(worker_command())}")]

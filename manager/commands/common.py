@@ -167,6 +167,36 @@ ProfilesOpt = Annotated[
 ]
 
 
+GLOBAL_OPTIONS = frozenset({"--root", "--backend", "--volume", "--network", "--profiles"})
+"""The shared options (each takes a value); accepted before or after the command name."""
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """``argv`` with shared options given after the command moved before it, so
+    ``orchestrator status --root DIR`` means ``orchestrator --root DIR status`` (nothing after
+    ``--`` is touched; an option given before the command wins over the same one after it)."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    seen_command = False
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token == "--":
+            rest.extend(argv[index:])
+            break
+        name = token.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS:
+            width = 1 if "=" in token else 2
+            (hoisted if seen_command else rest).extend(argv[index : index + width])
+            index += width
+            continue
+        if not token.startswith("-"):
+            seen_command = True
+        rest.append(token)
+        index += 1
+    return hoisted + rest
+
+
 @app.callback()
 def options(
     ctx: typer.Context,
@@ -184,13 +214,10 @@ def options(
 def settings_of(ctx: typer.Context, **extra: Any) -> ManagerSettings:
     """The command's settings: shared options, then the command's own."""
     given: Globals = ctx.obj or Globals()
-    backend = given.backend or os.environ.get("ORCHESTRATOR_BACKEND") or "docker"
-    if backend not in ("docker", "local"):
-        raise BadInput(f"Unknown backend {backend!r}; use --backend docker or --backend local.")
     try:
         return resolve_settings(
             given.root,
-            backend=backend,
+            backend=given.backend,
             volume=given.volume,
             network=given.network,
             profiles_path=given.profiles,

@@ -51,13 +51,9 @@ def cleanup(
     removed = cleanup_workers(backend, include_running=all_)
     stopped = gateway_stopped = False
     if simulation:
-        from ..simulation import stop_simulation
-
-        stopped = stop_simulation(settings, backend)
+        stopped = backend.stop_scripted_model()
     if gateway:
-        from ..gateway_service import stop_gateway
-
-        gateway_stopped = stop_gateway(settings, backend)
+        gateway_stopped = backend.stop_gateway()
     if as_json:
         emit_json(
             {"removed": removed, "scripted_model_stopped": stopped, "gateway_stopped": gateway_stopped}

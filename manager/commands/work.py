@@ -68,11 +68,7 @@ def _spawn(ctx: typer.Context, profile: str, task_id: str, as_json: bool, **extr
             }
         )
         return
-    follow_hint = (
-        f"docker logs -f {worker.name}"
-        if context.backend.name == "docker"
-        else f"orchestrator logs {task_id} -f"
-    )
+    follow_hint = context.backend.follow_hint(worker.name, task_id)
     typer.echo(
         f"started {worker.name} (profile {profile}, attempt {worker.attempt}); "
         f"follow it with: {follow_hint}"
