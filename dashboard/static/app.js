@@ -379,7 +379,11 @@ function renderPane() {
   const pane = $("pane");
   if (!pane || !detail.data) return;
   const d = detail.data;
-  if (detail.tab === "log") pane.replaceChildren(logView());
+  if (detail.tab === "log") {
+    pane.replaceChildren(logView());
+    const log = $("log");
+    if (detail.log.follow) log.scrollTop = log.scrollHeight;
+  }
   else if (detail.tab === "diff") renderDiffPane(pane);
   else if (detail.tab === "output") pane.replaceChildren(d.output ? h("pre", { class: "output", text: d.output }) : h("p", { class: "notice", text: d.result ? "The attempt gave no final text." : "No result yet: the final text appears when the attempt ends." }));
   else if (detail.tab === "attempts") pane.replaceChildren(attemptsTable(d));
