@@ -19,6 +19,9 @@ from pathlib import Path
 from orchestration_protocol import Layout
 
 TOKEN_ENV = "ORCHESTRATOR_DASHBOARD_TOKEN"
+PUBLIC_URL_ENV = "ORCHESTRATOR_DASHBOARD_URL"
+"""Where people open the dashboard when that is not where it listens (a published container
+port): the URL it prints at start."""
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8450
 
@@ -48,12 +51,14 @@ class DashboardSettings:
     """Needed on every request; None only on loopback."""
     token_generated: bool = False
     """The token was made at start (so it is printed)."""
+    public_url: str | None = None
+    """Where people open it (``$ORCHESTRATOR_DASHBOARD_URL``); None: where it listens."""
 
     @property
     def url(self) -> str:
         host = self.host if self.host not in ("0.0.0.0", "::") else socket.gethostname()
         host = f"[{host}]" if ":" in host else host
-        base = f"http://{host}:{self.port}/"
+        base = (self.public_url.rstrip("/") + "/") if self.public_url else f"http://{host}:{self.port}/"
         return base + (f"?token={self.token}" if self.token and self.token_generated else "")
 
 
@@ -85,7 +90,8 @@ def resolve_dashboard_settings(
     generated = False
     if token is None and not is_loopback(host):
         token, generated = secrets.token_urlsafe(24), True
-    return DashboardSettings(root.absolute(), host, port, token, generated)
+    public_url = os.environ.get(PUBLIC_URL_ENV, "").strip() or None
+    return DashboardSettings(root.absolute(), host, port, token, generated, public_url)
 
 
 def serve(settings: DashboardSettings, *, quiet: bool = False) -> None:

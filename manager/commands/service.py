@@ -60,7 +60,10 @@ def dashboard(
     missing = root_problem(settings.layout)
     if missing:
         typer.echo(f"dashboard: {missing} (the page says so until it is)", err=True)
-    serve(chosen)
+    try:
+        serve(chosen)
+    except KeyboardInterrupt:  # SIGTERM or Ctrl-C: uvicorn has closed the connections already
+        typer.echo("dashboard: stopped", err=True)
 
 
 @app.command("healthcheck")
