@@ -168,3 +168,4 @@ def test_the_stack_runs_tasks_as_a_service_and_a_killed_dispatcher_loses_nothing
     states = {row["id"]: row["state"] for row in board["rows"]}
     assert states == {"dark-mode": "success", "sleeper": "success", "after": "success"}
     assert board["summary"]["problems"] == [] and board["summary"]["total_cost_usd"] > 0
+    assert f"http://127.0.0.1:{stack.port}/" in stack.compose("logs", "dashboard").stdout

@@ -241,6 +241,7 @@ function renderTimeline() {
   const x = (t) => label + ((t - start) / (end - start)) * (width - label - 10);
   const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": "timeline of attempts" });
   for (const tick of ticks(start, end, 7)) {
+    if (x(tick) > width - 28) continue; // its label would be cut off at the edge
     svg.append(s("line", { class: "grid", x1: x(tick), x2: x(tick), y1: top - 4, y2: height }));
     svg.append(s("text", { class: "tick", x: x(tick), y: 12, "text-anchor": "middle", text: clock(new Date(tick).toISOString()) }));
   }
