@@ -252,19 +252,23 @@ tty_args=(-i)
 # stop the manager then too. Detaching on purpose (Ctrl-P Ctrl-Q) leaves it running.
 # shellcheck disable=SC2317  # called from traps
 stop_manager() { docker stop --time 10 "$name" >/dev/null 2>&1 || true; }
-# A dry run leaves nothing running: once the manager has ended (not detached) and no worker
-# runs, the scripted model and the gateway this volume's manager started are removed.
+# A dry run leaves nothing running: once the manager has ended (not detached) and no worker of
+# its volume runs, the gateway of the volume goes, and so does the scripted model it started
+# unless another volume's gateway still forwards to it.
 # shellcheck disable=SC2317  # called from traps
 end_simulation() {
     [[ "$simulate" == 1 ]] || return 0
     [[ "$(docker container inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" == true ]] && return 0
-    [[ -z "$(docker ps -q --filter label=orchestrator.role=worker 2>/dev/null)" ]] || return 0
-    local role ids
-    for role in scripted-model gateway; do
-        ids=$(docker ps -aq --filter "label=orchestrator.role=$role" \
-            --filter "label=orchestrator.root=volume:$volume" 2>/dev/null) || continue
-        # shellcheck disable=SC2086  # one id per word
-        [[ -z "$ids" ]] || docker rm -f $ids >/dev/null 2>&1 || true
+    local root="volume:$volume" id model users
+    [[ -z "$(docker ps -q --filter label=orchestrator.role=worker --filter "label=orchestrator.root=$root" 2>/dev/null)" ]] || return 0
+    for id in $(docker ps -aq --filter label=orchestrator.role=gateway --filter "label=orchestrator.root=$root" 2>/dev/null); do
+        docker rm -f "$id" >/dev/null 2>&1 || true
+    done
+    for id in $(docker ps -aq --filter label=orchestrator.role=scripted-model --filter "label=orchestrator.root=$root" 2>/dev/null); do
+        model=$(docker inspect -f '{{.Name}}' "$id" 2>/dev/null) || continue
+        users=$(docker ps -q --filter label=orchestrator.role=gateway 2>/dev/null \
+            | xargs -r docker inspect -f '{{join .Args " "}}' 2>/dev/null | grep -c "http://${model#/}:" || true)
+        [[ "$users" -gt 0 ]] || docker rm -f "$id" >/dev/null 2>&1 || true
     done
 }
 trap 'stop_manager; end_simulation; cleanup; exit 129' HUP

@@ -13,7 +13,7 @@ from orchestration_protocol import Layout, contract, default_root
 
 from .errors import BadInput
 
-BackendName = Literal["docker", "local"]
+BackendName = Literal["docker", "swarm", "local"]
 GatewayMode = Literal["managed", "external"]
 
 BACKEND_ENV = "ORCHESTRATOR_BACKEND"
@@ -41,7 +41,8 @@ class ManagerSettings(BaseModel):
     root: Path
     """The orchestration root as this process sees it."""
     backend: BackendName = "docker"
-    """Where workers run: Docker containers, or processes on this host (``local``)."""
+    """Where workers run: Docker containers, Swarm jobs (``swarm``), or processes on this host
+    (``local``)."""
     volume: str | None = None
     """What workers mount at /orchestration: a named volume, or an absolute host path; None to
     find out from Docker (the mount this manager's container has at the root, else the root's
@@ -138,7 +139,8 @@ def resolve_settings(
     root = (root or default_root()).absolute()
     backend = backend or os.environ.get(BACKEND_ENV) or "docker"
     if backend not in get_args(BackendName):
-        choices = " or ".join(f"--backend {name}" for name in get_args(BackendName))
+        *others, last = (f"--backend {name}" for name in get_args(BackendName))
+        choices = f"{', '.join(others)} or {last}"
         raise BadInput(f"Unknown backend {backend!r}; use {choices}.")
     return ManagerSettings(
         root=root,

@@ -51,6 +51,8 @@ def describe_exit(name: str, info: ExitInfo) -> str:
     code = info.exit_code
     if info.oom_killed:
         return f"Worker {name} ran out of memory and was killed (exit {code}) before writing a result; give its profile more memory."
+    if code is None and info.error:
+        return f"Worker {name} ended without a result ({info.error})."
     if code is None:
         return f"Worker {name} ended without a result and its exit code is unknown."
     if code in SIGNAL_NAMES:

@@ -108,6 +108,7 @@ class SpawnContext:
 def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContext:
     """Check the root, gather the manager's secrets and model settings, start the scripted model
     if simulating, and the gateway that holds the credentials workers never get."""
+    backend.require_engine()
     prepare_root(settings, backend)
     secrets = collect_secrets()
     env = passthrough_env()

@@ -23,6 +23,7 @@ def cleanup_workers(backend: Backend, *, include_running: bool = False) -> list[
             backend.stop(worker.name, timeout_s=10)
         backend.remove(worker.name)
         removed.append(worker.name)
+    backend.tidy()
     return removed
 
 

@@ -1,4 +1,5 @@
-"""Where workers run: ``docker`` (default) or ``local`` (processes on this host)."""
+"""Where workers run: ``docker`` (default), ``swarm`` (Swarm jobs) or ``local`` (processes on
+this host)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ def make_backend(settings: ManagerSettings) -> Backend:
         from .local import LocalBackend
 
         return LocalBackend(settings)
+    if settings.backend == "swarm":
+        from .swarm import SwarmBackend
+
+        return SwarmBackend(settings)
     from .docker import DockerBackend
 
     return DockerBackend(settings)

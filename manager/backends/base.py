@@ -103,6 +103,10 @@ class Backend(ABC):
 
     name: str = "base"
 
+    def require_engine(self) -> None:  # noqa: B027 - most engines are ready if they answer
+        """Raise an EnvironmentNotReady error (one sentence with the fix) unless this engine can
+        run workers at all; checked before anything is started for them."""
+
     @abstractmethod
     def preflight(self, profile: Profile) -> None:
         """Raise an EnvironmentNotReady error (one sentence with the fix) if ``profile`` cannot
@@ -172,6 +176,9 @@ class Backend(ABC):
     def worker_env(self, worker: str, profile: Profile) -> dict[str, str]:
         """What this engine adds to a worker's environment (under the contract's names)."""
         return {}
+
+    def tidy(self) -> None:  # noqa: B027 - most engines leave nothing behind
+        """Remove what this engine's workers leave besides themselves (``cleanup``)."""
 
     def follow_hint(self, worker: str, task_id: str) -> str:
         """The command a person runs to follow a worker's output."""

@@ -1,0 +1,497 @@
+"""The Swarm backend: one ``replicated-job`` service per attempt, restart condition none (retries
+stay the protocol's), found again by its labels and judged by its Swarm task's state.
+
+The hardening is the Docker backend's, as far as Swarm on Engine 20.10 (API 1.41) can say it;
+checked with the engine:
+
+- user ``0:0`` for the runtime, ``CapabilityDrop: ALL`` plus the runtime's capabilities
+  (``CapabilityAdd``, API 1.41), memory, CPU and pid limits (``Resources.Limits.Pids``, API
+  1.41), the volume at ``/runtime/orchestration``, labels ``orchestrator.*`` on the service and
+  its container: as the Docker backend.
+- ``no-new-privileges`` has no field in a 1.41 service spec (``Privileges`` takes only
+  credential specs and SELinux; an unknown field is dropped without a word). The service runs
+  the worker under ``setpriv --no-new-privs`` (util-linux, in every image built from
+  ``claude-worker``), so the runtime and everything it starts carry the flag: a setuid or
+  setgid binary in the image gives the agent nothing.
+- ``--network none`` is refused for services ("network none not found": Swarm's predefined
+  networks are ``bridge`` and ``host``), and a service with no network lands on ``bridge``,
+  with a route to the host and the internet. Each worker gets a network of its own instead: an
+  ``--internal`` overlay network that only it joins, so it has no route anywhere (no gateway
+  bridge is attached to an internal network) and sees no other worker. The gateway is reached,
+  as with Docker, through its Unix sockets in the volume. The network goes with the service.
+
+Names: a service name must be a DNS label of at most 63 characters, and services cannot be
+renamed, so every attempt has its own service (``worker-<id>-attempt-<n>``, with a hash when the
+id does not fit). In the views, the newest attempt's service is ``worker-<task-id>`` and an
+earlier one ``worker-<task-id>.attempt-<n>``, as with Docker, so logs and recovery find them by
+the same names.
+
+The gateway and the scripted model run as containers of this (the manager's) engine, as the
+Docker backend runs them, and every job is placed on this engine's node (``node.id==...``):
+a Unix socket on NFS connects only processes of one host, so a worker elsewhere would need a
+gateway on its own node (one per node, e.g. a ``global`` service; not built yet).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..errors import EnvironmentNotReady, SpawnFailed, TaskNotSpawnable
+from ..profiles import Profile
+from .base import (
+    LABEL_ATTEMPT,
+    LABEL_PROFILE,
+    LABEL_ROLE,
+    LABEL_ROOT,
+    LABEL_TASK,
+    ROLE_WORKER,
+    ExitInfo,
+    SpawnRequest,
+    WorkerRecord,
+    archived_worker_name,
+    worker_name,
+)
+from .docker import FINISHING_S, RUNTIME_CAPS, WORKER_ROOT, DockerBackend, _parse_mount
+from .services import Check, run_check
+
+ROLE_NETWORK = "worker-network"
+NO_NEW_PRIVS = ["setpriv", "--no-new-privs", "orchestrator-worker"]
+"""The worker's command: what ``--security-opt no-new-privileges`` does, from inside."""
+STOP_GRACE_S = 10
+ENDED_STATES = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
+"""Swarm task states after which its container runs no more."""
+POLL_S = 0.5
+NETWORK_GONE_S = 15.0
+"""How long ``remove`` waits for a service's containers to leave its network."""
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+class SwarmNotReady(EnvironmentNotReady):
+    """The engine is not a manager of an active swarm."""
+
+
+def service_name(task_id: str, attempt: int) -> str:
+    """``worker-<id>-attempt-<n>`` when that is a valid service name, else the id cut to fit,
+    its other characters turned into ``-``, with a hash of the id (no two ids share a name)."""
+    plain = f"worker-{task_id}-attempt-{attempt}"
+    if SERVICE_NAME.match(plain):
+        return plain
+    digest = hashlib.sha256(task_id.encode()).hexdigest()[:10]
+    cleaned = re.sub(r"[^A-Za-z0-9-]", "-", task_id)[:30].strip("-")
+    return f"worker-{cleaned}-{digest}-attempt-{attempt}"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One worker service and the state of its Swarm task."""
+
+    service: dict[str, Any]
+    task: dict[str, Any] | None
+    """Its newest Swarm task; None until the orchestrator has made one."""
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.service.get("Spec", {}).get("Labels") or {})
+
+    @property
+    def task_id(self) -> str:
+        return self.labels.get(LABEL_TASK, "")
+
+    @property
+    def attempt(self) -> int | None:
+        value = self.labels.get(LABEL_ATTEMPT, "")
+        return int(value) if value.isdigit() else None
+
+    @property
+    def state(self) -> str:
+        return str(((self.task or {}).get("Status") or {}).get("State", "new"))
+
+    @property
+    def running(self) -> bool:
+        return self.state not in ENDED_STATES
+
+    @property
+    def container_id(self) -> str | None:
+        status = ((self.task or {}).get("Status") or {}).get("ContainerStatus") or {}
+        return status.get("ContainerID") or None
+
+    @property
+    def exit_code(self) -> int | None:
+        if self.running:
+            return None
+        status = (self.task or {}).get("Status") or {}
+        if self.state == "complete":
+            return 0
+        code = (status.get("ContainerStatus") or {}).get("ExitCode")
+        return code if isinstance(code, int) and self.container_id else None
+
+    @property
+    def error(self) -> str | None:
+        status = (self.task or {}).get("Status") or {}
+        return status.get("Err") or None
+
+    def record(self, name: str) -> WorkerRecord:
+        return WorkerRecord(
+            name=name,
+            task_id=self.task_id,
+            attempt=self.attempt,
+            running=self.running,
+            exit_code=self.exit_code,
+            created_at=_parse_time(self.service.get("CreatedAt")),
+            profile=self.labels.get(LABEL_PROFILE),
+        )
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    with contextlib.suppress(ValueError):  # Go writes nanoseconds; Python takes microseconds
+        head, _, rest = value.rstrip("Z").partition(".")
+        return datetime.fromisoformat(f"{head}.{(rest + '000000')[:6]}+00:00")
+    return None
+
+
+def _newest(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return max(tasks, key=lambda task: task.get("CreatedAt", ""), default=None)
+
+
+class SwarmBackend(DockerBackend):
+    """Workers as Swarm ``replicated-job`` services; the gateway and the scripted model as
+    containers of the manager's engine (inherited from :class:`DockerBackend`)."""
+
+    name = "swarm"
+    _node_id = ""
+    """This engine's node, where the gateway runs (set by :meth:`check_swarm`)."""
+
+    # --- checks ------------------------------------------------------------------------------
+
+    def check_swarm(self) -> str:
+        """One sentence on the swarm; SwarmNotReady with the fix unless this engine manages one."""
+        swarm = self.client.info().get("Swarm") or {}
+        state = swarm.get("LocalNodeState") or "inactive"
+        if state != "active" or not swarm.get("ControlAvailable"):
+            role = "a worker node" if state == "active" else f"swarm: {state}"
+            raise SwarmNotReady(
+                f"This Docker engine is not a swarm manager ({role}); run 'docker swarm init' "
+                "here (or point DOCKER_HOST at a manager), or use --backend docker."
+            )
+        self._node_id = str(swarm.get("NodeID") or "")
+        return f"swarm manager of {swarm.get('Nodes', '?')} node(s) (node {swarm.get('NodeID', '?')})"
+
+    def require_engine(self) -> None:
+        self.check_swarm()
+
+    def preflight(self, profile: Profile) -> None:
+        self.check_swarm()
+        super().preflight(profile)
+
+    def doctor_checks(self, images: dict[str, bool]) -> list[Check]:
+        checks = super().doctor_checks(images)
+        if checks and checks[0].ok:  # the engine answers: is it a swarm manager?
+            checks.insert(1, run_check("swarm", self.check_swarm))
+        return checks
+
+    def follow_hint(self, worker: str, task_id: str) -> str:
+        return f"orchestrator logs {task_id} -f"
+
+    # --- finding jobs ------------------------------------------------------------------------
+
+    def _jobs(self) -> list[Job]:
+        from docker.errors import APIError
+
+        try:
+            services = self.client.api.services(filters=self._filters)
+            if not services:
+                return []
+            tasks = self.client.api.tasks(filters={"service": [s["ID"] for s in services]})
+        except APIError:
+            self.check_swarm()  # the sentence with the fix when the swarm is gone
+            raise
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            by_service.setdefault(task.get("ServiceID", ""), []).append(task)
+        return [Job(s, _newest(by_service.get(s["ID"], []))) for s in services]
+
+    def _named_jobs(self) -> list[tuple[str, Job]]:
+        """Every job with its name in the views: the newest attempt of a task is
+        ``worker-<id>``, earlier ones ``worker-<id>.attempt-<n>``."""
+        jobs = [job for job in self._jobs() if job.task_id]
+        newest: dict[str, int] = {}
+        for job in jobs:
+            newest[job.task_id] = max(newest.get(job.task_id, -1), job.attempt or 0)
+        return [
+            (
+                worker_name(job.task_id)
+                if (job.attempt or 0) == newest[job.task_id]
+                else archived_worker_name(job.task_id, job.attempt),
+                job,
+            )
+            for job in jobs
+        ]
+
+    def _job(self, name: str) -> Job | None:
+        for known, job in self._named_jobs():
+            if known == name:
+                return job
+        return None
+
+    def workers(self) -> list[WorkerRecord]:
+        return [job.record(name) for name, job in self._named_jobs()]
+
+    # --- starting ----------------------------------------------------------------------------
+
+    def _make_room(self, request: SpawnRequest) -> None:
+        """Wait briefly for the task's previous worker to end; refuse while it runs."""
+        previous = self._job(request.name)
+        deadline = time.monotonic() + FINISHING_S
+        while previous is not None and previous.running and time.monotonic() < deadline:
+            time.sleep(0.2)
+            previous = self._job(request.name)
+        if previous is not None and previous.running:
+            raise TaskNotSpawnable(
+                f"The worker of task {request.task_id} (attempt {previous.attempt}) is still "
+                f"running; wait for it, or stop it (orchestrator task cancel {request.task_id})."
+            )
+        name = service_name(request.task_id, request.attempt)
+        for job in self._jobs():
+            if job.service.get("Spec", {}).get("Name") == name:  # an ended job of this attempt
+                self._remove_job(job)
+
+    def _network(self, request: SpawnRequest, name: str) -> str:
+        """A network of this worker's own: internal (no route out), joined by nothing else."""
+        network = self.client.networks.create(
+            f"{name}-net",
+            driver="overlay",
+            internal=True,
+            check_duplicate=True,
+            labels={
+                LABEL_ROLE: ROLE_NETWORK,
+                LABEL_ROOT: self.root_label,
+                LABEL_TASK: request.task_id,
+                LABEL_ATTEMPT: str(request.attempt),
+            },
+        )
+        return str(network.id)
+
+    def _mounts(self, request: SpawnRequest) -> list[dict[str, Any]]:
+        mounts = [_mount(self.volume, WORKER_ROOT, read_only=False)]
+        for spec in (*request.profile.mounts, *request.mounts):
+            source, bind = _parse_mount(spec)
+            mounts.append(_mount(source, bind["bind"], read_only=bind["mode"] == "ro"))
+        return mounts
+
+    def _task_template(self, request: SpawnRequest, network_id: str) -> dict[str, Any]:
+        from docker.utils import parse_bytes
+
+        profile = request.profile
+        labels = self._labels(request)
+        env = {**request.env, "ORCHESTRATION_DIR": WORKER_ROOT}
+        limits: dict[str, int] = {}
+        if profile.memory:
+            limits["MemoryBytes"] = parse_bytes(profile.memory)
+        if profile.cpus:
+            limits["NanoCPUs"] = int(profile.cpus * 1e9)
+        if profile.pids_limit:
+            limits["Pids"] = profile.pids_limit
+        return {
+            "ContainerSpec": {
+                "Image": profile.image,
+                "Command": NO_NEW_PRIVS,
+                "Args": request.worker_args,
+                "Env": [f"{key}={value}" for key, value in env.items()],
+                "User": "0:0",
+                "Labels": labels,
+                "Mounts": self._mounts(request),
+                "CapabilityDrop": ["ALL"],
+                "CapabilityAdd": [f"CAP_{cap}" for cap in RUNTIME_CAPS],
+                "StopGracePeriod": STOP_GRACE_S * 1_000_000_000,
+            },
+            "Resources": {"Limits": limits},
+            "RestartPolicy": {"Condition": "none", "MaxAttempts": 0},
+            "Networks": [{"Target": network_id}],
+            "Placement": {"Constraints": [f"node.id=={self._node_id}"]},
+        }
+
+    def _labels(self, request: SpawnRequest) -> dict[str, str]:
+        return {
+            LABEL_TASK: request.task_id,
+            LABEL_ROLE: ROLE_WORKER,
+            LABEL_ATTEMPT: str(request.attempt),
+            LABEL_ROOT: self.root_label,
+            LABEL_PROFILE: request.profile.name,
+        }
+
+    def spawn(self, request: SpawnRequest) -> WorkerRecord:
+        from docker.errors import APIError
+
+        self.check_swarm()
+        self._make_room(request)
+        name = service_name(request.task_id, request.attempt)
+        try:
+            network_id = self._network(request, name)
+            self.client.api.create_service(
+                self._task_template(request, network_id),
+                name=name,
+                labels=self._labels(request),
+                mode={"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}},
+            )
+        except APIError as error:
+            self._remove_network(f"{name}-net", wait_s=0)
+            if error.status_code == 409:
+                raise TaskNotSpawnable(
+                    f"A worker service {name} appeared meanwhile; another manager is spawning "
+                    "this task."
+                ) from error
+            raise SpawnFailed(
+                f"Swarm refused to create the service {name}: {error.explanation}; check the "
+                "profile's settings."
+            ) from error
+        return WorkerRecord.just_started(request)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def exit_info(self, name: str) -> ExitInfo:
+        job = self._job(name)
+        if job is None:
+            return ExitInfo(exit_code=None, error="service is gone")
+        container = self._local_container(job)
+        oom = bool(container.attrs.get("State", {}).get("OOMKilled")) if container else False
+        return ExitInfo(exit_code=job.exit_code, oom_killed=oom, error=job.error)
+
+    def _local_container(self, job: Job) -> Any:
+        """The job's container when it runs on this engine's node; None elsewhere or gone."""
+        if job.container_id is None:
+            return None
+        return self._container(job.container_id)
+
+    def logs(self, name: str, *, tail: int | None = None) -> str:
+        job = self._job(name)
+        if job is None:
+            return ""
+        from docker.errors import APIError
+
+        try:
+            chunks = self.client.api.service_logs(
+                job.service["ID"], stdout=True, stderr=True, tail=tail if tail else "all"
+            )
+            return b"".join(bytes(chunk) for chunk in chunks).decode(errors="replace")
+        except APIError:  # removed meanwhile, or its node is gone
+            return ""
+
+    def follow_logs(self, name: str) -> Iterator[str]:
+        """From the container (jobs run on this engine's node), until it ends; the service's
+        logs so far when the container is gone."""
+        job = self._job(name)
+        container = self._local_container(job) if job is not None else None
+        if container is None:
+            yield self.logs(name)
+            return
+        for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
+            yield bytes(chunk).decode(errors="replace")
+
+    # --- stopping ----------------------------------------------------------------------------
+
+    def stop(self, name: str, timeout_s: float = 10) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s``: through the container on this node (the
+        job stays, with its exit code and logs); a job elsewhere is removed instead (Swarm
+        stops its container with the same grace)."""
+        from docker.errors import APIError
+
+        job = self._job(name)
+        if job is None or not job.running:
+            return
+        container = self._local_container(job)
+        if container is None:
+            self._remove_job(job)
+            return
+        with contextlib.suppress(APIError):
+            if container.status == "paused":
+                container.unpause()
+            container.stop(timeout=int(timeout_s))
+
+    def remove(self, name: str) -> None:
+        job = self._job(name)
+        if job is not None:
+            self._remove_job(job)
+
+    def _remove_job(self, job: Job) -> None:
+        from docker.errors import APIError, NotFound
+
+        with contextlib.suppress(NotFound, APIError):
+            self.client.api.remove_service(job.service["ID"])
+        self._remove_network(f"{job.service['Spec']['Name']}-net", wait_s=NETWORK_GONE_S)
+
+    def _remove_network(self, name: str, *, wait_s: float) -> None:
+        """Remove a worker's network once its container has left it (Swarm removes a service's
+        containers after the service)."""
+        from docker.errors import APIError, NotFound
+
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.client.networks.get(name).remove()
+                return
+            except NotFound:
+                return
+            except APIError:
+                if time.monotonic() >= deadline:
+                    return  # still in use; cleanup_networks takes it later
+                time.sleep(0.25)
+
+    def tidy(self) -> None:
+        """Remove the worker networks a manager that died mid-spawn left."""
+        self.cleanup_networks()
+
+    def cleanup_networks(self) -> list[str]:
+        """Remove this root's worker networks whose service is gone."""
+        services = {s["Spec"]["Name"] for s in self.client.api.services(filters=self._filters)}
+        filters = {"label": [f"{LABEL_ROLE}={ROLE_NETWORK}", f"{LABEL_ROOT}={self.root_label}"]}
+        removed = []
+        for network in self.client.networks.list(filters=filters):
+            if network.name.removesuffix("-net") not in services:
+                self._remove_network(network.name, wait_s=0)
+                removed.append(network.name)
+        return removed
+
+    # --- exits -------------------------------------------------------------------------------
+
+    def watch_exits(
+        self, callback: Callable[[WorkerRecord], None], stop: threading.Event
+    ) -> threading.Thread:
+        thread = threading.Thread(
+            target=self._poll_exits, args=(callback, stop), name="swarm-exits", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _poll_exits(self, callback: Callable[[WorkerRecord], None], stop: threading.Event) -> None:
+        """Swarm reports task states to its managers from every node (container events stay on
+        each node), so poll them: each job that ends is reported once."""
+        reported: set[tuple[str, int | None]] | None = None
+        while not stop.is_set():
+            try:
+                records = self.workers()
+            except Exception:  # engine restarting: try again shortly
+                stop.wait(2)
+                continue
+            ended = {(r.task_id, r.attempt): r for r in records if not r.running}
+            if reported is None:
+                reported = set(ended)  # ended before we started watching: not news
+            for key, record in ended.items():
+                if key not in reported:
+                    reported.add(key)
+                    callback(record)
+            stop.wait(POLL_S)
+
+
+def _mount(source: str, target: str, *, read_only: bool) -> dict[str, Any]:
+    kind = "bind" if source.startswith("/") else "volume"
+    return {"Type": kind, "Source": source, "Target": target, "ReadOnly": read_only}
