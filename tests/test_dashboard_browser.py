@@ -195,7 +195,8 @@ def test_the_log_follows_a_running_worker(browser, dashboard: str, run_env) -> N
         wait_for(lambda: "step 3 of" in log_text(), 20, "the log's first lines", 0.05)
         first = log_text().count("\n")
         wait_for(lambda: log_text().count("\n") > first + 5, 20, "the log to grow", 0.05)
-        browser.save_screenshot(str(ARTIFACTS / "task-running.png"))
+        wait_for(lambda: "step 30 of" in log_text(), 60, "the log's middle", 0.05)
+        browser.save_screenshot(str(ARTIFACTS / "task-running.png"))  # following, mid-run
         wait_for(lambda: "all done" in log_text(), 60, "the log's last line", 0.05)
         wait_for(lambda: row_state(browser, "chatty") == "success", 30, "chatty's success", 0.05)
         assert browser.execute_script("return window.__notReloaded") is True

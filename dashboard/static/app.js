@@ -347,6 +347,8 @@ function renderDetail() {
   // scroll position and text selection in the log or the diff survive the update
   const kept = card.dataset.id === d.id && card.dataset.tab === detail.tab ? $("pane") : null;
   const pane = kept || h("div", { class: "pane", id: "pane" });
+  // moving an element out of the page and back resets its scroll: remember it
+  const scrolled = kept ? [pane.scrollTop, $("log") ? $("log").scrollTop : 0] : null;
   card.replaceChildren(...[
     h("div", { class: "detail-head" }, h("h3", { text: d.id }), h("span", { class: `badge s-${d.state}`, text: d.state }),
       d.cancel_requested ? h("span", { class: "badge s-cancelled", text: "cancel requested" }) : null),
@@ -374,12 +376,18 @@ function renderDetail() {
   if (!kept) renderPane();
   else if (detail.tab === "log") $("log-bar").replaceWith(logBar());
   else if (detail.tab !== "diff" || !detail.patch) renderPane();
+  if (kept) {
+    pane.scrollTop = scrolled[0];
+    const log = $("log");
+    if (log) log.scrollTop = detail.log && detail.log.follow ? log.scrollHeight : scrolled[1];
+  }
 }
 
 function renderPane() {
   const pane = $("pane");
   if (!pane || !detail.data) return;
   const d = detail.data;
+  pane.classList.toggle("log-pane", detail.tab === "log");
   if (detail.tab === "log") {
     pane.replaceChildren(logView());
     const log = $("log");
@@ -424,7 +432,7 @@ function logBar() {
 
 function logView() {
   const running = detail.data && detail.data.state === "running";
-  return h("div", {}, logBar(),
+  return h("div", { class: "log-view" }, logBar(),
     h("pre", { class: "log", id: "log", text: detail.log.text || (running ? "Waiting for the agent's first output…" : "No output logged.") }));
 }
 
