@@ -14,6 +14,7 @@ from orchestration_protocol import Layout, contract, default_root
 from .errors import BadInput
 
 BackendName = Literal["docker", "swarm", "local"]
+GatewayMode = Literal["managed", "external"]
 
 BACKEND_ENV = "ORCHESTRATOR_BACKEND"
 VOLUME_ENV = "ORCHESTRATOR_VOLUME"
@@ -22,6 +23,11 @@ BUDGET_ENV = "ORCHESTRATOR_BUDGET_USD"
 """The fleet budget in US dollars that ``run`` and ``dispatch`` set when ``--budget`` is not given."""
 SIMULATE_ENV = "ORCHESTRATOR_SIMULATE"
 """``1`` makes every spawning command simulate (run.sh --simulate sets it for the manager)."""
+GATEWAY_ENV = "ORCHESTRATOR_GATEWAY"
+"""``external``: the gateway is run by someone else (the Compose stack's ``gateway`` service);
+commands check that it answers and never start one, nor the scripted model. Default ``managed``."""
+ALIVE_FILE_ENV = "ORCHESTRATOR_ALIVE_FILE"
+"""A file ``dispatch`` touches on every pass of its loop, for a healthcheck to judge."""
 DEFAULT_VOLUME = "orchestration-volume"
 CONTAINER_ROOT = Path("/orchestration")
 """Where the volume is mounted in worker containers."""
@@ -57,6 +63,12 @@ class ManagerSettings(BaseModel):
     """An explicit profiles file (``--profiles``)."""
     mounts: list[str] = Field(default_factory=list)
     """Extra bind mounts for every worker, beside the profile's."""
+    gateway: GatewayMode = "managed"
+    """``managed``: commands that spawn start this root's gateway (and the scripted model when
+    simulating); ``external``: someone else runs it (``$ORCHESTRATOR_GATEWAY``), it is only
+    checked."""
+    alive_file: Path | None = None
+    """Touched by ``dispatch`` on every pass (``$ORCHESTRATOR_ALIVE_FILE``); None for none."""
     budget_usd: float | None = Field(default=None, gt=0)
     """The fleet budget ``run`` and ``dispatch`` set (``--budget``, ``$ORCHESTRATOR_BUDGET_USD``):
     the most all tasks together may spend from then on; None to leave the budget as it is."""
@@ -100,6 +112,16 @@ def budget_from_env() -> float | None:
     return usd
 
 
+def gateway_from_env() -> GatewayMode:
+    """``$ORCHESTRATOR_GATEWAY`` (``managed`` when unset); BadInput for another value."""
+    value = os.environ.get(GATEWAY_ENV, "").strip().lower() or "managed"
+    if value not in ("managed", "external"):
+        raise BadInput(
+            f"${GATEWAY_ENV}={value!r} is not managed or external; fix or unset it."
+        )
+    return "external" if value == "external" else "managed"
+
+
 def resolve_settings(
     root: Path | None = None,
     *,
@@ -132,5 +154,7 @@ def resolve_settings(
         simulate=simulate or os.environ.get(SIMULATE_ENV, "").lower() in ("1", "true", "yes"),
         profiles_path=profiles_path,
         mounts=mounts or [],
+        gateway=gateway_from_env(),
+        alive_file=Path(os.environ[ALIVE_FILE_ENV]) if os.environ.get(ALIVE_FILE_ENV) else None,
         budget_usd=positive_usd(budget_usd, "--budget") or budget_from_env(),
     )

@@ -27,7 +27,7 @@ from orchestration_protocol import (
 from orchestration_protocol import contract as worker_env
 
 from .backends import Backend, WorkerRecord, worker_name
-from .backends.services import DEFAULT_UPSTREAM, GatewaySpec
+from .backends.services import DEFAULT_UPSTREAM, GatewaySpec, require_external_gateway
 from .config import ManagerSettings
 from .credentials import (
     MODEL_SECRETS,
@@ -76,7 +76,7 @@ class SpawnContext:
         profile = self.profile(name)
         if profile.name not in self.checked_profiles:
             self.backend.preflight(profile)
-            if profile.network:
+            if profile.network and self.settings.gateway == "managed":
                 self.backend.connect_gateway(profile.network)
             self.checked_profiles.add(profile.name)
         return profile
@@ -125,9 +125,13 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
     env.update({name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)})
     networks = [settings.network] if settings.network else []
     if settings.simulate:
-        simulation = backend.start_scripted_model()
         for name in ("ANTHROPIC_MODEL", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX"):
             env.pop(name, None)
+    if settings.gateway == "external":
+        require_external_gateway(settings.layout)
+        return SpawnContext(settings, backend, secrets, env, settings.network)
+    if settings.simulate:
+        simulation = backend.start_scripted_model()
         spec = GatewaySpec(
             upstream=simulation.upstream,
             credentials=simulation.credentials,
@@ -183,7 +187,8 @@ def spawn_attempt(
     from .backends.base import SpawnRequest
 
     profile = context.preflight(profile_name or task.profile)
-    if task.agent == AgentKind.CLAUDE and not context.settings.simulate:
+    managed = context.settings.gateway == "managed"  # else the gateway holds the credential
+    if task.agent == AgentKind.CLAUDE and not context.settings.simulate and managed:
         require_model_credentials(context.secrets)
     context.mirror(task)
     request = SpawnRequest(

@@ -28,13 +28,16 @@ from .paths import Layout, is_hidden, task_id_from_filename
 
 logger = logging.getLogger(__name__)
 
-WatchKind = Literal["task", "status", "result", "cancel"]
+WatchKind = Literal["task", "status", "result", "cancel", "log"]
 ALL_KINDS: tuple[WatchKind, ...] = ("task", "status", "result", "cancel")
+"""The kinds a watcher follows unless told otherwise; ``log`` (``logs/<id>.log`` growing, as a
+worker appends its agent's output) is asked for by name, by views that show logs live."""
 _DIRECTORY_KINDS: dict[str, tuple[WatchKind, str]] = {
     "tasks": ("task", ".json"),
     "status": ("status", ".json"),
     "results": ("result", ".json"),
     "control": ("cancel", ".cancel"),
+    "logs": ("log", ".log"),
 }
 POLLING_ENV = "ORCHESTRATION_POLLING"
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs")
@@ -46,7 +49,7 @@ class ProtocolEvent:
     """A protocol file appeared or changed."""
 
     kind: WatchKind
-    """Which kind of file: task, status, result or cancel."""
+    """Which kind of file: task, status, result, cancel or log."""
     task_id: str
     """The task the file is about."""
     path: Path

@@ -104,3 +104,16 @@ def run_check(name: str, check: Callable[..., str], *args: Any, **kwargs: Any) -
         return Check(name, True, check(*args, **kwargs))
     except ManagerError as error:
         return Check(name, False, str(error))
+
+
+def require_external_gateway(layout: Layout) -> None:
+    """With ``$ORCHESTRATOR_GATEWAY=external`` (the Compose stack): the gateway someone else runs
+    must answer on its sockets in the volume; it is never started from here."""
+    try:
+        wait_until_answering(layout)
+    except SpawnFailed as error:
+        raise SpawnFailed(
+            f"{str(error).rstrip('.')}; the gateway is run by someone else "
+            "($ORCHESTRATOR_GATEWAY=external): start it (docker-compose up -d gateway), or unset "
+            "the variable to have it started here."
+        ) from error

@@ -19,6 +19,7 @@ from ..errors import (
     BadInput,
 )
 from ..greenfield import check_output_dir
+from ..health import touch_alive
 from ..ledger import ledger_cache
 from ..output import emit_json
 from ..pipeline import create_planned_tasks, repository_for
@@ -123,6 +124,7 @@ def _dispatch(
     report = state_printer(as_json)
 
     def on_tick(tick: Tick) -> None:
+        touch_alive(context.settings.alive_file)
         if not (as_json and quiet_json):
             report({task_id: state.value for task_id, state in tick.progress.states.items()})
         for recovery in tick.recovered:

@@ -1,0 +1,245 @@
+"""What the dashboard shows, read from the volume through the protocol and the manager's views.
+
+:class:`BoardModel` holds the board between changes: it reads the whole volume once, then only
+the tasks the watcher names, and turns what changed into rows (one JSON object per task, with
+its attempts for the timeline) and a summary (counts by state, total cost, fleet budget,
+unusable files). Everything here only reads; nothing writes to the volume.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from manager.ledger import LedgerCache, LedgerSummary, fleet_budget_view
+from manager.views import board_problems, task_row
+from orchestration_protocol import (
+    Board,
+    Claim,
+    InvalidFile,
+    Layout,
+    Result,
+    TaskSnapshot,
+    TaskState,
+    read_board,
+    read_model_if_exists,
+    read_snapshot,
+    utc_now,
+)
+
+PROMPT_IN_ROW = 300
+"""Characters of a prompt in the board's rows (a thousand long prompts would weigh megabytes)."""
+FULL_READ_S = 120.0
+"""How often the whole volume is read again (stray files in ``tasks/`` raise no event)."""
+
+
+def root_problem(layout: Layout) -> str | None:
+    """Why ``layout`` cannot be shown yet, in one sentence; None when it can."""
+    root = layout.root
+    if not root.exists():
+        return (
+            f"No orchestration root at {root}: start the dispatcher (it makes one), or give "
+            "the right one with --root or $ORCHESTRATION_DIR."
+        )
+    if not root.is_dir():
+        return f"{root} is not a directory; give the orchestration root with --root."
+    missing = [path.name for path in layout.directories() if not path.is_dir()]
+    if missing:
+        return (
+            f"{root} is not an orchestration root yet (no {', '.join(missing)}/); the board "
+            "appears once a manager or dispatcher has used it."
+        )
+    if not os.access(root / "tasks", os.R_OK | os.X_OK):
+        return f"{root / 'tasks'} cannot be read by this process; run the dashboard as its owner."
+    return None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def attempt_spans(
+    layout: Layout, snapshot: TaskSnapshot, state: TaskState, ledger: LedgerSummary | None
+) -> list[dict[str, Any]]:
+    """One entry per attempt made, oldest first: who ran it, from when to when, how it ended,
+    and what it cost (for the timeline)."""
+    spans = []
+    for attempt in range(1, snapshot.attempt + 1):
+        claim = _quiet_read(layout.claim_file(snapshot.task_id, attempt), Claim, snapshot.task_id)
+        result = _result_of(layout, snapshot, attempt)
+        status = snapshot.current_status if snapshot.claim and snapshot.claim.attempt == attempt else None
+        started = (
+            (result.started_at if result else None)
+            or (status.started_at if status else None)
+            or (claim.claimed_at if claim else None)
+        )
+        if result is not None:
+            outcome = result.status.value
+        elif attempt == snapshot.attempt and state in (TaskState.RUNNING, TaskState.LOST):
+            outcome = state.value
+        else:
+            outcome = "unknown"
+        spans.append(
+            {
+                "attempt": attempt,
+                "worker": (result.worker_id if result else None)
+                or (claim.worker_id if claim else None),
+                "started_at": _iso(started),
+                "ended_at": _iso(result.completed_at) if result else None,
+                "heartbeat_at": _iso(status.heartbeat_at) if status else None,
+                "outcome": outcome,
+                "error": result.error if result else None,
+                "cost_usd": ledger.by_attempt.get(attempt) if ledger else (
+                    result.cost_usd if result else None
+                ),
+            }
+        )
+    return spans
+
+
+def _quiet_read(path: Path, model: type[Any], task_id: str) -> Any:
+    try:
+        return read_model_if_exists(path, model, task_id)
+    except InvalidFile:
+        return None
+
+
+def _result_of(layout: Layout, snapshot: TaskSnapshot, attempt: int) -> Result | None:
+    if snapshot.result is not None and snapshot.result.attempt == attempt:
+        return snapshot.result
+    found = _quiet_read(layout.archived_result_file(snapshot.task_id, attempt), Result, snapshot.task_id)
+    return found if isinstance(found, Result) else None
+
+
+def dashboard_row(
+    layout: Layout,
+    snapshot: TaskSnapshot,
+    state: TaskState,
+    now: datetime,
+    ledger: LedgerSummary | None,
+) -> dict[str, Any]:
+    """``orchestrator status``'s row of a task, plus what the board draws: its attempts, the
+    files it changed and the times of its current attempt."""
+    row = task_row(snapshot, state, now, ledger)
+    for moving in ("age_s", "heartbeat_age_s"):  # the page counts these itself, from the times
+        row.pop(moving, None)
+    if row["prompt"] and len(row["prompt"]) > PROMPT_IN_ROW:  # the whole one is in the details
+        row["prompt"] = row["prompt"][:PROMPT_IN_ROW] + "…"
+    result = snapshot.current_result
+    status = snapshot.current_status
+    row["attempts"] = attempt_spans(layout, snapshot, state, ledger)
+    row["files_changed"] = list(result.files_changed) if result else []
+    row["insertions"] = result.insertions if result else 0
+    row["deletions"] = result.deletions if result else 0
+    row["heartbeat_at"] = _iso(status.heartbeat_at) if status and not result else None
+    row["status_message"] = status.message if status and not result else None
+    row["completed_at"] = _iso(result.completed_at) if result else None
+    row["cancel_requested"] = snapshot.cancel is not None
+    row["requests"] = ledger.requests if ledger else 0
+    return row
+
+
+@dataclass
+class Delta:
+    """What changed since the last refresh: rows to replace, ids gone, and the new summary."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not self.rows and not self.removed
+
+
+class BoardModel:
+    """The board as the dashboard shows it, kept current by :meth:`refresh`."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.ledgers = LedgerCache(layout)
+        self.board = Board()
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.states: dict[str, TaskState] = {}
+        self.summary: dict[str, Any] = {}
+        self._next_full_read = 0.0
+        self._lock = threading.Lock()
+
+    def refresh(self, dirty: set[str] | None, *, monotonic: float) -> Delta:
+        """Read the tasks in ``dirty`` again (everything when None, or when a full read is
+        due), derive every state, and return the rows whose task or state changed."""
+        with self._lock:
+            problem = root_problem(self.layout)
+            if problem is not None:
+                removed = list(self.rows)
+                self.board, self.rows, self.states = Board(), {}, {}
+                summary = self._summary(problem)
+                if summary != self.summary:
+                    self.summary = summary
+                return Delta(removed=removed, summary=self.summary)
+            if dirty is None or monotonic >= self._next_full_read:
+                self.board = read_board(self.layout)
+                self._next_full_read = monotonic + FULL_READ_S
+                dirty = set(self.board.snapshots) | set(self.rows)
+            else:
+                for task_id in dirty:
+                    if os.path.lexists(self.layout.task_file(task_id)):
+                        self.board.snapshots[task_id] = read_snapshot(self.layout, task_id)
+                    else:
+                        self.board.snapshots.pop(task_id, None)
+            return self._derive(dirty)
+
+    def _derive(self, dirty: set[str]) -> Delta:
+        now = utc_now()
+        states = self.board.states(now=now)
+        changed = set(dirty) | {i for i, s in states.items() if self.states.get(i) != s}
+        changed |= {i for i, s in states.items() if s == TaskState.RUNNING}  # cost, heartbeat
+        delta = Delta()
+        rows = dict(self.rows)  # readers hold the old dict meanwhile: no lock on their side
+        for task_id in sorted(changed):
+            snapshot = self.board.snapshots.get(task_id)
+            if snapshot is None:
+                if rows.pop(task_id, None) is not None:
+                    delta.removed.append(task_id)
+                continue
+            row = dashboard_row(
+                self.layout, snapshot, states[task_id], now, self.ledgers.summary(task_id)
+            )
+            if rows.get(task_id) != row:
+                rows[task_id] = row
+                delta.rows.append(row)
+        self.rows, self.states = rows, states
+        summary = self._summary(None)
+        if delta.rows or delta.removed or summary != self.summary:
+            self.summary = summary
+        delta.summary = self.summary
+        return delta
+
+    def _summary(self, problem: str | None) -> dict[str, Any]:
+        counts = Counter(state.value for state in self.states.values())
+        costs = [row["cost_usd"] for row in self.rows.values() if row["cost_usd"] is not None]
+        fleet = fleet_budget_view(self.layout, self.ledgers) if problem is None else None
+        return {
+            "root": str(self.layout.root),
+            "root_problem": problem,
+            "tasks": len(self.rows),
+            "counts": dict(sorted(counts.items())),
+            "total_cost_usd": sum(costs),
+            "fleet_budget": fleet,
+            "problems": board_problems(self.board) if problem is None else [],
+        }
+
+    def ordered_rows(self) -> list[dict[str, Any]]:
+        """Every row, oldest task first (as ``orchestrator status`` orders them). Never waits
+        for a refresh: it reads the rows a refresh last swapped in whole."""
+        rows = list(self.rows.values())
+        return sorted(rows, key=lambda row: (row["created_at"] or "", row["id"]))
+
+    def board_message(self) -> dict[str, Any]:
+        """The whole board: what the page gets first, and what ``/api/board`` answers."""
+        return {"type": "board", "rows": self.ordered_rows(), "summary": self.summary}
