@@ -36,6 +36,7 @@ from .backends import WorkerRecord
 from .errors import (
     BranchMissing,
     DispatcherBusy,
+    EngineBusy,
     ImageMissing,
     MirrorUnavailable,
     NoRepository,
@@ -217,6 +218,8 @@ class Dispatcher:
                 tick.spawned.append(future.result())
             except TaskNotSpawnable as error:  # raced with another spawner: it runs anyway
                 logger.info("%s", error)
+            except EngineBusy as error:  # still pending: the next tick tries again
+                logger.warning("%s", error)
         tick.running = len(busy) + len(tick.spawned)
 
     def _leave_to_pool(

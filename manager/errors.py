@@ -95,6 +95,10 @@ class SpawnFailed(EnvironmentNotReady):
     """The engine refused to create or start a worker."""
 
 
+class EngineBusy(SpawnFailed):
+    """The engine did not answer a spawn in time (overloaded); the task waits for the next round."""
+
+
 class MirrorUnavailable(EnvironmentNotReady):
     """The manager cannot make or refresh its mirror of a task's repository on the volume."""
 

@@ -50,6 +50,7 @@ from .backends import Backend, IdleSpawnRequest, WorkerRecord
 from .errors import (
     BadInput,
     BranchMissing,
+    EngineBusy,
     ImageMissing,
     ManagerError,
     MirrorUnavailable,
@@ -242,8 +243,12 @@ class WarmPool:
         missing = self.size - len(running)
         if missing > 0:
             with ThreadPoolExecutor(max_workers=START_THREADS) as starters:
-                names = list(starters.map(lambda _: self.start_worker(), range(missing)))
-            tick.started = names
+                futures = [starters.submit(self.start_worker) for _ in range(missing)]
+            for future in futures:
+                try:
+                    tick.started.append(future.result())
+                except EngineBusy as error:  # an overloaded engine: the next tick tries again
+                    logger.warning("%s", error)
         return tick
 
     def _retire(self, worker: WorkerRecord, tick: PoolTick, *, remove: bool = False) -> None:

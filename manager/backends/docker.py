@@ -27,6 +27,7 @@ from orchestration_protocol.contract import ENV_AGENT_USER, ENV_CONTAINER
 
 from ..config import ManagerSettings
 from ..errors import (
+    EngineBusy,
     ImageMissing,
     SpawnFailed,
     TaskNotSpawnable,
@@ -238,10 +239,17 @@ class DockerBackend(Backend):
 
     def _create_and_start(self, kwargs: dict[str, Any]) -> None:
         from docker.errors import APIError
+        from requests.exceptions import RequestException
 
         name = kwargs["name"]
         try:
             container = self.client.containers.create(**kwargs)
+        except RequestException as error:  # an overloaded engine: not this task's fault
+            raise EngineBusy(
+                f"The Docker engine did not answer while creating {name} ({type(error).__name__}); "
+                "it is overloaded: the task waits for the next round (lower --max-workers if "
+                "this repeats)."
+            ) from error
         except APIError as error:
             if error.status_code == 409:
                 raise TaskNotSpawnable(
@@ -254,6 +262,8 @@ class DockerBackend(Backend):
             ) from error
         try:
             container.start()
+        except RequestException:  # the engine got the request and may still start it: the
+            return  # worker claims its task, or its container stays created and is replaced
         except APIError as error:
             with contextlib.suppress(APIError):
                 container.remove(force=True)
