@@ -89,3 +89,20 @@ def cli_process(monkeypatch):
     yield
     os.umask(umask)
     signal.signal(signal.SIGTERM, handler)
+
+
+@pytest.fixture(autouse=True)
+def stop_local_services(tmp_path: Path):
+    """After each test, stop the local gateway and scripted model that the local backend
+    started for a root under the test's tmp_path: they stay up between commands by design, and
+    a suite that left them running held hundreds of them (about 70 MB each)."""
+    yield
+    from manager.backends import local_services
+    from manager.backends.processes import RECORDS_DIR
+    from manager.config import ManagerSettings
+
+    for records in tmp_path.rglob(RECORDS_DIR):
+        if records.is_dir():
+            settings = ManagerSettings(root=records.parent, backend="local")
+            local_services.stop_gateway(settings)
+            local_services.stop_scripted_model(settings)
