@@ -44,23 +44,10 @@ from manager.config import resolve_settings
 from manager.spawn import prepare_spawning, spawn_task
 from orchestration_protocol import Claim, Layout, Result, Task, read_model, write_task
 from orchestration_protocol.pool import PoolWorkerState, read_pool_workers
-from scripts.bench.spawn import make_remote, remove_workers
+from scripts.bench.spawn import IMAGE, environment, make_remote, remove_workers
 
-IMAGE = os.environ.get("ORCHESTRATOR_WORKER_IMAGE") or "claude-worker"
 VENV_BIN = Path(sys.executable).parent
 ORCHESTRATOR = str(VENV_BIN / "orchestrator")
-
-
-def environment(root: Path, remote: Path, directory: Path) -> dict[str, str]:
-    profiles = directory / "profiles.yaml"
-    profiles.write_text(f"default:\n  image: {IMAGE}\n")
-    return {
-        **os.environ,
-        "ORCHESTRATION_DIR": str(root),
-        "ORCHESTRATOR_PROFILES": str(profiles),
-        "ORCHESTRATOR_BACKEND": "docker",
-        "REPO_URL": str(remote),
-    }
 
 
 def idle_count(layout: Layout) -> int:
