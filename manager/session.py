@@ -37,17 +37,29 @@ ALLOWED_TOOLS = (
     "Bash(git branch:*)",
     "Bash(git fetch:*)",
     "Bash(ls:*)",
-    "Bash(cat:*)",
-    "Bash(head:*)",
-    "Bash(tail:*)",
-    "Bash(wc:*)",
-    "Bash(jq:*)",
     "Read",
     "Glob",
     "Grep",
     "TodoWrite",
 )
-"""What the manager may do without a permission prompt: its own commands and reading."""
+"""What the manager may do without a permission prompt: its own commands and reading through
+Claude Code's own tools (which the deny rules below hold). No shell command that prints a file
+(``cat``, ``head``, ``tail``, ``jq``) is allowed: any path would do, its secrets' too."""
+
+SECRET_PATHS = (
+    "//run/orchestrator-secrets/**",
+    "//tmp/orchestrator-secrets*/**",
+    "//proc/**",
+    "~/.ssh/**",
+    "~/.claude.json",
+    "~/.claude/.credentials.json",
+    "~/.git-credentials",
+)
+"""Where the manager's secrets are, or can be read from (``/proc/*/environ``)."""
+
+DENIED_TOOLS = tuple(f"{tool}({path})" for path in SECRET_PATHS for tool in ("Read", "Edit"))
+"""What the manager may never do, whatever a prompt or a worker's output asks: deny rules win
+over allow rules in every permission mode."""
 
 MOUNTS_ENV = "ORCHESTRATOR_WORKER_MOUNTS"
 """Bind mounts ``HOST:CONTAINER[:ro|rw]`` for every worker, separated by commas."""
@@ -85,11 +97,15 @@ def prepare_claude_config(home: Path, workdir: Path, api_key: str | None) -> Non
 
 
 def prepare_claude_settings(home: Path) -> None:
-    """``~/.claude/settings.json``: the manager's allow rules (kept beside any already there)."""
+    """``~/.claude/settings.json``: the manager's allow and deny rules (kept beside any already
+    there)."""
 
     def change(settings: dict[str, Any]) -> None:
-        allow = settings.setdefault("permissions", {}).setdefault("allow", [])
+        permissions = settings.setdefault("permissions", {})
+        allow = permissions.setdefault("allow", [])
         allow.extend(rule for rule in ALLOWED_TOOLS if rule not in allow)
+        deny = permissions.setdefault("deny", [])
+        deny.extend(rule for rule in DENIED_TOOLS if rule not in deny)
 
     update_json(home / ".claude" / "settings.json", change)
 

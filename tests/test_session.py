@@ -28,6 +28,13 @@ def test_claude_starts_without_prompts_and_may_run_the_orchestrator(tmp_path: Pa
     settings = json.loads((home / ".claude" / "settings.json").read_text())
     assert "Bash(orchestrator:*)" in settings["permissions"]["allow"]
     assert "Bash(spawn-worker:*)" in settings["permissions"]["allow"]
+    # nothing allowed without a prompt prints an arbitrary file, and the secrets are denied
+    assert not any(
+        rule.startswith(("Bash(cat", "Bash(head", "Bash(tail", "Bash(jq", "Bash(env"))
+        for rule in settings["permissions"]["allow"]
+    )
+    assert "Read(//run/orchestrator-secrets/**)" in settings["permissions"]["deny"]
+    assert "Read(//proc/**)" in settings["permissions"]["deny"]
     assert profiles is None
     assert prompt.startswith("# You are the manager of claude-orchestrator")
     assert f"/srv/app.git, branch dev; your clone is {workdir}" in prompt
