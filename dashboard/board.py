@@ -16,8 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from manager.ledger import LedgerCache, LedgerSummary, fleet_budget_view
-from manager.views import board_problems, task_row
 from orchestration_protocol import (
     Board,
     Claim,
@@ -31,6 +29,8 @@ from orchestration_protocol import (
     read_snapshot,
     utc_now,
 )
+from orchestration_views.ledger import LedgerCache, LedgerSummary, fleet_budget_view
+from orchestration_views.rows import board_problems, task_row
 
 PROMPT_IN_ROW = 300
 """Characters of a prompt in the board's rows (a thousand long prompts would weigh megabytes)."""

@@ -9,8 +9,6 @@ import codecs
 from dataclasses import dataclass
 from typing import Any
 
-from manager.egress import egress_log
-from manager.ledger import LedgerCache
 from orchestration_protocol import (
     FileTooLarge,
     InvalidTaskId,
@@ -21,6 +19,8 @@ from orchestration_protocol import (
     utc_now,
     validate_task_id,
 )
+from orchestration_views.egress import egress_log
+from orchestration_views.ledger import LedgerCache
 
 from .board import dashboard_row
 

@@ -25,10 +25,9 @@ from manager.backends.services import Check, GatewaySpec, Simulation
 from manager.config import resolve_settings
 from manager.credentials import redact
 from manager.errors import PlanInvalid, ProfilesInvalid, UnknownProfile, VolumeNotWritable
-from manager.plan import create_plan, create_task
 from manager.profiles import Profile, load_profiles, resolve_profile
-from manager.progress import assess
-from manager.recovery import recover_ended_worker, recover_lost_task
+from manager.run.recovery import recover_ended_worker, recover_lost_task
+from manager.tasks.create import create_plan, create_task
 from orchestration_protocol import (
     Layout,
     Result,
@@ -41,6 +40,7 @@ from orchestration_protocol import (
     utc_now,
     write_task,
 )
+from orchestration_views.progress import assess
 
 # --- profiles ----------------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from manager.errors import MirrorUnavailable
-from manager.git_access import git_access
-from manager.merge import merge_tasks
-from manager.mirror import ensure_mirror, is_mirror
+from manager.git.access import git_access
+from manager.git.merge import merge_tasks
+from manager.git.mirror import ensure_mirror, is_mirror
 from orchestration_protocol import (
     Layout,
     Result,
@@ -211,7 +211,7 @@ def test_the_token_reaches_git_through_a_credential_helper() -> None:
 
 def test_two_concurrent_refreshes_are_safe(layout: Layout, remote: Path, tmp_path: Path) -> None:
     script = (
-        "import sys; from pathlib import Path; from manager.mirror import ensure_mirror; "
+        "import sys; from pathlib import Path; from manager.git.mirror import ensure_mirror; "
         "from orchestration_protocol import Layout; "
         "print(ensure_mirror(Layout(Path(sys.argv[1])), sys.argv[2], credentials={}))"
     )

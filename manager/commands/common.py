@@ -16,6 +16,8 @@ from pydantic import ValidationError
 
 from orchestration_protocol import ProtocolError, utc_now
 from orchestration_protocol.gateway import write_fleet_budget
+from orchestration_views.progress import Progress
+from orchestration_views.rows import cost_lines, rows_total_cost
 
 from ..backends import Backend, make_backend
 from ..config import ManagerSettings, resolve_settings
@@ -27,9 +29,8 @@ from ..errors import (
     ManagerError,
 )
 from ..output import console, emit_json, emit_json_line, report_error
-from ..progress import Progress
-from ..spawn import SpawnContext, prepare_spawning
-from ..views import cost_lines, rows_total_cost, status_table
+from ..run.spawn import SpawnContext, prepare_spawning
+from ..views.table import status_table
 
 HELP = """Run many headless Claude Code workers in containers, coordinated through a shared
 volume. Typical flow: `orchestrator run "prompt one" "prompt two" --max-workers 4`, or

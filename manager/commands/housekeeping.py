@@ -17,8 +17,8 @@ from ..errors import (
     BadInput,
 )
 from ..output import emit_json
-from ..preflight import doctor
-from ..workers import cleanup_workers
+from ..run.preflight import doctor
+from ..views.workers import cleanup_workers
 from .common import (
     IdsArg,
     JsonOpt,
@@ -117,10 +117,10 @@ def merge(
 ) -> None:
     """Merge the tasks' branches into an integration branch, in dependency order."""
     try:
-        from ..merge import MergeOutcome, merge_tasks
+        from ..git.merge import MergeOutcome, merge_tasks
     except ImportError as error:
         raise BadInput(f"merge is not available in this installation ({error}).") from error
-    from ..mirror import PushReport, push_task_branches
+    from ..git.mirror import PushReport, push_task_branches
 
     settings = settings_of(ctx)
     credentials = collect_secrets()
@@ -154,7 +154,7 @@ def merge(
 def push_command(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> None:
     """Push the tasks' branches (orchestrator/<id>) from the volume's mirror to the remote;
     exit 1 if any was not found or refused."""
-    from ..mirror import push_task_branches
+    from ..git.mirror import push_task_branches
 
     settings = settings_of(ctx)
     report = push_task_branches(

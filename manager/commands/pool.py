@@ -11,8 +11,8 @@ import typer
 
 from ..errors import BadInput
 from ..output import emit_json_line
-from ..pool import PoolTick, WarmPool
-from ..spawn import prepare_spawning
+from ..run.pool import PoolTick, WarmPool
+from ..run.spawn import prepare_spawning
 from .common import (
     BranchOpt,
     JsonOpt,

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_OK, BadInput
-from ..health import check_health
 from ..output import emit_json
+from ..run.health import check_health
 from .common import JsonOpt, app, handled, settings_of
 
 

@@ -8,15 +8,15 @@ from typing import Annotated
 import typer
 
 from orchestration_protocol import read_board, utc_now
+from orchestration_views.rows import status_rows
 
-from .. import plan as planning
 from ..config import positive_usd
 from ..errors import (
     BadInput,
 )
 from ..output import emit_json
-from ..tasks import cancel_task, retry_task, task_details
-from ..views import status_rows
+from ..tasks import create as task_files
+from ..tasks.operations import cancel_task, retry_task, task_details
 from .common import (
     AgentOpt,
     AttemptTimeoutOpt,
@@ -115,11 +115,11 @@ def task_create(
     )
     if plan is not None:
         fields.pop("id", None)
-        tasks = planning.create_plan(layout, plan, fields, rename=rename)
+        tasks = task_files.create_plan(layout, plan, fields, rename=rename)
     elif prompt is None:
         raise BadInput("Give a PROMPT, or --plan FILE; see 'orchestrator task create --help'.")
     else:
-        tasks = [planning.create_task(layout, fields)]
+        tasks = [task_files.create_task(layout, fields)]
     if as_json:
         emit_json([task.model_dump(mode="json", exclude_none=True) for task in tasks])
     else:

@@ -8,27 +8,27 @@ from typing import Annotated
 import typer
 
 from orchestration_protocol import read_board, utc_now
+from orchestration_views.ledger import fleet_budget_view, ledger_cache
+from orchestration_views.rows import (
+    board_problems,
+    cost_lines,
+    result_json,
+    rows_total_cost,
+    status_rows,
+)
 
 from ..config import ManagerSettings
 from ..errors import (
     EXIT_OK,
     EXIT_TASKS_FAILED,
+    TaskUnknown,
 )
-from ..ledger import fleet_budget_view, ledger_cache
-from ..monitor import View, check_scope, follow
 from ..output import console, emit_json
-from ..pool import pool_summaries, with_pool_tasks
-from ..tasks import current_result
-from ..views import (
-    board_problems,
-    cost_lines,
-    result_json,
-    result_text,
-    rows_total_cost,
-    status_rows,
-    status_table,
-)
-from ..workers import follow_log, read_log
+from ..run.pool import pool_summaries, with_pool_tasks
+from ..tasks.operations import current_result
+from ..views.monitor import View, check_scope, follow
+from ..views.table import result_text, status_table
+from ..views.workers import follow_log, read_log
 from .common import (
     IdsArg,
     JsonOpt,
@@ -136,7 +136,7 @@ def watch(
     as_json: JsonOpt = False,
 ) -> None:
     """A live view of the tasks, redrawn when the volume changes (JSON lines with --json)."""
-    from ..live import watch_live
+    from ..views.live import watch_live
 
     layout = settings_of(ctx).layout
     scope = check_scope(read_board(layout), ids) if ids else None
@@ -174,12 +174,12 @@ def logs(
 ) -> None:
     """Print a task's log (the agent's output, every attempt)."""
     settings = settings_of(ctx)
-    from ..tasks import require_task
+    from ..tasks.operations import require_task
 
     require_task(settings.layout, task_id)
     if worker:
         from ..backends import worker_name
-        from ..pool import worker_of_task
+        from ..run.pool import worker_of_task
 
         backend = backend_for(settings)
         name = worker_of_task(settings.layout, backend, task_id, worker_name(task_id))
@@ -226,9 +226,14 @@ def egress(
 ) -> None:
     """Every outbound connection a task's agent asked the gateway for, allowed or refused,
     newest last: time, task, attempt, method, host:port, verdict, reason."""
-    from ..egress import egress_log, egress_text
+    from orchestration_views.egress import egress_known, egress_log, egress_text
 
-    entries = egress_log(settings_of(ctx).layout, task_id, denied_only=denied)
+    layout = settings_of(ctx).layout
+    if task_id is not None and not egress_known(layout, task_id):
+        raise TaskUnknown(
+            f"No task {task_id!r} in {layout.tasks_dir}; see 'orchestrator task list' for the ids."
+        )
+    entries = egress_log(layout, task_id, denied_only=denied)
     if as_json:
         emit_json([entry.model_dump(mode="json", exclude_none=True) for entry in entries])
     elif entries:

@@ -10,21 +10,21 @@ from typing import Annotated, Any
 import typer
 
 from orchestration_protocol import utc_now
+from orchestration_views.ledger import ledger_cache
+from orchestration_views.rows import status_rows
 
-from .. import plan as planning
 from ..config import positive_usd
-from ..dispatch import Dispatcher, Tick
 from ..errors import (
     EXIT_TASKS_FAILED,
     BadInput,
 )
-from ..greenfield import check_output_dir
-from ..health import touch_alive
-from ..ledger import ledger_cache
+from ..git.greenfield import check_output_dir
 from ..output import emit_json
-from ..pipeline import create_planned_tasks, repository_for
-from ..spawn import SpawnContext, spawn_task
-from ..views import status_rows
+from ..run.dispatch import Dispatcher, Tick
+from ..run.health import touch_alive
+from ..run.pipeline import create_planned_tasks, repository_for
+from ..run.spawn import SpawnContext, spawn_task
+from ..tasks import create as task_files
 from .common import (
     AgentOpt,
     AttemptTimeoutOpt,
@@ -56,7 +56,7 @@ from .common import (
     state_printer,
     task_fields,
 )
-from .planning import aggregate_run, plan_for_run, planning_cost_line, run_document
+from .plan import aggregate_run, plan_for_run, planning_cost_line, run_document
 
 
 def _spawn(ctx: typer.Context, profile: str, task_id: str, as_json: bool, **extra: Any) -> None:
@@ -238,9 +238,9 @@ def run(
         if repository.greenfield:
             fields["repo"] = repository.url
         if plan_file is not None:
-            tasks = planning.create_plan(layout, plan_file, fields, rename=True)
+            tasks = task_files.create_plan(layout, plan_file, fields, rename=True)
         else:
-            tasks = [planning.create_task(layout, {**fields, "prompt": p}) for p in prompts]
+            tasks = [task_files.create_task(layout, {**fields, "prompt": p}) for p in prompts]
     if not as_json:
         typer.echo(
             f"created {', '.join(task.id for task in tasks)}; running up to {max_workers} at once"

@@ -27,9 +27,9 @@ from orchestration_protocol import (
     utc_now,
 )
 from orchestration_protocol.watcher import ALL_KINDS, WatchKind
+from orchestration_views.progress import Progress, assess
 
-from .errors import NotFinished, TaskUnknown
-from .progress import Progress, assess
+from ..errors import NotFinished, TaskUnknown
 
 TIMER_S = 5.0
 DEBOUNCE_S = 0.2

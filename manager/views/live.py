@@ -11,11 +11,12 @@ from rich.live import Live
 from rich.text import Text
 
 from orchestration_protocol import Layout
+from orchestration_views.ledger import LedgerCache, fleet_budget_view, ledger_cache
+from orchestration_views.rows import board_problems, cost_lines, status_rows
 
-from .ledger import LedgerCache, fleet_budget_view, ledger_cache
+from ..output import console
 from .monitor import View, follow
-from .output import console
-from .views import board_problems, cost_lines, status_rows, status_table
+from .table import status_table
 
 MAX_ROWS = 30
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from orchestration_protocol import Layout
 
-from .backends import Backend, make_backend
-from .backends.services import Check, run_check
-from .config import ManagerSettings
-from .credentials import collect_secrets, require_model_credentials
-from .errors import VolumeNotWritable
-from .profiles import load_profiles
+from ..backends import Backend, make_backend
+from ..backends.services import Check, run_check
+from ..config import ManagerSettings
+from ..credentials import collect_secrets, require_model_credentials
+from ..errors import VolumeNotWritable
+from ..profiles import load_profiles
 
 
 def prepare_root(settings: ManagerSettings, backend: Backend) -> Layout:

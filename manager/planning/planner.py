@@ -39,10 +39,10 @@ from orchestration_protocol.plans import (
     waves,
 )
 
-from .dispatch import Dispatcher
-from .errors import BadInput, PlanFailed
-from .plan import checked_plan
-from .spawn import SpawnContext
+from ..errors import BadInput, PlanFailed
+from ..run.dispatch import Dispatcher
+from ..run.spawn import SpawnContext
+from ..tasks.create import checked_plan
 
 PLAN_TIMEOUT_S = 900.0
 

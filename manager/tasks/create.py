@@ -28,7 +28,7 @@ from orchestration_protocol import (
     write_task,
 )
 
-from .errors import BadInput, PlanInvalid
+from ..errors import BadInput, PlanInvalid
 
 AUTO_ID = re.compile(r"^task-(\d+)\.json$")
 PLAN_KEYS = frozenset({"request", "summary", "complexity", "executor_budget", "strategy", "notes"})

@@ -31,9 +31,10 @@ from orchestration_protocol import (
     utc_now,
 )
 from orchestration_protocol.pool import task_profile
+from orchestration_views.progress import Progress, assess
 
-from .backends import WorkerRecord
-from .errors import (
+from ..backends import WorkerRecord
+from ..errors import (
     BranchMissing,
     DispatcherBusy,
     EngineBusy,
@@ -43,10 +44,9 @@ from .errors import (
     TaskNotSpawnable,
     UnknownProfile,
 )
-from .monitor import LiveBoard
+from ..views.monitor import LiveBoard
 from .pool import GRACE_S as POOL_GRACE_S
 from .pool import idle_pool_workers, with_pool_tasks
-from .progress import Progress, assess
 from .recovery import Recovery, fail_unstartable, recover_ended_worker, recover_lost_task
 from .spawn import SpawnContext, spawn_attempt
 

@@ -32,8 +32,8 @@ from orchestration_protocol import (
 )
 from orchestration_protocol.mirrors import mirror_dir, task_ref
 
-from .errors import BadInput, BranchMissing, ManagerError, TaskUnknown
-from .git_access import GitAccess, git_access
+from ..errors import BadInput, BranchMissing, ManagerError, TaskUnknown
+from .access import GitAccess, git_access
 from .mirror import is_mirror
 
 DEFAULT_INTEGRATION_BRANCH = "orchestrator/integration"

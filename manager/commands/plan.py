@@ -10,9 +10,9 @@ import typer
 from orchestration_protocol import Task
 
 from ..output import emit_json
-from ..pipeline import Aggregate, Repository, aggregate, make_plan, repository_for
-from ..planning import PlanOutcome, describe_plan, plan_document, save_plan
-from ..spawn import SpawnContext
+from ..planning.planner import PlanOutcome, describe_plan, plan_document, save_plan
+from ..run.pipeline import Aggregate, Repository, aggregate, make_plan, repository_for
+from ..run.spawn import SpawnContext
 from .common import (
     BranchOpt,
     JsonOpt,

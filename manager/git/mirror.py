@@ -27,8 +27,8 @@ from orchestration_protocol.mirrors import (
     task_ref,
 )
 
-from .errors import BranchMissing, MirrorUnavailable, TaskUnknown
-from .git_access import GitAccess, git_access, redact_url, strip_credentials
+from ..errors import BranchMissing, MirrorUnavailable, TaskUnknown
+from .access import GitAccess, git_access, redact_url, strip_credentials
 
 LOCK_TIMEOUT_S = 900.0
 REFRESH_REFSPECS = ("+refs/heads/*:refs/heads/*", f"^refs/heads/{TASK_BRANCH_PREFIX}*")

@@ -28,8 +28,8 @@ from orchestration_protocol import (
 )
 from orchestration_protocol.contract import WorkerExit
 
-from .backends import Backend, ExitInfo, WorkerRecord
-from .credentials import redact
+from ..backends import Backend, ExitInfo, WorkerRecord
+from ..credentials import redact
 
 MANAGER_ID = "manager"
 LOG_TAIL_LINES = 40

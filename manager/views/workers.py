@@ -9,7 +9,7 @@ from pathlib import Path
 from orchestration_protocol import Layout, read_task_state, utc_now
 from orchestration_protocol.pool import remove_pool_worker
 
-from .backends import Backend
+from ..backends import Backend
 
 FOLLOW_POLL_S = 0.25
 

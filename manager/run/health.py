@@ -12,8 +12,8 @@ from pathlib import Path
 
 from orchestration_protocol.gateway import api_socket, connect_unix, proxy_socket
 
-from .config import ALIVE_FILE_ENV, ManagerSettings
-from .errors import EnvironmentNotReady
+from ..config import ALIVE_FILE_ENV, ManagerSettings
+from ..errors import EnvironmentNotReady
 
 
 class Unhealthy(EnvironmentNotReady):

@@ -1,4 +1,5 @@
-"""``orchestrator egress``: every outbound connection the gateway's proxy was asked for.
+"""Every outbound connection the gateway's proxy was asked for (``orchestrator egress``, the
+dashboard).
 
 The gateway appends one :class:`~orchestration_protocol.gateway.EgressEntry` per connection,
 allowed or refused, to ``egress/<id>.jsonl``; this module reads those logs (one task's, or every
@@ -12,8 +13,6 @@ from datetime import UTC, datetime
 
 from orchestration_protocol import Layout, is_valid_task_id
 from orchestration_protocol.gateway import EGRESS_DIR, EgressEntry, egress_file, read_egress
-
-from .errors import TaskUnknown
 
 EGRESS_SUFFIX = ".jsonl"
 
@@ -32,17 +31,15 @@ def _moment(entry: EgressEntry) -> datetime:
     return entry.at if entry.at.tzinfo is not None else entry.at.replace(tzinfo=UTC)
 
 
+def egress_known(layout: Layout, task_id: str) -> bool:
+    """Whether ``task_id`` has a task file or an egress log."""
+    return layout.task_file(task_id).exists() or egress_file(layout, task_id).exists()
+
+
 def egress_log(
     layout: Layout, task_id: str | None = None, *, denied_only: bool = False
 ) -> list[EgressEntry]:
-    """The connections of one task (every task when None), oldest first; TaskUnknown for an id
-    that has neither a task file nor an egress log."""
-    if task_id is not None:
-        known = layout.task_file(task_id).exists() or egress_file(layout, task_id).exists()
-        if not known:
-            raise TaskUnknown(
-                f"No task {task_id!r} in {layout.tasks_dir}; see 'orchestrator task list' for the ids."
-            )
+    """The connections of one task (every task when None), oldest first."""
     ids = [task_id] if task_id is not None else egress_ids(layout)
     entries = [entry for one in ids for entry in read_egress(layout, one)]
     if denied_only:

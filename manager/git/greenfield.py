@@ -21,7 +21,7 @@ from pathlib import Path
 from orchestration_protocol import Layout
 from orchestration_protocol.mirrors import mirror_dir, mirrors_dir
 
-from .errors import BadInput, ManagerError
+from ..errors import BadInput, ManagerError
 from .merge import DEFAULT_INTEGRATION_BRANCH, MergeReport, merge_tasks
 
 GREENFIELD_DIR = "greenfield"

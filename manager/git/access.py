@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from .credentials import redact as redact_secrets
+from ..credentials import redact as redact_secrets
 
 CREDENTIAL_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
 TOKEN_HELPER = (

@@ -46,8 +46,8 @@ from orchestration_protocol.pool import (
     write_pool_heartbeat,
 )
 
-from .backends import Backend, IdleSpawnRequest, WorkerRecord
-from .errors import (
+from ..backends import Backend, IdleSpawnRequest, WorkerRecord
+from ..errors import (
     BadInput,
     BranchMissing,
     EngineBusy,
@@ -56,8 +56,8 @@ from .errors import (
     MirrorUnavailable,
     UnknownProfile,
 )
-from .monitor import LiveBoard
-from .profiles import Profile
+from ..profiles import Profile
+from ..views.monitor import LiveBoard
 from .recovery import Recovery, fail_unstartable, recover_ended_worker, recover_lost_task
 from .spawn import SpawnContext, worker_env_named
 

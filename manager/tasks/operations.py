@@ -15,13 +15,13 @@ from orchestration_protocol import (
     utc_now,
 )
 from orchestration_protocol.contract import WorkerExit
+from orchestration_views.ledger import ledger_cache
+from orchestration_views.rows import task_row
 
-from .backends import WorkerRecord
-from .errors import BadInput, NotFinished, TaskNotSpawnable, TaskUnknown
-from .ledger import ledger_cache
-from .polling import poll_until
-from .spawn import SpawnContext, spawn_attempt, why_not_spawnable
-from .views import task_row
+from ..backends import WorkerRecord
+from ..errors import BadInput, NotFinished, TaskNotSpawnable, TaskUnknown
+from ..polling import poll_until
+from ..run.spawn import SpawnContext, spawn_attempt, why_not_spawnable
 
 FORCED_CLAIM_S = 20.0
 """``orchestrator-worker``'s exit code for bad usage."""

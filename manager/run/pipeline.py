@@ -17,14 +17,14 @@ from typing import Any
 from orchestration_protocol import Layout, Plan, Task
 from orchestration_protocol.mirrors import mirror_dir
 
-from .backends import make_backend
-from .credentials import MODEL_SECRETS
-from .errors import BadInput
-from .greenfield import create_greenfield, export_tree, greenfield_name, integrate
-from .merge import MergeReport
-from .mirror import ensure_mirror
-from .plan import create_entries, task_entries
-from .planning import PlanOutcome, local_planner_env, plan_in_worker, plan_locally
+from ..backends import make_backend
+from ..credentials import MODEL_SECRETS
+from ..errors import BadInput
+from ..git.greenfield import create_greenfield, export_tree, greenfield_name, integrate
+from ..git.merge import MergeReport
+from ..git.mirror import ensure_mirror
+from ..planning.planner import PlanOutcome, local_planner_env, plan_in_worker, plan_locally
+from ..tasks.create import create_entries, task_entries
 from .spawn import SpawnContext
 
 EMPTY_REPOSITORY = "empty"

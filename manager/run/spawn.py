@@ -26,19 +26,19 @@ from orchestration_protocol import (
 )
 from orchestration_protocol import contract as worker_env
 
-from .backends import Backend, WorkerRecord, worker_name
-from .backends.services import DEFAULT_UPSTREAM, GatewaySpec, require_external_gateway
-from .config import ManagerSettings
-from .credentials import (
+from ..backends import Backend, WorkerRecord, worker_name
+from ..backends.services import DEFAULT_UPSTREAM, GatewaySpec, require_external_gateway
+from ..config import ManagerSettings
+from ..credentials import (
     MODEL_SECRETS,
     collect_secrets,
     passthrough_env,
     require_model_credentials,
 )
-from .errors import BadInput, MirrorUnavailable, NoRepository, TaskNotSpawnable, TaskUnknown
-from .mirror import ensure_mirror, require_base
+from ..errors import BadInput, MirrorUnavailable, NoRepository, TaskNotSpawnable, TaskUnknown
+from ..git.mirror import ensure_mirror, require_base
+from ..profiles import Profile, resolve_profile
 from .preflight import prepare_root
-from .profiles import Profile, resolve_profile
 
 GATEWAY_SECRETS = (
     *MODEL_SECRETS,
@@ -184,7 +184,7 @@ def spawn_attempt(
     force: bool = False,
 ) -> WorkerRecord:
     """Start the worker of one attempt (preflight of its profile once per command)."""
-    from .backends.base import SpawnRequest
+    from ..backends.base import SpawnRequest
 
     profile = context.preflight(profile_name or task.profile)
     managed = context.settings.gateway == "managed"  # else the gateway holds the credential
