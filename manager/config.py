@@ -48,7 +48,11 @@ class ManagerSettings(BaseModel):
     find out from Docker (the mount this manager's container has at the root, else the root's
     own path)."""
     network: str | None = None
-    """Docker network for workers; None for the profile's or the engine's default."""
+    """Docker network the gateway joins for workers' allowed hosts (``--network``, else
+    ``$ORCHESTRATOR_NETWORK``); None for the profiles' own."""
+    configured_network: str | None = None
+    """The network the person configured (``$ORCHESTRATOR_NETWORK``): ``--network`` may name
+    only it or a profile's network, so an agent cannot choose one."""
     repo_url: str | None = None
     """Repository for tasks that name none (``$REPO_URL``)."""
     repo_branch: str | None = None
@@ -147,6 +151,7 @@ def resolve_settings(
         backend=cast(BackendName, backend),
         volume=volume or os.environ.get(VOLUME_ENV) or None,
         network=network or os.environ.get(NETWORK_ENV) or None,
+        configured_network=os.environ.get(NETWORK_ENV) or None,
         repo_url=repo_url or os.environ.get(contract.ENV_REPO_URL) or None,
         repo_branch=repo_branch or os.environ.get(contract.ENV_REPO_BRANCH) or None,
         lease_s=_env_float(contract.ENV_LEASE_S),

@@ -37,8 +37,9 @@ from ..credentials import (
 )
 from ..errors import BadInput, MirrorUnavailable, NoRepository, TaskNotSpawnable, TaskUnknown
 from ..git.mirror import ensure_mirror, require_base
-from ..profiles import Profile, resolve_profile
+from ..profiles import Profile, load_profiles, resolve_profile
 from .preflight import prepare_root
+from .sandbox import check_mounts, check_network, check_volume
 
 GATEWAY_SECRETS = (
     *MODEL_SECRETS,
@@ -72,9 +73,15 @@ class SpawnContext:
         return resolve_profile(name, self.settings.root, self.settings.profiles_path)
 
     def preflight(self, name: str | None) -> Profile:
-        """The profile, checked against the backend once per command."""
+        """The profile, checked against the backend once per command; its mounts and the
+        command's are checked against the mount policy first (MountRefused)."""
         profile = self.profile(name)
         if profile.name not in self.checked_profiles:
+            check_mounts(
+                [*profile.mounts, *self.settings.mounts],
+                volume=self.settings.volume,
+                protected=[str(self.settings.root)],
+            )
             self.backend.preflight(profile)
             if profile.network and self.settings.gateway == "managed":
                 self.backend.connect_gateway(profile.network)
@@ -118,6 +125,7 @@ class SpawnContext:
 def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContext:
     """Check the root, gather the manager's secrets and model settings, start the scripted model
     if simulating, and the gateway that holds the credentials workers never get."""
+    check_widening(settings)
     backend.require_engine()
     prepare_root(settings, backend)
     secrets = collect_secrets()
@@ -146,6 +154,16 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
         )
     backend.start_gateway(spec)
     return SpawnContext(settings, backend, secrets, env, settings.network)
+
+
+def check_widening(settings: ManagerSettings) -> None:
+    """Refuse (MountRefused, one sentence) a volume, network or mount that would give workers
+    more than their sandbox, whoever asked: checked before anything starts."""
+    check_volume(settings.volume or "")
+    profiles = load_profiles(settings.root, settings.profiles_path)
+    configured = {settings.configured_network, *(p.network for p in profiles.values())}
+    check_network(settings.network, {name for name in configured if name})
+    check_mounts(settings.mounts, volume=settings.volume, protected=[str(settings.root)])
 
 
 def worker_env_for(context: SpawnContext, task: Task, profile: Profile) -> dict[str, str]:

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from .errors import ManagerError
+from ..errors import ManagerError
 
 SOCKET_DIRS = ("/run", "/var/run", "/run/containerd", "/var/run/containerd")
 SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock")

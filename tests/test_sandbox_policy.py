@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from manager.mount_policy import MountRefused, check_mount, check_network, check_volume
+from manager.run.sandbox import MountRefused, check_mount, check_network, check_volume
 
 REFUSED = [
     "/var/run/docker.sock:/var/run/docker.sock",
@@ -85,3 +85,45 @@ def test_networks_only_as_configured() -> None:
     for network in ("host", "bridge", "container:orchestrator-manager", "other-net"):
         with pytest.raises(MountRefused, match=network):
             check_network(network, ["orchestrator-net"])
+
+
+class TestThroughTheCli:
+    """The commands a manager agent runs refuse widening before anything starts."""
+
+    pytestmark = pytest.mark.usefixtures("cli_process")
+
+    @pytest.fixture
+    def remote(self, tmp_path):
+        from tests.gitrepo import make_remote
+
+        return make_remote(tmp_path)
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ("spawn", "default", "t1", "--mount", "/var/run/docker.sock:/var/run/docker.sock"),
+            ("spawn", "default", "t1", "--mount", "/:/host:ro"),
+            ("spawn", "default", "t1", "--mount", "/root/.ssh:/mnt/ssh"),
+            ("--network", "host", "spawn", "default", "t1"),
+            ("--volume", "/", "spawn", "default", "t1"),
+            ("run", "--agent", "command", "--mount", "/etc:/mnt/etc", "echo hi"),
+        ],
+        ids=["docker-socket", "host-root", "ssh-keys", "host-network", "root-volume", "run"],
+    )
+    def test_refused_in_one_sentence_and_nothing_starts(self, cli, layout, args) -> None:
+        if args[0] == "spawn" or "spawn" in args:
+            assert cli("task", "create", "--id", "t1", "--agent", "command", "echo hi")[0] == 0
+        code, out, err = cli(*args)
+        assert code == 2, (out, err)
+        assert err.startswith("error: The ") and "refused" in err and len(err.splitlines()) == 1
+        assert not any(layout.claims_dir.iterdir()) if layout.claims_dir.exists() else True
+        assert not list(layout.root.glob("status/*.json"))
+
+    def test_an_honest_spawn_still_runs(self, cli, layout, tmp_path) -> None:
+        cache = tmp_path / "cache"
+        cache.mkdir()
+        assert cli("task", "create", "--id", "t1", "--agent", "command", "echo hi")[0] == 0
+        code, _, err = cli("spawn", "default", "t1", "--mount", f"{cache}:/cache:ro")
+        assert code == 0, err
+        code, out, err = cli("wait", "t1", "--timeout", "60")
+        assert code == 0, (out, err)
