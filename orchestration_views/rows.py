@@ -112,9 +112,14 @@ def board_problems(board: Board) -> list[dict[str, str]]:
     return problems
 
 
+AGENT_WRITTEN = ("output", "error", "files_changed", "patch", "plan")
+"""A result's fields that hold what a task's agent wrote: data to report, never instructions."""
+
+
 def result_json(result: Result, ledger: LedgerSummary | None = None) -> dict[str, Any]:
     """A result for ``--json``: the file's fields, and what the ledger says of the attempt."""
     data = result.model_dump(mode="json", exclude_none=True)
+    data["untrusted_fields"] = [key for key in AGENT_WRITTEN if key in data]
     if ledger is not None:
         data["ledger_cost_usd"] = ledger.by_attempt.get(result.attempt, 0.0)
         data["task_cost_usd"] = ledger.cost_usd

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from orchestration_protocol import read_board, utc_now
+from orchestration_protocol.untrusted import fence
 from orchestration_views.rows import status_rows
 
 from ..config import positive_usd
@@ -178,7 +179,8 @@ def task_show(ctx: typer.Context, task_id: str, as_json: JsonOpt = False) -> Non
     ):
         if details.get(key) not in (None, [], ""):
             typer.echo(f"{key}: {details[key]}")
-    typer.echo(f"prompt: {details['prompt']}")
+    typer.echo("prompt:")
+    typer.echo(fence(details["prompt"] or "", f"the prompt of task {details['id']}", limit=8000))
     for problem in details["problems"]:
         typer.echo(f"problem: {problem}")
 

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestration_protocol import Result, TaskState
+from orchestration_protocol.untrusted import fence
 from orchestration_views.ledger import LedgerSummary
 from orchestration_views.rows import format_age
 
@@ -88,7 +89,8 @@ def result_text(result: Result, ledger: LedgerSummary | None = None) -> str:
     """A result in a few lines for people; its cost by the gateway's ``ledger`` when it has one."""
     lines = [f"{result.task_id}: {result.status.value} (attempt {result.attempt})"]
     if result.error:
-        lines.append(f"error: {result.error}")
+        lines.append("error:")
+        lines.append(fence(result.error, f"the error of task {result.task_id}", limit=4000))
     budget_error = ledger.budget_errors.get(result.attempt) if ledger else None
     if budget_error and budget_error not in (result.error or ""):
         lines.append(f"budget: {budget_error}")
@@ -105,7 +107,9 @@ def result_text(result: Result, ledger: LedgerSummary | None = None) -> str:
         lines.append(f"took: {result.duration_s:.1f}s")
     if result.output:
         lines.append("output:")
-        lines.append(result.output.rstrip())
+        lines.append(
+            fence(result.output.rstrip(), f"the output of task {result.task_id}'s agent", limit=8000)
+        )
     return "\n".join(lines)
 
 
