@@ -171,6 +171,16 @@ def test_the_link_checker_sees_a_broken_link(tmp_path: Path) -> None:
     assert broken_link(page, "#nowhere") is not None
 
 
+def test_the_snippet_reader_takes_only_marked_blocks(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```bash\nnot run\n```\n\n<!-- test: offline -->\n```bash\necho one\necho two\n```\n"
+    )
+    (snippet,) = snippets(page)
+    assert (snippet.line, snippet.kind, snippet.info) == (6, "offline", "bash")
+    assert snippet.code == "echo one\necho two\n"
+
+
 def test_snippets_are_marked_right() -> None:
     assert any(snippet.kind == "offline" for snippet in ALL_SNIPPETS)
     for snippet in ALL_SNIPPETS:
@@ -217,7 +227,7 @@ def stop_what_was_left(home: Path, environment: dict[str, str]) -> None:
         if (root / "claims").is_dir() or (root / "status").is_dir():
             subprocess.run(
                 [
-                    "orchestrator",
+                    str(VENV_BIN / "orchestrator"),
                     "--root",
                     str(root),
                     "cleanup",
