@@ -35,7 +35,9 @@ def _wait_job_complete(nodes: SwarmNodes, service: str) -> str:
     """Poll the job's task states until it leaves the running states; returns the last state."""
     state = ""
     for _ in range(240):
-        state = nodes.docker(nodes.manager, "service", "ps", service, "--format", "{{.CurrentState}}")
+        state = nodes.docker(
+            nodes.manager, "service", "ps", service, "--format", "{{.CurrentState}}"
+        )
         if state.startswith(("Complete", "Failed", "Rejected")):
             return state
         time.sleep(0.5)
