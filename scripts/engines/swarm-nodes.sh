@@ -133,7 +133,8 @@ stop_engine() {
 }
 
 down() {
-  for n in "${NODES[@]}"; do stop_engine "$n"; done
+  # The worker first: stopped after its manager, it keeps trying to reach it for ~25 s.
+  for ((i = ${#NODES[@]} - 1; i >= 0; i--)); do stop_engine "${NODES[i]}"; done
   for n in "${NODES[@]}"; do
     if ip link show "orch-v$n" >/dev/null 2>&1; then ip link del "orch-v$n"; fi
     if [ -e "/run/netns/$(name "$n")" ]; then ip netns del "$(name "$n")"; fi
