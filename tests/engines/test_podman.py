@@ -42,7 +42,7 @@ def test_podman_runs_the_image_hardened(podman_image: str) -> None:
         "--ulimit", f"nofile={files}:{files}", "--ulimit", "nproc=4096:4096",
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--read-only",
         "--memory", "256m", "--pids-limit", "64", "--user", "1000:1000",
-        podman_image, "sh", "-c", "id -u; grep CapEff /proc/self/status; ping -c1 -W1 127.0.0.1 || true",
+        podman_image, "sh", "-c", "id -u; grep CapEff /proc/self/status",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
