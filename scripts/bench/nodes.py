@@ -80,7 +80,8 @@ def swarm_job(image: str) -> Callable[[Path], None]:
     def submit(out: Path) -> None:
         name = f"bench-{uuid.uuid4().hex[:8]}"
         subprocess.run(
-            ["docker", "-H", NODE2, "service", "create", "-q", "--detach", "--name", name,
+            ["docker", "-H", NODE2, "service", "create", "-q", "--detach", "--no-resolve-image",
+             "--name", name,
              "--mode", "replicated-job", "--constraint", "node.role==worker",
              "--mount", f"type=bind,source={out},target=/out", image, "python3", "-c", STAMP],
             check=True, capture_output=True,

@@ -123,9 +123,14 @@ up() {
 stop_engine() {
   local n=$1 ns pid; ns=$(name "$1")
   if pid=$(pidof_node "$n"); then
+    local started=$SECONDS
     kill "$pid"
     for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "swarm-nodes: $ns did not stop in 30 s; killing it" >&2
+      kill -9 "$pid"
+    fi
+    echo "swarm-nodes: $ns stopped in $((SECONDS - started)) s"
   fi
   # Whatever the engine left mounted (fuse-overlayfs layers, sandbox namespaces), deepest first.
   { findmnt -rn -o TARGET | grep -E "^($STATE/$ns|/run/$ns)(/|$)" || true; } | sort -r | xargs -r umount -l

@@ -56,12 +56,12 @@ def test_job_on_worker_node_reaches_manager_node_and_writes_shared_dir(
     try:
         nodes.docker(nodes.manager, "network", "create", "-d", "overlay", net)
         nodes.docker(
-            nodes.manager, "service", "create", "-q", "--detach", "--name", pong,
+            nodes.manager, "service", "create", "-q", "--detach", "--no-resolve-image", "--name", pong,
             "--network", net, "--endpoint-mode", "dnsrr",
             "--constraint", "node.role==manager", nodes.image, "python3", "-c", PONG,
         )  # fmt: skip
         nodes.docker(
-            nodes.manager, "service", "create", "-q", "--detach", "--name", job,
+            nodes.manager, "service", "create", "-q", "--detach", "--no-resolve-image", "--name", job,
             "--mode", "replicated-job", "--network", net, "--mount", mount,
             "--constraint", "node.role==worker", "--env", f"PEER={pong}",
             "--env", f"OUT={out}", "--env", "NODE={{.Node.ID}}",
