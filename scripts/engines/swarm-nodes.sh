@@ -28,9 +28,16 @@ pidof_node() { local f="/run/$(name "$1").pid"; [ -s "$f" ] && kill -0 "$(cat "$
 
 need_tools() {
   [ "$(id -u)" -eq 0 ] || die "must run as root (it makes namespaces, a bridge and daemons)"
-  for tool in ip iptables nsenter dockerd docker fuse-overlayfs; do
-    command -v "$tool" >/dev/null || die "$tool is missing; install iproute2, iptables, util-linux, docker.io, fuse-overlayfs"
+  for tool in ip iptables nsenter dockerd docker; do
+    command -v "$tool" >/dev/null || die "$tool is missing; install iproute2, iptables, util-linux, docker.io"
   done
+  # The nodes use the main engine's storage driver (fuse-overlayfs here, where kernel overlay
+  # under dockerd is not available), so what works there works on them.
+  DRIVER=${SWARM_NODES_STORAGE_DRIVER:-$(docker info --format '{{.Driver}}' 2>/dev/null || true)}
+  [ -n "$DRIVER" ] || die "the main engine does not answer; start dockerd or set SWARM_NODES_STORAGE_DRIVER"
+  if [ "$DRIVER" = fuse-overlayfs ] && ! command -v fuse-overlayfs >/dev/null; then
+    die "fuse-overlayfs is missing; apt-get install fuse-overlayfs"
+  fi
 }
 
 make_network() {
@@ -55,7 +62,7 @@ write_config() {
   mkdir -p "$dir/data"
   # Own file (flags clash with /etc/docker/daemon.json), own address pools inside the netns.
   cat >"$dir/daemon.json" <<EOF
-{"data-root": "$dir/data", "storage-driver": "fuse-overlayfs", "mtu": 1400,
+{"data-root": "$dir/data", "storage-driver": "$DRIVER", "mtu": 1400,
  "bip": "10.97.$n.1/24",
  "default-address-pools": [{"base": "10.96.$((n * 16)).0/20", "size": 24}],
  "log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "3"}}

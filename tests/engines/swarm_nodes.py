@@ -16,7 +16,7 @@ from tests.conftest import require
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "engines" / "swarm-nodes.sh"
 IMAGE = os.environ.get("SWARM_NODES_TEST_IMAGE", "claude-orchestrator-base:bookworm")
-TOOLS = ("ip", "iptables", "nsenter", "dockerd", "docker", "fuse-overlayfs")
+TOOLS = ("ip", "iptables", "nsenter", "dockerd", "docker")
 
 
 @dataclass(frozen=True)
