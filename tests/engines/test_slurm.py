@@ -79,3 +79,47 @@ def test_cancelled_job_ends_cancelled_and_its_container_is_removed(
         assert not _container_exists(name)
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+def _wait_running(slurm_cluster: SlurmCluster, job: str) -> None:
+    for _ in range(240):
+        if slurm_cluster.queue_state(job) == "RUNNING":
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"job {job} never ran: {slurm_cluster.queue_state(job)}")
+
+
+def test_node_failure_ends_a_no_requeue_job_node_fail(slurm_cluster: SlurmCluster) -> None:
+    job = slurm_cluster.sbatch("--no-requeue", "--output", "/dev/null", "--wrap", "sleep 600")
+    _wait_running(slurm_cluster, job)
+    subprocess.run(
+        ["scontrol", "update", f"nodename={slurm_cluster.node}", "state=down", "reason=test"],
+        check=True,
+    )
+    try:
+        assert slurm_cluster.wait_final(job) == "NODE_FAIL"
+    finally:
+        # ReturnToService=2: the node comes back once slurmd re-registers.
+        for _ in range(240):
+            idle = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True)
+            if idle.stdout.strip() == "idle":
+                break
+            time.sleep(0.5)
+
+
+def test_container_over_its_memory_limit_fails_the_job_with_137(
+    slurm_cluster: SlurmCluster, image: str
+) -> None:
+    # SLURM does not see the container's memory (it is dockerd's child): Docker's limit kills
+    # it, and the job fails with the exit code its script passes on.
+    job = slurm_cluster.sbatch(
+        "--output", "/dev/null", "--wrap",
+        f"docker run --rm --network none --memory 32m --memory-swap 32m {image} "
+        "python3 -c 'x = bytearray(200 << 20)'",
+    )  # fmt: skip
+    assert slurm_cluster.wait_final(job) == "FAILED"
+    out = subprocess.run(
+        ["sacct", "--completion", "-n", "-P", "-j", job, "-o", "ExitCode"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.split() == ["137:0"]
