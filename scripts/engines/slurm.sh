@@ -10,7 +10,7 @@
 # line starts "# orch-slurm"), and removes it on `down`. State, logs and pid files: $SLURM_STATE
 # (default /var/lib/orch-slurm) and /run/orch-slurm. Accounting without slurmdbd: the job
 # completion plugin jobcomp/filetxt, read with `sacct --completion` (plain `sacct` needs
-# slurmdbd); see docs/engines.md.
+# slurmdbd); see docs/test-clusters.md.
 set -euo pipefail
 
 STATE=${SLURM_STATE:-/var/lib/orch-slurm}
