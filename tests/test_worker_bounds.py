@@ -68,3 +68,17 @@ def test_links_are_resolved_against_the_real_tree(
     else:
         assert result.status == "failed" and refused in (result.error or ""), result.error
         assert not os.path.exists(layout.artifacts_dir("t1") / "changes.bundle")
+
+
+def test_a_result_lists_at_most_a_thousand_changed_files(layout: Layout, tmp_path: Path) -> None:
+    """Many files changed made a result over the readers' 1 MiB limit (shown as ``lost``)."""
+    from manager.mirror import ensure_mirror
+
+    remote = make_remote(tmp_path)
+    ensure_mirror(layout, str(remote), credentials={})
+    prompt = "for i in $(seq 1 1100); do echo $i > file-$i-$(printf '%0200d' 0).txt; done"
+    write_task(layout, Task(id="many", prompt=prompt, agent="command", repo=str(remote)))
+    assert main(["--task", "many", "--root", str(layout.root)]) == RET_OK
+    result = read_model(layout.result_file("many"), Result)
+    assert result.status == "success" and len(result.files_changed) == 1000
+    assert "1100 files changed" in layout.log_file("many").read_text()

@@ -65,6 +65,8 @@ AGENT_BASE_ENV = {
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
 }
 """What every agent's environment starts from (nothing of the runtime's own is inherited)."""
+MAX_FILES_LISTED = 1000
+"""Most paths a result's ``files_changed`` lists, so a result stays under the readers' limit."""
 
 
 def model_access(url: str, token: str, settings: WorkerSettings) -> dict[str, str]:
@@ -170,7 +172,7 @@ class TaskLog:
         for line in lines:
             if self.agent_bytes >= self.max_agent_bytes:
                 return
-            self.agent_bytes += len(line) + 1
+            self.agent_bytes += len(line.encode()) + 1
             if self.agent_bytes >= self.max_agent_bytes:
                 self.write(
                     f"-- the agent's output is over {self.max_agent_bytes} bytes; the rest of it "
@@ -381,7 +383,7 @@ class Attempt:
         artifacts.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(
             artifacts / "transcript.jsonl",
-            "".join(f"{line}\n" for line in agent.transcript).encode(),
+            "".join(f"{self.log.mask(line)}\n" for line in agent.transcript).encode(),
         )
         repo.check_work_tree(workspace, self.settings.limits)
         summary = repo.commit_all(
@@ -390,13 +392,18 @@ class Attempt:
         repo.check_change(workspace, base, summary.head_commit, self.settings.limits)
         patch = repo.save_artifacts(workspace, base, branch, artifacts, self.settings.limits)
         committed = summary.head_commit != base
+        if len(summary.files_changed) > MAX_FILES_LISTED:
+            self.log.write(
+                f"-- {len(summary.files_changed)} files changed; the result lists the first "
+                f"{MAX_FILES_LISTED} (the patch and the branch hold them all)"
+            )
         push_problem = repo.push_to_mirror(workspace, mirror, branch) if committed else "nothing to push"
         if push_problem and committed:
             self.log.write(f"-- branch not pushed into the mirror: {push_problem}")
         self.result = self.result.model_copy(
             update={
                 "head_commit": summary.head_commit,
-                "files_changed": summary.files_changed,
+                "files_changed": summary.files_changed[:MAX_FILES_LISTED],
                 "insertions": summary.insertions,
                 "deletions": summary.deletions,
                 "patch": str(patch.relative_to(self.layout.root)),
