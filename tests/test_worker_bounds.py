@@ -48,10 +48,12 @@ def test_the_log_stops_taking_the_agents_lines_at_its_allowance(tmp_path: Path) 
         ("ln -s . s; ln -s " + "s/" * 8 + "../" * 8 + "etc/passwd leak", "symlink leak"),
         ("ln -s . s; ln -s s/.git/config cfg", "symlink cfg"),
         ("mkdir d; ln -s .. d/up; ln -s d/up/d/up/../x esc", "symlink esc"),
-        ("ln -s a b; ln -s b a; echo ok > ok.txt", None),
+        ("ln -s a b; ln -s b a", "symlink a"),
+        ("ln -s ../repo/x.txt sneaky", "symlink sneaky"),
+        ("ln -s nowhere/file dangling; mkdir d; ln -s ../x.txt d/up", None),
         ("ln -s . s; ln -s s/s/README.md readme", None),
     ],
-    ids=["link-to-self-climbs-out", "into-own-git", "chain-of-parents", "loop", "inside"],
+    ids=["link-to-self-climbs-out", "into-own-git", "chain-of-parents", "loop", "out-and-back-in", "dangling-and-up", "inside"],
 )
 def test_links_are_resolved_against_the_real_tree(
     layout: Layout, tmp_path: Path, links: str, refused: str | None

@@ -20,7 +20,7 @@ import shutil
 import stat
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from orchestration_protocol import atomic_write_bytes
 from orchestration_protocol.mirrors import task_branch
@@ -35,6 +35,8 @@ from .errors import GitFailed, NoRepository, WorkTreeRefused
 
 MAX_LINK_TARGET = 4096
 """Longest symlink target taken (the kernel's PATH_MAX)."""
+MAX_LINK_HOPS = 40
+"""Most links one path may go through (the kernel's limit)."""
 CREDENTIAL_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
 MiB = 1024 * 1024
 RUNTIME_GIT_CONFIG = """\
@@ -291,22 +293,41 @@ class _TreeCheck:
 
 
 def _check_link(root: Path, relative: str) -> None:
-    """Refuse a symlink that lands outside the clone once resolved against the real tree
-    (following every link of the chain, ``s -> .`` included), whatever its text says."""
+    """Refuse a symlink that lands outside the clone, or in its ``.git``, once resolved against
+    the real tree (every link of the chain followed, ``s -> .`` included), whatever its text
+    says. Resolution never goes above the clone's root on the way either, so a link that climbs
+    out and back in (``../repo/x``) is refused: in another clone of another name it lands
+    elsewhere."""
     target = os.readlink(root / relative)
-    if len(target) > MAX_LINK_TARGET:
+    if len(target) > MAX_LINK_TARGET or _landing(root, relative) is None:
         raise WorkTreeRefused(
-            f"The symlink {relative} has a target of {len(target)} characters, over the limit "
-            f"of {MAX_LINK_TARGET}; it is not committed, and nothing else was."
+            f"The symlink {relative} points out of the clone (to {target[:200]}), or through "
+            f"more than {MAX_LINK_HOPS} links; it is not committed, and nothing else was."
         )
-    landing = os.path.realpath(root / relative)
-    inside = os.path.commonpath([root, landing]) == str(root)
-    into_git = inside and Path(landing).relative_to(root).parts[:1] == (".git",)
-    if os.path.isabs(target) or not inside or into_git:
-        raise WorkTreeRefused(
-            f"The symlink {relative} points out of the clone (to {target}); it is not "
-            "committed, and nothing else was."
-        )
+
+
+def _landing(root: Path, relative: str) -> list[str] | None:
+    """The path (components under ``root``) where ``relative`` lands with every symlink
+    followed; None when it leaves the root at any step, goes through an absolute link or too
+    many links, or lands in ``.git``."""
+    pending, hops = list(PurePosixPath(relative).parts), 0
+    current: list[str] = []
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if not current:
+                return None
+            current.pop()
+        elif part not in ("", "."):
+            current.append(part)
+            link = root.joinpath(*current)
+            if os.path.islink(link):
+                target, hops = os.readlink(link), hops + 1
+                if os.path.isabs(target) or hops > MAX_LINK_HOPS:
+                    return None
+                current.pop()
+                pending[:0] = PurePosixPath(target).parts
+    return None if current[:1] == [".git"] else current
 
 
 @dataclass
