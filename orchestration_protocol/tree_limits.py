@@ -11,8 +11,9 @@ commit before it writes a tree.
 
 from __future__ import annotations
 
+import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +22,9 @@ MiB = 1024 * 1024
 GITLINK_MODE = "160000"
 DEFAULT_MAX_FILE_BYTES = 100 * MiB
 DEFAULT_MAX_TOTAL_BYTES = 512 * MiB
+ENV_MAX_CHANGE_BYTES = "ORCHESTRATOR_MAX_CHANGE_BYTES"
+"""Overrides :attr:`ChangeLimits.max_total_bytes`, for the manager's merge and (forwarded by the
+spawner) for workers."""
 
 
 class ChangeLimits(BaseModel):
@@ -33,6 +37,13 @@ class ChangeLimits(BaseModel):
     max_total_bytes: int = Field(default=DEFAULT_MAX_TOTAL_BYTES, gt=0)
     """Most bytes all the paths the change adds or changes may hold together (every path in
     full: hard links and duplicate blobs count once per path)."""
+
+
+def change_limits(env: Mapping[str, str] | None = None) -> ChangeLimits:
+    """The caps, with ``$ORCHESTRATOR_MAX_CHANGE_BYTES`` as the total when it is set."""
+    env = os.environ if env is None else env
+    total = env.get(ENV_MAX_CHANGE_BYTES)
+    return ChangeLimits(max_total_bytes=int(total)) if total else ChangeLimits()
 
 
 @dataclass(frozen=True)
