@@ -31,6 +31,7 @@ from orchestration_protocol import (
     read_board,
 )
 from orchestration_protocol.mirrors import mirror_dir, task_ref
+from orchestration_protocol.tree_limits import change_limits, change_problem
 
 from ..errors import BadInput, BranchMissing, ManagerError, TaskUnknown
 from .access import GitAccess, git_access
@@ -326,6 +327,8 @@ def _merge_one(
             result,
             "its commit is not in the mirror, on origin or in results/<id>/changes.bundle",
         )
+    if too_big := change_problem(["git", "-C", str(sources.git.repo_dir)], result.base_commit, commit, change_limits()):
+        return _skipped(task, result, f"its change is refused before it is written: {too_big}")
     found = TaskMerge(
         task_id=task.id,
         outcome=MergeOutcome.MERGED,
