@@ -5,10 +5,12 @@ process, and the repair prompt, whose test output stays data whatever it says.""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,7 +36,8 @@ from orchestration_protocol.repair_prompt import (
 )
 from orchestration_protocol.rounds import RoundRequest, read_round_for_attempt, write_round
 from worker.check_output import OutputScanner, parse_junit
-from worker.checks import check_environment, run_check
+from worker import repo
+from worker.checks import check_environment, make_scratch, pytest_installed, run_check
 
 OUTPUTS = Path(__file__).parent / "data" / "check_outputs"
 
@@ -373,3 +376,31 @@ def test_resolve_and_interrupted_prompts_quote_intents_as_data() -> None:
                                                             ("b", "Add export")])
     assert "rm -rf" not in outside_fences(prompt) and "app.py" in prompt
     assert "may not have completed" in interrupted_note(1)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to the agent's uid needs root")
+def test_the_check_runs_as_the_agent_user_and_cannot_read_the_runtimes_files(tmp_path: Path) -> None:
+    from orchestration_protocol.checkconfig import ResolvedCheck
+
+    secret = tmp_path / "secret"
+    secret.write_text("gateway key")
+    secret.chmod(0o600)
+    workspace = repo.Workspace(private=tmp_path / "private", agent_root=Path(tempfile.mkdtemp()))
+    try:
+        workspace.agent_root.chmod(0o755)
+        workspace.work_tree.mkdir()
+        os.chown(workspace.work_tree, 1000, 1000)
+        scratch = make_scratch(workspace, (1000, 1000))
+        check = ResolvedCheck(commands=[f"id -u; cat {secret}"], source="task", timeout_s=60)
+        env = check_environment({"PATH": "/usr/bin:/bin", "HOME": str(workspace.work_tree)})
+        outcome = run_check(check, cwd=workspace.work_tree, env=env, scratch=scratch,
+                            user=(1000, 1000))
+    finally:
+        shutil.rmtree(workspace.agent_root)
+    assert not outcome.passed and outcome.output_excerpt.startswith("1000\n")
+    assert "Permission denied" in outcome.output_excerpt and "gateway key" not in outcome.output_excerpt
+
+
+def test_pytest_is_detected_in_the_checks_environment() -> None:
+    assert pytest_installed({"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    assert not pytest_installed({"PATH": "/nonexistent"})

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -40,6 +42,28 @@ def check_environment(agent_env: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in agent_env.items() if not k.startswith(MODEL_ACCESS_PREFIXES)}
     env.update(CI="1", NO_COLOR="1", PYTHONDONTWRITEBYTECODE="1")
     return env
+
+
+def pytest_installed(env: Mapping[str, str]) -> bool:
+    """Whether ``python3 -m pytest`` works with the check's environment (decides the detected
+    Python check: pytest, else unittest)."""
+    if shutil.which("python3", path=env.get("PATH")) is None:
+        return False
+    probe = subprocess.run(
+        ["python3", "-c", "import pytest"], env=dict(env), capture_output=True, check=False
+    )
+    return probe.returncode == 0
+
+
+def make_scratch(workspace: repo.Workspace, owner: tuple[int, int] | None) -> Path:
+    """A fresh, empty directory for the check's reports beside the work tree (not in it), owned
+    by the agent's user."""
+    scratch = workspace.agent_root / "check"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(mode=0o700)
+    if owner is not None:
+        os.chown(scratch, *owner)
+    return scratch
 
 
 def resolve_for_workspace(
