@@ -35,8 +35,8 @@ from orchestration_protocol.repair_prompt import (
     resolve_prompt,
 )
 from orchestration_protocol.rounds import RoundRequest, read_round_for_attempt, write_round
-from worker.check_output import OutputScanner, parse_junit
 from worker import repo
+from worker.check_output import OutputScanner, parse_junit
 from worker.checks import check_environment, make_scratch, pytest_installed, run_check
 
 OUTPUTS = Path(__file__).parent / "data" / "check_outputs"
