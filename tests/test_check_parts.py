@@ -365,7 +365,7 @@ def test_fences_and_escapes() -> None:
 
 
 def test_long_output_is_cut_to_its_end() -> None:
-    failure = CheckOutcome(passed=False, output_excerpt="start\n" + "x\n" * 5000 + "the summary")
+    failure = CheckOutcome(passed=False, output_excerpt="start\n" + "x\n" * 3500 + "the summary")
     prompt = repair_prompt(failure, task_prompt="t", round_number=2, max_rounds=2, resumed=True)
     assert "the summary" in prompt and "start" not in prompt and "earlier characters left out" in prompt
 

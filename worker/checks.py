@@ -126,19 +126,26 @@ def run_check(
     for index, command in enumerate(check.commands):
         junit = scratch / f"junit-{index}.xml"
         outcome = run_supervised(
-            ["/bin/sh", "-c", command],
-            cwd=cwd,
-            env={**env, "PYTEST_ADDOPTS": _addopts(env, junit)},
-            on_line=feed,
-            should_stop=stop,
-            user=user,
-            reap_user=reap_user,
+            ["/bin/sh", "-c", command], cwd=cwd, env={**env, "PYTEST_ADDOPTS": _addopts(env, junit)},
+            on_line=feed, should_stop=stop, user=user, reap_user=reap_user,
         )
         exit_code, stopped = outcome.exit_code, outcome.stopped_because
         reports.append(read_junit(junit, user))
         if exit_code != 0 or stopped:
             failed_command = command
             break
+    return _outcome(check, scanner, reports, exit_code, failed_command, stopped, started)
+
+
+def _outcome(
+    check: ResolvedCheck,
+    scanner: OutputScanner,
+    reports: list[Parsed | None],
+    exit_code: int | None,
+    failed_command: str | None,
+    stopped: str | None,
+    started: float,
+) -> CheckOutcome:
     parsed = _merge(scanner.result(), reports, check)
     return CheckOutcome(
         passed=failed_command is None,
