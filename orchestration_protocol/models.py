@@ -99,6 +99,8 @@ class TaskKind(StrEnum):
 
 MAX_CHECK_COMMANDS = 20
 """Most commands a check may have."""
+DEFAULT_MAX_REPAIRS = 2
+"""Repair rounds a task gets when neither it nor the manager's settings say."""
 
 
 class Task(ProtocolModel):
@@ -135,8 +137,10 @@ class Task(ProtocolModel):
     repository's ``.orchestrator.yaml``, the profile's, or a detected default; ``[]``: no check."""
     check_timeout_s: float | None = Field(default=None, gt=0)
     """Wall-clock limit for the whole check, in seconds; None: the configured or default limit."""
-    max_repairs: int = Field(default=2, ge=0, le=20)
-    """How many repair rounds a failing check may get before the task ends ``failed``."""
+    max_repairs: int | None = Field(default=None, ge=0, le=20)
+    """How many repair rounds a failing check may get before the task ends ``failed``; None:
+    the manager's setting (``DEFAULT_MAX_REPAIRS``). Unset fields stay out of the file, so a
+    worker of an earlier version still reads the task."""
     merge_branch: str | None = Field(default=None, min_length=1, max_length=250)
     """For kind ``resolve``: the branch merged into ``branch`` whose conflicts the agent resolves."""
     created_at: datetime | None = None

@@ -47,7 +47,9 @@ OUTPUTS = Path(__file__).parent / "data" / "check_outputs"
 
 def test_old_task_and_result_files_stay_valid_and_new_fields_default() -> None:
     task = parse_model(b'{"id": "task-001", "prompt": "Add a README"}', Task, Path("t.json"))
-    assert task.kind == TaskKind.CHANGE and task.check is None and task.max_repairs == 2
+    assert task.kind == TaskKind.CHANGE and task.check is None and task.max_repairs is None
+    new_fields = {"check", "max_repairs", "check_timeout_s", "merge_branch"}
+    assert not new_fields & json.loads(task.to_json_bytes()).keys()  # an older worker reads it
     old_result = {"task_id": "t1", "status": "success", "completed_at": "2026-12-01T10:00:00Z",
                   "attempt": 1, "branch": "orchestrator/t1", "pushed": True}
     result = parse_model(json.dumps(old_result).encode(), Result, Path("r.json"))

@@ -26,6 +26,7 @@ from pathlib import Path
 from orchestration_protocol import Layout, Task, TaskKind
 from orchestration_protocol.checkconfig import ResolvedCheck
 from orchestration_protocol.mirrors import task_branch
+from orchestration_protocol.models import DEFAULT_MAX_REPAIRS
 from orchestration_protocol.outcomes import CheckOutcome, RoundKind, RoundReport, SessionUse
 from orchestration_protocol.repair_prompt import interrupted_note, repair_prompt
 from orchestration_protocol.rounds import RoundRequest, read_round_for_attempt
@@ -105,6 +106,11 @@ class TaskRounds:
         self.base: str | None = None
 
     @property
+    def max_repairs(self) -> int:
+        """The task's repair rounds (its own, else the default)."""
+        return DEFAULT_MAX_REPAIRS if self.task.max_repairs is None else self.task.max_repairs
+
+    @property
     def config_dir(self) -> Path:
         """The agent's Claude Code config dir (``CLAUDE_CONFIG_DIR``)."""
         return self.workspace.agent_home / ".claude"
@@ -152,7 +158,7 @@ class TaskRounds:
                 request.failure,
                 task_prompt=self.task.prompt,
                 round_number=request.number,
-                max_rounds=self.task.max_repairs + 1,
+                max_rounds=self.max_repairs + 1,
                 resumed=resumed,
                 integration=request.integration,
             )
