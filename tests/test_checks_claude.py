@@ -184,3 +184,17 @@ def test_a_conflict_is_resolved_with_both_sides(server, tmp_path: Path) -> None:
     assert "Resolved the conflicts in settings.py" in json.loads(transcript[-1])["result"]
     assert (repo / "settings.py").read_text() == (
         "THEME = 'light'\nSTORAGE = 'localStorage'\nEXPORT = True\n")
+
+
+def test_a_session_in_a_long_working_directory_is_saved_and_resumed(server, tmp_path: Path) -> None:
+    cwd = git_repo(tmp_path / ("d" * 120) / ("e.f_g" * 30))  # Claude Code cuts and hashes the name
+    layout = Layout(tmp_path / "volume").ensure()
+    first = tmp_path / "one" / ".claude"
+    session = session_id_of(claude(server, cwd, first, "reply: remember me"))
+    assert session and encode_cwd(str(cwd)) not in [p.name for p in (first / "projects").iterdir()]
+    assert save_session(layout, "t1", 1, first, cwd, session) is None
+    restored = restore_session(layout, "t1", tmp_path / "two" / ".claude", cwd)
+    assert restored.session_id == session
+    server.clear_requests()
+    claude(server, cwd, tmp_path / "two" / ".claude", "reply: again", resume=session)
+    assert len(server.turn_requests()[0].body["messages"]) > 2

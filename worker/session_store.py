@@ -3,8 +3,10 @@
 Claude Code (2.1.330, checked with the real binary) writes a session to
 ``$CLAUDE_CONFIG_DIR/projects/<encoded cwd>/<session id>.jsonl``, where the encoded cwd is the
 absolute working directory with every character other than a letter or digit replaced by ``-``
-(``/tmp/a.b_c`` -> ``-tmp-a-b-c``); every line names the ``sessionId`` and the conversation's
-lines the ``cwd``. ``claude -p --resume <id>`` finds it only there, with the identical cwd, and
+(``/tmp/a.b_c`` -> ``-tmp-a-b-c``); a name over 200 characters is cut to 200 and given a
+hash suffix (``-yfdvxm``) whose function is not documented, so a session is found by its id
+under ``projects/*/`` and the folder's name is recorded. Every line names the ``sessionId``
+and the conversation's lines the ``cwd``. ``claude -p --resume <id>`` finds it only there, with the identical cwd, and
 sends the earlier turns with the new prompt; the copy of the file into a fresh config dir is
 enough (nothing else of the config dir is needed), and the resumed run keeps the session id.
 
@@ -17,6 +19,7 @@ within a size limit, and it only ever goes back to the same task.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -52,6 +55,8 @@ class SessionRecord(BaseModel):
     """Claude Code's session id (a UUID)."""
     cwd: str
     """The working directory the session ran in; a resume must use the same."""
+    project_dir: str = Field(pattern=r"^[A-Za-z0-9-]{1,255}$")
+    """The folder of ``projects/`` Claude Code filed the session under (from the cwd)."""
     saved_at: datetime
     """When it was saved."""
     size_bytes: int = Field(ge=0)
@@ -126,9 +131,7 @@ def save_session(
     """Copy the attempt's session into the volume; None when saved, else why not."""
     if session_id is None or not SESSION_ID.match(session_id):
         return "the agent's output named no session id, so no session was saved"
-    data = _read_beneath(
-        config_dir, ["projects", encode_cwd(str(cwd)), f"{session_id}.jsonl"], MAX_SESSION_BYTES
-    )
+    project, data = _find_session(config_dir, str(cwd), session_id)
     if data is None:
         return (
             f"session {session_id} was not found under {config_dir}/projects (or is not a plain "
@@ -139,10 +142,25 @@ def save_session(
     atomic_write_bytes(target / f"{session_id}.jsonl", data)
     record = SessionRecord(
         task_id=task_id, attempt=attempt, session_id=session_id, cwd=str(cwd),
-        saved_at=utc_now(), size_bytes=len(data),
+        project_dir=project, saved_at=utc_now(), size_bytes=len(data),
     )
     atomic_write_bytes(target / RECORD_NAME, record.model_dump_json(indent=2).encode() + b"\n")
     return None
+
+
+def _find_session(config_dir: Path, cwd: str, session_id: str) -> tuple[str, bytes | None]:
+    """The project folder and bytes of ``session_id``: under the encoded cwd, else under the
+    one folder of ``projects/`` (a long cwd's name has a hash suffix) that holds it."""
+    name = f"{session_id}.jsonl"
+    folders = [encode_cwd(cwd)]
+    with contextlib.suppress(OSError):
+        folders += sorted(entry.name for entry in os.scandir(config_dir / "projects"))[:1000]
+    for folder in folders:
+        if re.fullmatch(r"[A-Za-z0-9-]{1,255}", folder):
+            data = _read_beneath(config_dir, ["projects", folder, name], MAX_SESSION_BYTES)
+            if data is not None:
+                return folder, data
+    return folders[0], None
 
 
 def _load_record(folder: Path, task_id: str) -> SessionRecord | str:
@@ -192,7 +210,7 @@ def restore_session(
     problem = _problem(record, task_id, cwd, data)
     if problem is not None or data is None:
         return Restored(None, f"{problem}; this round starts a fresh session.")
-    project = config_dir / "projects" / encode_cwd(str(cwd))
+    project = config_dir / "projects" / record.project_dir
     project.mkdir(parents=True, exist_ok=True)
     target = project / f"{record.session_id}.jsonl"
     atomic_write_bytes(target, data)
