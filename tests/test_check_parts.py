@@ -406,3 +406,18 @@ def test_the_check_runs_as_the_agent_user_and_cannot_read_the_runtimes_files(tmp
 def test_pytest_is_detected_in_the_checks_environment() -> None:
     assert pytest_installed({"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
     assert not pytest_installed({"PATH": "/nonexistent"})
+
+
+def test_a_bad_round_file_makes_a_plain_retry_that_says_so(tmp_path: Path) -> None:
+    from orchestration_protocol.rounds import round_file
+    from worker.task_rounds import TaskRounds
+
+    layout = Layout(tmp_path).ensure()
+    path = round_file(layout, "t1", 2)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"task_id": "t1", "number": "two"}')
+    workspace = repo.Workspace(private=tmp_path / "p", agent_root=tmp_path / "a")
+    rounds = TaskRounds(layout, Task(id="t1", prompt="x"), 2, workspace, tmp_path / "m", None,
+                        repo.Limits())
+    assert rounds.request is None and "2.json" in rounds.plan.notes[0]
+    assert rounds.plan.notes[0].endswith("This attempt runs as a plain retry.")

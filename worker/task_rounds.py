@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestration_protocol import Layout, Task, TaskKind
+from orchestration_protocol import InvalidFile, Layout, Task, TaskKind
 from orchestration_protocol.checkconfig import ResolvedCheck
 from orchestration_protocol.mirrors import task_branch
 from orchestration_protocol.models import DEFAULT_MAX_REPAIRS
@@ -100,8 +100,12 @@ class TaskRounds:
     ) -> None:
         self.layout, self.task, self.attempt = layout, task, attempt
         self.workspace, self.mirror, self.owner, self.limits = workspace, mirror, owner, limits
-        self.request: RoundRequest | None = read_round_for_attempt(layout, task.id, attempt)
         self.plan = RoundPlan(prompt=task.prompt)
+        self.request: RoundRequest | None = None
+        try:
+            self.request = read_round_for_attempt(layout, task.id, attempt)
+        except InvalidFile as error:  # the manager's file, but a file: say so and run plainly
+            self.plan.notes.append(f"{error} This attempt runs as a plain retry.")
         self.checkpointer: Checkpointer | None = None
         self.base: str | None = None
 
