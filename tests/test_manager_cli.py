@@ -239,7 +239,7 @@ def test_logs_result_and_schema(cli, layout: Layout) -> None:
     code, out, _ = cli("result", "t1")
     assert code == 0 and "t1: success" in out and "line-two" in out
     code, out, _ = cli("schema")
-    assert set(json.loads(out)) == {"task", "claim", "status", "result", "cancel", "plan"}
+    assert set(json.loads(out)) == {"task", "claim", "status", "result", "cancel", "plan", "round"}
     code, out, _ = cli("schema", "task")
     assert json.loads(out)["title"] == "Task"
 
