@@ -15,8 +15,9 @@ from ..errors import (
     BadInput,
 )
 from ..output import emit_json
+from ..run.retry import retry_task
 from ..tasks import create as task_files
-from ..tasks.operations import cancel_task, retry_task, task_details
+from ..tasks.operations import cancel_task, task_details
 from .common import (
     AgentOpt,
     AttemptTimeoutOpt,

@@ -23,8 +23,9 @@ from ..errors import BadInput
 from ..git.greenfield import create_greenfield, export_tree, greenfield_name, integrate
 from ..git.merge import MergeReport
 from ..git.mirror import ensure_mirror
-from ..planning.planner import PlanOutcome, local_planner_env, plan_in_worker, plan_locally
+from ..planning.planner import PlanOutcome, local_planner_env, plan_locally
 from ..tasks.create import create_entries, task_entries
+from .plan_task import plan_in_worker
 from .spawn import SpawnContext
 
 EMPTY_REPOSITORY = "empty"
