@@ -47,7 +47,7 @@ def cleanup(
 ) -> None:
     """Remove ended worker containers (task files, results and logs stay on the volume)."""
     settings = settings_of(ctx)
-    backend = backend_for(settings)
+    backend = backend_for(ctx, settings)
     removed = cleanup_workers(backend, include_running=all_, layout=settings.layout)
     stopped = gateway_stopped = False
     if simulation:

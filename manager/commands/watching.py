@@ -51,7 +51,7 @@ def status(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> 
     layout = settings.layout
     board = read_board(layout)
     now = utc_now()
-    alive = containers_alive(settings)
+    alive = containers_alive(ctx, settings)
     states = board.states(now=now, container_alive=alive)
     scope = check_scope(board, ids) if ids else None
     ledgers = ledger_cache(layout)
@@ -84,10 +84,10 @@ def status(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> 
         out.print(f"[red]error:[/red] {problem['error']}", markup=True)
 
 
-def containers_alive(settings: ManagerSettings) -> dict[str, bool] | None:
+def containers_alive(ctx: typer.Context, settings: ManagerSettings) -> dict[str, bool] | None:
     """Which tasks have a live worker, when the backend answers at once; None otherwise."""
     try:
-        workers = with_pool_tasks(settings.layout, backend_for(settings).workers())
+        workers = with_pool_tasks(settings.layout, backend_for(ctx, settings).workers())
     except Exception:  # status must work without Docker; it then trusts the heartbeats alone
         return None
     alive: dict[str, bool] = {}
@@ -181,7 +181,7 @@ def logs(
         from ..backends import worker_name
         from ..run.pool import worker_of_task
 
-        backend = backend_for(settings)
+        backend = backend_for(ctx, settings)
         name = worker_of_task(settings.layout, backend, task_id, worker_name(task_id))
         text = backend.logs(name, tail=tail)
     elif follow_ and not as_json:
