@@ -22,6 +22,7 @@ from ..views.workers import cleanup_workers
 from .common import (
     IdsArg,
     JsonOpt,
+    RepoOpt,
     SimulateOpt,
     app,
     backend_for,
@@ -165,3 +166,29 @@ def push_command(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = Fals
     else:
         typer.echo(report.describe())
     raise typer.Exit(EXIT_OK if report.ok else EXIT_TASKS_FAILED)
+
+
+UrlArg = Annotated[
+    str | None,
+    typer.Argument(metavar="URL", help="The repository (default --repo or $REPO_URL).", show_default=False),
+]
+
+
+@app.command("mirror")
+@handled
+def mirror_command(
+    ctx: typer.Context, url: UrlArg = None, repo: RepoOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Make (or refresh) the root's mirror of a repository, which workers clone from: what a
+    worker started by hand ('orchestrator-worker --root DIR') needs before its first task."""
+    from ..git.access import redact_url
+    from ..git.mirror import ensure_mirror
+
+    settings = settings_of(ctx, repo_url=url or repo)
+    if not settings.repo_url:
+        raise BadInput("Give the repository: 'orchestrator mirror URL' (or set $REPO_URL).")
+    path = ensure_mirror(settings.layout, settings.repo_url, credentials=collect_secrets())
+    if as_json:
+        emit_json({"url": redact_url(settings.repo_url), "mirror": str(path)})
+    else:
+        typer.echo(f"mirror of {redact_url(settings.repo_url)}: {path}")
