@@ -126,13 +126,8 @@ def merge(
     settings = settings_of(ctx)
     credentials = collect_secrets()
     report = merge_tasks(
-        settings.layout,
-        repo_dir,
-        ids or None,
-        integration_branch=branch,
-        push=push,
-        repo_url=settings.repo_url,
-        credentials=credentials,
+        settings.layout, repo_dir, ids or None, integration_branch=branch, push=push,
+        repo_url=settings.repo_url, credentials=credentials,
     )
     worked = [task.task_id for task in report.tasks if task.outcome != MergeOutcome.SKIPPED]
     branches = PushReport()
