@@ -1,4 +1,4 @@
-"""What the dashboard shows, read from the volume through the protocol and the manager's views.
+"""What the dashboard shows, read from the volume through the protocol and orchestration_views.
 
 :class:`BoardModel` holds the board between changes: it reads the whole volume once, then only
 the tasks the watcher names, and turns what changed into rows (one JSON object per task, with
