@@ -44,6 +44,7 @@ from ..errors import (
     TaskNotSpawnable,
     UnknownProfile,
 )
+from ..polling import poll_until
 from ..views.monitor import LiveBoard
 from .pool import GRACE_S as POOL_GRACE_S
 from .pool import idle_pool_workers, with_pool_tasks
@@ -304,16 +305,15 @@ class Dispatcher:
         """After the scope is settled: let its workers exit (they publish, then end); the names
         of those still running at the deadline."""
 
-        deadline = time.monotonic() + timeout_s
-        while True:
-            running = [
+        def running() -> list[str]:
+            return [
                 worker.name
                 for worker in self.backend.workers()
                 if worker.running and (self.scope is None or worker.task_id in self.scope)
             ]
-            if not running or time.monotonic() >= deadline:
-                return running
-            time.sleep(0.1)
+
+        poll_until(lambda: not running(), timeout_s=timeout_s, interval_s=0.1)
+        return running()
 
     @contextlib.contextmanager
     def lock(self):  # type: ignore[no-untyped-def]

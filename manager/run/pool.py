@@ -21,7 +21,6 @@ import dataclasses
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from ..errors import (
     MirrorUnavailable,
     UnknownProfile,
 )
+from ..polling import poll_until
 from ..profiles import Profile
 from ..views.monitor import LiveBoard
 from .recovery import Recovery, fail_unstartable, recover_ended_worker, recover_lost_task
@@ -391,11 +391,10 @@ def wait_for_pool(
     layout: Layout, backend: Backend, pool: str, size: int, timeout_s: float = 60.0
 ) -> bool:
     """Until ``size`` workers of ``pool`` wait idle (for tests and benchmarks); True if they do."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def enough_idle() -> bool:
         members = [worker for worker in backend.workers() if worker.pool == pool]
         idle = idle_pool_workers(layout, with_pool_tasks(layout, members))
-        if sum(idle.values()) >= size:
-            return True
-        time.sleep(0.1)
-    return False
+        return sum(idle.values()) >= size
+
+    return bool(poll_until(enough_idle, timeout_s=timeout_s, interval_s=0.1))

@@ -52,7 +52,7 @@ def doctor(settings: ManagerSettings, *, simulate: bool = False) -> list[Check]:
             default_image = loaded["default"].image
             images = {profile.image: profile.image == default_image for profile in loaded.values()}
         checks += backend.doctor_checks(images)
-        checks.append(run_check("credentials", _check_credentials, simulate))
+        checks.append(run_check("credentials", _check_credentials, settings, simulate))
         return checks
     finally:
         backend.close()
@@ -68,9 +68,9 @@ def _check_profiles(settings: ManagerSettings) -> str:
     return "profiles: " + ", ".join(f"{name} -> {p.image}" for name, p in sorted(profiles.items()))
 
 
-def _check_credentials(simulate: bool) -> str:
+def _check_credentials(settings: ManagerSettings, simulate: bool) -> str:
     if simulate:
         return "simulation: the scripted model needs no credentials"
     secrets = collect_secrets()
-    require_model_credentials(secrets)
+    require_model_credentials(secrets, settings.model_switches)
     return "credentials: " + ", ".join(sorted(secrets)) if secrets else "credentials from env"

@@ -9,7 +9,6 @@ the task's state with the protocol's own :func:`next_attempt` first.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,7 +31,6 @@ from ..config import ManagerSettings
 from ..credentials import (
     MODEL_SECRETS,
     collect_secrets,
-    passthrough_env,
     require_model_credentials,
 )
 from ..errors import BadInput, MirrorUnavailable, NoRepository, TaskNotSpawnable, TaskUnknown
@@ -49,9 +47,6 @@ GATEWAY_SECRETS = (
     "GOOGLE_OAUTH_ACCESS_TOKEN",
 )
 """The secrets the gateway gets; git credentials stay with the manager (mirror, push)."""
-GATEWAY_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION", "GATEWAY_BEDROCK_UPSTREAM", "GATEWAY_VERTEX_UPSTREAM")
-"""Non-secret settings the gateway takes from the manager's environment."""
-FORWARDED_ENV = ("GIT_USER_NAME", "GIT_USER_EMAIL")
 MIRROR_REFRESH_S = 60.0
 """A long command (``dispatch``) refreshes a mirror again when its last refresh is this old."""
 
@@ -129,8 +124,7 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
     backend.require_engine()
     prepare_root(settings, backend)
     secrets = collect_secrets()
-    env = passthrough_env()
-    env.update({name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)})
+    env = dict(settings.worker_env)
     networks = [settings.network] if settings.network else []
     if settings.simulate:
         for name in ("ANTHROPIC_MODEL", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX"):
@@ -147,10 +141,10 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
         )
     else:
         spec = GatewaySpec(
-            upstream=os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_UPSTREAM,
+            upstream=settings.upstream or DEFAULT_UPSTREAM,
             credentials={name: value for name, value in secrets.items() if name in GATEWAY_SECRETS},
             networks=tuple(networks),
-            env={name: os.environ[name] for name in GATEWAY_ENV if os.environ.get(name)},
+            env=dict(settings.gateway_env),
         )
     backend.start_gateway(spec)
     return SpawnContext(settings, backend, secrets, env, settings.network)
@@ -207,7 +201,7 @@ def spawn_attempt(
     profile = context.preflight(profile_name or task.profile)
     managed = context.settings.gateway == "managed"  # else the gateway holds the credential
     if task.agent == AgentKind.CLAUDE and not context.settings.simulate and managed:
-        require_model_credentials(context.secrets)
+        require_model_credentials(context.secrets, context.settings.model_switches)
     context.mirror(task)
     request = SpawnRequest(
         task_id=task.id,
