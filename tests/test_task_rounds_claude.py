@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from manager.mirror import ensure_mirror
+from manager.git.mirror import ensure_mirror
 from orchestration_protocol import Layout, Task
 from orchestration_protocol.claude_cli import ClaudeNotFound, find_claude
 from orchestration_protocol.models import utc_now
