@@ -24,12 +24,13 @@ import uvicorn
 from orchestration_protocol import Layout
 from orchestration_protocol.gateway import api_socket, bind_unix, proxy_socket
 
-from .api import Gateway, build_app
+from .api import Gateway
+from .app import build_app
 from .cloud_credentials import read_aws_credential, read_vertex_credential
 from .credentials import no_credential_message, read_credential
 from .egress import EgressProxy
 from .errors import EXIT_BAD_SETTING, EXIT_CANNOT_LISTEN, EXIT_OK, BadSetting
-from .settings import ENV_NAMES, resolve_settings
+from .settings import ENV_NAMES, environment, resolve_settings
 
 log = logging.getLogger("gateway")
 PROG = "orchestrator-gateway"
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     option("max_retries", int, "retries of a 429/529 answer, default 4")
     option("retry_total_s", float, "most seconds waited for retries of one request, default 60")
     option("concurrency", int, "most upstream requests at once, default 8")
+    option("task_concurrency", int, "most upstream requests of one task at once, default 4")
+    option("caller_concurrency", int, "most upstream requests of one caller at once, default 4")
+    option("queue_timeout_s", float, "longest wait for an upstream slot (then 529), default 120")
     option("connect_timeout_s", float, "connect timeout upstream and for egress, default 10")
     option("read_timeout_s", float, "longest upstream silence mid-reply, default 600")
     option("retry_base_s", float, "first backoff without retry-after (doubles), default 0.5")
@@ -94,9 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not settings.root.is_dir():
             raise BadSetting(f"the orchestration root {settings.root} is not a directory; "
                              "pass --root or set ORCHESTRATION_DIR")
-        credential = read_credential(settings.secrets_dir)
-        aws = read_aws_credential(settings.secrets_dir)
-        vertex = read_vertex_credential(settings.secrets_dir)
+        credential = read_credential(settings.secrets_dir, environment())
+        aws = read_aws_credential(settings.secrets_dir, environment())
+        vertex = read_vertex_credential(settings.secrets_dir, environment())
     except BadSetting as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_BAD_SETTING
@@ -108,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_CANNOT_LISTEN
     gateway = Gateway.create(settings, credential, aws, vertex)
+    if charged := gateway.book.sweep():
+        log.warning("charged %d hold(s) left by a gateway that stopped mid-request", charged)
     if credential is None and aws is None and vertex is None:
         log.warning("%s; model requests will be refused", no_credential_message())
     if credential is not None:
@@ -147,6 +153,7 @@ async def serve(gateway: Gateway, api_sock: socket.socket, proxy_sock: socket.so
         proxy.close()
         for upstream in gateway.upstreams:
             await upstream.aclose()
+        gateway.book.close()
         for path in (api_socket(gateway.layout), proxy_socket(gateway.layout)):
             with contextlib.suppress(OSError):
                 path.unlink()

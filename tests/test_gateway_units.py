@@ -9,9 +9,10 @@ import pytest
 
 from gateway.credentials import OAUTH_BETA, Credential, read_credential
 from gateway.errors import BadSetting
+from gateway.policy import Policy
 from gateway.prices import PRICES, price_of
 from gateway.settings import resolve_settings
-from gateway.upstream import forward_headers, retry_wait
+from gateway.upstream import retry_wait, with_credential
 from gateway.usage import UsageMeter
 
 
@@ -34,6 +35,10 @@ def test_credentials_come_from_files_before_the_environment(tmp_path: Path) -> N
     assert read_credential(tmp_path / "none", {"CLAUDE_CODE_OAUTH_TOKEN": "t"}).name == "CLAUDE_CODE_OAUTH_TOKEN"
     assert read_credential(tmp_path / "none", {}) is None
     assert "from-file" not in repr(read_credential(tmp_path, {}))
+
+
+def forward_headers(incoming: list[tuple[str, str]], credential: Credential) -> dict[str, str]:
+    return with_credential(Policy().forward_headers(incoming), credential)
 
 
 def test_forwarded_headers_carry_the_credential_and_never_the_callers_auth() -> None:
