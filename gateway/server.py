@@ -16,8 +16,9 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "is their only way out (an egress proxy with a per-task allowlist).",
     )
 
-    def option(name: str, kind: type = str, help: str = "") -> None:
+    def option(name: str, kind: Callable[[str], Any] = str, help: str = "") -> None:
         env = ENV_NAMES[name]
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
                             help=f"{help} (env {env})")
@@ -76,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     option("head_timeout_s", float, "egress: seconds to send the request head, default 10")
     option("idle_timeout_s", float, "egress: close a tunnel silent this long, default 600")
     option("max_head_bytes", int, "egress: largest request head, default 16 KiB")
+    option("bytes_per_token", float, "body bytes held as one input token, default 3")
+    option("min_output_tokens", int, "fewest output tokens max_tokens is lowered to, default 1024")
+    for name in ("body_keys", "betas", "headers", "server_tools"):
+        option(f"allow_{name}", _csv, f"more {name.replace('_', ' ')} to forward, comma-separated")
     parser.add_argument("--log-bodies", action="store_const", const=True, default=None,
                         help="log request bodies (prompts) on stderr (env GATEWAY_LOG_BODIES)")
     parser.add_argument("--egress-loopback", action="store_const", const=True, default=None,
@@ -83,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(env GATEWAY_EGRESS_LOOPBACK)")
     parser.add_argument("--quiet", action="store_true", help="log only warnings on stderr")
     return parser
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

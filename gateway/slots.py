@@ -44,12 +44,17 @@ class FairSlots:
         self._by_task: dict[str, int] = {}
         self._by_caller: dict[str, int] = {}
         self._queues: OrderedDict[str, deque[_Waiter]] = OrderedDict()
+        self._served: dict[str, int] = {}
+        """When each task last got a slot (a counter): the task served longest ago goes next."""
+        self._turn = 0
 
     def _fits(self, task_id: str, caller: str) -> bool:
         return (self.in_flight < self.total and self._by_task.get(task_id, 0) < self.per_task
                 and self._by_caller.get(caller, 0) < self.per_caller)
 
     def _take(self, task_id: str, caller: str) -> None:
+        self._turn += 1
+        self._served[task_id] = self._turn
         self.in_flight += 1
         self._by_task[task_id] = self._by_task.get(task_id, 0) + 1
         self._by_caller[caller] = self._by_caller.get(caller, 0) + 1
@@ -84,19 +89,20 @@ class FairSlots:
             counts[key] -= 1
             if not counts[key]:
                 del counts[key]
+        if task_id not in self._by_task and task_id not in self._queues:
+            self._served.pop(task_id, None)  # forget a task with nothing in flight or waiting
         self._grant()
 
     def _grant(self) -> None:
         progress = True
         while progress and self.in_flight < self.total:
             progress = False
-            for task_id in list(self._queues):
+            for task_id in sorted(self._queues, key=lambda t: self._served.get(t, 0)):
                 queue = self._queues[task_id]
                 waiter = next((w for w in queue if self._fits(w.task_id, w.caller)), None)
                 if waiter is None:
                     continue
                 queue.remove(waiter)
-                self._queues.move_to_end(task_id)  # its turn is used: others go first next time
                 if not queue:
                     del self._queues[task_id]
                 self._take(waiter.task_id, waiter.caller)
