@@ -219,7 +219,8 @@ class _Handler(CloudRoutes, BaseHTTPRequestHandler):
             self._send_json(reply.status, reply.body, record, headers)
             return
         max_tokens = body.get("max_tokens")
-        if isinstance(max_tokens, int) and 0 < max_tokens < reply.usage.output_tokens:
+        if (isinstance(max_tokens, int) and 0 < max_tokens < reply.usage.output_tokens
+                and not conversation.side_kind):
             usage = reply.usage.model_copy(update={"output_tokens": max_tokens})
             reply = replace(reply, usage=usage, stop_reason="max_tokens")  # as the real API
         record.stop_reason = reply.stop_reason
