@@ -6,11 +6,14 @@ carries it); the prefix is stripped before routing and never logged. Bedrock and
 are in :mod:`gateway.cloud`.
 
 ``POST /v1/messages`` (streamed or not) and ``POST /v1/messages/count_tokens`` are forwarded
-to the upstream with the real credential in place of the caller token, after four checks:
+to the upstream with the real credential in place of the caller token, after these checks:
 the token is known (else 401), its attempt holds a live claim (else 403), the body is a JSON
-object within the size limit (else 400/413), and, for messages, no budget is spent (else 403,
-ledger ``refused``). ``GET /health`` answers without a token; anything else is 404. Every
-answer the gateway makes itself is Anthropic-shaped and carries ``x-should-retry: false``.
+object within the size limit (else 400/413) asking for nothing off the allowlists of
+:mod:`gateway.policy` (else 400, logged in the egress log); then the request waits for a fair
+upstream slot (:mod:`gateway.slots`; else 529) and, for messages, what it could cost is held
+against the task's and the fleet's budgets (:mod:`gateway.budgets`; else 403, ledger
+``refused``). ``GET /health`` answers without a token; anything else is 404. Every answer the
+gateway makes itself is Anthropic-shaped and carries ``x-should-retry: false`` (but the 529).
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestration_protocol import Layout
-from orchestration_protocol.gateway import GatewayCaller
 
 from .budgets import BudgetRefusal, Budgets
 from .callers import admit, api_token
@@ -91,8 +93,11 @@ class Gateway:
 
 def refusal_response(error: RequestRefused) -> JSONResponse:
     """The Anthropic-shaped answer to a refused request."""
+    headers = {"x-should-retry": "false"}
+    if error.status in (429, 529):  # busy, not refused: Claude Code waits and tries again
+        headers = {"x-should-retry": "true", "retry-after": "5"}
     return JSONResponse(error_body(error.error_type, error.message), status_code=error.status,
-                        headers={"x-should-retry": "false"})
+                        headers=headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -190,8 +195,6 @@ class ModelEndpoint:
         policy.check_body(payload)
         if payload.get("anthropic_beta") != betas_before:
             body = json.dumps(payload).encode()
-        if self.metered:
-            await self._check_budget(caller)
         upstream = self.upstream()
         if upstream.credential is None:
             raise RequestRefused(401, "authentication_error", self.no_credential())
@@ -229,13 +232,6 @@ class ModelEndpoint:
         log.info("task=%s max_tokens lowered from %s to %s to fit the budget",
                  exchange.caller.task_id, max_tokens, tokens)
         return json.dumps({**payload, "max_tokens": tokens}).encode()
-
-    async def _check_budget(self, caller: GatewayCaller) -> None:
-        refusal = await asyncio.to_thread(self.gateway.budgets.refusal, caller.task_id)
-        if refusal is not None:
-            raise RequestRefused(403, "permission_error",
-                                 f"the gateway refuses this request: {refusal}", caller)
-
 
 def _target(request: Request) -> str:
     query = request.url.query

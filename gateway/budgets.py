@@ -51,9 +51,12 @@ class Budgets:
         with self.book.locked():
             return self._refusal(task_id, self._spending(task_id), 0.0)
 
-    def reserve(self, task_id: str, attempt: int, cost: Cost) -> tuple[Hold, int | None]:
+    def reserve(self, task_id: str, attempt: int, cost: Cost) -> tuple[Hold | None, int | None]:
         """Hold what the request could cost; the hold and the ``max_tokens`` to send (lowered
-        to fit the budget if need be). :class:`BudgetRefusal` when even that does not fit."""
+        to fit the budget if need be). :class:`BudgetRefusal` when even that does not fit.
+        No budget for the task and none for the fleet: nothing to hold (None)."""
+        if self._task_budget(task_id) is None and self.fleet_budget() is None:
+            return None, cost.max_tokens
         with self.book.locked():
             spending = self._spending(task_id)
             tokens = cost.max_tokens

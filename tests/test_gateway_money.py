@@ -188,6 +188,7 @@ def test_a_task_over_its_slot_cap_waits_and_a_bounded_wait_ends_in_529(
     assert len(model.requests) == 1 and len(busy) == 2
     assert busy[0].json()["error"]["type"] == "overloaded_error"
     assert "no free upstream slot" in busy[0].json()["error"]["message"]
+    assert busy[0].headers["x-should-retry"] == "true"
 
 
 # --------------------------------------------------------------- 4: egress via the model API
