@@ -88,7 +88,7 @@ class Policy:
         tools = payload.get("tools")
         for tool in tools if isinstance(tools, list) else []:
             kind = tool.get("type") if isinstance(tool, dict) else None
-            if kind in self.server_tools:
+            if isinstance(kind, str) and kind in self.server_tools:
                 continue
             if not isinstance(tool, dict) or "input_schema" not in tool or kind not in (None, "custom"):
                 name = kind if isinstance(kind, str) else "a tool without input_schema"
