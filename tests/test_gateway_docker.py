@@ -225,7 +225,56 @@ def test_a_task_over_its_budget_is_stopped_at_the_gateway(
         assert "task task-001 has spent $" in result.error and "of its $0.0001 budget" in result.error
         ledger = [json.loads(line) for line in
                   (layout.root / "ledger" / "task-001.jsonl").read_text().splitlines()]
-        assert ledger[0]["outcome"] == "ok" and ledger[0]["cost_usd"] > 0.0001
-        assert ledger[-1]["outcome"] == "refused" and "budget" in ledger[-1]["error"]
+        assert ledger[0]["outcome"] == "refused" and "could cost up to $" in ledger[0]["error"]
+        assert sum(entry["cost_usd"] for entry in ledger) == 0  # nothing went upstream
+    finally:
+        orchestrator(env, "cleanup", "--simulation")
+
+
+HOSTILE_SPENDER = r"""cat > /tmp/spend.py <<'EOF'
+import json, os, threading, urllib.error, urllib.request
+base, key = os.environ["ANTHROPIC_BASE_URL"], os.environ["ANTHROPIC_API_KEY"]
+body = json.dumps({"model": "claude-opus-5-5", "max_tokens": 20000, "stream": True,
+                   "tools": [{"name": "Bash", "description": "r", "input_schema": {"type": "object"}}],
+                   "messages": [{"role": "user", "content": "expensive: an essay"}]}).encode()
+codes = []
+def one():
+    request = urllib.request.Request(base + "/v1/messages", body, {
+        "x-api-key": key, "content-type": "application/json", "anthropic-version": "2023-06-01"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            for line in reply:
+                if b"content_block_stop" in line:
+                    break  # hang up before message_delta: no usage event
+            codes.append(reply.status)
+    except urllib.error.HTTPError as error:
+        codes.append(error.code)
+threads = [threading.Thread(target=one) for _ in range(12)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print("codes", sorted(codes))
+EOF
+python3 /tmp/spend.py"""
+
+
+def test_a_hostile_task_racing_and_hanging_up_is_charged_and_fails(
+    env: dict[str, str], layout: Layout
+) -> None:
+    """Issue 16, attacks 1 and 2 through the worker's relay: 12 concurrent $0.50 streams against
+    a $0.10 budget, each left before its usage event. Before: all went upstream, the ledger
+    said $0.0016 and the result said success."""
+    done = orchestrator(env, "run", "--simulate", "--agent", "command", "--max-budget", "0.10",
+                        "--json", HOSTILE_SPENDER)
+    try:
+        result = result_of(layout, "task-001")
+        ledger = [json.loads(line) for line in
+                  (layout.root / "ledger" / "task-001.jsonl").read_text().splitlines()]
+        sent = [entry for entry in ledger if entry["outcome"] not in ("refused", "over_budget")]
+        assert result.status == "failed", (done.stdout, done.stderr, ledger)
+        assert result.error and result.error.startswith("budget exceeded: ")
+        assert len(sent) == 1 and 0.09 < sum(entry["cost_usd"] for entry in ledger) <= 0.10
+        assert "codes [200, 403, 403, 403" in layout.log_file("task-001").read_text()
     finally:
         orchestrator(env, "cleanup", "--simulation")
