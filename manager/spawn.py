@@ -26,7 +26,7 @@ from orchestration_protocol import (
 )
 from orchestration_protocol import contract as worker_env
 
-from .backends import Backend, WorkerRecord, worker_name
+from .backends import Backend, WorkerRecord
 from .backends.services import DEFAULT_UPSTREAM, GatewaySpec, require_external_gateway
 from .config import ManagerSettings
 from .credentials import (
@@ -75,9 +75,9 @@ class SpawnContext:
         """The profile, checked against the backend once per command."""
         profile = self.profile(name)
         if profile.name not in self.checked_profiles:
-            self.backend.preflight(profile)
+            self.backend.doctor.preflight(profile)
             if profile.network and self.settings.gateway == "managed":
-                self.backend.connect_gateway(profile.network)
+                self.backend.services.connect_gateway(profile.network)
             self.checked_profiles.add(profile.name)
         return profile
 
@@ -118,7 +118,7 @@ class SpawnContext:
 def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContext:
     """Check the root, gather the manager's secrets and model settings, start the scripted model
     if simulating, and the gateway that holds the credentials workers never get."""
-    backend.require_engine()
+    backend.doctor.require_engine()
     prepare_root(settings, backend)
     secrets = collect_secrets()
     env = passthrough_env()
@@ -131,7 +131,7 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
         require_external_gateway(settings.layout)
         return SpawnContext(settings, backend, secrets, env, settings.network)
     if settings.simulate:
-        simulation = backend.start_scripted_model()
+        simulation = backend.services.start_scripted_model()
         spec = GatewaySpec(
             upstream=simulation.upstream,
             credentials=simulation.credentials,
@@ -144,13 +144,13 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
             networks=tuple(networks),
             env={name: os.environ[name] for name in GATEWAY_ENV if os.environ.get(name)},
         )
-    backend.start_gateway(spec)
+    backend.services.start_gateway(spec)
     return SpawnContext(settings, backend, secrets, env, settings.network)
 
 
 def worker_env_for(context: SpawnContext, task: Task, profile: Profile) -> dict[str, str]:
     """The plain environment of a task's worker (no secrets: those go as files)."""
-    return worker_env_named(context, worker_name(task.id), profile)
+    return worker_env_named(context, context.backend.names.worker(task.id), profile)
 
 
 def worker_env_named(context: SpawnContext, name: str, profile: Profile) -> dict[str, str]:
@@ -159,7 +159,7 @@ def worker_env_named(context: SpawnContext, name: str, profile: Profile) -> dict
     env = dict(context.env)
     env.update(profile.env)
     env[worker_env.ENV_WORKER_ID] = name
-    env.update(context.backend.worker_env(name, profile))
+    env.update(context.backend.names.worker_env(name, profile))
     if profile.egress_allow:
         env[worker_env.ENV_EGRESS_ALLOW] = ",".join(profile.egress_allow)
     if settings.repo_url:
@@ -194,12 +194,13 @@ def spawn_attempt(
     request = SpawnRequest(
         task_id=task.id,
         attempt=attempt,
+        name=context.backend.names.worker(task.id),
         profile=profile,
         env=worker_env_for(context, task, profile),
         mounts=tuple(context.settings.mounts),
         force=force,
     )
-    return context.backend.spawn(request)
+    return context.backend.workers.spawn(request)
 
 
 def why_not_spawnable(snapshot: TaskSnapshot, state: TaskState) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from manager.backends.base import SpawnRequest
-from manager.backends.docker import DockerBackend
+from manager.backends.docker import DockerConnection, DockerWorkers
 from manager.config import resolve_settings
 from manager.errors import EngineBusy
 from manager.profiles import resolve_profile
@@ -29,10 +29,13 @@ def test_a_spawn_the_engine_does_not_answer_in_time_is_engine_busy(
         version=docker_client.api.api_version,
         timeout=0.0001,
     )
-    backend = DockerBackend(settings, client=impatient)
+    config = settings.engine_config()
+    assert config.type == "docker"
+    backend = DockerWorkers(DockerConnection(config, client=impatient))
     request = SpawnRequest(
         task_id=f"busy-{os.getpid()}",
         attempt=1,
+        name=f"worker-busy-{os.getpid()}",
         profile=resolve_profile(None, settings.root),
         env={},
     )

@@ -233,7 +233,7 @@ OPEN_BACKENDS: list[Backend] = []
 
 def backend_for(settings: ManagerSettings) -> Backend:
     """The settings' backend, closed when the command ends."""
-    backend = make_backend(settings)
+    backend = make_backend(settings.engine_config())
     OPEN_BACKENDS.append(backend)
     return backend
 
