@@ -119,3 +119,6 @@ def stop_local_services(tmp_path: Path):
             services = LocalServices(LocalConfig(root=records.parent))
             services.stop_gateway()
             services.stop_scripted_model()
+
+
+from tests.engines import each_engine  # noqa: E402, F401 - the fixture over every engine

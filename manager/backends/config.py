@@ -68,8 +68,9 @@ class StubConfig(_EngineConfig):
 
     type: Literal["stub"] = "stub"
     """The engine: ``stub``."""
-    behaviours: dict[str, StubBehaviour] = Field(default_factory=dict)
-    """Task id -> what its worker does; tasks not named here use ``default``."""
+    behaviours: dict[str, tuple[StubBehaviour, ...]] = Field(default_factory=dict)
+    """Task id -> what the worker of each attempt does (attempt 1 the first; the last goes on
+    for later attempts); tasks not named here use ``default``."""
     default: StubBehaviour = "succeed"
     """What a worker does with a task that ``behaviours`` does not name."""
     slow_s: float = Field(default=2.0, ge=0)

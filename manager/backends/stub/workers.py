@@ -97,8 +97,10 @@ class StubWorkers(Workers):
         self.layout = Layout(config.root)
         self.fleet = fleet_of(config.root)
 
-    def behaviour(self, task_id: str) -> StubBehaviour:
-        return self.config.behaviours.get(task_id, self.config.default)
+    def behaviour(self, task_id: str, attempt: int) -> StubBehaviour:
+        """What the worker of ``attempt`` of ``task_id`` does."""
+        planned = self.config.behaviours.get(task_id) or (self.config.default,)
+        return planned[min(attempt, len(planned)) - 1]
 
     def spawn(self, request: SpawnRequest) -> WorkerRecord:
         with self.fleet.lock:
@@ -150,7 +152,7 @@ class StubWorkers(Workers):
         if handle is None or handle.attempt != request.attempt:
             worker.output.append(f"stub worker: task {request.task_id} has nothing to claim")
             return int(WorkerExit.NOTHING_TO_CLAIM), False
-        behaviour = self.behaviour(request.task_id)
+        behaviour = self.behaviour(request.task_id, handle.attempt)
         started = utc_now()
         handle.heartbeat(WorkerPhase.RUNNING, container=worker.name, message="stub")
         worker.output.append(f"stub worker: attempt {handle.attempt}, {behaviour}")
