@@ -74,6 +74,8 @@ def env(engine, tmp_path: Path, layout: Layout, monkeypatch) -> dict[str, str]:
     label = f"orchestrator.root=bind:{layout.root.resolve()}"
     for container in engine.containers.list(all=True, filters={"label": label}):
         container.remove(force=True)
+    for network in engine.networks.list(filters={"label": label}):
+        network.remove()  # the root's own simulation network
 
 
 def branches(layout: Layout, remote: Path) -> list[str]:

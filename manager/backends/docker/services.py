@@ -144,18 +144,23 @@ def _wait_ready(container: Any) -> None:
 
 def stop_scripted_model(docker: DockerConnection) -> bool:
     """Remove this root's scripted model and its own network; True when the model was there."""
-    from docker.errors import APIError
-
     container = docker.container(model_container_name(docker.scope))
     if container is not None and (container.labels or {}).get(LABEL_ROOT) == docker.root_label:
         container.remove(force=True)
-    if docker.config.network is None:
-        network = docker.client.networks.list(names=[simulation_network(docker)])
-        for found in network:
-            if (found.attrs.get("Labels") or {}).get(LABEL_ROOT) == docker.root_label:
-                with contextlib.suppress(APIError):  # the gateway may still be on it
-                    found.remove()
+    remove_own_network(docker)
     return container is not None
+
+
+def remove_own_network(docker: DockerConnection) -> None:
+    """Remove this root's own simulation network once nothing is on it (else leave it)."""
+    from docker.errors import APIError
+
+    if docker.config.network is not None:
+        return
+    for found in docker.client.networks.list(names=[simulation_network(docker)]):
+        if (found.attrs.get("Labels") or {}).get(LABEL_ROOT) == docker.root_label:
+            with contextlib.suppress(APIError):  # the gateway or the model is still on it
+                found.remove()
 
 
 # --- the gateway ----------------------------------------------------------------------------
@@ -241,6 +246,7 @@ def stop_gateway(docker: DockerConnection) -> bool:
         return False
     container.stop(timeout=5)
     container.remove(force=True)
+    remove_own_network(docker)
     return True
 
 
