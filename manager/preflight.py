@@ -2,7 +2,7 @@
 
 Each failure is one sentence naming the thing and the fix (an EnvironmentNotReady error); the
 doctor runs every check and reports each, the spawning commands stop at the first. The engine's
-own checks (engine, images, volume) are the backend's (:meth:`Backend.doctor_checks`).
+own checks (engine, images, volume) are the backend's (``backend.doctor.checks``).
 """
 
 from __future__ import annotations
