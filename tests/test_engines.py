@@ -130,3 +130,27 @@ def test_a_slow_worker_heartbeats_and_a_cancel_ends_it_with_its_own_result(stub:
     assert (result_of(layout, "slow").status, result_of(layout, "slow").worker_id) == ("cancelled", "worker-slow")
     [worker] = backend.workers.all()
     assert (worker.running, worker.exit_code) == (False, 0)
+
+
+# --- the configs --------------------------------------------------------------------------------
+
+
+def test_each_engine_has_its_config_told_apart_by_type(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pydantic import TypeAdapter, ValidationError
+
+    from manager.backends import DockerConfig, EngineConfig, LocalConfig, SwarmConfig
+    from manager.config import ManagerSettings
+
+    union: TypeAdapter[EngineConfig] = TypeAdapter(EngineConfig)
+    assert isinstance(union.validate_python({"type": "local", "root": tmp_path}), LocalConfig)
+    assert isinstance(union.validate_python({"type": "stub", "root": tmp_path}), StubConfig)
+    with pytest.raises(ValidationError, match="worker_command"):
+        union.validate_python({"type": "docker", "root": tmp_path, "worker_command": ["x"]})
+    settings = ManagerSettings(root=tmp_path, backend="swarm", volume="v", worker_image="img")
+    config = settings.engine_config()
+    assert isinstance(config, SwarmConfig) and (config.volume, config.worker_image) == ("v", "img")
+    assert type(settings.model_copy(update={"backend": "docker"}).engine_config()) is DockerConfig
+    for name in ("docker", "swarm", "local", "stub"):
+        backend = make_backend(settings.model_copy(update={"backend": name}).engine_config())
+        assert backend.name == name
+        backend.close()

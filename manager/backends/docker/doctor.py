@@ -12,9 +12,12 @@ from orchestration_protocol.contract import ENV_AGENT_USER, ENV_CONTAINER
 
 from ...errors import EnvironmentNotReady, VolumeNotWritable
 from ...profiles import WORKER_UID, Profile
-from ..base import Doctor, Names
+from ..base import LABEL_ROLE, LABEL_ROOT, Doctor, Names
 from ..services import Check, run_check
 from .connection import DockerConnection
+
+ROLE_DOCTOR = "doctor"
+"""The role of the doctor's probe container (``orchestrator-doctor-<root>-<pid>``)."""
 
 
 class DockerNames(Names):
@@ -89,6 +92,8 @@ class DockerDoctor(Doctor):
             docker.client.containers.run(
                 image,
                 entrypoint=["sh", "-c", probe],
+                name=f"orchestrator-doctor-{docker.scope}-{os.getpid()}",
+                labels={LABEL_ROLE: ROLE_DOCTOR, LABEL_ROOT: docker.root_label},
                 user=f"{WORKER_UID}:{WORKER_UID}",
                 volumes={docker.volume: {"bind": "/orchestration", "mode": "rw"}},
                 remove=True,
