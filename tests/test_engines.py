@@ -154,3 +154,30 @@ def test_each_engine_has_its_config_told_apart_by_type(tmp_path) -> None:  # typ
         backend = make_backend(settings.model_copy(update={"backend": name}).engine_config())
         assert backend.name == name
         backend.close()
+
+
+def test_a_warm_pool_of_stub_workers_takes_tasks_as_they_appear_and_refills(stub: EngineKit) -> None:
+    import threading
+
+    from manager.pool import WarmPool, wait_for_pool
+    from orchestration_protocol.pool import read_pool_workers
+
+    layout = stub.layout
+    backend = stub.backend()
+    pool = WarmPool(prepare_spawning(stub.settings, backend), size=2, profile=None, name="p")
+    stop = threading.Event()
+    loop = threading.Thread(target=pool.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        assert wait_for_pool(layout, backend, "p", 2, timeout_s=30)
+        for task_id in ("a", "b", "c"):
+            stub.task(task_id)
+        wait_until(lambda: all(layout.result_file(t).exists() for t in "abc"), what="three results")
+        assert {result_of(layout, t).worker_id[:7] for t in "abc"} == {"pool-p-"}
+        assert all(result_of(layout, t).status == "success" for t in "abc")
+        assert wait_for_pool(layout, backend, "p", 2, timeout_s=30)  # refilled
+    finally:
+        stop.set()
+        loop.join(30)
+    assert read_pool_workers(layout) == []
+    assert [w for w in backend.workers.all() if w.running] == []

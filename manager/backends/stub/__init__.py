@@ -1,6 +1,6 @@
 """The stub engine: in-process workers that keep the real protocol (``workers``), no gateway or
 scripted model (``services`` accept and do nothing: a stub worker calls no model), and a doctor
-with nothing to check. For millisecond tests of the dispatcher, the pool loop and recovery."""
+with nothing to check. For millisecond tests of the dispatcher, the warm pool and recovery."""
 
 from __future__ import annotations
 

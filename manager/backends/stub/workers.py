@@ -1,5 +1,6 @@
 """The stub engine's workers: threads of this process that keep the real worker protocol against
-the real files (claim, heartbeat, result) in milliseconds, and end as ``behaviours`` says: a
+the real files (claim, heartbeat, result; a warm pool worker's idle and busy records too) in
+milliseconds, and end as ``behaviours`` says: a
 success, a failed result, a crash (no result, exit 1), an OOM kill (no result, exit 137 with
 ``oom_killed``), or a slow success. :meth:`StubWorkers.kill` ends one as ``docker kill`` does.
 
@@ -20,8 +21,17 @@ from orchestration_protocol import Layout, Result, ResultStatus, WorkerPhase, ut
 from orchestration_protocol.claims import ClaimHandle, claim_task
 from orchestration_protocol.contract import WorkerExit
 from orchestration_protocol.errors import ProtocolError
+from orchestration_protocol.pool import (
+    PoolWorker,
+    PoolWorkerState,
+    read_pool_heartbeat,
+    remove_pool_worker,
+    task_profile,
+    write_pool_worker,
+)
+from orchestration_protocol.state import TaskState, next_attempt, read_task_state
 
-from ...errors import BadInput, TaskNotSpawnable
+from ...errors import TaskNotSpawnable
 from ..base import (
     ExitInfo,
     IdleSpawnRequest,
@@ -40,9 +50,9 @@ TERMINATED = 143
 
 @dataclass
 class StubWorker:
-    """One stub worker: its thread, how it ended, what it printed."""
+    """One stub worker (a task's, or a warm pool's): its thread, how it ended, what it printed."""
 
-    request: SpawnRequest
+    request: SpawnRequest | IdleSpawnRequest
     name: str
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     exit_code: int | None = None
@@ -57,14 +67,16 @@ class StubWorker:
         return self.exit_code is None
 
     def record(self) -> WorkerRecord:
+        request = self.request
         return WorkerRecord(
             name=self.name,
-            task_id=self.request.task_id,
-            attempt=self.request.attempt,
+            task_id=request.task_id if isinstance(request, SpawnRequest) else "",
+            attempt=request.attempt if isinstance(request, SpawnRequest) else None,
             running=self.running,
             exit_code=self.exit_code,
             created_at=self.created_at,
-            profile=self.request.profile.name,
+            profile=request.profile.name,
+            pool=request.pool if isinstance(request, IdleSpawnRequest) else None,
         )
 
 
@@ -90,8 +102,6 @@ def fleet_of(root: Path) -> Fleet:
 class StubWorkers(Workers):
     """Workers as threads that keep the protocol (see the module's docstring)."""
 
-    keeps_warm_pools = False
-
     def __init__(self, config: StubConfig) -> None:
         self.config = config
         self.layout = Layout(config.root)
@@ -111,22 +121,29 @@ class StubWorkers(Workers):
                     f"for it, or stop it with 'orchestrator task cancel {request.task_id}'."
                 )
             if previous is not None:
-                archived = archived_worker_name(request.name, previous.request.attempt)
+                attempt = getattr(previous.request, "attempt", None)
+                archived = archived_worker_name(request.name, attempt)
                 previous.name = archived
                 self.fleet.workers[archived] = self.fleet.workers.pop(request.name)
             worker = StubWorker(request, request.name)
             self.fleet.workers[request.name] = worker
-        worker.thread = threading.Thread(
-            target=self._run, args=(worker,), name=f"stub-{request.name}", daemon=True
-        )
-        worker.thread.start()
+        self._start(worker)
         return WorkerRecord.just_started(request)
 
     def spawn_idle(self, request: IdleSpawnRequest) -> WorkerRecord:
-        raise BadInput(
-            "The stub engine starts every worker cold; run the warm pool with --backend local "
-            "or docker."
+        """A warm pool worker: it files its idle record, claims the oldest ready task of its
+        profile, files itself busy and works it as a task's worker would."""
+        worker = StubWorker(request, request.name)
+        with self.fleet.lock:
+            self.fleet.workers[request.name] = worker
+        self._start(worker)
+        return WorkerRecord.idle_started(request)
+
+    def _start(self, worker: StubWorker) -> None:
+        worker.thread = threading.Thread(
+            target=self._run, args=(worker,), name=f"stub-{worker.name}", daemon=True
         )
+        worker.thread.start()
 
     # --- the worker's own life ----------------------------------------------------------------
 
@@ -142,17 +159,79 @@ class StubWorkers(Workers):
 
     def _work(self, worker: StubWorker) -> tuple[int, bool]:
         request = worker.request
-        handle = claim_task(
+        if isinstance(request, IdleSpawnRequest):
+            handle = self._wait_for_task(worker, request)
+            if handle is None:
+                return int(WorkerExit.OK), False
+        else:
+            handle = claim_task(
+                self.layout,
+                request.task_id,
+                worker_id=worker.name,
+                lease_s=self.config.lease_s,
+                force=request.force,
+            )
+            if handle is None or handle.attempt != request.attempt:
+                worker.output.append(f"stub worker: task {request.task_id} has nothing to claim")
+                return int(WorkerExit.NOTHING_TO_CLAIM), False
+        return self._attempt(worker, handle)
+
+    def _pool_record(
+        self, worker: StubWorker, request: IdleSpawnRequest, handle: ClaimHandle | None
+    ) -> None:
+        write_pool_worker(
             self.layout,
-            request.task_id,
-            worker_id=worker.name,
-            lease_s=self.config.lease_s,
-            force=request.force,
+            PoolWorker(
+                name=worker.name,
+                pool=request.pool,
+                profile=request.profile.name,
+                state=PoolWorkerState.BUSY if handle else PoolWorkerState.IDLE,
+                since=utc_now(),
+                task_id=handle.task_id if handle else None,
+                attempt=handle.attempt if handle else None,
+            ),
         )
-        if handle is None or handle.attempt != request.attempt:
-            worker.output.append(f"stub worker: task {request.task_id} has nothing to claim")
-            return int(WorkerExit.NOTHING_TO_CLAIM), False
-        behaviour = self.behaviour(request.task_id, handle.attempt)
+
+    def _wait_for_task(self, worker: StubWorker, request: IdleSpawnRequest) -> ClaimHandle | None:
+        """Idle until a task of the pool's profile is claimed (filed busy), or the worker is
+        stopped or its pool stops beating (its record removed: None)."""
+        self._pool_record(worker, request, None)
+        while not worker.stop.is_set():
+            beat = read_pool_heartbeat(self.layout, request.pool)
+            if beat is None or beat.is_stale():
+                break
+            handle = self._claim_ready(worker, request.profile.name)
+            if handle is not None:
+                self._pool_record(worker, request, handle)
+                worker.output.append(f"stub worker: claimed {handle.task_id}")
+                return handle
+            worker.stop.wait(self.config.heartbeat_s)
+        remove_pool_worker(self.layout, request.pool, worker.name)
+        return None
+
+    def _claim_ready(self, worker: StubWorker, profile: str) -> ClaimHandle | None:
+        """A claim on the oldest ready task of ``profile`` (not a lost one: the manager writes
+        its result first), as a pool worker takes it."""
+        now = utc_now()
+        for path in sorted(self.layout.tasks_dir.glob("*.json")):
+            try:
+                snapshot, state = read_task_state(self.layout, path.stem, now=now)
+            except (ProtocolError, ValueError):
+                continue
+            task = snapshot.task
+            if task is None or task_profile(task) != profile or state == TaskState.LOST:
+                continue
+            if not state.may_start_attempt or next_attempt(snapshot, state) is None:
+                continue
+            handle = claim_task(
+                self.layout, task.id, worker_id=worker.name, lease_s=self.config.lease_s
+            )
+            if handle is not None:
+                return handle
+        return None
+
+    def _attempt(self, worker: StubWorker, handle: ClaimHandle) -> tuple[int, bool]:
+        behaviour = self.behaviour(handle.task_id, handle.attempt)
         started = utc_now()
         handle.heartbeat(WorkerPhase.RUNNING, container=worker.name, message="stub")
         worker.output.append(f"stub worker: attempt {handle.attempt}, {behaviour}")
