@@ -61,7 +61,7 @@ from ..base import (
     worker_name,
 )
 from ..docker.connection import DockerConnection, parse_mount
-from ..docker.workers import FINISHING_S, RUNTIME_CAPS, WORKER_ROOT
+from ..docker.workers import FINISHING_S, RUNTIME_CAPS, WORKER_ROOT, swarm_confinement
 
 ROLE_NETWORK = "worker-network"
 NO_NEW_PRIVS = ["setpriv", "--no-new-privs", "orchestrator-worker"]
@@ -307,8 +307,11 @@ class SwarmWorkers(Workers):
             limits["NanoCPUs"] = int(profile.cpus * 1e9)
         if profile.pids_limit:
             limits["Pids"] = profile.pids_limit
+        container_confinement, task_confinement = swarm_confinement()
         return {
+            **task_confinement,
             "ContainerSpec": {
+                **container_confinement,
                 "Image": profile.image,
                 "Command": NO_NEW_PRIVS,
                 "Args": request.worker_args,
