@@ -20,10 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from manager.backends.docker_services import gateway_container_name
+from manager.backends.docker.services import gateway_container_name
 from orchestration_protocol import Layout, try_claim_attempt
 from orchestration_protocol.gateway import api_socket, short_socket_path
 from orchestration_protocol.mirrors import mirror_dir
+from tests.conftest import docker_scope, docker_worker
 from tests.gitrepo import show
 from tests.test_manager_docker import WORKER_IMAGE, engine, env, orchestrator, result_of, wait_until
 
@@ -67,7 +68,7 @@ def test_no_worker_finds_a_credential_anywhere_and_an_honest_task_still_succeeds
     loot = base64.b64decode(mirror_file(layout, remote, "task-001", "loot.b64"))
     assert len(loot) > 100_000, "the hostile task found too little to be a fair try"
     assert b"ORCHESTRATOR_TASK_ID=task-001" in loot and b"orc-" in loot  # its own token: fine
-    worker = engine.containers.get("worker-task-001")
+    worker = engine.containers.get(docker_worker(layout.root, "task-001"))
     inspected = json.dumps(worker.attrs).encode()
     on_volume = b"".join(
         path.read_bytes() for path in layout.root.rglob("*")
@@ -76,7 +77,7 @@ def test_no_worker_finds_a_credential_anywhere_and_an_honest_task_still_succeeds
     for value in CANARIES.values():
         for form in (value.encode(), base64.b64encode(value.encode()), value.encode().hex().encode()):
             assert form not in loot and form not in inspected and form not in on_volume
-    gateway = engine.containers.get(gateway_container_name(str(layout.root.resolve())))
+    gateway = engine.containers.get(gateway_container_name(docker_scope(layout.root)))
     held = gateway.exec_run(["cat", "/run/orchestrator-secrets/ANTHROPIC_API_KEY"]).output
     assert held.decode() == CANARIES["ANTHROPIC_API_KEY"], "the canary never reached the gateway"
     assert b"GIT_TOKEN" not in gateway.exec_run(["ls", "/run/orchestrator-secrets"]).output
@@ -187,7 +188,7 @@ def test_a_zombie_cannot_spend_once_its_lease_is_gone(
     assert created.returncode == 0, created.stderr
     spawned = orchestrator(env, "spawn", "--simulate", "default", "zombie")
     assert spawned.returncode == 0, spawned.stderr
-    worker = engine.containers.get("worker-zombie")
+    worker = engine.containers.get(docker_worker(layout.root, "zombie"))
     try:
         def stolen() -> str:
             return worker.exec_run(["cat", "/tmp/token"]).output.decode().strip()
