@@ -8,10 +8,10 @@ import json
 import time
 
 import pytest
-from manager.dispatch import Dispatcher
-from manager.spawn import prepare_spawning
 
 from manager.backends import StubConfig, make_backend
+from manager.run.dispatch import Dispatcher
+from manager.run.spawn import prepare_spawning
 from orchestration_protocol import Layout, Result, read_model, request_cancel
 from tests.engines import EngineKit
 
@@ -159,8 +159,7 @@ def test_each_engine_has_its_config_told_apart_by_type(tmp_path) -> None:  # typ
 def test_a_warm_pool_of_stub_workers_takes_tasks_as_they_appear_and_refills(stub: EngineKit) -> None:
     import threading
 
-    from manager.pool import WarmPool, wait_for_pool
-
+    from manager.run.pool import WarmPool, wait_for_pool
     from orchestration_protocol.pool import read_pool_workers
 
     layout = stub.layout
