@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from manager.mirror import ensure_mirror
+from manager.git.mirror import ensure_mirror
 from orchestration_protocol import Layout
 from tests.gitrepo import git, make_remote
 from worker import repo

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from manager.mirror import ensure_mirror
+from manager.git.mirror import ensure_mirror
 from orchestration_protocol import Layout, Task
 from orchestration_protocol.claude_cli import ClaudeNotFound, find_claude
 from orchestration_protocol.models import utc_now
@@ -57,7 +57,7 @@ def one_attempt(server, tmp_path: Path, volume, attempt: int, *, commit: bool = 
     base, name = repo.prepare(workspace, mirror, str(remote), branch, "t1", None)
     rounds = TaskRounds(layout, TASK, attempt, workspace, mirror, None, repo.Limits())
     plan = rounds.begin(base)
-    rounds.start_checkpoints()
+    rounds.start_checkpoints(None)
     env = claude_env(server.url, home=workspace.agent_home)
     env["CLAUDE_CONFIG_DIR"] = str(rounds.config_dir)
     transcript: list[str] = []

@@ -9,6 +9,7 @@ the task's state with the protocol's own :func:`next_attempt` first.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -51,7 +52,7 @@ GATEWAY_SECRETS = (
 """The secrets the gateway gets; git credentials stay with the manager (mirror, push)."""
 GATEWAY_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION", "GATEWAY_BEDROCK_UPSTREAM", "GATEWAY_VERTEX_UPSTREAM")
 """Non-secret settings the gateway takes from the manager's environment."""
-FORWARDED_ENV = ("GIT_USER_NAME", "GIT_USER_EMAIL")
+FORWARDED_ENV = ("GIT_USER_NAME", "GIT_USER_EMAIL", *worker_env.LIMIT_ENV)
 MIRROR_REFRESH_S = 60.0
 """A long command (``dispatch``) refreshes a mirror again when its last refresh is this old."""
 
@@ -180,6 +181,9 @@ def worker_env_named(context: SpawnContext, name: str, profile: Profile) -> dict
     env.update(context.backend.worker_env(name, profile))
     if profile.egress_allow:
         env[worker_env.ENV_EGRESS_ALLOW] = ",".join(profile.egress_allow)
+    env[worker_env.ENV_PROFILE] = profile.name
+    if profile.check is not None:
+        env[worker_env.ENV_PROFILE_CHECK] = json.dumps(profile.check)
     if settings.repo_url:
         env[worker_env.ENV_REPO_URL] = settings.repo_url
     if settings.repo_branch:
