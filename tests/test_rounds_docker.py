@@ -171,7 +171,7 @@ def test_a_check_task_reports_passed_or_failed_with_counts_and_test_names(
     write_task(layout, Task(id="c1", kind="check", branch=branch, prompt="Check the branch.",
                             agent="command", check=UNITTEST, repo=str(remote)))
     container = run_worker(docker_client, worker_image, layout, remote, "c1")
-    assert container.exit == 0, container.logs().decode()
+    assert container.exit == 0, layout.log_file(container.name.split("-")[1]).read_text()
     result = result_of(layout, "c1")
     check = result.check
     assert check is not None and check.passed is passed and check.source == "task"
@@ -234,7 +234,7 @@ def test_a_hostile_check_is_contained_and_reaches_the_agent_only_as_fenced_data(
     write_task(layout, Task(id="h1", prompt=script, agent="command", check=UNITTEST, repo=str(remote)))
     container = run_worker(docker_client, worker_image, layout, remote, "h1",
                            env={"ANTHROPIC_API_KEY": SECRET})
-    assert container.exit == 0, container.logs().decode()
+    assert container.exit == 0, layout.log_file(container.name.split("-")[1]).read_text()
     result = result_of(layout, "h1")
     check = result.check
     assert result.status == "failed" and check is not None and not check.passed
