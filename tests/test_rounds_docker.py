@@ -66,14 +66,20 @@ def simulation(env: dict[str, str]):
 
 
 def test_a_repair_round_resumes_the_task_s_session_on_its_branch_and_passes(
-    simulation: dict[str, str], layout: Layout, tmp_path: Path
+    simulation: dict[str, str], layout: Layout, tmp_path: Path, engine
 ) -> None:
     remote = tmp_path / "remote.git"
-    write_task(layout, Task(id="t1", prompt="Add a greeting. scripted: break the check", check=UNITTEST))
+    profiles = Path(simulation["ORCHESTRATOR_PROFILES"])  # the check comes from the profile
+    profiles.write_text(profiles.read_text().replace("  cpus: 1\n", "  cpus: 1\n  check: python3 -m unittest -v\n", 1))
+    simulation = {**simulation, "ORCHESTRATOR_MAX_OUTPUT_BYTES": "100000"}
+    write_task(layout, Task(id="t1", prompt="Add a greeting. scripted: break the check"))
     spawned = orchestrator(simulation, "spawn", "--simulate", "default", "t1")
     assert spawned.returncode == 0, spawned.stdout + spawned.stderr
     first = settled(simulation, "t1")
+    environment = engine.containers.get("worker-t1").attrs["Config"]["Env"]
+    assert {"ORCHESTRATOR_MAX_OUTPUT_BYTES=100000", "ORCHESTRATOR_PROFILE=default"} <= set(environment)
     assert first.status == "failed" and (first.error or "").startswith("check failed:"), first.error
+    assert first.check is not None and first.check.source == "profile default"
     assert first.check is not None and first.check.failing_tests and first.pushed
     assert "test_greet" in first.check.failing_tests[0]
     assert first.round is not None and first.round.kind == "run" and first.round.check_passes is False
@@ -86,6 +92,7 @@ def test_a_repair_round_resumes_the_task_s_session_on_its_branch_and_passes(
     second = settled(simulation, "t1")
     log = layout.log_file("t1").read_text()
     assert second.status == "success", (second.error, log[-3000:])
+    assert "checkpoint not" not in log and "!!" not in log, log[-3000:]
     assert second.round is not None and second.round.kind == "repair" and second.round.number == 2
     assert second.round.session == "resumed" and second.round.session_id == first.round.session_id
     assert second.check is not None and second.check.passed and second.round.check_passes
