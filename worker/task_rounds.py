@@ -26,7 +26,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestration_protocol import InvalidFile, Layout, Result, Task, TaskKind, read_model
+from orchestration_protocol import (
+    AgentKind,
+    InvalidFile,
+    Layout,
+    Result,
+    Task,
+    TaskKind,
+    read_model,
+)
 from orchestration_protocol.checkconfig import ResolvedCheck
 from orchestration_protocol.mirrors import task_branch
 from orchestration_protocol.models import DEFAULT_MAX_REPAIRS
@@ -174,7 +182,7 @@ class TaskRounds:
         report = RoundReport(kind=self.kind(), number=number)
         lost = (
             self.request is None
-            and self.task.kind != TaskKind.CHECK
+            and self.task.kind in (TaskKind.CHANGE, TaskKind.RESOLVE)
             and previous_attempt_lost(self.layout, self.task.id, self.attempt)
         )
         if lost:
@@ -183,7 +191,9 @@ class TaskRounds:
             )
             if problem:
                 self.plan.notes.append(f"{problem}; the attempt starts from its base commit.")
-        wants_session = lost or (self.request is not None and self.request.resume_session)
+        wants_session = self.task.agent == AgentKind.CLAUDE and (
+            lost or (self.request is not None and self.request.resume_session)
+        )
         session = self._restore_session(report) if wants_session else None
         self.plan.extra_args = resume_args(session)
         self.plan.prompt = self._prompt(session is not None, lost, conflicted)
