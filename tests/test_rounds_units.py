@@ -89,3 +89,19 @@ def test_a_failing_check_is_one_sentence_with_counts_and_names() -> None:
     )
     missing = CheckOutcome(passed=False, error="check command 'x' was not found in the worker image")
     assert check_failure(missing).startswith("check failed: check command 'x' was not found")
+
+
+def test_a_repair_is_asked_for_with_the_next_round_number(layout: Layout) -> None:
+    from orchestration_protocol.rounds import (
+        read_round_for_attempt,
+        request_repair,
+        rounds_requested,
+    )
+
+    failure = CheckOutcome(passed=False, exit_code=1)
+    first = request_repair(layout, "t1", 2, failure)
+    second = request_repair(layout, "t1", 3, failure, integration=True)
+    assert first is not None and first.number == 2 and second is not None and second.number == 3
+    assert rounds_requested(layout, "t1") == [2, 3]
+    found = read_round_for_attempt(layout, "t1", 3)
+    assert found is not None and found.integration and found.kind == "repair"
