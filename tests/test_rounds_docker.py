@@ -284,3 +284,26 @@ def test_a_resolver_resolves_the_conflict_judged_by_git_and_the_check(
     assert parents == heads
     notes = mirror_git(layout, remote, "show", "orchestrator/r1:notes.txt")
     assert "alpha" in notes and "beta" in notes and "<<<<<<<" not in notes and "=======" not in notes
+
+
+@pytest.mark.parametrize(
+    ("check", "status", "error"),
+    [
+        (["sleep 600"], "timeout", "check failed: the check 'sleep 600' was stopped: timed out after 5s"),
+        (["no-such-runner --all"], "failed",
+         "check failed: check command 'no-such-runner' was not found in the worker image"),
+    ],
+    ids=["hangs", "not-found"],
+)
+def test_a_check_that_hangs_or_is_missing_fails_the_task_in_one_sentence(
+    docker_client, worker_image, checked_remote, containers, check: list[str], status: str,
+    error: str,
+) -> None:
+    layout, remote = checked_remote
+    write_task(layout, Task(id="s1", prompt="echo x > x.txt", agent="command", check=check,
+                            timeout_s=5, repo=str(remote)))
+    container = run_worker(docker_client, worker_image, layout, remote, "s1")
+    assert container.exit == 0, layout.log_file("s1").read_text()
+    result = result_of(layout, "s1")
+    assert result.status == status and error in (result.error or ""), result.error
+    assert result.check is not None and not result.check.passed and result.pushed

@@ -394,7 +394,7 @@ class Attempt:
             error = check_failure(check)
         self.result = self.result.model_copy(
             update={
-                "status": ResultStatus.FAILED if error else ResultStatus.SUCCESS,
+                "status": self._check_status() if error else ResultStatus.SUCCESS,
                 "error": error,
                 "branch": None,
                 "check": check,
@@ -568,8 +568,15 @@ class Attempt:
             "round": self.rounds.report(changed[:MAX_FILES_LISTED], check, self.result.output),
         }
         if check is not None and not check.passed:
-            update.update(status=ResultStatus.FAILED, error=check_failure(check))
+            update.update(status=self._check_status(), error=check_failure(check))
         self.result = self.result.model_copy(update=update)
+
+    def _check_status(self) -> ResultStatus:
+        """A failing check fails the task, unless the task's time limit or a cancel stopped it."""
+        reason = self.check_stop_reason()
+        if reason is None:
+            return ResultStatus.FAILED
+        return ResultStatus.TIMEOUT if reason.startswith("timed out") else ResultStatus.CANCELLED
 
     def _keep_plan(self) -> None:
         """Put the agent's plan into the result: checked field by field and as a whole, so a
