@@ -42,8 +42,9 @@ PROFILES_ENV = "ORCHESTRATOR_PROFILES"
 """The profiles file, when ``--profiles`` is not given."""
 UPSTREAM_ENV = "ANTHROPIC_BASE_URL"
 """The model API the gateway forwards to (Anthropic's when unset)."""
-WORKER_FORWARDED_ENV = ("GIT_USER_NAME", "GIT_USER_EMAIL")
-"""Forwarded to workers beside the model settings: the identity of their commits."""
+WORKER_FORWARDED_ENV = ("GIT_USER_NAME", "GIT_USER_EMAIL", *contract.LIMIT_ENV)
+"""Forwarded to workers beside the model settings: the identity of their commits and the
+limits on what an attempt may write (change size, log and output bytes)."""
 GATEWAY_PASSED_ENV = (
     "AWS_REGION", "AWS_DEFAULT_REGION", "GATEWAY_BEDROCK_UPSTREAM", "GATEWAY_VERTEX_UPSTREAM"
 )
