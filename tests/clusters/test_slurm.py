@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.engines.slurm_cluster import SlurmCluster
+from tests.clusters.slurm_cluster import SlurmCluster
 
 pytestmark = [pytest.mark.slurm, pytest.mark.docker, pytest.mark.slow]
 

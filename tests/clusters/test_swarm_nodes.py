@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.engines.swarm_nodes import SwarmNodes
+from tests.clusters.swarm_nodes import SwarmNodes
 
 pytestmark = [pytest.mark.swarm_nodes, pytest.mark.docker, pytest.mark.slow]
 

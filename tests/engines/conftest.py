@@ -1,6 +1,0 @@
-"""The engine fixtures, for the tests in this folder."""
-
-from tests.engines.slurm_cluster import slurm_cluster
-from tests.engines.swarm_nodes import swarm_nodes
-
-__all__ = ["slurm_cluster", "swarm_nodes"]
