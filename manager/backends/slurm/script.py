@@ -3,9 +3,12 @@ node's runtime (``docker run`` or ``podman run``), hardened by the Docker engine
 (:func:`manager.backends.docker.workers.hardened_options`, rendered here as a command line),
 and records how the container ended before it removes it.
 
-``scancel`` (and SLURM's time limit) signals the job's processes, not the container, which is
-the runtime's child: the script traps TERM, stops the container (the worker gets SIGTERM
-first), records its exit and removes it. The record is ``<job dir>/<job name>.exit``, one JSON
+``scancel`` (and SLURM's time limit, a preemption) signals the job's processes, not the
+container, which is the runtime's child: the script traps TERM, kills the container, records
+its exit and removes it. The worker is killed, not asked to stop (``--sig-proxy=false``: the
+runtime's client passes no signal on), so the attempt ends without a result, as a worker
+``docker kill`` ends, and the manager's recovery fails it and the protocol retries it: a job
+SLURM took away is not a cancelled task (``orchestrator task cancel`` is the protocol's). The record is ``<job dir>/<job name>.exit``, one JSON
 object ``{"exit_code": N, "oom_killed": B}``, written by the script as the job's user outside
 the container; the agent cannot reach the job directory (the volume is under the worker's
 ``/runtime``, which only the worker's root runtime may enter).
@@ -23,9 +26,6 @@ from ..config import ContainerRuntime
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """The job's PATH: jobs are submitted with ``--export=NONE``, so no manager variable (a
 credential among them) reaches the job."""
-STOP_GRACE_S = 3
-"""Seconds between the container's SIGTERM and SIGKILL when the job is cancelled (within the
-cluster's KillWait, 5 s on the test cluster)."""
 PODMAN_LIMITS = '--ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=4096:4096'
 """Podman as root asks for limits above the node's hard ones and fails without these
 ("error setting rlimit type 7"; docs/test-clusters.md)."""
@@ -81,9 +81,8 @@ def batch_script(
     runtime: ContainerRuntime, options: dict[str, Any], exit_file: str, docker_host: str | None
 ) -> str:
     """The job's script: run the container, record its exit, remove it, exit with its code."""
-    argv = shlex.join(run_argv(runtime, options))
-    if runtime == "podman":
-        argv = argv.replace("podman run ", f"podman run {PODMAN_LIMITS} ", 1)
+    limits = f" {PODMAN_LIMITS}" if runtime == "podman" else ""
+    argv = f"{runtime} run --sig-proxy=false{limits} {shlex.join(run_argv(runtime, options)[2:])}"
     name, record = shlex.quote(str(options["name"])), shlex.quote(exit_file)
     host = f"export DOCKER_HOST={shlex.quote(docker_host)}\n" if docker_host else ""
     return f"""#!/bin/bash
@@ -99,7 +98,7 @@ save_exit() {{
   {runtime} rm -f "$name" >/dev/null 2>&1
 }}
 on_term() {{
-  {runtime} stop -t {STOP_GRACE_S} "$name" >/dev/null 2>&1
+  {runtime} kill "$name" >/dev/null 2>&1
   save_exit
   exit 143
 }}
