@@ -27,11 +27,9 @@ from manager.errors import BadInput, SpawnFailed
 from manager.profiles import Profile
 from orchestration_protocol import Layout
 from orchestration_protocol.mirrors import mirror_dir
-from tests.clusters.slurm_cluster import SlurmCluster, slurm_cluster
+from tests.clusters.slurm_cluster import SlurmCluster
 from tests.gitrepo import make_remote, show
 from tests.test_isolation_docker import PROBES
-
-__all__ = ["slurm_cluster"]
 
 VENV_BIN = Path(__file__).resolve().parents[1] / ".venv" / "bin"
 WORKER_IMAGE = os.environ.get("ORCHESTRATOR_WORKER_IMAGE") or "claude-worker"
