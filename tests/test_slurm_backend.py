@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -202,8 +203,13 @@ def test_an_honest_task_runs_as_a_slurm_job_and_status_logs_and_doctor_answer(ro
 
 
 @on_cluster
-def test_a_hostile_task_finds_no_credential_no_network_and_no_protocol_file(root: dict[str, str]) -> None:
-    env = {**root, "ANTHROPIC_API_KEY": DECOY}
+@pytest.mark.parametrize("runtime", ["docker", pytest.param("podman", marks=pytest.mark.podman)])
+def test_a_hostile_task_finds_no_credential_no_network_and_no_protocol_file(
+    root: dict[str, str], runtime: str
+) -> None:
+    if runtime == "podman":
+        _require_podman_image()
+    env = {**root, "ANTHROPIC_API_KEY": DECOY, "ORCHESTRATOR_SLURM_RUNTIME": runtime}
     prompt = f"{{ {PROBES} {ESCAPES} }} > probes.txt"
     for task_id, text in (("hostile", prompt), ("honest", "sleep 1; echo fine > fine.txt")):
         made = orchestrator(env, "task", "create", "--id", task_id, "--agent", "command", text)
@@ -217,6 +223,16 @@ def test_a_hostile_task_finds_no_credential_no_network_and_no_protocol_file(root
     assert probes.count("refused") == 18, probes
     for script in (layout_of(env).root / "slurm").glob("*.sh"):
         assert DECOY not in script.read_text(), "a job's script carries the manager's credential"
+
+
+def _require_podman_image() -> None:
+    """Podman (as root) with the worker image loaded from Docker; skipped (failed in CI) without."""
+    from tests.conftest import require
+
+    found = subprocess.run(["podman", "image", "exists", f"localhost/{WORKER_IMAGE}"],
+                           capture_output=True, check=False) if shutil.which("podman") else None  # fmt: skip
+    require(found is not None and found.returncode == 0,
+            f"no podman image localhost/{WORKER_IMAGE}: docker save {WORKER_IMAGE} | podman load")  # fmt: skip
 
 
 @on_cluster
