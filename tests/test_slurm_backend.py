@@ -282,3 +282,26 @@ def test_a_task_over_its_timeout_ends_timeout_within_a_job_limit_above_it(root: 
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert f"{worker.name}.attempt-1|6\n" in limit or f"{worker.name}.attempt-1|00:06:00\n" in limit, limit
+
+
+@on_cluster
+def test_a_job_whose_node_fails_is_failed_by_recovery_and_retried_when_the_node_returns(
+    root: dict[str, str], slurm_cluster: SlurmCluster
+) -> None:
+    made = orchestrator(root, "task", "create", "--id", "n1", "--agent", "command", "--retries", "1",
+                        "sleep 8; echo ok > ok.txt")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    dispatch = subprocess.Popen([str(VENV_BIN / "orchestrator"), "dispatch", "--simulate", "--until-done"],
+                                env=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        job = _running_job(slurm_cluster, layout_of(root), "n1")
+        subprocess.run(["scontrol", "update", f"nodename={slurm_cluster.node}", "state=down",
+                        "reason=test"], check=True)  # fmt: skip
+        output, _ = dispatch.communicate(timeout=300)
+    finally:
+        dispatch.kill()
+    assert dispatch.returncode == 0, output
+    result = result_of(root, "n1")
+    assert result["status"] == "success" and result["attempt"] == 2, (result, output)
+    first = json.loads((layout_of(root).results_dir / "n1" / "attempts" / "1.json").read_text())
+    assert f"the node of SLURM job {job} failed (NODE_FAIL)" in first["error"], first

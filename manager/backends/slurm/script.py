@@ -103,7 +103,9 @@ on_term() {{
   exit 143
 }}
 trap on_term TERM INT
-{runtime} rm "$name" >/dev/null 2>&1  # an ended container a killed job left behind
+# A container a killed job left behind (SLURM may end a job without TERM, as on NODE_FAIL);
+# the manager has checked that no job of this task runs.
+{runtime} rm -f "$name" >/dev/null 2>&1
 {argv} &
 wait $!
 started=$?
