@@ -185,6 +185,9 @@ def test_an_honest_task_runs_as_a_slurm_job_and_status_logs_and_doctor_answer(ro
     job = f"{worker.name}.attempt-1"
     assert completion(job) == [("COMPLETED", "0:0")]
     assert json.loads((layout.root / "slurm" / f"{job}.exit").read_text()) == {"exit_code": 0, "oom_killed": False}
+    modes = {path.suffix: path.stat().st_mode & 0o777 for path in (layout.root / "slurm").glob(f"{job}.*")}
+    assert modes == {".sh": 0o644, ".out": 0o644, ".exit": 0o644}, "only the manager's user may write them"
+    assert (layout.root / "slurm").stat().st_mode & 0o777 == 0o755
     container = subprocess.run(["docker", "ps", "-aq", "--filter", f"name=^{worker.name}$"],
                                capture_output=True, text=True)  # fmt: skip
     assert container.stdout.strip() == "", "the job's script removes its container"

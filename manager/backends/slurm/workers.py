@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -81,6 +82,16 @@ def memory_mib(memory: str) -> int:
 def time_limit_min(timeout_s: float | None, margin_min: int) -> int | None:
     """``--time`` in minutes: the timeout rounded up to minutes plus the margin; None for none."""
     return None if timeout_s is None else math.ceil(timeout_s / 60) + margin_min
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``path`` as 0644 whatever the umask (the CLI's is permissive for the workers' uid):
+    only the manager's user may change a job's script or output."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(descriptor, "w") as file:
+        os.fchmod(file.fileno(), 0o644)
+        file.write(text)
 
 
 class SlurmWorkers(Workers):
@@ -252,14 +263,16 @@ class SlurmWorkers(Workers):
         self._make_room(request)
         root = node_root(self.docker)
         job_name = archived_worker_name(request.name, request.attempt)
-        self.jobs_dir.mkdir(mode=0o755, exist_ok=True)
+        self.jobs_dir.mkdir(exist_ok=True)
+        self.jobs_dir.chmod(0o755)
         for suffix in (".out", ".exit", ".exit.tmp"):
             self._file(job_name, suffix).unlink(missing_ok=True)
         node_exit = f"{root}/{JOBS_DIR}/{job_name}.exit"
         script = batch_script(
             self.config.runtime, self._options(request, root), node_exit, self.config.docker_host
         )
-        self._file(job_name, ".sh").write_text(script)
+        _write_private(self._file(job_name, ".sh"), script)
+        _write_private(self._file(job_name, ".out"), "")  # slurmd keeps its mode, not 0666
         try:
             cluster.submit(self._sbatch_args(request, job_name, root))
         except Exception:
