@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from manager.backends.base import WorkerRecord
+from manager.backends.base import ExitInfo, WorkerRecord
 from manager.backends.config import SlurmConfig
 from manager.backends.docker.workers import WorkerContainer, hardened_options
+from manager.backends.slurm.cluster import Job
 from manager.backends.slurm.script import batch_script, run_argv
-from manager.backends.slurm.workers import memory_mib, time_limit_min
+from manager.backends.slurm.workers import ended_job_info, memory_mib, time_limit_min
 from manager.config import resolve_settings
 from manager.errors import BadInput, SpawnFailed
 from manager.profiles import Profile
@@ -88,6 +89,27 @@ def test_limits_are_whole_minutes_and_mebibytes() -> None:
     assert time_limit_min(None, 5) is None
     assert time_limit_min(1, 5) == 6 and time_limit_min(61, 0) == 2
     assert memory_mib("512m") == 512 and memory_mib("1g") == 1024 and memory_mib("1500k") == 2
+
+
+@pytest.mark.parametrize(
+    ("state", "code", "record", "info"),
+    [
+        ("COMPLETED", 0, {"exit_code": 0, "oom_killed": False}, ExitInfo(0)),
+        ("FAILED", 137, {"exit_code": 137, "oom_killed": True}, ExitInfo(137, oom_killed=True)),
+        ("FAILED", 3, {}, ExitInfo(3)),
+        ("OUT_OF_MEMORY", None, {}, ExitInfo(137, oom_killed=True)),
+        ("CANCELLED", 0, {"exit_code": 137, "oom_killed": False},
+         ExitInfo(None, error="SLURM cancelled job 7 (scancel); its container exited 137")),
+        ("TIMEOUT", 0, {}, ExitInfo(None, error="SLURM ended job 7 at its time limit (TIMEOUT)")),
+        ("PREEMPTED", 0, {}, ExitInfo(None, error="SLURM preempted job 7 (PREEMPTED)")),
+        ("NODE_FAIL", 0, {}, ExitInfo(None, error="the node of SLURM job 7 failed (NODE_FAIL)")),
+        ("RUNNING", None, {}, ExitInfo(None)),
+    ],
+)  # fmt: skip
+def test_each_final_state_is_an_exit_info(
+    state: str, code: int | None, record: dict[str, object], info: ExitInfo
+) -> None:
+    assert ended_job_info(Job(7, "worker-abc-t.attempt-1", state, code), record) == info
 
 
 def test_the_slurm_backend_and_its_runtime_come_from_the_settings(

@@ -72,6 +72,30 @@ def node_root(docker: DockerConnection) -> str:
     return volume
 
 
+def exit_code_of(job: Job, ended: dict[str, object]) -> int | None:
+    """The ended job's container's exit code: the script's record, else the job's own; None
+    when SLURM ended the job (its state says how)."""
+    if job.state.split()[0] in STATE_ERRORS:
+        return None
+    code = ended.get("exit_code")
+    return code if isinstance(code, int) else job.exit_code
+
+
+def ended_job_info(job: Job, ended: dict[str, object]) -> ExitInfo:
+    """How ``job`` ended, from its state and its script's exit record ``ended`` (maybe {})."""
+    if job.running:
+        return ExitInfo(exit_code=None)
+    state = job.state.split()[0]
+    oom = ended.get("oom_killed") is True or state == "OUT_OF_MEMORY"
+    if state in STATE_ERRORS:
+        code = ended.get("exit_code")
+        after = f"; its container exited {code}" if isinstance(code, int) else ""
+        error = STATE_ERRORS[state].format(job=job.job_id) + after
+        return ExitInfo(exit_code=None, oom_killed=oom, error=error)
+    code = exit_code_of(job, ended)
+    return ExitInfo(exit_code=137 if oom and code is None else code, oom_killed=oom)
+
+
 def memory_mib(memory: str) -> int:
     """Docker's memory syntax (``512m``, ``4g``) in whole MiB, rounded up (``sbatch --mem``)."""
     from docker.utils import parse_bytes
@@ -164,16 +188,10 @@ class SlurmWorkers(Workers):
             task_id=task_id,
             attempt=attempt,
             running=job.running,
-            exit_code=None if job.running else self._exit_code(job, ended),
+            exit_code=None if job.running else exit_code_of(job, ended),
             created_at=job.submitted,
             started=job.state != "PENDING" and (job.running or bool(ended) or job.state != "CANCELLED"),
         )
-
-    def _exit_code(self, job: Job, ended: dict[str, object]) -> int | None:
-        if job.state.split()[0] in STATE_ERRORS:
-            return None  # SLURM ended it: the sentence says how (exit_info)
-        code = ended.get("exit_code")
-        return code if isinstance(code, int) else job.exit_code
 
     def all(self) -> list[WorkerRecord]:
         return [self._record(view, job) for view, job in self._named_jobs()]
@@ -185,17 +203,7 @@ class SlurmWorkers(Workers):
                 exit_code=None,
                 error="its SLURM job is gone (neither in squeue nor in sacct's completion log)",
             )
-        if job.running:
-            return ExitInfo(exit_code=None)
-        ended = self._exit_record(job)
-        state = job.state.split()[0]
-        oom = ended.get("oom_killed") is True or state == "OUT_OF_MEMORY"
-        if state in STATE_ERRORS:
-            code = ended.get("exit_code")
-            after = f"; its container exited {code}" if isinstance(code, int) else ""
-            return ExitInfo(exit_code=None, oom_killed=oom, error=STATE_ERRORS[state].format(job=job.job_id) + after)
-        code = self._exit_code(job, ended)
-        return ExitInfo(exit_code=137 if oom and code is None else code, oom_killed=oom)
+        return ended_job_info(job, self._exit_record(job))
 
     def logs(self, name: str, *, tail: int | None = None) -> str:
         job = self._job(name)
