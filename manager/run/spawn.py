@@ -215,6 +215,7 @@ def spawn_attempt(
         env=worker_env_for(context, task, profile),
         mounts=tuple(context.settings.mounts),
         force=force,
+        timeout_s=task.timeout_s,
     )
     return context.backend.workers.spawn(request)
 

@@ -62,6 +62,7 @@ from ..base import (
 )
 from ..docker.connection import DockerConnection, parse_mount
 from ..docker.workers import FINISHING_S, RUNTIME_CAPS, WORKER_ROOT, swarm_confinement
+from ..exits import poll_exits
 
 ROLE_NETWORK = "worker-network"
 NO_NEW_PRIVS = ["setpriv", "--no-new-privs", "orchestrator-worker"]
@@ -474,30 +475,9 @@ class SwarmWorkers(Workers):
     def watch_exits(
         self, callback: Callable[[WorkerRecord], None], stop: threading.Event
     ) -> threading.Thread:
-        thread = threading.Thread(
-            target=self._poll_exits, args=(callback, stop), name="swarm-exits", daemon=True
-        )
-        thread.start()
-        return thread
-
-    def _poll_exits(self, callback: Callable[[WorkerRecord], None], stop: threading.Event) -> None:
         """Swarm reports task states to its managers from every node (container events stay on
         each node), so poll them: each job that ends is reported once."""
-        reported: set[tuple[str, int | None]] | None = None
-        while not stop.is_set():
-            try:
-                records = self.all()
-            except Exception:  # engine restarting: try again shortly
-                stop.wait(2)
-                continue
-            ended = {(r.task_id, r.attempt): r for r in records if not r.running}
-            if reported is None:
-                reported = set(ended)  # ended before we started watching: not news
-            for key, record in ended.items():
-                if key not in reported:
-                    reported.add(key)
-                    callback(record)
-            stop.wait(POLL_S)
+        return poll_exits(self.all, callback, stop, interval_s=POLL_S, name="swarm-exits")
 
 
 def _mount(source: str, target: str, *, read_only: bool) -> dict[str, Any]:
