@@ -70,7 +70,7 @@ class Gateway:
     def create(cls, settings: GatewaySettings, credential: Credential | None,
                aws: AwsCredential | None = None, vertex: Credential | None = None) -> Gateway:
         layout = Layout(settings.root)
-        ledger = Ledger(layout)
+        ledger = Ledger(layout, settings.node)
         region = aws.region if aws is not None else "us-east-1"
         bedrock_url = settings.bedrock_upstream or f"https://bedrock-runtime.{region}.amazonaws.com"
         return cls(settings, layout, Upstream(settings, credential), ledger,

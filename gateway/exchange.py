@@ -55,7 +55,7 @@ class Exchange:
             entry = LedgerEntry(
                 at=utc_now(), task_id=self.caller.task_id, attempt=self.caller.attempt,
                 model=self.model, path=self.path, outcome=outcome, status_code=status,
-                error=error, retries=retries, **(usage or {}),
+                error=error, retries=retries, node=self.ledger.node, **(usage or {}),
             )
             entry.cost_usd = cost_usd(entry)
             if self.metered:

@@ -26,8 +26,10 @@ from orchestration_protocol.gateway import (
 class Ledger:
     """Appends :class:`LedgerEntry` lines and keeps spending totals (thread-safe)."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, node: str | None = None) -> None:
         self.layout = layout
+        self.node = node
+        """The node whose gateway this is, put into every line."""
         self._lock = threading.Lock()
         self._task_totals: dict[str, float] = {}
         self._fleet_since: datetime | None = None

@@ -70,6 +70,9 @@ class Profile(BaseModel):
     """Model for tasks created with this profile when none is given."""
     mounts: list[str] = Field(default_factory=list)
     """Extra bind mounts ``HOST:CONTAINER[:ro|rw]`` (caches, a local repository)."""
+    placement: list[str] = Field(default_factory=list)
+    """Swarm placement constraints for this profile's workers (``node.labels.gpu==true``,
+    ``node.role==worker``); empty: any node. Other engines ignore them."""
 
     @field_validator("env")
     @classmethod

@@ -42,6 +42,12 @@ ENV_POOL = "ORCHESTRATOR_POOL"
 """A warm pool's worker (``orchestrator-worker --warm``): the pool it belongs to."""
 ENV_POOL_PROFILE = "ORCHESTRATOR_POOL_PROFILE"
 """A warm pool's worker: the profile of the tasks it may take."""
+ENV_GATEWAY_DIR = "ORCHESTRATOR_GATEWAY_DIR"
+"""Where the gateway's sockets (``api.sock``, ``proxy.sock``) are; default ``gateway/`` in the
+root. On a multi-node engine a node-local directory that only that node's gateway and workers
+mount (a Unix socket connects processes of one host only)."""
+ENV_GATEWAY_NODE = "ORCHESTRATOR_GATEWAY_NODE"
+"""The node a gateway runs on (its engine's node id), written into its ledger lines."""
 DEFAULT_SECRETS_DIR = Path("/run/orchestrator-secrets")
 
 SECRET_NAMES = (

@@ -95,6 +95,8 @@ class LedgerEntry(ProtocolModel):
     """Why it was refused or failed, in one sentence."""
     retries: int = Field(default=0, ge=0)
     """How often the gateway retried it upstream (429/529)."""
+    node: str | None = Field(default=None, max_length=200)
+    """The node whose gateway served it (``$ORCHESTRATOR_GATEWAY_NODE``); None on one host."""
     schema_version: SchemaVersion = 1
     """Protocol version of this line."""
 
@@ -142,12 +144,15 @@ def callers_dir(layout: Layout) -> Path:
     return gateway_dir(layout) / "callers"
 
 
-def api_socket(layout: Layout) -> Path:
-    return gateway_dir(layout) / API_SOCKET
+def api_socket(layout: Layout, socket_dir: Path | None = None) -> Path:
+    """The model socket: in ``socket_dir`` (``$ORCHESTRATOR_GATEWAY_DIR``) when given, else in
+    the root's ``gateway/``."""
+    return (socket_dir or gateway_dir(layout)) / API_SOCKET
 
 
-def proxy_socket(layout: Layout) -> Path:
-    return gateway_dir(layout) / PROXY_SOCKET
+def proxy_socket(layout: Layout, socket_dir: Path | None = None) -> Path:
+    """The egress proxy's socket, beside :func:`api_socket`."""
+    return (socket_dir or gateway_dir(layout)) / PROXY_SOCKET
 
 
 def budget_file(layout: Layout) -> Path:

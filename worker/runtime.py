@@ -274,7 +274,7 @@ class Attempt:
             issued_at=utc_now(),
             egress_allow=self.settings.egress_allow,
         )
-        api = api_socket(self.layout)
+        api = api_socket(self.layout, self.settings.gateway_dir)
         try:
             connect_unix(api, timeout_s=5).close()
         except OSError as error:
@@ -286,7 +286,7 @@ class Attempt:
             return {}
         self.token = mint_caller_token(self.layout, caller)
         self.log = TaskLog(self.layout.log_file(self.task.id), [self.token], self.log)
-        model, egress = Relay(api), Relay(proxy_socket(self.layout))
+        model, egress = Relay(api), Relay(proxy_socket(self.layout, self.settings.gateway_dir))
         self.relays = [model, egress]
         proxy = f"http://{self.task.id}:{self.token}@127.0.0.1:{egress.port}"
         return {

@@ -14,6 +14,7 @@ from orchestration_protocol.contract import (
     ENV_AGENT_USER,
     ENV_CONTAINER,
     ENV_EGRESS_ALLOW,
+    ENV_GATEWAY_DIR,
     ENV_HEARTBEAT_S,
     ENV_IDLE_TIMEOUT_S,
     ENV_LEASE_S,
@@ -57,6 +58,8 @@ class WorkerSettings(BaseModel):
     """An agent that prints nothing for this long is stopped and its result says so."""
     limits: Limits = Field(default_factory=Limits)
     """Size limits on what the runtime commits and saves."""
+    gateway_dir: Path | None = None
+    """Where the gateway's sockets are (``$ORCHESTRATOR_GATEWAY_DIR``); None: in the root."""
 
 
 def parse_user(value: str) -> tuple[int, int]:
@@ -87,4 +90,5 @@ def resolve_worker_settings(
         agent_user=parse_user(user) if user else None,
         egress_allow=[h for h in env.get(ENV_EGRESS_ALLOW, "").split(",") if h.strip()],
         idle_timeout_s=float(env.get(ENV_IDLE_TIMEOUT_S) or 300),
+        gateway_dir=Path(env[ENV_GATEWAY_DIR]) if env.get(ENV_GATEWAY_DIR) else None,
     )

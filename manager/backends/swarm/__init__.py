@@ -1,6 +1,6 @@
-"""The Swarm engine: workers as ``replicated-job`` services (``workers``); the gateway and the
-scripted model as containers of the manager's engine (the Docker engine's ``services``, by
-composition); the Docker checks plus the swarm's own (``doctor``)."""
+"""The Swarm engine: workers as ``replicated-job`` services placed on any node (``workers``); a
+gateway on every node (a ``global`` service) and the scripted model as a service (``services``);
+the Docker checks plus the swarm's own and which node lacks which image (``doctor``)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from ..base import Backend, Doctor
 from ..config import SwarmConfig
 from ..docker.connection import DockerConnection
 from ..docker.doctor import DockerDoctor, DockerNames
-from ..docker.services import DockerServices
 from ..services import Check, run_check
+from .images import missing_sentence, probe_images
+from .services import SwarmServices
 from .workers import SERVICE_NAME, Job, SwarmManager, SwarmNotReady, SwarmWorkers, service_name
 
 
@@ -42,8 +43,20 @@ class SwarmDoctor(Doctor):
     def checks(self, images: dict[str, bool]) -> list[Check]:
         checks = self.docker_doctor.checks(images)
         if checks and checks[0].ok:  # the engine answers: is it a swarm manager?
-            checks.insert(1, run_check("swarm", self.swarm.check))
+            swarm = run_check("swarm", self.swarm.check)
+            checks.insert(1, swarm)
+            if swarm.ok:
+                checks.insert(2, self.node_images(list(images)))
         return checks
+
+    def node_images(self, images: list[str]) -> Check:
+        """Whether every ready node has every image (a probe job per node and image)."""
+        found = probe_images(self.swarm.docker.client, self.swarm.docker.root_label, images)
+        problem = missing_sentence(found)
+        nodes = len({f.node for f in found})
+        if problem is None:
+            return Check("node images", True, f"{nodes} node(s) have {', '.join(images)}")
+        return Check("node images", False, problem)
 
     def prepare_root(self, layout: Layout) -> None:
         self.docker_doctor.prepare_root(layout)
@@ -56,7 +69,7 @@ def make_swarm(config: SwarmConfig, client: Any = None) -> Backend:
     return Backend(
         name="swarm",
         workers=SwarmWorkers(docker, swarm),
-        services=DockerServices(docker),
+        services=SwarmServices(docker),
         doctor=SwarmDoctor(docker, swarm),
         names=SwarmNames(docker),
         closers=(docker.close,),
