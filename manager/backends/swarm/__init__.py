@@ -46,17 +46,22 @@ class SwarmDoctor(Doctor):
             swarm = run_check("swarm", self.swarm.check)
             checks.insert(1, swarm)
             if swarm.ok:
-                checks.insert(2, self.node_images(list(images)))
+                checks.insert(2, self.node_images(images))
         return checks
 
-    def node_images(self, images: list[str]) -> Check:
-        """Whether every ready node has every image (a probe job per node and image)."""
-        found = probe_images(self.swarm.docker.client, self.swarm.docker.root_label, images)
-        problem = missing_sentence(found)
+    def node_images(self, images: dict[str, bool]) -> Check:
+        """Whether every ready node has every image the default profile needs (a probe job per
+        node and image); the others are named but do not fail the check."""
+        found = probe_images(self.swarm.docker.client, self.swarm.docker.root_label, list(images))
+        needed = [f for f in found if images.get(f.image)]
+        problem = missing_sentence(needed)
+        if problem is not None:
+            return Check("node images", False, problem)
         nodes = len({f.node for f in found})
-        if problem is None:
-            return Check("node images", True, f"{nodes} node(s) have {', '.join(images)}")
-        return Check("node images", False, problem)
+        message = f"{nodes} node(s) have {', '.join(i for i, need in images.items() if need)}"
+        if other := missing_sentence([f for f in found if not images.get(f.image)]):
+            message += f" (for other profiles: {other.split(': load')[0]})"
+        return Check("node images", True, message)
 
     def prepare_root(self, layout: Layout) -> None:
         self.docker_doctor.prepare_root(layout)
