@@ -155,7 +155,8 @@ class ModelEndpoint:
         exchange = Exchange(self.gateway.ledger, request.url.path, self.metered)
         try:
             exchange.caller = await asyncio.to_thread(
-                admit, self.gateway.layout, api_token(request.headers))
+                admit, self.gateway.layout, api_token(request.headers), None,
+                self.gateway.settings.node)
             body = await read_body(request, self.gateway.settings.max_body_bytes)
             payload = parse_payload(body) if self.json_body or body else {}
             if (model := self.model(request, payload)) is not None:

@@ -60,6 +60,9 @@ class GatewayCaller(ProtocolModel):
     egress_allow: list[str] = Field(default_factory=list)
     """Host names the egress proxy lets this caller reach: ``host`` exactly or ``*.domain``
     (every subdomain); empty denies every outbound connection."""
+    node: str | None = Field(default=None, max_length=200)
+    """The node whose gateway alone may serve the token (``$ORCHESTRATOR_GATEWAY_NODE`` of the
+    worker); None on one host. A gateway of another node refuses it."""
     schema_version: SchemaVersion = 1
     """Protocol version of this file."""
 
@@ -201,11 +204,16 @@ def find_caller(layout: Layout, token: str) -> GatewayCaller | None:
         return None
 
 
-def caller_refusal(layout: Layout, caller: GatewayCaller, now: datetime | None = None) -> str | None:
-    """None while the caller's attempt holds a live claim; else why it is refused, one sentence."""
+def caller_refusal(
+    layout: Layout, caller: GatewayCaller, now: datetime | None = None, node: str | None = None
+) -> str | None:
+    """None while the caller's attempt holds a live claim (and, when ``node`` names the
+    gateway's node, its token was issued there); else why it is refused, one sentence."""
     now = now or utc_now()
-    snapshot, state = read_task_state(layout, caller.task_id, now=now)
     who = f"task {caller.task_id} attempt {caller.attempt}"
+    if node is not None and caller.node != node:
+        return f"{who} has a token for node {caller.node or '(none)'}, not this gateway's node {node}"
+    snapshot, state = read_task_state(layout, caller.task_id, now=now)
     if snapshot.claim is None:
         return f"{who} holds no claim"
     if snapshot.claim.attempt != caller.attempt:

@@ -273,6 +273,7 @@ class Attempt:
             worker_id=self.handle.claim.worker_id,
             issued_at=utc_now(),
             egress_allow=self.settings.egress_allow,
+            node=self.settings.gateway_node,
         )
         api = api_socket(self.layout, self.settings.gateway_dir)
         try:

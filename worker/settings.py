@@ -15,6 +15,7 @@ from orchestration_protocol.contract import (
     ENV_CONTAINER,
     ENV_EGRESS_ALLOW,
     ENV_GATEWAY_DIR,
+    ENV_GATEWAY_NODE,
     ENV_HEARTBEAT_S,
     ENV_IDLE_TIMEOUT_S,
     ENV_LEASE_S,
@@ -60,6 +61,8 @@ class WorkerSettings(BaseModel):
     """Size limits on what the runtime commits and saves."""
     gateway_dir: Path | None = None
     """Where the gateway's sockets are (``$ORCHESTRATOR_GATEWAY_DIR``); None: in the root."""
+    gateway_node: str | None = None
+    """The node of that gateway (``$ORCHESTRATOR_GATEWAY_NODE``): only it serves the token."""
 
 
 def parse_user(value: str) -> tuple[int, int]:
@@ -91,4 +94,5 @@ def resolve_worker_settings(
         egress_allow=[h for h in env.get(ENV_EGRESS_ALLOW, "").split(",") if h.strip()],
         idle_timeout_s=float(env.get(ENV_IDLE_TIMEOUT_S) or 300),
         gateway_dir=Path(env[ENV_GATEWAY_DIR]) if env.get(ENV_GATEWAY_DIR) else None,
+        gateway_node=env.get(ENV_GATEWAY_NODE) or None,
     )

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from orchestration_protocol.contract import ENV_GATEWAY_DIR
+from orchestration_protocol.contract import ENV_GATEWAY_DIR, ENV_GATEWAY_NODE
 
 from ...errors import BadInput, EnvironmentNotReady, SpawnFailed, TaskNotSpawnable
 from ...polling import poll_until
@@ -326,7 +326,8 @@ class SwarmWorkers(Workers):
 
         profile = request.profile
         labels = self._labels(request)
-        env = {**request.env, "ORCHESTRATION_DIR": WORKER_ROOT, ENV_GATEWAY_DIR: GATEWAY_SOCKETS}
+        env = {**request.env, "ORCHESTRATION_DIR": WORKER_ROOT, ENV_GATEWAY_DIR: GATEWAY_SOCKETS,
+               ENV_GATEWAY_NODE: "{{.Node.ID}}"}
         limits: dict[str, int] = {}
         if profile.memory:
             limits["MemoryBytes"] = parse_bytes(profile.memory)
