@@ -234,3 +234,61 @@ def test_on_the_second_node_a_hostile_task_finds_and_reaches_nothing_and_an_hone
     assert first != second
     # nothing of the gateway's sockets is in the shared root: they are node-local
     assert not list((cluster.layout.root / "gateway").glob("*.sock"))
+
+
+VICTIM = """
+import base64, os, sys, time
+print("TOKEN " + base64.b64encode(os.environ["ANTHROPIC_API_KEY"].encode()).decode(), flush=True)
+time.sleep(90)
+"""
+USE_TOKEN = """
+import json, socket, sys
+body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 5,
+                   "messages": [{"role": "user", "content": "hi"}]}).encode()
+head = ("POST /v1/messages HTTP/1.0\\r\\nhost: gateway\\r\\nx-api-key: %s\\r\\ncontent-type: application/json\\r\\n"
+        "anthropic-version: 2023-06-01\\r\\ncontent-length: %d\\r\\n\\r\\n" % (sys.argv[1], len(body)))
+s = socket.socket(socket.AF_UNIX); s.settimeout(30); s.connect("/run/orchestrator-gateway/api.sock")
+s.sendall(head.encode() + body)
+reply = b""
+while chunk := s.recv(65536):
+    reply += chunk
+print(reply.decode(errors="replace"))
+"""
+
+
+def gateway_container(cluster: Cluster, node: SwarmNode) -> str:
+    service = f"orchestrator-gateway-{docker_scope(cluster.layout.root)}"
+    return cluster.nodes.docker(node, "ps", "-q", "--filter",
+                                f"label=com.docker.swarm.service.name={service}").split()[0]
+
+
+def test_a_token_stolen_on_one_node_is_refused_by_the_other_nodes_gateway(cluster: Cluster) -> None:
+    nodes = cluster.nodes
+    created = cluster.orchestrator("task", "create", "--id", "victim", "--profile", "first",
+                                   "--agent", "command", command(VICTIM))
+    assert created.returncode == 0, created.stderr
+    spawned = cluster.orchestrator("spawn", "--simulate", "first", "victim")
+    assert spawned.returncode == 0, spawned.stderr
+    log = cluster.layout.log_file("victim")
+
+    def stolen() -> str | None:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        lines = [line for line in text.splitlines() if "TOKEN " in line]
+        return base64.b64decode(lines[0].split("TOKEN ")[1].strip()).decode() if lines else None
+
+    try:
+        token = wait_for("the victim's token", stolen)
+        replies = {
+            node.name: nodes.docker(node, "exec", gateway_container(cluster, node),
+                                    "python3", "-c", USE_TOKEN, token)
+            for node in (nodes.worker, nodes.manager)
+        }
+    finally:
+        cluster.orchestrator("task", "cancel", "victim")
+    first = cluster.node_id(nodes.manager)
+    assert cluster.job_node("victim") == first
+    other = replies[nodes.worker.name]
+    assert other.startswith("HTTP/1.1 403") or other.startswith("HTTP/1.0 403"), other
+    assert f"has a token for node {first}, not this gateway's node" in other, other
+    own = replies[nodes.manager.name]
+    assert " 200 " in own.splitlines()[0], own  # its own node's gateway serves it
