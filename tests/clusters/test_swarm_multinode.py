@@ -8,8 +8,10 @@ stand-in for NFS); the manager is this process's ``orchestrator`` against node2'
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -21,9 +23,10 @@ import pytest
 
 from orchestration_protocol import Layout, Result, read_model
 from orchestration_protocol.gateway import read_ledger
+from orchestration_protocol.mirrors import mirror_dir
 from tests.clusters.swarm_nodes import SwarmNode, SwarmNodes
 from tests.conftest import docker_scope
-from tests.gitrepo import make_remote
+from tests.gitrepo import make_remote, show
 from tests.test_manager_docker import VENV_BIN
 
 pytestmark = [pytest.mark.swarm_nodes, pytest.mark.docker, pytest.mark.slow]
@@ -292,3 +295,57 @@ def test_a_token_stolen_on_one_node_is_refused_by_the_other_nodes_gateway(cluste
     assert f"has a token for node {first}, not this gateway's node" in other, other
     own = replies[nodes.manager.name]
     assert " 200 " in own.splitlines()[0], own  # its own node's gateway serves it
+
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "engines" / "swarm-nodes.sh"
+
+
+def power_off(node: SwarmNode) -> None:
+    """As a node that loses power: SIGKILL to its engine, its containerd, its shims and every
+    process of its containers (cgroup parent ``<name>``), at once."""
+    victims = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            seen = (proc / "cmdline").read_bytes().decode(errors="replace") + (
+                proc / "cgroup").read_text()
+        except OSError:
+            continue
+        if node.name in seen:
+            victims.append(int(proc.name))
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_node_that_goes_away_mid_task_the_task_is_retried_on_the_other_node_and_loses_nothing(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    nodes = cluster.nodes
+    first, second = cluster.node_id(nodes.manager), cluster.node_id(nodes.worker)
+    nodes.docker(nodes.manager, "node", "update", "--availability", "drain", first)
+    run = subprocess.Popen(
+        [str(VENV_BIN / "orchestrator"), "run", "--agent", "command", "--retries", "1", "-n", "1",
+         "sleep 25 && echo survived > survived.txt"],
+        env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        try:
+            wait_for("the worker on the second node",
+                     lambda: cluster.container_on(nodes.worker, "task-001"), 180)
+        finally:
+            nodes.docker(nodes.manager, "node", "update", "--availability", "active", first)
+        power_off(nodes.worker)
+        out, _ = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        subprocess.run([str(SCRIPT), "up"], capture_output=True, check=False)
+    assert run.returncode == 0, out
+    final = cluster.result("task-001")
+    assert (final.status, final.attempt) == ("success", 2), final
+    assert cluster.job_node("task-001", 1) == second and cluster.job_node("task-001", 2) == first
+    lost = read_model(cluster.layout.archived_result_file("task-001", 1), Result, "task-001")
+    assert lost.status == "failed", lost
+    mirror = mirror_dir(cluster.layout, str(tmp_path / "remote.git"))
+    assert show(mirror, "orchestrator/task-001", "survived.txt") == "survived\n", out

@@ -16,9 +16,10 @@ manager to reach every node's engine, which a Swarm manager need not.
 - The credentials are Swarm secrets (encrypted in the managers' Raft log, mounted as files in
   ``/run/secrets`` of the gateway's containers only), one set per fingerprint of the gateway's
   settings; a change replaces the service and its secrets.
-- The health check asks the gateway's ``/health`` on its own socket and resolves and connects to
-  its upstream, so a gateway that lost its network (DNS after a ``swarm leave``, a vanished
-  overlay) turns unhealthy and Swarm replaces it.
+- The health check asks the gateway's ``/health`` on its own socket and, for an upstream inside
+  the stack (the scripted model), resolves and connects to it, so a gateway that lost its
+  network (DNS after a ``swarm leave``, a vanished overlay) turns unhealthy and Swarm replaces
+  it.
 - The scripted model (simulation) is a one-replica service on the root's attachable overlay
   network ``orchestrator-net-<root>`` with ``dnsrr`` endpoints (a VIP behind IPVS did not route in
   the test's network namespaces); the gateways join that network.
@@ -67,18 +68,20 @@ def socket_volume(scope: str) -> str:
 
 
 def health_probe(upstream: str) -> list[str]:
-    """The gateway's health check: its ``/health`` answers on its own socket, and its upstream's
-    name resolves and takes a connection (a gateway that cannot reach its model is not healthy)."""
+    """The gateway's health check: its ``/health`` answers on its own socket, and an upstream
+    inside the stack (plain ``http://``: the scripted model, a proxy of the site) resolves and
+    takes a connection, so a gateway that lost its network is not healthy. A public upstream
+    (``https://``) is not probed: an outage out there must not restart every gateway."""
     parts = urlsplit(upstream)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     script = (
-        "import socket,sys\n"
+        "import socket\n"
         "s=socket.socket(socket.AF_UNIX);s.settimeout(3)\n"
         f"s.connect('{GATEWAY_SOCKETS}/api.sock')\n"
-        "s.sendall(b'GET /health HTTP/1.0\\r\\n\\r\\n')\n"
+        "s.sendall(b'GET /health HTTP/1.0\\r\\nhost: gateway\\r\\n\\r\\n')\n"
         "assert b' 200 ' in s.recv(64)\n"
-        f"socket.create_connection(('{parts.hostname}',{port}),timeout=3).close()\n"
     )
+    if parts.scheme == "http" and parts.hostname:
+        script += f"socket.create_connection(('{parts.hostname}',{parts.port or 80}),timeout=3).close()\n"
     return ["CMD", "python3", "-c", script]
 
 
