@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any
-from urllib.parse import urlsplit
 
 from ...errors import SpawnFailed
 from ...polling import poll_until
@@ -52,6 +51,7 @@ from ..services import (
     SIMULATED_API_KEY,
     GatewaySpec,
     Simulation,
+    health_probe,
 )
 
 GATEWAY_SOCKETS = "/run/orchestrator-gateway"
@@ -65,24 +65,6 @@ SECOND = 1_000_000_000
 def socket_volume(scope: str) -> str:
     """The node-local volume of a root's gateway sockets: ``orchestrator-gateway-<root>``."""
     return f"{GATEWAY_CONTAINER}-{scope}"
-
-
-def health_probe(upstream: str) -> list[str]:
-    """The gateway's health check: its ``/health`` answers on its own socket, and an upstream
-    inside the stack (plain ``http://``: the scripted model, a proxy of the site) resolves and
-    takes a connection, so a gateway that lost its network is not healthy. A public upstream
-    (``https://``) is not probed: an outage out there must not restart every gateway."""
-    parts = urlsplit(upstream)
-    script = (
-        "import socket\n"
-        "s=socket.socket(socket.AF_UNIX);s.settimeout(3)\n"
-        f"s.connect('{GATEWAY_SOCKETS}/api.sock')\n"
-        "s.sendall(b'GET /health HTTP/1.0\\r\\nhost: gateway\\r\\n\\r\\n')\n"
-        "assert b' 200 ' in s.recv(64)\n"
-    )
-    if parts.scheme == "http" and parts.hostname:
-        script += f"socket.create_connection(('{parts.hostname}',{parts.port or 80}),timeout=3).close()\n"
-    return ["CMD", "python3", "-c", script]
 
 
 class SwarmServices(Services):
@@ -180,7 +162,7 @@ class SwarmServices(Services):
             "Secrets": secrets,
             "CapabilityDrop": ["ALL"],
             "CapabilityAdd": [f"CAP_{cap}" for cap in GATEWAY_CAPS],
-            "Healthcheck": {"Test": health_probe(spec.upstream), "Interval": 5 * SECOND,
+            "Healthcheck": {"Test": health_probe(spec.upstream, f"{GATEWAY_SOCKETS}/api.sock"), "Interval": 5 * SECOND,
                             "Timeout": 5 * SECOND, "Retries": 3, "StartPeriod": 2 * SECOND},
         }
         return {
