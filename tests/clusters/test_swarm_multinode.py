@@ -349,3 +349,48 @@ def test_a_node_that_goes_away_mid_task_the_task_is_retried_on_the_other_node_an
     assert lost.status == "failed", lost
     mirror = mirror_dir(cluster.layout, str(tmp_path / "remote.git"))
     assert show(mirror, "orchestrator/task-001", "survived.txt") == "survived\n", out
+
+
+def simulated_task(cluster: Cluster, task_id: str) -> None:
+    """Create, spawn (simulated) and wait for one task; it must succeed."""
+    assert cluster.orchestrator("task", "create", "--id", task_id, "Add dark mode support").returncode == 0
+    spawned = cluster.orchestrator("spawn", "--simulate", "default", task_id)
+    assert spawned.returncode == 0, spawned.stderr
+    waited = cluster.orchestrator("wait", task_id, "--timeout", "200")
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    assert cluster.result(task_id).status == "success"
+
+
+def test_after_a_swarm_leave_the_gateway_and_the_scripted_model_repair_themselves(
+    swarm_nodes: SwarmNodes, tmp_path: Path
+) -> None:
+    """On node3's engine as a plain Docker engine (the main engine is left alone): a simulated
+    run, ``docker swarm leave`` (the containers on the root's network lose their names), and
+    the next run reconnects them and succeeds. node3 joins the swarm again afterwards."""
+    nodes, node = swarm_nodes, swarm_nodes.worker
+    root = nodes.shared / f"root-{uuid.uuid4().hex[:8]}"
+    root.mkdir()
+    old_id = nodes.docker(node, "info", "--format", "{{.Swarm.NodeID}}").strip()
+    env = {**{k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", "ORCHESTRATOR_NETWORK")},
+           "DOCKER_HOST": node.socket, "ORCHESTRATION_DIR": str(root), "ORCHESTRATOR_BACKEND": "docker",
+           "ORCHESTRATOR_WORKER_IMAGE": IMAGE, "REPO_URL": str(make_remote(tmp_path)),
+           "ORCHESTRATOR_PROFILES": str(tmp_path / "profiles.yaml")}
+    (tmp_path / "profiles.yaml").write_text(f"default:\n  image: {IMAGE}\n  memory: 512m\n  cpus: 0.5\n")
+    cluster = Cluster(nodes, Layout(root), env)
+    model = f"orchestrator-scripted-model-{docker_scope(root)}"
+    gateway = f"orchestrator-gateway-{docker_scope(root)}"
+    resolve = f"import socket; socket.getaddrinfo('{model}', 8080)"
+    try:
+        simulated_task(cluster, "before")
+        nodes.docker(node, "swarm", "leave", "--force")
+        broken = subprocess.run(["docker", "-H", node.socket, "exec", gateway, "python3", "-c",
+                                 resolve], capture_output=True, text=True, check=False)
+        assert broken.returncode != 0 and "name resolution" in broken.stderr, broken.stderr
+        simulated_task(cluster, "after")  # the gateway and the model reconnected: it succeeds
+        healthy = subprocess.run(["docker", "-H", node.socket, "exec", gateway, "python3", "-c",
+                                  resolve], capture_output=True, text=True, check=False)
+        assert healthy.returncode == 0, healthy.stderr
+    finally:
+        cluster.orchestrator("cleanup", "--all", "--gateway", "--simulation")
+        subprocess.run([str(SCRIPT), "up"], capture_output=True, check=False)
+        nodes.docker(nodes.manager, "node", "rm", "--force", old_id, check=False)
