@@ -386,6 +386,12 @@ def test_after_a_swarm_leave_the_gateway_and_the_scripted_model_repair_themselve
         broken = subprocess.run(["docker", "-H", node.socket, "exec", gateway, "python3", "-c",
                                  resolve], capture_output=True, text=True, check=False)
         assert broken.returncode != 0 and "name resolution" in broken.stderr, broken.stderr
+        wait_for("the gateway's health check to notice", lambda: nodes.docker(
+            node, "inspect", gateway, "--format", "{{.State.Health.Status}}").strip() == "unhealthy")
+        doctor = json.loads(cluster.orchestrator("doctor", "--simulate", "--json").stdout)
+        [check] = [c for c in doctor["checks"] if c["name"] == "gateway"]
+        assert not check["ok"] and check["message"].startswith(f"The gateway {gateway} is unhealthy")
+        assert "the next 'orchestrator run' or 'spawn' reconnects it" in check["message"]
         simulated_task(cluster, "after")  # the gateway and the model reconnected: it succeeds
         healthy = subprocess.run(["docker", "-H", node.socket, "exec", gateway, "python3", "-c",
                                   resolve], capture_output=True, text=True, check=False)
