@@ -97,6 +97,21 @@ def cluster(swarm_nodes: SwarmNodes, tmp_path: Path) -> Iterator[Cluster]:
         for service in swarm_nodes.docker(swarm_nodes.manager, "service", "ls", "-q",
                                           "--filter", label).split():
             swarm_nodes.docker(swarm_nodes.manager, "service", "rm", service, check=False)
+        for node in (swarm_nodes.manager, swarm_nodes.worker):  # what a manager cannot reach
+            wait_for("the root's networks and volumes gone",
+                     lambda node=node: pruned(swarm_nodes, node, label), 30)
+
+
+def pruned(nodes: SwarmNodes, node: SwarmNode, label: str) -> bool:
+    """Whether ``node`` holds no network or volume of the root any more (pruning what it has)."""
+    left = False
+    for kind in ("network", "volume"):
+        if nodes.docker(node, kind, "ls", "-q", "--filter", label).strip():
+            nodes.docker(node, kind, "prune", "-f", "--filter", label, check=False)
+            left = True
+    return not left
+
+
 HOSTILE = """
 import base64, json, os, socket, urllib.request
 key = bytes(b ^ 0x5A for b in {key!r}).decode()  # no form of the key in this script's text

@@ -67,6 +67,16 @@ def socket_volume(scope: str) -> str:
     return f"{GATEWAY_CONTAINER}-{scope}"
 
 
+def socket_mount(scope: str, root_label: str, *, read_only: bool) -> dict[str, Any]:
+    """The node-local socket volume as a service mount; Swarm makes the volume on each node the
+    first time a task there needs it, labelled with the root so ``cleanup`` finds it."""
+    return {
+        "Type": "volume", "Source": socket_volume(scope), "Target": GATEWAY_SOCKETS,
+        "ReadOnly": read_only,
+        "VolumeOptions": {"Labels": {LABEL_ROLE: ROLE_GATEWAY, LABEL_ROOT: root_label}},
+    }
+
+
 class SwarmServices(Services):
     """The gateway as a ``global`` service and the scripted model as a service of the swarm."""
 
@@ -156,8 +166,7 @@ class SwarmServices(Services):
             "User": "0:0",
             "Mounts": [
                 {"Type": kind, "Source": self.docker.volume, "Target": CONTAINER_ROOT},
-                {"Type": "volume", "Source": socket_volume(self.docker.scope),
-                 "Target": GATEWAY_SOCKETS},
+                socket_mount(self.docker.scope, self.docker.root_label, read_only=False),
             ],
             "Secrets": secrets,
             "CapabilityDrop": ["ALL"],
@@ -198,7 +207,24 @@ class SwarmServices(Services):
         poll_until(lambda: not self._tasks_left(), timeout_s=15, interval_s=0.5)
         self._remove_secrets()
         self._remove_own_network()
+        self._remove_socket_volume()
         return stopped
+
+    def _remove_socket_volume(self) -> None:
+        """This engine's socket volume (another node's goes with 'docker volume prune --filter
+        label=orchestrator.root=...' there: a manager reaches no other node's engine)."""
+        from docker.errors import APIError, NotFound
+
+        def removed() -> bool:
+            try:
+                self.client.volumes.get(socket_volume(self.docker.scope)).remove()
+            except NotFound:
+                return True
+            except APIError:
+                return False  # a container of the gateway is still leaving
+            return True
+
+        poll_until(removed, timeout_s=15, interval_s=0.5)
 
     def connect_gateway(self, network: str) -> None:
         raise SpawnFailed(

@@ -65,7 +65,7 @@ from ..base import (
 )
 from ..docker.connection import DockerConnection, parse_mount
 from ..docker.workers import FINISHING_S, RUNTIME_CAPS, WORKER_ROOT
-from .services import GATEWAY_SOCKETS, socket_volume
+from .services import GATEWAY_SOCKETS, socket_mount
 
 ROLE_NETWORK = "worker-network"
 NO_NEW_PRIVS = ["setpriv", "--no-new-privs", "orchestrator-worker"]
@@ -313,8 +313,7 @@ class SwarmWorkers(Workers):
         mounts = [
             _mount(self.docker.volume, WORKER_ROOT, read_only=False),
             # this node's gateway sockets (a local volume: each node's engine has its own)
-            {"Type": "volume", "Source": socket_volume(self.docker.scope),
-             "Target": GATEWAY_SOCKETS, "ReadOnly": True},
+            socket_mount(self.docker.scope, self.docker.root_label, read_only=True),
         ]
         for spec in (*request.profile.mounts, *request.mounts):
             source, bind = parse_mount(spec)
