@@ -99,12 +99,16 @@ def cluster(swarm_nodes: SwarmNodes, tmp_path: Path) -> Iterator[Cluster]:
             swarm_nodes.docker(swarm_nodes.manager, "service", "rm", service, check=False)
         for node in (swarm_nodes.manager, swarm_nodes.worker):  # what a manager cannot reach
             wait_for("the root's networks and volumes gone",
-                     lambda node=node: pruned(swarm_nodes, node, label), 30)
+                     lambda node=node: pruned(swarm_nodes, node, label), 90)
 
 
 def pruned(nodes: SwarmNodes, node: SwarmNode, label: str) -> bool:
-    """Whether ``node`` holds no network or volume of the root any more (pruning what it has)."""
+    """Whether ``node`` holds no network or volume of the root any more (removing the ended
+    containers Swarm keeps of removed services, then pruning what is left)."""
     left = False
+    for volume in nodes.docker(node, "volume", "ls", "-q", "--filter", label).split():
+        for container in nodes.docker(node, "ps", "-aq", "--filter", f"volume={volume}").split():
+            nodes.docker(node, "rm", "-f", container, check=False)
     for kind in ("network", "volume"):
         if nodes.docker(node, kind, "ls", "-q", "--filter", label).strip():
             nodes.docker(node, kind, "prune", "-f", "--filter", label, check=False)
