@@ -82,6 +82,9 @@ class Profile(BaseModel):
         if isinstance(check, list) and any(not str(command).strip() for command in check):
             raise ValueError("check holds an empty command; remove it or write the command")
         return check
+    placement: list[str] = Field(default_factory=list)
+    """Swarm placement constraints for this profile's workers (``node.labels.gpu==true``,
+    ``node.role==worker``); empty: any node. Other engines ignore them."""
 
     @field_validator("env")
     @classmethod

@@ -437,8 +437,9 @@ class Attempt:
             worker_id=self.handle.claim.worker_id,
             issued_at=utc_now(),
             egress_allow=self.settings.egress_allow,
+            node=self.settings.gateway_node,
         )
-        api = api_socket(self.layout)
+        api = api_socket(self.layout, self.settings.gateway_dir)
         try:
             connect_unix(api, timeout_s=5).close()
         except OSError as error:
@@ -455,7 +456,7 @@ class Attempt:
             self.log,
             max_agent_bytes=self.settings.max_log_bytes,
         )
-        model, egress = Relay(api), Relay(proxy_socket(self.layout))
+        model, egress = Relay(api), Relay(proxy_socket(self.layout, self.settings.gateway_dir))
         self.relays = [model, egress]
         proxy = f"http://{self.task.id}:{self.token}@127.0.0.1:{egress.port}"
         return {

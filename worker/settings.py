@@ -16,6 +16,8 @@ from orchestration_protocol.contract import (
     ENV_AGENT_USER,
     ENV_CONTAINER,
     ENV_EGRESS_ALLOW,
+    ENV_GATEWAY_DIR,
+    ENV_GATEWAY_NODE,
     ENV_HEARTBEAT_S,
     ENV_IDLE_TIMEOUT_S,
     ENV_LEASE_S,
@@ -104,6 +106,10 @@ class WorkerSettings(BaseModel):
         if self.profile_check is None:
             return None
         return (self.profile or self.pool_profile or "default", self.profile_check)
+    gateway_dir: Path | None = None
+    """Where the gateway's sockets are (``$ORCHESTRATOR_GATEWAY_DIR``); None: in the root."""
+    gateway_node: str | None = None
+    """The node of that gateway (``$ORCHESTRATOR_GATEWAY_NODE``): only it serves the token."""
 
 
 def parse_user(value: str) -> tuple[int, int]:
@@ -147,6 +153,8 @@ def resolve_worker_settings(
         pool_profile=env.get(ENV_POOL_PROFILE) or None,
         profile=env.get(ENV_PROFILE) or None,
         profile_check=_profile_check(env.get(ENV_PROFILE_CHECK)),
+        gateway_dir=Path(env[ENV_GATEWAY_DIR]) if env.get(ENV_GATEWAY_DIR) else None,
+        gateway_node=env.get(ENV_GATEWAY_NODE) or None,
     )
 
 
