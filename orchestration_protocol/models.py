@@ -59,6 +59,10 @@ def _check_schema_version(version: int) -> int:
 SchemaVersion = Annotated[int, AfterValidator(_check_schema_version)]
 
 
+PRIORITY_LIMIT = 1_000_000
+"""A task's priority runs from ``-PRIORITY_LIMIT`` to ``PRIORITY_LIMIT``."""
+
+
 class ProtocolModel(BaseModel):
     """Common settings: unknown fields are errors, values are validated on assignment."""
 
@@ -119,6 +123,10 @@ class Task(ProtocolModel):
     """Extra non-secret environment variables for the agent."""
     max_budget_usd: float | None = Field(default=None, gt=0)
     """Most this task may spend on model requests (all attempts), enforced by the gateway."""
+    # issue 17: the queue's order (see orchestration_protocol/priorities.py)
+    priority: int = Field(default=0, ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT)
+    """Higher starts first among ready tasks (ties: the older first); ``priorities.csv`` in the
+    root overrides it without rewriting this file."""
     created_at: datetime | None = None
     """When the task was written."""
     schema_version: SchemaVersion = SCHEMA_VERSION

@@ -1,0 +1,98 @@
+"""The priorities file (``<root>/priorities.csv``) and the queue's order, on real files."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestration_protocol.models import Task
+from orchestration_protocol.priorities import (
+    PRIORITIES_FILE,
+    Priorities,
+    ordered,
+    ordered_by,
+    parse_priorities,
+    read_priorities,
+)
+
+START = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+def task(task_id: str, minutes: int = 0, priority: int = 0) -> Task:
+    return Task(id=task_id, prompt="p", created_at=START + timedelta(minutes=minutes),
+                priority=priority)  # fmt: skip
+
+
+def test_without_a_file_the_task_priority_then_age_then_id_decide() -> None:
+    tasks = [task("b", 1), task("a", 1), task("old", 0), task("urgent", 5, priority=3)]
+    assert [t.id for t in ordered(tasks, Priorities())] == ["urgent", "old", "a", "b"]
+
+
+def test_the_file_overrides_the_task_exact_ids_beat_globs_and_later_lines_win(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / PRIORITIES_FILE).write_text(
+        "task, priority\n"
+        "# the release first\n"
+        "release-*, 10\n"
+        "release-notes, -1   # but not its notes\n"
+        "\n"
+        "docs-?, 5\n"
+        "docs-*, 7\n"
+        "urgent, 0\n"
+    )
+    priorities = read_priorities(tmp_path)
+    assert priorities.problems == ()
+    tasks = [task("urgent", 0, priority=50), task("release-1", 3), task("release-notes", 1),
+             task("docs-a", 2), task("plain", 4)]  # fmt: skip
+    assert [t.id for t in ordered(tasks, priorities)] == [
+        "release-1", "docs-a", "urgent", "plain", "release-notes"
+    ]  # fmt: skip
+    pairs = [(t, n) for n, t in enumerate(tasks)]
+    assert [p[1] for p in ordered_by(pairs, priorities, lambda p: p[0])] == [1, 3, 0, 4, 2]
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("lonely", "'lonely' has 1 fields; write 'task id or glob, priority'."),
+        ("a, 1, 2", "'a, 1, 2' has 3 fields; write 'task id or glob, priority'."),
+        ("../etc, 1", "'../etc' is not a task id or glob"),
+        ("a b, 1", "'a b' is not a task id or glob"),
+        (", 4", "'' is not a task id or glob"),
+        ("a, high", "the priority 'high' is not a whole number; write one such as 10 or -5."),
+        ("a, 1.5", "the priority '1.5' is not a whole number"),
+        ("a, 99999999", "the priority 99999999 is out of range"),
+    ],
+)
+def test_a_bad_line_is_reported_with_its_number_and_the_others_apply(
+    line: str, reason: str
+) -> None:
+    priorities = parse_priorities(f"# comment\ngood, 3\n{line}\nlater, -2\n")
+    assert [(r.pattern, r.priority, r.line) for r in priorities.rules] == [
+        ("good", 3, 2), ("later", -2, 4)
+    ]  # fmt: skip
+    [problem] = priorities.problems
+    assert problem.line == 3 and problem.message.startswith(f"{PRIORITIES_FILE} line 3: ")
+    assert reason in problem.message and problem.message.endswith(".")
+
+
+def test_a_header_is_only_a_header_on_the_first_line() -> None:
+    priorities = parse_priorities("a, 1\ntask, priority\n")
+    assert [p.line for p in priorities.problems] == [2]
+
+
+def test_an_unreadable_file_is_one_problem(tmp_path: Path) -> None:
+    (tmp_path / PRIORITIES_FILE).write_bytes(b"\xff\xfe bad, 1\n")
+    priorities = read_priorities(tmp_path)
+    assert priorities.rules == () and priorities.problems[0].line == 0
+    assert "UTF-8" in priorities.problems[0].message
+
+
+def test_a_task_file_may_carry_a_priority_and_it_is_bounded() -> None:
+    assert Task(id="t", prompt="p").priority == 0
+    assert Task.model_validate({"id": "t", "prompt": "p", "priority": -4}).priority == -4
+    with pytest.raises(ValueError, match="priority"):
+        Task.model_validate({"id": "t", "prompt": "p", "priority": 10**7})
