@@ -49,6 +49,7 @@ from .details import (
     task_patch,
 )
 from .events import BoardHub
+from .project import project_info
 from .security import SecurityHeaders, TokenGate
 from .static_files import INDEX, STATIC_DIR
 
@@ -77,6 +78,10 @@ async def index(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
+
+
+async def project(request: Request) -> Response:
+    return _json(project_info().model_dump())
 
 
 async def board(request: Request) -> Response:
@@ -202,6 +207,7 @@ def create_app(
         Route("/", index, methods=get),
         Route("/healthz", healthz, methods=get),
         Route("/api/board", board, methods=get),
+        Route("/api/project", project, methods=get),
         Route("/api/events", events, methods=get),
         Route("/api/egress", egress, methods=get),
         Route("/api/tasks/{task_id}", task, methods=get),

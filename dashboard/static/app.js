@@ -546,6 +546,21 @@ async function loadEgress() {
 
 // --- start ------------------------------------------------------------------------------------------
 
+// --- the project served, and the others' dashboards (issue 17) -----------------------------
+
+async function loadProject() {
+  let info;
+  try { info = await getJSON("/api/project"); } catch { return; }
+  const project = $("project");
+  project.hidden = !info.project;
+  project.textContent = info.project || "";
+  if (info.project) document.title = `${info.project} · claude-orchestrator`;
+  const links = info.links.filter((link) => /^https?:\/\//.test(link.url));
+  $("projects").hidden = links.length === 0;
+  $("projects").replaceChildren(...links.map((link) =>
+    h("a", { href: link.url, class: "project-link", rel: "noopener noreferrer", text: link.name })));
+}
+
 function renderAll() {
   renderSummary();
   renderTimeline(); // first: it measures the page, which is cheap before the table is filled
@@ -570,6 +585,7 @@ function tick() {
 renderLegend();
 renderFilters();
 renderSummary();
+loadProject();
 connect();
 loadEgress();
 fromHash();
