@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -96,3 +97,32 @@ def test_a_task_file_may_carry_a_priority_and_it_is_bounded() -> None:
     assert Task.model_validate({"id": "t", "prompt": "p", "priority": -4}).priority == -4
     with pytest.raises(ValueError, match="priority"):
         Task.model_validate({"id": "t", "prompt": "p", "priority": 10**7})
+
+
+@pytest.mark.parametrize("polling", [False, True])
+def test_the_watcher_reports_the_priorities_file_when_asked_and_only_then(
+    tmp_path: Path, polling: bool
+) -> None:
+    from orchestration_protocol import Layout, ProtocolWatcher
+    from tests.test_watcher import Recorder, quick_write
+
+    layout = Layout(tmp_path / "root").ensure()
+    path = layout.root / PRIORITIES_FILE
+    path.write_text("a, 1\n")  # before it starts: reported by the first scan
+    asked, others = Recorder(), Recorder()
+    kinds = ("task", "priorities")
+    with ProtocolWatcher(layout.root, asked, kinds=kinds, polling=polling, rescan_interval_s=0.2), \
+            ProtocolWatcher(layout.root, others, polling=polling, rescan_interval_s=0.2):  # fmt: skip
+        assert asked.wait_for(1, timeout=10)
+        quick_write(path, b"a, 2\n")  # an editor's save: write then rename
+        assert asked.wait_for(2, timeout=10)
+        with path.open("a") as edited:  # or in place
+            edited.write("b, 3\n")
+        assert asked.wait_for(3, timeout=10)
+        (layout.root / "priorities.csv~").write_text("backup")
+        (layout.root / "notes.txt").write_text("not ours")
+        time.sleep(0.6)
+    assert len(asked.events) >= 3
+    assert {(e.kind, e.task_id, e.path) for e in asked.events} == {("priorities", "", path)}
+    assert others.events == []
+    assert [r.priority for r in read_priorities(layout.root).rules] == [2, 3]
