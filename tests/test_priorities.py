@@ -126,3 +126,39 @@ def test_the_watcher_reports_the_priorities_file_when_asked_and_only_then(
     assert {(e.kind, e.task_id, e.path) for e in asked.events} == {("priorities", "", path)}
     assert others.events == []
     assert [r.priority for r in read_priorities(layout.root).rules] == [2, 3]
+
+
+def test_a_warm_pool_worker_takes_the_highest_ready_task_first(tmp_path: Path) -> None:
+    """One idle pool worker (a real process), three tasks it may not take yet (their repository
+    is not mirrored), a priorities file; once the mirror is there it claims the one the file
+    puts first, though it is the newest, and only that one."""
+    from orchestration_protocol import Layout, write_task
+    from orchestration_protocol.mirrors import mirror_dir
+    from tests.gitrepo import git, make_remote
+    from tests.test_pool import beat, command_task, result_of, start_warm, wait_until
+
+    layout = Layout(tmp_path / "root").ensure()
+    remote = make_remote(tmp_path)
+    beat(layout)
+    worker = start_warm(layout, "w1")
+    try:
+        for n, task_id in enumerate(("old-high-in-file", "older", "newest-top")):
+            created = START + timedelta(minutes=n)
+            priority = 50 if task_id == "old-high-in-file" else 0
+            write_task(layout, command_task(task_id, f"echo {n} > {task_id}.txt", remote,
+                                            created_at=created, priority=priority))  # fmt: skip
+        (layout.root / PRIORITIES_FILE).write_text(
+            "newest-*, 100\nold-high-in-file, -1\nbad line\n"
+        )
+        git("clone", "--quiet", "--bare", str(remote), str(mirror_dir(layout, str(remote))))
+        wait_until(lambda: layout.result_file("newest-top").exists(), what="newest-top's result")
+        assert result_of(layout, "newest-top").status == "success"
+        assert worker.wait(timeout=30) == 0  # one task, then it ends
+        assert (
+            not layout.claim_dir("older").exists()
+            and not layout.claim_dir("old-high-in-file").exists()
+        )
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
