@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from orchestration_protocol import utc_now
 from orchestration_protocol.gateway import GatewayCaller, LedgerEntry
 
+from . import metrics
 from .ledger import Ledger
 from .prices import cost_usd
 
@@ -61,6 +62,7 @@ class Exchange:
             if self.metered:
                 self.ledger.record(entry)
         self._log(status, outcome, entry, retries, error)
+        metrics.exchange_ended(self.path, status, outcome, error, time.monotonic() - self.started)
         return entry
 
     def _log(
