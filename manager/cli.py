@@ -13,12 +13,14 @@ import typer
 from .commands import app, spawn_worker_app
 from .commands.common import hoist_global_options, interrupt
 from .errors import EXIT_BAD_INPUT, EXIT_OK
+from .output import escaped_output
 
 
 def _run(typer_app: typer.Typer, argv: Sequence[str] | None, prog: str) -> int:
     signal.signal(signal.SIGTERM, interrupt)
     try:
-        typer_app(args=list(argv) if argv is not None else None, prog_name=prog)
+        with escaped_output():
+            typer_app(args=list(argv) if argv is not None else None, prog_name=prog)
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_BAD_INPUT)

@@ -2,23 +2,88 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
-from typing import Any
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 import typer
 from rich.console import Console
+from rich.segment import Segment
 
 from orchestration_protocol import InvalidFile, ProtocolError
+from orchestration_protocol.untrusted import escape_controls
 
 from .errors import EXIT_BAD_INPUT, ManagerError
 
 
+class EscapingStream(io.TextIOBase):
+    """A text stream that shows control characters as visible escapes before they reach the
+    terminal (:func:`escape_controls`): what the CLI prints holds text that came from agents
+    (output, logs, errors, file names, a planner's prompts), and an OSC or CSI sequence in it
+    must not set the title, write the clipboard, clear the screen or fake colours."""
+
+    def __init__(self, raw: TextIO) -> None:
+        self.raw = raw
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.raw, "encoding", None) or "utf-8"
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return getattr(self.raw, "errors", None) or "strict"
+
+    def write(self, text: str) -> int:
+        self.raw.write(escape_controls(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def isatty(self) -> bool:
+        return self.raw.isatty()
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+
+def raw_stream(stream: TextIO) -> TextIO:
+    """The stream under an :class:`EscapingStream` (rich writes its own colours there)."""
+    return stream.raw if isinstance(stream, EscapingStream) else stream
+
+
+@contextmanager
+def escaped_output() -> Iterator[None]:
+    """While inside, ``sys.stdout`` and ``sys.stderr`` escape control characters."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout = EscapingStream(raw_stream(sys.stdout))
+    sys.stderr = EscapingStream(raw_stream(sys.stderr))
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+class SafeConsole(Console):
+    """A rich console that escapes control characters in every piece of text it renders,
+    whatever the renderable (tables, text, live views), while the colours and cursor moves that
+    rich adds itself still work."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            segment if segment.control else segment._replace(text=escape_controls(segment.text))
+            for segment in buffer
+        )
+
+
 def console(stderr: bool = False) -> Console:
     """A console on the current stdout/stderr (made per call: tests swap the streams)."""
-    stream = sys.stderr if stderr else sys.stdout
+    stream = raw_stream(sys.stderr if stderr else sys.stdout)
     width = None if stream.isatty() else 160  # a pipe or a file: no terminal width to honour
-    return Console(file=stream, highlight=False, width=width)
+    return SafeConsole(file=stream, highlight=False, width=width)
 
 
 def emit_json(data: Any) -> None:

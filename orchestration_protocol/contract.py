@@ -14,6 +14,8 @@ import os
 from enum import IntEnum
 from pathlib import Path
 
+from . import tree_limits
+
 ENV_ROOT = "ORCHESTRATION_DIR"
 """The orchestration root (the shared volume's mount point)."""
 ENV_WORKER_ID = "WORKER_ID"
@@ -42,6 +44,14 @@ ENV_POOL = "ORCHESTRATOR_POOL"
 """A warm pool's worker (``orchestrator-worker --warm``): the pool it belongs to."""
 ENV_POOL_PROFILE = "ORCHESTRATOR_POOL_PROFILE"
 """A warm pool's worker: the profile of the tasks it may take."""
+ENV_MAX_CHANGE_BYTES = tree_limits.ENV_MAX_CHANGE_BYTES
+"""Most bytes one task's change may hold, every path in full (default 512 MiB)."""
+ENV_MAX_LOG_BYTES = "ORCHESTRATOR_MAX_LOG_BYTES"
+"""Most bytes of the agent's output one attempt writes to ``logs/<id>.log`` (default 64 MiB)."""
+ENV_MAX_OUTPUT_BYTES = "ORCHESTRATOR_MAX_OUTPUT_BYTES"
+"""Most bytes of the result's ``output`` (default 256 KiB; the rest is cut with a marker)."""
+ENV_MAX_BUDGET_USD = "ORCHESTRATOR_MAX_BUDGET_USD"
+"""The task's budget, passed to Claude Code as ``--max-budget-usd``."""
 DEFAULT_SECRETS_DIR = Path("/run/orchestrator-secrets")
 
 SECRET_NAMES = (

@@ -10,7 +10,7 @@ never rewritten). One rule a line, ``task id or glob, priority``::
 
 Blank lines and ``#`` comments are allowed, and so is a header line ``task,priority``. An exact
 id beats a glob; among rules of one kind the later line wins (append a line to override). A
-task no rule names keeps the ``priority`` of its file (default 0). Higher runs first; ties go to
+task no rule names keeps the ``priority`` of its file (0 when it has none). Higher runs first; ties go to
 the older task (``created_at``), then to the id. A bad line is skipped and reported (its number
 and one sentence), the others still apply.
 """
@@ -80,7 +80,7 @@ class Priorities:
             for rule in reversed(self.rules):
                 if rule.is_glob != exact and rule.matches(task.id):
                     return rule.priority
-        return task.priority
+        return task.priority or 0
 
 
 def _parse_line(number: int, text: str) -> PriorityRule | BadPriorityLine | None:

@@ -22,7 +22,7 @@ if docker info >/dev/null 2>&1; then
 fi
 
 .venv/bin/ruff check .
-.venv/bin/mypy orchestration_protocol worker manager scripted_model gateway dashboard
+.venv/bin/mypy orchestration_protocol orchestration_views worker manager scripted_model gateway dashboard
 
 set +e
 .venv/bin/pytest "$@"

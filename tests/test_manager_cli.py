@@ -231,13 +231,15 @@ def test_logs_result_and_schema(cli, layout: Layout) -> None:
     code, out, _ = cli("logs", "t1", "-f")
     assert code == 0 and "line-one" in out and "result: success" in out
     code, out, _ = cli("logs", "t1", "--tail", "1")
-    assert out.count("\n") == 1
+    header, opening, *body, closing = out.splitlines()
+    assert "untrusted data" in header and opening == "```text" and closing == "```"
+    assert len(body) == 1
     code, out, _ = cli("logs", "t1", "--worker")
     assert "line-two" in out
     code, out, _ = cli("result", "t1")
     assert code == 0 and "t1: success" in out and "line-two" in out
     code, out, _ = cli("schema")
-    assert set(json.loads(out)) == {"task", "claim", "status", "result", "cancel", "plan"}
+    assert set(json.loads(out)) == {"task", "claim", "status", "result", "cancel", "plan", "round"}
     code, out, _ = cli("schema", "task")
     assert json.loads(out)["title"] == "Task"
 

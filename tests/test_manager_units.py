@@ -25,10 +25,9 @@ from manager.backends.services import Check, GatewaySpec, Simulation
 from manager.config import resolve_settings
 from manager.credentials import redact
 from manager.errors import PlanInvalid, ProfilesInvalid, UnknownProfile, VolumeNotWritable
-from manager.plan import create_plan, create_task
 from manager.profiles import Profile, load_profiles, resolve_profile
-from manager.progress import assess
-from manager.recovery import recover_ended_worker, recover_lost_task
+from manager.run.recovery import recover_ended_worker, recover_lost_task
+from manager.tasks.create import create_plan, create_task
 from orchestration_protocol import (
     Layout,
     Result,
@@ -41,6 +40,7 @@ from orchestration_protocol import (
     utc_now,
     write_task,
 )
+from orchestration_views.progress import assess
 
 # --- profiles ----------------------------------------------------------------------------------
 
@@ -59,7 +59,9 @@ def test_profiles_file_overrides_and_extends(tmp_path: Path, monkeypatch) -> Non
         "tiny:\n  image: claude-worker\n  cpus: 0.5\n  env: {MODE: fast}\n  agent: command\n"
     )
     monkeypatch.setenv("ORCHESTRATOR_PROFILES", str(path))
-    profiles = load_profiles(tmp_path)
+    settings = resolve_settings(tmp_path)
+    assert settings.profiles_path == path  # the environment is read once, into the settings
+    profiles = load_profiles(settings.root, settings.profiles_path)
     assert profiles["flutter"].image == "claude-worker" and profiles["flutter"].memory == "1g"
     assert profiles["tiny"].env == {"MODE": "fast"} and profiles["tiny"].agent == "command"
     assert profiles["default"].image == "claude-worker"
@@ -370,3 +372,23 @@ def test_settings_take_the_environment(monkeypatch, tmp_path: Path) -> None:
     settings = resolve_settings()
     assert settings.root == tmp_path and settings.volume == "my-volume"
     assert settings.repo_url == "https://example.invalid/r.git"
+
+
+def test_settings_read_the_environment_they_are_given_once(tmp_path: Path) -> None:
+    env = {
+        "ORCHESTRATOR_BACKEND": "local",
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:9/model",
+        "ANTHROPIC_MODEL": "claude-test",
+        "GIT_USER_NAME": "Ada",
+        "AWS_REGION": "eu-west-1",
+        "ORCHESTRATOR_PROFILES": str(tmp_path / "profiles.yaml"),
+    }
+    settings = resolve_settings(tmp_path, env=env)
+    assert settings.backend == "local" and settings.upstream == "http://127.0.0.1:9/model"
+    assert settings.worker_env == {
+        "ANTHROPIC_MODEL": "claude-test", "AWS_REGION": "eu-west-1", "GIT_USER_NAME": "Ada"
+    }  # fmt: skip
+    assert settings.gateway_env == {"AWS_REGION": "eu-west-1"}
+    assert settings.model_switches == ["ANTHROPIC_BASE_URL"]
+    assert settings.profiles_path == tmp_path / "profiles.yaml"
+    assert resolve_settings(tmp_path, env={}).worker_env == {}

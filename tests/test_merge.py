@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from manager.errors import BadInput, TaskUnknown
-from manager.merge import MergeOutcome, NotAGitRepository, WorkTreeDirty, merge_tasks
-from manager.mirror import ensure_mirror
+from manager.git.merge import MergeOutcome, NotAGitRepository, WorkTreeDirty, merge_tasks
+from manager.git.mirror import ensure_mirror
 from orchestration_protocol import Layout, Result, Task, atomic_write_bytes, read_model, write_task
 from orchestration_protocol.mirrors import mirror_dir
 from tests.gitrepo import branches, git, make_remote, show

@@ -210,7 +210,7 @@ def test_a_cold_worker_that_lost_the_race_to_a_pool_worker_is_not_recovered(
     task first: the cold worker exits 3 (nothing to claim), and the pool worker's claim is left
     alone instead of getting a failed result."""
     from manager.backends import WorkerRecord
-    from manager.recovery import recover_ended_worker
+    from manager.run.recovery import recover_ended_worker
     from orchestration_protocol import claim_task
     from tests.test_manager_units import FakeBackend
 

@@ -93,7 +93,8 @@ def test_an_unreadable_file_is_one_problem(tmp_path: Path) -> None:
 
 
 def test_a_task_file_may_carry_a_priority_and_it_is_bounded() -> None:
-    assert Task(id="t", prompt="p").priority == 0
+    assert Task(id="t", prompt="p").priority is None
+    assert b"priority" not in Task(id="t", prompt="p").to_json_bytes()  # old workers read it
     assert Task.model_validate({"id": "t", "prompt": "p", "priority": -4}).priority == -4
     with pytest.raises(ValueError, match="priority"):
         Task.model_validate({"id": "t", "prompt": "p", "priority": 10**7})

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from manager.cli import main
-from manager.ledger import LedgerCache
 from orchestration_protocol import Layout, Result, Task, claim_task, utc_now, write_task
 from orchestration_protocol.gateway import (
     EgressEntry,
@@ -24,6 +23,7 @@ from orchestration_protocol.gateway import (
     ledger_cost,
     ledger_file,
 )
+from orchestration_views.ledger import LedgerCache
 from tests.gitrepo import make_remote
 from tests.test_manager_cli import ORCHESTRATOR
 

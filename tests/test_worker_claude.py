@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from manager.mirror import ensure_mirror
+from manager.git.mirror import ensure_mirror
 from orchestration_protocol import Layout, Result, Task, read_model, write_task
 from orchestration_protocol.claude_cli import ClaudeNotFound, find_claude
 from orchestration_protocol.gateway import read_ledger

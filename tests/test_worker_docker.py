@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from manager.backends.docker import RUNTIME_CAPS, WORKER_ROOT
+from manager.backends.docker import RUNTIME_CAPS, WORKER_ROOT, worker_confinement
+from manager.profiles import Profile
 from orchestration_protocol import Layout, Result, Task, read_model, request_cancel, write_task
 from orchestration_protocol.mirrors import mirror_dir
 from tests.conftest import require
@@ -61,14 +62,14 @@ def run_worker(
     pool: bool = False,
     volumes: dict[str, dict[str, str]] | None = None,
 ):
-    """Start ``orchestrator-worker --task`` (or ``--pool``) hardened as the Docker backend does."""
+    """Start ``orchestrator-worker --task`` (or ``--pool``) hardened as the Docker backend does
+    (its init, read-only root, ``/tmp`` tmpfs and log options are the backend's own)."""
     name = f"worker-{task_id}-{secrets.token_hex(3)}"
     container = docker_client.containers.create(
         image,
         ["--pool"] if pool else ["--task", task_id],
         name=name,
         user="0:0",
-        init=True,
         cap_drop=["ALL"],
         cap_add=RUNTIME_CAPS,
         security_opt=["no-new-privileges"],
@@ -85,6 +86,7 @@ def run_worker(
             **(env or {}),
         },
         volumes={str(layout.root): {"bind": WORKER_ROOT, "mode": "rw"}, **(volumes or {})},
+        **worker_confinement(Profile(name="default", image=image, memory="1g")),
     )
     container.start()
     if detach:

@@ -7,7 +7,6 @@ log line (for ``logs/<id>.log`` and ``docker logs``) and, at the end, an :class:
 from __future__ import annotations
 
 import json
-import os
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,43 @@ and reports your changes when you finish. End with a short summary: what you cha
 files, and anything left undone."""
 
 OUTPUT_TAIL_LINES = 200
+OUTPUT_TAIL_BYTES = 1024 * 1024
+"""A command's output kept for its result: its last lines, at most this many characters."""
+TRANSCRIPT_MAX_BYTES = 64 * 1024 * 1024
+"""Most characters of stream-json kept for ``transcript.jsonl`` (then one marker line)."""
+DETAIL_CHARS = 2000
+
+
+class Tail:
+    """The last lines of a stream, bounded by count and by characters."""
+
+    def __init__(self, max_lines: int, max_chars: int) -> None:
+        self.lines: deque[str] = deque()
+        self.max_lines, self.max_chars, self.chars = max_lines, max_chars, 0
+
+    def append(self, line: str) -> None:
+        line = line[-self.max_chars :]
+        self.lines.append(line)
+        self.chars += len(line) + 1
+        while len(self.lines) > self.max_lines or self.chars > self.max_chars:
+            self.chars -= len(self.lines.popleft()) + 1
+
+    def text(self, separator: str = "\n") -> str:
+        return separator.join(self.lines)
+
+
+class Transcript(list[str]):
+    """Stream-json lines for ``transcript.jsonl``, up to :data:`TRANSCRIPT_MAX_BYTES`."""
+
+    chars = 0
+
+    def keep(self, line: str) -> None:
+        if self.chars > TRANSCRIPT_MAX_BYTES:
+            return
+        self.chars += len(line) + 1
+        if self.chars > TRANSCRIPT_MAX_BYTES:
+            line = json.dumps({"type": "orchestrator", "note": "transcript cut: over its limit"})
+        self.append(line)
 
 
 @dataclass
@@ -52,9 +88,11 @@ class ClaudeAgent:
 
     task: Task
     model: str | None = None
-    transcript: list[str] = field(default_factory=list)
+    max_budget_usd: str | None = None
+    """Passed as ``--max-budget-usd``."""
+    transcript: Transcript = field(default_factory=Transcript)
     _result: dict[str, Any] | None = None
-    _tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    _tail: Tail = field(default_factory=lambda: Tail(20, DETAIL_CHARS))
 
     def command(self) -> list[str]:
         try:
@@ -79,8 +117,8 @@ class ClaudeAgent:
         model = self.task.model or self.model
         if model:
             command += ["--model", model]
-        if budget := os.environ.get("ORCHESTRATOR_MAX_BUDGET_USD"):
-            command += ["--max-budget-usd", budget]
+        if self.max_budget_usd:
+            command += ["--max-budget-usd", self.max_budget_usd]
         return command
 
     def stdin_text(self) -> str:
@@ -95,7 +133,7 @@ class ClaudeAgent:
             return [line] if line.strip() else []
         if not isinstance(event, dict):
             return [line]
-        self.transcript.append(line)
+        self.transcript.keep(line)
         kind = event.get("type")
         if kind == "result":
             self._result = event
@@ -109,7 +147,7 @@ class ClaudeAgent:
     def report(self, exit_code: int) -> AgentReport:
         result = self._result
         if result is None:
-            detail = " | ".join(self._tail) or "no output"
+            detail = self._tail.text(" | ") or "no output"
             return AgentReport(
                 is_error=True, error=f"claude exited {exit_code} without a result: {detail[-500:]}"
             )
@@ -173,8 +211,8 @@ class CommandAgent:
     """Runs the prompt as a shell command in the clone (``agent: command``; needs no model)."""
 
     task: Task
-    transcript: list[str] = field(default_factory=list)
-    _tail: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_TAIL_LINES))
+    transcript: Transcript = field(default_factory=Transcript)
+    _tail: Tail = field(default_factory=lambda: Tail(OUTPUT_TAIL_LINES, OUTPUT_TAIL_BYTES))
 
     def command(self) -> list[str]:
         return ["/bin/sh", "-c", self.task.prompt]
@@ -187,7 +225,7 @@ class CommandAgent:
         return [line]
 
     def report(self, exit_code: int) -> AgentReport:
-        output = "\n".join(self._tail)
+        output = self._tail.text()
         failed = exit_code != 0
         return AgentReport(
             output=output,
@@ -201,7 +239,7 @@ class CommandAgent:
 Agent = ClaudeAgent | CommandAgent
 
 
-def agent_for(task: Task, model: str | None) -> Agent:
+def agent_for(task: Task, model: str | None, max_budget_usd: str | None = None) -> Agent:
     if task.agent == AgentKind.COMMAND:
         return CommandAgent(task)
-    return ClaudeAgent(task, model=model)
+    return ClaudeAgent(task, model=model, max_budget_usd=max_budget_usd)

@@ -9,7 +9,6 @@ configuration, 3 nothing to claim (already claimed or finished), 4 the claim was
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -53,6 +52,7 @@ def run_one(settings: WorkerSettings, task_id: str, stop: StopFlag, *, force: bo
         return RET_USAGE
     except InvalidFile as error:
         return _reject_invalid_task(layout, task_id, error, settings)
+    layout.ensure()  # a root of hand-dropped task files has tasks/ alone
     handle = claim(
         layout, task_id, worker_id=settings.worker_id, lease_s=settings.lease_s, force=force
     )
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.pool:
             return run_pool(settings, stop)
         if args.warm:
-            pool = args.pool_name or os.environ.get(ENV_POOL)
+            pool = args.pool_name or settings.pool
             if not pool:
                 print(
                     f"orchestrator-worker: --warm needs a pool; give --pool-name or set {ENV_POOL} "
@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return RET_USAGE
-            profile = args.profile or os.environ.get(ENV_POOL_PROFILE) or DEFAULT_PROFILE
+            profile = args.profile or settings.pool_profile or DEFAULT_PROFILE
             return run_warm(settings, stop, pool, profile)
         return run_one(settings, args.task, stop, force=args.force)
     except ProtocolError as error:

@@ -16,6 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TERM_GRACE_S = 3.0
+MAX_LINE_BYTES = 4 * 1024 * 1024
+"""Longest output line handed on whole; the rest of a longer one is dropped, with a marker."""
+READ_CHUNK = 64 * 1024
+OOM_FIRST = '{ echo 1000 > /proc/self/oom_score_adj; } 2>/dev/null; exec "$@"'
+"""Run before the agent's command: the kernel's OOM killer takes the agent (and everything it
+starts, which inherits the score) before the runtime, whose score stays as it was."""
 
 
 @dataclass
@@ -49,19 +55,7 @@ def run_supervised(
     own, which the group kill misses): only in a container, where the pid namespace holds no
     one else's processes of that uid.
     """
-    process = subprocess.Popen(
-        list(command),
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        user=user[0] if user else None,
-        group=user[1] if user else None,
-        extra_groups=[] if user else None,
-        umask=0o022 if user else -1,
-    )
+    process = _start(command, cwd, env, stdin_text is not None, user)
     reader = threading.Thread(target=_pump, args=(process, on_line), daemon=True)
     reader.start()
     if stdin_text is not None and process.stdin is not None:
@@ -86,6 +80,29 @@ def run_supervised(
     return ProcessOutcome(exit_code=exit_code, stopped_because=stopped_because)
 
 
+def _start(
+    command: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    with_stdin: bool,
+    user: tuple[int, int] | None,
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a session of its own, first raising its OOM score (``OOM_FIRST``)."""
+    return subprocess.Popen(
+        ["/bin/sh", "-c", OOM_FIRST, "agent", *command],
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.PIPE if with_stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        user=user[0] if user else None,
+        group=user[1] if user else None,
+        extra_groups=[] if user else None,
+        umask=0o022 if user else -1,
+    )
+
+
 def kill_every_process_of(user: tuple[int, int]) -> None:
     """SIGKILL every process of ``user``'s uid in this pid namespace: ``kill(-1)`` as that uid,
     which the kernel applies to all of them at once (none can fork away meanwhile)."""
@@ -104,8 +121,43 @@ def kill_every_process_of(user: tuple[int, int]) -> None:
 
 def _pump(process: subprocess.Popen[bytes], on_line: Callable[[str], None]) -> None:
     assert process.stdout is not None
-    for raw in process.stdout:
-        on_line(raw.decode("utf-8", errors="replace").rstrip("\n"))
+    reader = LineReader(on_line)
+    fd = process.stdout.fileno()
+    while chunk := os.read(fd, READ_CHUNK):
+        reader.feed(chunk)
+    reader.finish()
+
+
+class LineReader:
+    """Splits a byte stream into lines of at most ``max_bytes``, in memory bounded by that: the
+    rest of a longer line is dropped and the line ends with a marker saying how long it was."""
+
+    def __init__(self, on_line: Callable[[str], None], max_bytes: int = MAX_LINE_BYTES) -> None:
+        self.on_line, self.max_bytes = on_line, max_bytes
+        self.buffer = bytearray()
+        self.dropped = 0
+        """Bytes of the current line not kept (over ``max_bytes``)."""
+
+    def feed(self, chunk: bytes) -> None:
+        while chunk:
+            end = chunk.find(b"\n")
+            part, chunk = (chunk, b"") if end < 0 else (chunk[:end], chunk[end + 1 :])
+            room = self.max_bytes - len(self.buffer)
+            self.buffer += part[:room]
+            self.dropped += max(0, len(part) - room)
+            if end >= 0:
+                self._emit()
+
+    def finish(self) -> None:
+        if self.buffer or self.dropped:
+            self._emit()
+
+    def _emit(self) -> None:
+        line = self.buffer.decode("utf-8", errors="replace")
+        if self.dropped:
+            line += f" [line cut: {len(self.buffer) + self.dropped} bytes, over {self.max_bytes}]"
+        self.buffer, self.dropped = bytearray(), 0
+        self.on_line(line)
 
 
 def _terminate_group(process: subprocess.Popen[bytes]) -> None:

@@ -20,13 +20,23 @@ import shutil
 import stat
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from orchestration_protocol import atomic_write_bytes
 from orchestration_protocol.mirrors import task_branch
+from orchestration_protocol.tree_limits import (
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_TOTAL_BYTES,
+    ChangeLimits,
+    change_problem,
+)
 
 from .errors import GitFailed, NoRepository, WorkTreeRefused
 
+MAX_LINK_TARGET = 4096
+"""Longest symlink target taken (the kernel's PATH_MAX)."""
+MAX_LINK_HOPS = 40
+"""Most links one path may go through (the kernel's limit)."""
 CREDENTIAL_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
 MiB = 1024 * 1024
 RUNTIME_GIT_CONFIG = """\
@@ -50,10 +60,12 @@ def redact(text: str) -> str:
 class Limits:
     """What the runtime agrees to take from a work tree."""
 
-    max_file_bytes: int = 100 * MiB
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     """Largest single file that is committed."""
     max_files: int = 200_000
     """Most files the work tree may hold."""
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+    """Most bytes the change may hold, every path in full (see ``tree_limits``)."""
     max_patch_bytes: int = 64 * MiB
     """Largest ``changes.patch``."""
     max_bundle_bytes: int = 512 * MiB
@@ -149,8 +161,9 @@ def prepare(
     and the branch."""
     if not (mirror / "HEAD").is_file():
         raise NoRepository(
-            f"The volume holds no mirror of {redact(url)} (expected {mirror}); start workers "
-            "with 'orchestrator spawn' or 'spawn-worker', which make it."
+            f"The volume holds no mirror of {redact(url)} (expected {mirror}); make it with "
+            f"'orchestrator --root {mirror.parent.parent} mirror {redact(url)}', or start "
+            "workers with 'orchestrator spawn' or 'spawn-worker', which make it."
         )
     env = workspace.env()
     pick = ["--branch", branch] if branch else []
@@ -205,10 +218,12 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
 
 
 def check_work_tree(workspace: Workspace, limits: Limits) -> None:
-    """Refuse a tree the runtime will not read: a file over the limit, too many files, a
-    symlink out of the clone, or a nested repository (git would run ``status`` in a submodule
-    whose ``.git`` the agent made, with that repository's config: filters run as the runtime).
-    Nothing is read but names and sizes (``lstat``). No agent process may be left running (see
+    """Refuse a tree the runtime will not read: a file over the limit, too many files or bytes,
+    a symlink that lands out of the clone, or a nested repository (git would run ``status`` in a
+    submodule whose ``.git`` the agent made, with that repository's config: filters run as the
+    runtime). Nothing is read but names, sizes (``lstat``) and link targets. Every path the base
+    commit does not hold at the same size counts in full (hard links too), so the total is
+    refused before git hashes a byte. No agent process may be left running (see
     ``process.run_supervised``), or this check races with the commit."""
     env = workspace.env()
     listing = git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], env)
@@ -218,35 +233,102 @@ def check_work_tree(workspace: Workspace, limits: Limits) -> None:
             f"The work tree holds {len(paths)} files, over the limit of {limits.max_files}; "
             "nothing was committed."
         )
-    root = workspace.work_tree
+    tree = _TreeCheck(Path(os.path.realpath(workspace.work_tree)), limits, _base_sizes(env))
     for relative in paths:
-        full = root / relative
+        tree.check(relative)
+
+
+def _base_sizes(env: dict[str, str]) -> dict[str, int]:
+    """The size of every file of the base commit (``HEAD`` before the commit), by path."""
+    sizes = {}
+    for record in git(["ls-tree", "-r", "-z", "-l", "HEAD"], env).split("\0"):
+        meta, _, path = record.partition("\t")
+        size = meta.split()[-1] if meta else "-"
+        if size.isdigit():
+            sizes[path] = int(size)
+    return sizes
+
+
+@dataclass
+class _TreeCheck:
+    """One pass over the work tree's paths (see :func:`check_work_tree`)."""
+
+    root: Path
+    """The clone's real path (symlinks resolved)."""
+    limits: Limits
+    base_sizes: dict[str, int]
+    """What the base commit holds, by path: a path at the same size there is not counted."""
+    total: int = 0
+
+    def check(self, relative: str) -> None:
+        full = self.root / relative
         try:
             info = full.lstat()
         except OSError:
-            continue  # deleted: a deletion is fine
-        if full.is_symlink():
-            _check_link(root, relative, os.readlink(full))
+            return  # deleted: a deletion is fine
+        if stat.S_ISLNK(info.st_mode):
+            _check_link(self.root, relative)
         elif stat.S_ISDIR(info.st_mode) and os.path.lexists(full / ".git"):
             raise WorkTreeRefused(
                 f"The work tree holds a nested git repository at {relative.rstrip('/')} (a "
                 "submodule's checkout or a .git of its own); the runtime's git would read its "
                 "config and run its filters, so nothing was committed."
             )
-        elif info.st_size > limits.max_file_bytes:
+        elif stat.S_ISREG(info.st_mode):
+            self._count(relative, info.st_size)
+
+    def _count(self, relative: str, size: int) -> None:
+        if size > self.limits.max_file_bytes:
             raise WorkTreeRefused(
-                f"The file {relative} is {info.st_size / MiB:.0f} MiB, over the limit of "
-                f"{limits.max_file_bytes / MiB:.0f} MiB; nothing was committed."
+                f"The file {relative} is {size / MiB:.0f} MiB, over the limit of "
+                f"{self.limits.max_file_bytes / MiB:.0f} MiB; nothing was committed."
+            )
+        if self.base_sizes.get(relative) != size:
+            self.total += size
+        if self.total > self.limits.max_total_bytes:
+            raise WorkTreeRefused(
+                f"The work tree's changes hold over {self.limits.max_total_bytes / MiB:.0f} MiB "
+                "(every path counted in full, hard links too), over the limit; nothing was "
+                "committed."
             )
 
 
-def _check_link(root: Path, relative: str, target: str) -> None:
-    resolved = os.path.normpath(os.path.join(os.path.dirname(relative), target))
-    if os.path.isabs(target) or resolved == ".." or resolved.startswith("../"):
+def _check_link(root: Path, relative: str) -> None:
+    """Refuse a symlink that lands outside the clone, or in its ``.git``, once resolved against
+    the real tree (every link of the chain followed, ``s -> .`` included), whatever its text
+    says. Resolution never goes above the clone's root on the way either, so a link that climbs
+    out and back in (``../repo/x``) is refused: in another clone of another name it lands
+    elsewhere."""
+    target = os.readlink(root / relative)
+    if len(target) > MAX_LINK_TARGET or _landing(root, relative) is None:
         raise WorkTreeRefused(
-            f"The symlink {relative} points out of the clone (to {target}); it is not "
-            "committed, and nothing else was."
+            f"The symlink {relative} points out of the clone (to {target[:200]}), or through "
+            f"more than {MAX_LINK_HOPS} links; it is not committed, and nothing else was."
         )
+
+
+def _landing(root: Path, relative: str) -> list[str] | None:
+    """The path (components under ``root``) where ``relative`` lands with every symlink
+    followed; None when it leaves the root at any step, goes through an absolute link or too
+    many links, or lands in ``.git``."""
+    pending, hops = list(PurePosixPath(relative).parts), 0
+    current: list[str] = []
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if not current:
+                return None
+            current.pop()
+        elif part not in ("", "."):
+            current.append(part)
+            link = root.joinpath(*current)
+            if os.path.islink(link):
+                target, hops = os.readlink(link), hops + 1
+                if os.path.isabs(target) or hops > MAX_LINK_HOPS:
+                    return None
+                current.pop()
+                pending[:0] = PurePosixPath(target).parts
+    return None if current[:1] == [".git"] else current
 
 
 @dataclass
@@ -273,6 +355,16 @@ def commit_all(workspace: Workspace, message: str, base_commit: str) -> ChangeSu
         insertions += int(added) if added.isdigit() else 0
         deletions += int(removed) if removed.isdigit() else 0
     return ChangeSummary(head, files, insertions, deletions)
+
+
+def check_change(workspace: Workspace, base_commit: str, head_commit: str, limits: Limits) -> None:
+    """Refuse a commit whose change is over the caps on its uncompressed content (every path in
+    full, see ``orchestration_protocol.tree_limits``), before it is bundled or pushed."""
+    caps = ChangeLimits(max_file_bytes=limits.max_file_bytes, max_total_bytes=limits.max_total_bytes)
+    env = workspace.env(work_tree=False)
+    problem = change_problem(["git"], base_commit, head_commit, caps, env)
+    if problem:
+        raise WorkTreeRefused(f"The commit was refused: {problem}; nothing was bundled or pushed.")
 
 
 def save_artifacts(

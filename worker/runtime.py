@@ -65,21 +65,22 @@ AGENT_BASE_ENV = {
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
 }
 """What every agent's environment starts from (nothing of the runtime's own is inherited)."""
+MAX_FILES_LISTED = 1000
+"""Most paths a result's ``files_changed`` lists, so a result stays under the readers' limit."""
 
 
-def model_access(url: str, token: str) -> dict[str, str]:
+def model_access(url: str, token: str, settings: WorkerSettings) -> dict[str, str]:
     """How the agent's Claude Code reaches the gateway: Anthropic's API with the caller token as
     its key, or (when the manager runs on Bedrock or Vertex) that provider's gateway mode, where
     Claude Code sends no credential and the token rides in the base URL's path."""
     through = f"{url}/caller/{token}"
-    if os.environ.get("CLAUDE_CODE_USE_BEDROCK"):
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    if settings.provider == "bedrock":
         return {
             "CLAUDE_CODE_SKIP_BEDROCK_AUTH": "1",
             "ANTHROPIC_BEDROCK_BASE_URL": through,
-            "AWS_REGION": region,
+            "AWS_REGION": settings.aws_region,
         }
-    if os.environ.get("CLAUDE_CODE_USE_VERTEX"):
+    if settings.provider == "vertex":
         return {"CLAUDE_CODE_SKIP_VERTEX_AUTH": "1", "ANTHROPIC_VERTEX_BASE_URL": through}
     return {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": token}
 
@@ -132,30 +133,65 @@ class Heartbeat(threading.Thread):
 
 
 class TaskLog:
-    """Appends readable lines to ``logs/<id>.log`` and stdout, with secret values masked."""
+    """Appends readable lines to ``logs/<id>.log`` and stdout, with secret values masked. The
+    agent's lines stop at ``max_agent_bytes`` per attempt (one marker line says so); the
+    runtime's own lines, few and short, are always written."""
 
-    def __init__(self, path: Path, secrets: list[str], previous: TaskLog | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        secrets: list[str],
+        previous: TaskLog | None = None,
+        max_agent_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         if previous is not None:
             previous.close()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
         self._secrets = [value for value in secrets if len(value) >= 6]
         self._lock = threading.Lock()
+        self.max_agent_bytes = max_agent_bytes
+        self.agent_bytes: int = previous.agent_bytes if previous is not None else 0
+        """Bytes of the agent's lines written so far in this attempt."""
+
+    def mask(self, text: str) -> str:
+        """``text`` with every secret value replaced by ``***``."""
+        for value in self._secrets:
+            text = text.replace(value, "***")
+        return text
 
     def write(self, line: str) -> None:
-        for value in self._secrets:
-            line = line.replace(value, "***")
+        line = self.mask(line)
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()
             print(line, flush=True)
 
-    def write_all(self, lines: list[str]) -> None:
+    def write_agent(self, lines: list[str]) -> None:
+        """Write the agent's lines while the attempt's allowance lasts."""
         for line in lines:
+            if self.agent_bytes >= self.max_agent_bytes:
+                return
+            self.agent_bytes += len(line.encode()) + 1
+            if self.agent_bytes >= self.max_agent_bytes:
+                self.write(
+                    f"-- the agent's output is over {self.max_agent_bytes} bytes; the rest of it "
+                    "is not logged (its result is still written)"
+                )
+                return
             self.write(line)
 
     def close(self) -> None:
         self._file.close()
+
+
+def cut(text: str, max_bytes: int) -> str:
+    """``text`` if it fits in ``max_bytes`` of UTF-8, else its end with a marker in front."""
+    data = text.encode()
+    if len(data) <= max_bytes:
+        return text
+    kept = data[len(data) - max_bytes :].decode("utf-8", errors="ignore")
+    return f"[output cut: {len(data)} bytes, the last {max_bytes} kept]\n{kept}"
 
 
 class Attempt:
@@ -173,7 +209,9 @@ class Attempt:
         self.structured_output: object = None
         self.relays: list[Relay] = []
         self.last_output = time.monotonic()
-        self.log = TaskLog(self.layout.log_file(task.id), [])
+        self.log = TaskLog(
+            self.layout.log_file(task.id), [], max_agent_bytes=settings.max_log_bytes
+        )
         self.heartbeat = Heartbeat(handle, settings.heartbeat_s, stop, settings.container)
         self.result = Result(
             task_id=task.id,
@@ -208,8 +246,8 @@ class Attempt:
         workspace = repo.Workspace(
             private=Path(tempfile.mkdtemp(prefix=f"orchestrator-{self.task.id}-")),
             agent_root=Path(tempfile.mkdtemp(prefix=f"agent-{self.task.id}-")),
-            author_name=os.environ.get("GIT_USER_NAME", "Claude Worker"),
-            author_email=os.environ.get("GIT_USER_EMAIL", "worker@claude-orchestrator.invalid"),
+            author_name=self.settings.author_name,
+            author_email=self.settings.author_email,
         )
         workspace.agent_root.chmod(0o755)  # the agent may enter, not replace what is inside
         try:
@@ -221,7 +259,7 @@ class Attempt:
         finally:
             self._close_gateway_access()
             self.heartbeat.done.set()
-            if not os.environ.get("ORCHESTRATOR_KEEP_WORKDIR"):
+            if not self.settings.keep_workdir:
                 shutil.rmtree(workspace.private, ignore_errors=True)
                 shutil.rmtree(workspace.agent_root, ignore_errors=True)
         return self._publish()
@@ -285,12 +323,17 @@ class Attempt:
                 ) from error
             return {}
         self.token = mint_caller_token(self.layout, caller)
-        self.log = TaskLog(self.layout.log_file(self.task.id), [self.token], self.log)
+        self.log = TaskLog(
+            self.layout.log_file(self.task.id),
+            [self.token],
+            self.log,
+            max_agent_bytes=self.settings.max_log_bytes,
+        )
         model, egress = Relay(api), Relay(proxy_socket(self.layout))
         self.relays = [model, egress]
         proxy = f"http://{self.task.id}:{self.token}@127.0.0.1:{egress.port}"
         return {
-            **model_access(model.url, self.token),
+            **model_access(model.url, self.token, self.settings),
             **{name: proxy for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")},
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
@@ -308,11 +351,11 @@ class Attempt:
         """Run the agent in its work tree until it ends or is stopped; record what it reported."""
         env = self._agent_env(workspace, self._open_gateway_access())
         self.heartbeat.enter(WorkerPhase.RUNNING, f"running {self.task.agent.value}")
-        agent = agent_for(self.task, self.settings.model)
+        agent = agent_for(self.task, self.settings.model, self.settings.max_budget_usd)
 
         def on_line(line: str) -> None:
             self.last_output = time.monotonic()
-            self.log.write_all(agent.render(line))
+            self.log.write_agent(agent.render(line))
 
         self.last_output = time.monotonic()
         outcome = run_supervised(
@@ -340,21 +383,27 @@ class Attempt:
         artifacts.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(
             artifacts / "transcript.jsonl",
-            "".join(f"{line}\n" for line in agent.transcript).encode(),
+            "".join(f"{self.log.mask(line)}\n" for line in agent.transcript).encode(),
         )
         repo.check_work_tree(workspace, self.settings.limits)
         summary = repo.commit_all(
             workspace, f"{self.task.id}: {self.task.prompt.splitlines()[0][:60]}", base
         )
+        repo.check_change(workspace, base, summary.head_commit, self.settings.limits)
         patch = repo.save_artifacts(workspace, base, branch, artifacts, self.settings.limits)
         committed = summary.head_commit != base
+        if len(summary.files_changed) > MAX_FILES_LISTED:
+            self.log.write(
+                f"-- {len(summary.files_changed)} files changed; the result lists the first "
+                f"{MAX_FILES_LISTED} (the patch and the branch hold them all)"
+            )
         push_problem = repo.push_to_mirror(workspace, mirror, branch) if committed else "nothing to push"
         if push_problem and committed:
             self.log.write(f"-- branch not pushed into the mirror: {push_problem}")
         self.result = self.result.model_copy(
             update={
                 "head_commit": summary.head_commit,
-                "files_changed": summary.files_changed,
+                "files_changed": summary.files_changed[:MAX_FILES_LISTED],
                 "insertions": summary.insertions,
                 "deletions": summary.deletions,
                 "patch": str(patch.relative_to(self.layout.root)),
@@ -411,9 +460,9 @@ class Attempt:
         self.result = self.result.model_copy(
             update={
                 "status": status,
-                "error": error,
+                "error": self.log.mask(error) if error else None,
                 "exit_code": exit_code,
-                "output": report.output,
+                "output": cut(self.log.mask(report.output), self.settings.max_output_bytes),
                 "cost_usd": cost,
                 "usage": report.usage,
                 "num_turns": report.num_turns,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,14 +18,26 @@ from orchestration_protocol.contract import (
     ENV_HEARTBEAT_S,
     ENV_IDLE_TIMEOUT_S,
     ENV_LEASE_S,
+    ENV_MAX_BUDGET_USD,
+    ENV_MAX_CHANGE_BYTES,
+    ENV_MAX_LOG_BYTES,
+    ENV_MAX_OUTPUT_BYTES,
     ENV_MODEL,
+    ENV_POOL,
+    ENV_POOL_PROFILE,
     ENV_REPO_BRANCH,
     ENV_REPO_URL,
     ENV_WORKER_ID,
 )
 from orchestration_protocol.paths import default_root
+from orchestration_protocol.tree_limits import DEFAULT_MAX_TOTAL_BYTES
 
 from .repo import Limits
+
+KiB, MiB = 1024, 1024 * 1024
+ENV_KEEP_WORKDIR = "ORCHESTRATOR_KEEP_WORKDIR"
+ENV_GIT_USER_NAME, ENV_GIT_USER_EMAIL = "GIT_USER_NAME", "GIT_USER_EMAIL"
+Provider = Literal["anthropic", "bedrock", "vertex"]
 
 
 class WorkerSettings(BaseModel):
@@ -57,6 +70,26 @@ class WorkerSettings(BaseModel):
     """An agent that prints nothing for this long is stopped and its result says so."""
     limits: Limits = Field(default_factory=Limits)
     """Size limits on what the runtime commits and saves."""
+    max_log_bytes: int = Field(default=64 * MiB, gt=0)
+    """Most bytes of the agent's output one attempt writes to its log (then one marker line)."""
+    max_output_bytes: int = Field(default=256 * KiB, gt=0)
+    """Most bytes of the result's ``output`` (the rest is cut, with a marker)."""
+    max_budget_usd: str | None = None
+    """The task's budget, passed to Claude Code as ``--max-budget-usd``."""
+    author_name: str = "Claude Worker"
+    """Author and committer of the task's commit."""
+    author_email: str = "worker@claude-orchestrator.invalid"
+    """Their e-mail address."""
+    keep_workdir: bool = False
+    """Leave the attempt's clone and home behind (debugging on a host)."""
+    provider: Provider = "anthropic"
+    """Which API the agent's Claude Code speaks through the gateway (the manager's)."""
+    aws_region: str = "us-east-1"
+    """Bedrock's region, when ``provider`` is ``bedrock``."""
+    pool: str | None = None
+    """A warm pool worker's pool (``--pool-name`` wins)."""
+    pool_profile: str | None = None
+    """A warm pool worker's profile (``--profile`` wins)."""
 
 
 def parse_user(value: str) -> tuple[int, int]:
@@ -71,8 +104,8 @@ def parse_user(value: str) -> tuple[int, int]:
 def resolve_worker_settings(
     root: Path | None = None, worker_id: str | None = None, env: Mapping[str, str] | None = None
 ) -> WorkerSettings:
-    """The worker's settings: explicit values, then the contract's environment variables, then
-    defaults (the default root, this host's worker id)."""
+    """The worker's settings, resolved once: explicit values, then the contract's environment
+    variables, then defaults (the default root, this host's worker id)."""
     env = os.environ if env is None else env
     user = env.get(ENV_AGENT_USER)
     return WorkerSettings(
@@ -87,4 +120,23 @@ def resolve_worker_settings(
         agent_user=parse_user(user) if user else None,
         egress_allow=[h for h in env.get(ENV_EGRESS_ALLOW, "").split(",") if h.strip()],
         idle_timeout_s=float(env.get(ENV_IDLE_TIMEOUT_S) or 300),
+        limits=Limits(max_total_bytes=int(env.get(ENV_MAX_CHANGE_BYTES) or DEFAULT_MAX_TOTAL_BYTES)),
+        max_log_bytes=int(env.get(ENV_MAX_LOG_BYTES) or 64 * MiB),
+        max_output_bytes=int(env.get(ENV_MAX_OUTPUT_BYTES) or 256 * KiB),
+        max_budget_usd=env.get(ENV_MAX_BUDGET_USD) or None,
+        author_name=env.get(ENV_GIT_USER_NAME) or "Claude Worker",
+        author_email=env.get(ENV_GIT_USER_EMAIL) or "worker@claude-orchestrator.invalid",
+        keep_workdir=bool(env.get(ENV_KEEP_WORKDIR)),
+        provider=_provider(env),
+        aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        pool=env.get(ENV_POOL) or None,
+        pool_profile=env.get(ENV_POOL_PROFILE) or None,
     )
+
+
+def _provider(env: Mapping[str, str]) -> Provider:
+    if env.get("CLAUDE_CODE_USE_BEDROCK"):
+        return "bedrock"
+    if env.get("CLAUDE_CODE_USE_VERTEX"):
+        return "vertex"
+    return "anthropic"

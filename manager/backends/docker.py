@@ -61,6 +61,10 @@ from .services import Check, GatewaySpec, Simulation, run_check
 WORKER_ROOT = "/runtime/orchestration"
 """Where workers see the volume: ``/runtime`` is root's alone (0700) in the worker image."""
 RUNTIME_CAPS = ["SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL"]
+TMP_BYTES = 2 * 1024**3
+"""Size of a worker's ``/tmp`` tmpfs (clone, home, temporary files), at most half its memory."""
+WORKER_LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
+"""Docker's json-file log of a worker container: rotated, so it cannot fill the host's disk."""
 FINISHING_S = 5
 """How long a spawn waits for the previous container of the task to exit."""
 EXITED = re.compile(r"Exited \((-?\d+)\)")
@@ -229,6 +233,7 @@ class DockerBackend(Backend):
             "volumes": volumes,
             "detach": True,
         }
+        kwargs.update(worker_confinement(profile))
         if profile.memory:
             kwargs["mem_limit"] = profile.memory
         if profile.cpus:
@@ -415,6 +420,36 @@ class DockerBackend(Backend):
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
+
+
+def worker_confinement(profile: Profile) -> dict[str, Any]:
+    """What bounds a worker container beyond its user, capabilities, network and caps (issue 16):
+    an init as pid 1 that reaps the agent's orphans (tini, ``--init``); a read-only root
+    filesystem with a sized tmpfs at ``/tmp`` (executable: the clone, the agent's home and its
+    temporary files live there), so what the agent writes fills that tmpfs (ENOSPC), never the
+    host's disk; Docker's own log of the container rotated (json-file, 3 files of 10 MB).
+    The tmpfs counts against the memory limit, so it takes at most half of it."""
+    size = TMP_BYTES
+    if profile.memory:
+        from docker.utils import parse_bytes
+
+        size = min(size, parse_bytes(profile.memory) // 2)
+    return {
+        "init": True,
+        "read_only": True,
+        "tmpfs": {"/tmp": f"size={size},mode=1777,exec"},
+        "log_config": {"Type": "json-file", "Config": dict(WORKER_LOG_OPTIONS)},
+    }
+
+
+def swarm_confinement() -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`worker_confinement` as a Swarm service on API 1.41 can say it: the fields to add
+    to the ``ContainerSpec`` (an init) and to the ``TaskTemplate`` (the rotated log). Not the
+    read-only root: a 1.41 tmpfs mount takes only a size and a mode, and Docker mounts it
+    ``noexec``, where the agent could run nothing it built (``TmpfsOptions.Options``, API 1.46,
+    would allow ``exec``)."""
+    log = {"Name": "json-file", "Options": dict(WORKER_LOG_OPTIONS)}
+    return {"Init": True}, {"LogDriver": log}
 
 
 def share_with_workers(layout: Layout) -> None:

@@ -60,7 +60,14 @@ from .base import (
     archived_worker_name,
     worker_name,
 )
-from .docker import FINISHING_S, RUNTIME_CAPS, WORKER_ROOT, DockerBackend, _parse_mount
+from .docker import (
+    FINISHING_S,
+    RUNTIME_CAPS,
+    WORKER_ROOT,
+    DockerBackend,
+    _parse_mount,
+    swarm_confinement,
+)
 from .services import Check, run_check
 
 ROLE_NETWORK = "worker-network"
@@ -308,8 +315,11 @@ class SwarmBackend(DockerBackend):
             limits["NanoCPUs"] = int(profile.cpus * 1e9)
         if profile.pids_limit:
             limits["Pids"] = profile.pids_limit
+        container_confinement, task_confinement = swarm_confinement()
         return {
+            **task_confinement,
             "ContainerSpec": {
+                **container_confinement,
                 "Image": profile.image,
                 "Command": NO_NEW_PRIVS,
                 "Args": request.worker_args,

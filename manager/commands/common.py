@@ -7,7 +7,7 @@ import functools
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -16,6 +16,8 @@ from pydantic import ValidationError
 
 from orchestration_protocol import ProtocolError, utc_now
 from orchestration_protocol.gateway import write_fleet_budget
+from orchestration_views.progress import Progress
+from orchestration_views.rows import cost_lines, rows_total_cost
 
 from ..backends import Backend, make_backend
 from ..config import ManagerSettings, resolve_settings
@@ -27,9 +29,8 @@ from ..errors import (
     ManagerError,
 )
 from ..output import console, emit_json, emit_json_line, report_error
-from ..progress import Progress
-from ..spawn import SpawnContext, prepare_spawning
-from ..views import cost_lines, rows_total_cost, status_table
+from ..run.spawn import SpawnContext, prepare_spawning
+from ..views.table import status_table
 
 HELP = """Run many headless Claude Code workers in containers, coordinated through a shared
 volume. Typical flow: `orchestrator run "prompt one" "prompt two" --max-workers 4`, or
@@ -127,13 +128,20 @@ IdsArg = Annotated[
 
 @dataclass(frozen=True)
 class Globals:
-    """The options every command shares (given before the command name)."""
+    """The options every command shares (given before the command name), and the backends the
+    command opened, which :func:`handled` closes when it ends."""
 
     root: Path | None = None
     backend: str | None = None
     volume: str | None = None
     network: str | None = None
     profiles: Path | None = None
+    opened: list[Backend] = field(default_factory=list, compare=False, repr=False)
+
+    def close(self) -> None:
+        """Close every backend the command opened, the last first."""
+        while self.opened:
+            self.opened.pop().close()
 
 
 RootOpt = Annotated[
@@ -228,13 +236,14 @@ def settings_of(ctx: typer.Context, **extra: Any) -> ManagerSettings:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
-OPEN_BACKENDS: list[Backend] = []
 
 
-def backend_for(settings: ManagerSettings) -> Backend:
+def backend_for(ctx: typer.Context, settings: ManagerSettings) -> Backend:
     """The settings' backend, closed when the command ends."""
+    if ctx.obj is None:
+        ctx.obj = Globals()
     backend = make_backend(settings)
-    OPEN_BACKENDS.append(backend)
+    ctx.obj.opened.append(backend)
     return backend
 
 
@@ -254,8 +263,9 @@ def handled(function: F) -> F:
             )
             raise typer.Exit(EXIT_INTERRUPTED) from None
         finally:
-            while OPEN_BACKENDS:
-                OPEN_BACKENDS.pop().close()
+            ctx = kwargs.get("ctx")
+            if isinstance(ctx, typer.Context) and isinstance(ctx.obj, Globals):
+                ctx.obj.close()
 
     return wrapper  # type: ignore[return-value]
 
@@ -266,7 +276,7 @@ def finish(progress: Progress) -> None:
 
 def spawning(ctx: typer.Context, **extra: Any) -> SpawnContext:
     settings = settings_of(ctx, **extra)
-    return prepare_spawning(settings, backend_for(settings))
+    return prepare_spawning(settings, backend_for(ctx, settings))
 
 
 def set_fleet_budget(settings: ManagerSettings, as_json: bool) -> None:

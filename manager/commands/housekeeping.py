@@ -17,11 +17,12 @@ from ..errors import (
     BadInput,
 )
 from ..output import emit_json
-from ..preflight import doctor
-from ..workers import cleanup_workers
+from ..run.preflight import doctor
+from ..views.workers import cleanup_workers
 from .common import (
     IdsArg,
     JsonOpt,
+    RepoOpt,
     SimulateOpt,
     app,
     backend_for,
@@ -47,7 +48,7 @@ def cleanup(
 ) -> None:
     """Remove ended worker containers (task files, results and logs stay on the volume)."""
     settings = settings_of(ctx)
-    backend = backend_for(settings)
+    backend = backend_for(ctx, settings)
     removed = cleanup_workers(backend, include_running=all_, layout=settings.layout)
     stopped = gateway_stopped = False
     if simulation:
@@ -117,21 +118,16 @@ def merge(
 ) -> None:
     """Merge the tasks' branches into an integration branch, in dependency order."""
     try:
-        from ..merge import MergeOutcome, merge_tasks
+        from ..git.merge import MergeOutcome, merge_tasks
     except ImportError as error:
         raise BadInput(f"merge is not available in this installation ({error}).") from error
-    from ..mirror import PushReport, push_task_branches
+    from ..git.mirror import PushReport, push_task_branches
 
     settings = settings_of(ctx)
     credentials = collect_secrets()
     report = merge_tasks(
-        settings.layout,
-        repo_dir,
-        ids or None,
-        integration_branch=branch,
-        push=push,
-        repo_url=settings.repo_url,
-        credentials=credentials,
+        settings.layout, repo_dir, ids or None, integration_branch=branch, push=push,
+        repo_url=settings.repo_url, credentials=credentials,
     )
     worked = [task.task_id for task in report.tasks if task.outcome != MergeOutcome.SKIPPED]
     branches = PushReport()
@@ -154,7 +150,7 @@ def merge(
 def push_command(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> None:
     """Push the tasks' branches (orchestrator/<id>) from the volume's mirror to the remote;
     exit 1 if any was not found or refused."""
-    from ..mirror import push_task_branches
+    from ..git.mirror import push_task_branches
 
     settings = settings_of(ctx)
     report = push_task_branches(
@@ -165,3 +161,29 @@ def push_command(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = Fals
     else:
         typer.echo(report.describe())
     raise typer.Exit(EXIT_OK if report.ok else EXIT_TASKS_FAILED)
+
+
+UrlArg = Annotated[
+    str | None,
+    typer.Argument(metavar="URL", help="The repository (default --repo or $REPO_URL).", show_default=False),
+]
+
+
+@app.command("mirror")
+@handled
+def mirror_command(
+    ctx: typer.Context, url: UrlArg = None, repo: RepoOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Make (or refresh) the root's mirror of a repository, which workers clone from: what a
+    worker started by hand ('orchestrator-worker --root DIR') needs before its first task."""
+    from ..git.access import redact_url
+    from ..git.mirror import ensure_mirror
+
+    settings = settings_of(ctx, repo_url=url or repo)
+    if not settings.repo_url:
+        raise BadInput("Give the repository: 'orchestrator mirror URL' (or set $REPO_URL).")
+    path = ensure_mirror(settings.layout, settings.repo_url, credentials=collect_secrets())
+    if as_json:
+        emit_json({"url": redact_url(settings.repo_url), "mirror": str(path)})
+    else:
+        typer.echo(f"mirror of {redact_url(settings.repo_url)}: {path}")

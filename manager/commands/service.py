@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_OK, BadInput
-from ..health import check_health
 from ..output import emit_json
+from ..run.health import check_health
 from .common import JsonOpt, app, handled, settings_of
 
 
@@ -41,13 +41,13 @@ def dashboard(
 ) -> None:
     """A live web page of the fleet (read-only): tasks by state, each task's prompt, attempts,
     log, diff, cost and egress, and a timeline; updated as the volume changes."""
-    from dashboard.board import root_problem
     from dashboard.server import (
         DashboardSettingError,
         port_problem,
         resolve_dashboard_settings,
         serve,
     )
+    from orchestration_views.rows import root_problem
 
     settings = settings_of(ctx)
     try:

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from manager.mirror import REFRESH_REFSPECS, ensure_mirror
+from manager.git.mirror import REFRESH_REFSPECS, ensure_mirror
 from orchestration_protocol import Layout
 from orchestration_protocol.mirrors import mirror_dir
 from worker import repo

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from manager.backends import make_backend
 from manager.config import resolve_settings
-from manager.spawn import prepare_spawning, spawn_task
+from manager.run.spawn import prepare_spawning, spawn_task
 from orchestration_protocol import Claim, Layout, Result, Task, read_model, write_task
 from orchestration_protocol.pool import PoolWorkerState, read_pool_workers
 from scripts.bench.spawn import IMAGE, environment, make_remote, remove_workers

@@ -39,7 +39,7 @@ import docker
 
 from manager.backends import make_backend
 from manager.config import resolve_settings
-from manager.spawn import prepare_spawning, spawn_task
+from manager.run.spawn import prepare_spawning, spawn_task
 from orchestration_protocol import (
     Layout,
     Result,

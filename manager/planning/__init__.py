@@ -1,0 +1,1 @@
+"""The planner: an agent that turns one goal into a plan of tasks (:mod:`.planner`)."""

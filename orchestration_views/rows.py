@@ -1,0 +1,152 @@
+"""One row per task, JSON-ready, and the files that could not be used: what ``orchestrator
+status`` and the dashboard both show, from one derivation."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+from orchestration_protocol import Board, Layout, Result, TaskSnapshot, TaskState
+
+from .ledger import LedgerCache, LedgerSummary, task_cost, total_cost
+
+
+def root_problem(layout: Layout) -> str | None:
+    """Why ``layout`` holds no tasks to show, in one sentence; None when it does. A root is a root
+    once it has ``tasks/``: the manual flow drops task files there before anything else runs, and
+    ``orchestrator status`` lists them, so every view does."""
+    root = layout.root
+    if not root.exists():
+        return (
+            f"No orchestration root at {root}: start the dispatcher (it makes one), or give "
+            "the right one with --root or $ORCHESTRATION_DIR."
+        )
+    if not root.is_dir():
+        return f"{root} is not a directory; give the orchestration root with --root."
+    if not layout.tasks_dir.is_dir():
+        return (
+            f"{root} is not an orchestration root yet (no tasks/); create a task with "
+            "'orchestrator task create' or drop task files into tasks/."
+        )
+    if not os.access(layout.tasks_dir, os.R_OK | os.X_OK):
+        return f"{layout.tasks_dir} cannot be read by this process; run the viewer as its owner."
+    return None
+
+
+def format_age(seconds: float | None) -> str:
+    """``12s``, ``4m``, ``3h``, ``2d``; empty when unknown."""
+    if seconds is None:
+        return ""
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _since(moment: datetime | None, now: datetime) -> float | None:
+    return (now - moment).total_seconds() if moment else None
+
+
+def task_row(
+    snapshot: TaskSnapshot,
+    state: TaskState,
+    now: datetime,
+    ledger: LedgerSummary | None = None,
+) -> dict[str, Any]:
+    """Everything ``status`` shows about one task, JSON-ready; its cost from ``ledger`` (the
+    gateway's), else from its result."""
+    task, claim, result = snapshot.task, snapshot.claim, snapshot.current_result
+    status = snapshot.current_status
+    cost = task_cost(snapshot, ledger)
+    row: dict[str, Any] = {
+        "id": snapshot.task_id,
+        "state": state.value,
+        "attempt": snapshot.attempt,
+        "max_attempts": task.max_attempts if task else None,
+        "profile": task.profile if task else None,
+        "agent": task.agent.value if task else None,
+        "kind": task.kind.value if task else None,
+        "depends_on": list(task.depends_on) if task else [],
+        "created_at": task.created_at.isoformat() if task and task.created_at else None,
+        "age_s": _since(
+            (task.created_at if task else None) or (claim.claimed_at if claim else None), now
+        ),
+        "worker": (status.worker_id if status else claim.worker_id if claim else None),
+        "phase": status.phase.value if status and not result else None,
+        "heartbeat_age_s": _since(status.heartbeat_at, now) if status and not result else None,
+        "cost_usd": cost.cost_usd,
+        "cost_source": cost.source,
+        "max_budget_usd": task.max_budget_usd if task else None,
+        "budget_error": cost.budget_error,
+        "branch": result.branch if result else None,
+        "pushed": result.pushed if result else None,
+        "duration_s": result.duration_s if result else None,
+        "files_changed": list(result.files_changed) if result else [],
+        "error": result.error if result else None,
+        "problems": [str(problem) for problem in snapshot.problems],
+        "prompt": task.prompt if task else None,
+    }
+    return row
+
+
+def status_rows(
+    board: Board,
+    states: dict[str, TaskState],
+    now: datetime,
+    ids: list[str] | None = None,
+    ledgers: LedgerCache | None = None,
+) -> list[dict[str, Any]]:
+    """Rows for ``ids`` (every task when None), oldest first; costs from ``ledgers`` if given."""
+    chosen = [
+        i for i in (ids if ids is not None else list(board.snapshots)) if i in board.snapshots
+    ]
+    rows = [
+        task_row(board.snapshots[i], states[i], now, ledgers.summary(i) if ledgers else None)
+        for i in chosen
+    ]
+    return sorted(rows, key=lambda row: (row["created_at"] or "", row["id"]))
+
+
+def rows_total_cost(rows: list[dict[str, Any]]) -> float:
+    """What the rows' tasks cost together."""
+    return total_cost([row["cost_usd"] for row in rows])
+
+
+def cost_lines(rows: list[dict[str, Any]], fleet: dict[str, Any] | None) -> list[str]:
+    """The total cost of the rows, and the fleet budget with what was spent of it."""
+    lines = [f"total cost: ${rows_total_cost(rows):.4f}"]
+    if fleet is not None:
+        lines.append(
+            f"fleet budget: ${fleet['spent_usd']:.4f} of ${fleet['usd']:.4f} spent "
+            f"(${fleet['left_usd']:.4f} left) since {fleet['since'][:19].replace('T', ' ')} UTC"
+        )
+    return lines
+
+
+def board_problems(board: Board) -> list[dict[str, str]]:
+    """Files that could not be used: stray names in tasks/, and unreadable files of any task."""
+    problems = [{"file": str(error.path), "error": str(error)} for error in board.stray_files]
+    for snapshot in board.snapshots.values():
+        problems.extend(
+            {"file": str(problem.path), "error": str(problem)} for problem in snapshot.problems
+        )
+    return problems
+
+
+AGENT_WRITTEN = ("output", "error", "files_changed", "patch", "plan")
+"""A result's fields that hold what a task's agent wrote: data to report, never instructions."""
+
+
+def result_json(result: Result, ledger: LedgerSummary | None = None) -> dict[str, Any]:
+    """A result for ``--json``: the file's fields, and what the ledger says of the attempt."""
+    data = result.model_dump(mode="json", exclude_none=True)
+    data["untrusted_fields"] = [key for key in AGENT_WRITTEN if key in data]
+    if ledger is not None:
+        data["ledger_cost_usd"] = ledger.by_attempt.get(result.attempt, 0.0)
+        data["task_cost_usd"] = ledger.cost_usd
+        budget_error = ledger.budget_errors.get(result.attempt)
+        if budget_error:
+            data["budget_error"] = budget_error
+    return data
