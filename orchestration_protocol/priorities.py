@@ -20,7 +20,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -72,6 +72,8 @@ class Priorities:
 
     rules: tuple[PriorityRule, ...] = ()
     problems: tuple[BadPriorityLine, ...] = field(default=())
+    path: Path | None = None
+    """The file read (None: parsed from text)."""
 
     def priority_of(self, task: Task) -> int:
         """The rule's priority for ``task`` (an exact id first, the later line first), else the
@@ -149,8 +151,8 @@ def read_priorities(root: Path) -> Priorities:
         return Priorities()
     except (OSError, UnicodeDecodeError) as error:
         reason = f"cannot be read ({error.__class__.__name__}); make it a readable UTF-8 text file."
-        return Priorities(problems=(BadPriorityLine(0, "", reason),))
-    return parse_priorities(text)
+        return Priorities(problems=(BadPriorityLine(0, "", reason),), path=path)
+    return replace(parse_priorities(text), path=path)
 
 
 def rank(task: Task, priorities: Priorities) -> tuple[int, datetime, str]:

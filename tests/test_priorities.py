@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -163,3 +164,115 @@ def test_a_warm_pool_worker_takes_the_highest_ready_task_first(tmp_path: Path) -
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+# --- the dispatcher, status and the dashboard, with the local engine and the real watcher ----
+
+
+def _cli_env(remote: Path) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "REPO_URL": str(remote), "ORCHESTRATOR_BACKEND": "local",
+            "ORCHESTRATOR_HEARTBEAT_S": "0.5"}  # fmt: skip
+
+
+def _orchestrator(layout, env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "orchestrator"), "--root", str(layout.root), *args],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def _started_order(layout, ids: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    from orchestration_protocol import Claim
+    from orchestration_protocol.files import read_model
+
+    claimed = {i: read_model(layout.claim_file(i, 1), Claim).claimed_at for i in ids}
+    return sorted(ids, key=lambda i: claimed[i])
+
+
+def test_the_dispatcher_starts_the_highest_first_and_an_edit_reorders_the_running_queue(
+    tmp_path: Path,
+) -> None:
+    """One worker at a time: ``first`` (the file puts it on top) blocks the slot for a while;
+    meanwhile priorities.csv is rewritten so that ``c`` jumps the queue; then ``c``, ``b``,
+    ``a`` as the new file says, though ``a`` is the oldest."""
+    import subprocess
+    import sys
+    import threading
+
+    from orchestration_protocol import Layout, read_model_if_exists
+    from orchestration_protocol.models import Claim
+    from tests.gitrepo import make_remote
+
+    layout = Layout(tmp_path / "orchestration").ensure()
+    remote = make_remote(tmp_path)
+    env = _cli_env(remote)
+    gate = tmp_path / "gate"
+    for task_id, prompt in (("a", "echo a"), ("b", "echo b"), ("c", "echo c"),
+                            ("first", f"while [ ! -e {gate} ]; do sleep 0.1; done; echo first")):  # fmt: skip
+        done = _orchestrator(
+            layout, env, "task", "create", prompt, "--agent", "command", "--id", task_id
+        )
+        assert done.returncode == 0, done.stderr
+    (layout.root / PRIORITIES_FILE).write_text("first, 10\na, 3\nb, 2\n")
+    dispatch = subprocess.Popen(
+        [str(Path(sys.executable).parent / "orchestrator"), "--root", str(layout.root),
+         "dispatch", "--until-done", "-n", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while read_model_if_exists(layout.claim_file("first", 1), Claim) is None:
+            assert time.monotonic() < deadline and dispatch.poll() is None, "first never started"
+            time.sleep(0.1)
+        # the person edits the running queue: c first now, then b, then a; and a bad line
+        (layout.root / PRIORITIES_FILE).write_text("first, 10\nc, 9\nb, 2\na, 1\noops\n")
+        status = _orchestrator(layout, env, "status", "--json")
+        document = json.loads(status.stdout)
+        assert [row["id"] for row in document["tasks"]] == ["first", "c", "b", "a"]
+        assert [row["priority"] for row in document["tasks"]] == [10, 9, 2, 1]
+        assert any("priorities.csv line 5: 'oops' has 1 fields" in p["error"]
+                   for p in document["problems"])  # fmt: skip
+        table = _orchestrator(layout, env, "status").stdout
+        assert "priority" in table and "priorities.csv line 5" in table
+        threading.Timer(0.5, gate.touch).start()
+        out, _ = dispatch.communicate(timeout=240)
+        assert dispatch.returncode == 0, out
+    finally:
+        gate.touch()
+        if dispatch.poll() is None:
+            dispatch.kill()
+            dispatch.wait()
+    assert _started_order(layout, ["first", "a", "b", "c"]) == ["first", "c", "b", "a"]
+
+
+def test_the_dashboard_shows_the_order_and_follows_the_file(tmp_path: Path) -> None:
+    """The board's rows carry the priority, in the queue's order; an edit of priorities.csv
+    alone (no task changes) reaches the board through the watcher, bad lines as problems."""
+    import httpx
+
+    from orchestration_protocol import Layout, write_task
+    from tests.dashboard_helpers import served
+
+    layout = Layout(tmp_path / "orchestration").ensure()
+    for n, task_id in enumerate(("x", "y", "z")):
+        write_task(layout, task(task_id, n))
+    with served(layout.root) as url:
+        board = httpx.get(f"{url}/api/board").json()
+        assert [(r["id"], r["priority"]) for r in board["rows"]] == [("x", 0), ("y", 0), ("z", 0)]
+        (layout.root / PRIORITIES_FILE).write_text("z, 5\ny, -1\nbroken, line, here\n")
+        deadline = time.monotonic() + 30
+        while True:
+            board = httpx.get(f"{url}/api/board").json()
+            if [r["id"] for r in board["rows"]] == ["z", "x", "y"]:
+                break
+            assert time.monotonic() < deadline, board
+            time.sleep(0.1)
+    assert [r["priority"] for r in board["rows"]] == [5, 0, -1]
+    [problem] = board["summary"]["problems"]
+    assert problem["file"] == str(layout.root / PRIORITIES_FILE)
+    assert problem["error"].startswith("priorities.csv line 3: 'broken, line, here' has 3 fields")
