@@ -17,7 +17,7 @@ project's network, which no worker joins, so ``0.0.0.0:9464`` lets the project's
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
@@ -92,10 +92,10 @@ def metrics_address(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def serve_metrics_from_env() -> None:
-    """Serve ``/metrics`` where ``$ORCHESTRATOR_GATEWAY_METRICS`` says (nothing when unset);
-    BadSetting when it is malformed or the address cannot be bound."""
-    value = os.environ.get(METRICS_ENV, "").strip()
+def serve_metrics_from_env(env: Mapping[str, str]) -> None:
+    """Serve ``/metrics`` where ``$ORCHESTRATOR_GATEWAY_METRICS`` in ``env`` says (nothing when
+    unset); BadSetting when it is malformed or the address cannot be bound."""
+    value = env.get(METRICS_ENV, "").strip()
     if not value:
         return
     host, port = metrics_address(value)

@@ -4,17 +4,23 @@ detection (as watchfiles does). Commands build one :class:`ManagerSettings` and 
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, cast, get_args
+from typing import TYPE_CHECKING, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestration_protocol import Layout, contract, default_root
 
 from .errors import BadInput
+from .profiles import WORKER_IMAGE_ENV
+from .profiles import worker_image as default_worker_image
 
-BackendName = Literal["docker", "swarm", "local"]
+if TYPE_CHECKING:
+    from .backends.config import EngineConfig
+
+BackendName = Literal["docker", "swarm", "local", "stub"]
 GatewayMode = Literal["managed", "external"]
 
 BACKEND_ENV = "ORCHESTRATOR_BACKEND"
@@ -27,6 +33,9 @@ SIMULATE_ENV = "ORCHESTRATOR_SIMULATE"
 GATEWAY_ENV = "ORCHESTRATOR_GATEWAY"
 """``external``: the gateway is run by someone else (the Compose stack's ``gateway`` service);
 commands check that it answers and never start one, nor the scripted model. Default ``managed``."""
+WORKER_COMMAND_ENV = "ORCHESTRATOR_WORKER_COMMAND"
+"""The local engine's worker command (split as a shell would)."""
+DOCKER_HOST_ENV = "DOCKER_HOST"
 ALIVE_FILE_ENV = "ORCHESTRATOR_ALIVE_FILE"
 """A file ``dispatch`` touches on every pass of its loop, for a healthcheck to judge."""
 PROFILES_ENV = "ORCHESTRATOR_PROFILES"
@@ -54,8 +63,8 @@ class ManagerSettings(BaseModel):
     root: Path
     """The orchestration root as this process sees it."""
     backend: BackendName = "docker"
-    """Where workers run: Docker containers, Swarm jobs (``swarm``), or processes on this host
-    (``local``)."""
+    """Where workers run: Docker containers, Swarm jobs (``swarm``), processes on this host
+    (``local``), or threads of this process that keep the protocol (``stub``, for tests)."""
     volume: str | None = None
     """What workers mount at /orchestration: a named volume, or an absolute host path; None to
     find out from Docker (the mount this manager's container has at the root, else the root's
@@ -99,9 +108,37 @@ class ManagerSettings(BaseModel):
     model_switches: list[str] = Field(default_factory=list)
     """Which of ``MODEL_SWITCHES`` are set: ways to a model without a token or key."""
 
+    worker_image: str = Field(default_factory=default_worker_image)
+    """The generic worker image (``$ORCHESTRATOR_WORKER_IMAGE``), which also runs the gateway
+    and the scripted model on Docker."""
+    worker_command: tuple[str, ...] | None = None
+    """The local engine's worker command (``$ORCHESTRATOR_WORKER_COMMAND``); None to find
+    ``orchestrator-worker``."""
+    docker_host: str | None = None
+    """``$DOCKER_HOST`` (docker-py reads it itself; named in the sentences of engine errors)."""
+
     @property
     def layout(self) -> Layout:
         return Layout(self.root)
+
+    def engine_config(self) -> EngineConfig:
+        """The config of the engine ``backend`` names, from these settings."""
+        from .backends.config import DockerConfig, LocalConfig, StubConfig, SwarmConfig
+
+        if self.backend == "local":
+            return LocalConfig(root=self.root, worker_command=self.worker_command)
+        if self.backend == "stub":
+            return StubConfig(root=self.root)
+        docker = {
+            "root": self.root,
+            "volume": self.volume,
+            "network": self.network,
+            "worker_image": self.worker_image,
+            "docker_host": self.docker_host,
+        }
+        if self.backend == "swarm":
+            return SwarmConfig(**docker)
+        return DockerConfig(**docker)
 
 
 def _env_float(env: Mapping[str, str], name: str) -> float | None:
@@ -191,6 +228,9 @@ def resolve_settings(
         worker_env=_present(env, (*contract.PASSTHROUGH_ENV, *WORKER_FORWARDED_ENV)),
         gateway_env=_present(env, GATEWAY_PASSED_ENV),
         model_switches=list(_present(env, MODEL_SWITCHES)),
+        worker_command=tuple(shlex.split(command)) if (command := env.get(WORKER_COMMAND_ENV)) else None,
+        docker_host=env.get(DOCKER_HOST_ENV) or None,
+        worker_image=env.get(WORKER_IMAGE_ENV) or "claude-worker",
     )
 
 

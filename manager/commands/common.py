@@ -242,7 +242,7 @@ def backend_for(ctx: typer.Context, settings: ManagerSettings) -> Backend:
     """The settings' backend, closed when the command ends."""
     if ctx.obj is None:
         ctx.obj = Globals()
-    backend = make_backend(settings)
+    backend = make_backend(settings.engine_config())
     ctx.obj.opened.append(backend)
     return backend
 

@@ -52,9 +52,9 @@ def cleanup(
     removed = cleanup_workers(backend, include_running=all_, layout=settings.layout)
     stopped = gateway_stopped = False
     if simulation:
-        stopped = backend.stop_scripted_model()
+        stopped = backend.services.stop_scripted_model()
     if gateway:
-        gateway_stopped = backend.stop_gateway()
+        gateway_stopped = backend.services.stop_gateway()
     if as_json:
         emit_json(
             {"removed": removed, "scripted_model_stopped": stopped, "gateway_stopped": gateway_stopped}

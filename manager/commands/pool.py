@@ -54,7 +54,7 @@ def pool(
     every worker and removes its container."""
     settings = settings_of(ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount)
     backend = backend_for(ctx, settings)
-    if not backend.keeps_warm_pools:
+    if not backend.workers.keeps_warm_pools:
         raise BadInput(
             f"The {backend.name} backend starts every worker cold; run the warm pool with "
             "--backend docker (or local)."

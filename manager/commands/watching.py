@@ -99,7 +99,7 @@ def print_status(document: dict[str, Any]) -> None:
 def containers_alive(ctx: typer.Context, settings: ManagerSettings) -> dict[str, bool] | None:
     """Which tasks have a live worker, when the backend answers at once; None otherwise."""
     try:
-        workers = with_pool_tasks(settings.layout, backend_for(ctx, settings).workers())
+        workers = with_pool_tasks(settings.layout, backend_for(ctx, settings).workers.all())
     except Exception:  # status must work without Docker; it then trusts the heartbeats alone
         return None
     alive: dict[str, bool] = {}
@@ -190,12 +190,11 @@ def logs(
 
     require_task(settings.layout, task_id)
     if worker:
-        from ..backends import worker_name
         from ..run.pool import worker_of_task
 
         backend = backend_for(ctx, settings)
-        name = worker_of_task(settings.layout, backend, task_id, worker_name(task_id))
-        text = backend.logs(name, tail=tail)
+        name = worker_of_task(settings.layout, backend, task_id, backend.names.worker(task_id))
+        text = backend.workers.logs(name, tail=tail)
     elif follow_ and not as_json:
         typer.echo(UNTRUSTED_LOG.format(task_id=task_id), err=True)
         for chunk in follow_log(settings.layout, task_id, tail):

@@ -68,7 +68,7 @@ def _spawn(ctx: typer.Context, profile: str, task_id: str, as_json: bool, **extr
             }
         )
         return
-    follow_hint = context.backend.follow_hint(worker.name, task_id)
+    follow_hint = context.backend.names.follow_hint(worker.name, task_id)
     typer.echo(
         f"started {worker.name} (profile {profile}, attempt {worker.attempt}); "
         f"follow it with: {follow_hint}"
@@ -200,7 +200,7 @@ def run(
         ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount, budget_usd=budget
     )
     chosen = context.profile(profile)
-    context.backend.preflight(chosen)
+    context.backend.doctor.preflight(chosen)
     fields = task_fields(
         None, profile=profile, agent=agent or (chosen.agent.value if chosen.agent else None),
         timeout_s=timeout, max_attempts=retries + 1 if retries else None, model=model,

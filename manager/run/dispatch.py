@@ -115,7 +115,7 @@ class Dispatcher:
 
     def tick(self, now: datetime | None = None) -> Tick:
         """Recover, then spawn; return what was seen and done."""
-        workers = with_pool_tasks(self.layout, self.backend.workers())
+        workers = with_pool_tasks(self.layout, self.backend.workers.all())
         recovered = self._recover_ended(workers)
         now = now or utc_now()
         board = self._read(recovered)
@@ -179,7 +179,7 @@ class Dispatcher:
             overdue = now - snapshot.current_status.lease_expires_at
             if overdue > timedelta(seconds=snapshot.claim.lease_s):
                 logger.warning("stopping %s: no heartbeat for %s", worker.name, overdue)
-                self.backend.stop(worker.name, timeout_s=5)
+                self.backend.workers.stop(worker.name, timeout_s=5)
                 stopped.append(worker.name)
         return stopped
 
@@ -286,7 +286,7 @@ class Dispatcher:
         halt_exits = threading.Event()
         with self.lock(), live:
             self._live = live
-            self.backend.watch_exits(lambda _worker: wake.set(), halt_exits)
+            self.backend.workers.watch_exits(lambda _worker: wake.set(), halt_exits)
             try:
                 while True:
                     wake.clear()
@@ -313,7 +313,7 @@ class Dispatcher:
         def running() -> list[str]:
             return [
                 worker.name
-                for worker in self.backend.workers()
+                for worker in self.backend.workers.all()
                 if worker.running and (self.scope is None or worker.task_id in self.scope)
             ]
 

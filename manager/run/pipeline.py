@@ -108,8 +108,8 @@ def _plan_here(
     url = key = None
     if context.settings.simulate:
         # Claude Code on this host reaches the scripted model here: the local backend's own
-        model_process = make_backend(context.settings.model_copy(update={"backend": "local"}))\
-            .start_scripted_model()
+        local = context.settings.model_copy(update={"backend": "local"}).engine_config()
+        model_process = make_backend(local).services.start_scripted_model()
         url, key = model_process.upstream, model_process.credentials["ANTHROPIC_API_KEY"]
     env = local_planner_env(url, key)
     if not context.settings.simulate:

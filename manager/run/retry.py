@@ -66,7 +66,7 @@ def _confirm_forced_claim(context: SpawnContext, task_id: str, attempt: int, nam
     def claimed_or_ended() -> bool:
         if latest_claim_attempt(layout, task_id) >= attempt:
             return True
-        ended = [w for w in context.backend.workers() if w.name == name and not w.running]
+        ended = [w for w in context.backend.workers.all() if w.name == name and not w.running]
         if ended and ended[0].exit_code == WorkerExit.USAGE:
             raise TaskNotSpawnable(
                 f"The worker refused a retry beyond max_attempts (it has no --force); update "

@@ -25,7 +25,7 @@ from orchestration_protocol import (
 )
 from orchestration_protocol import contract as worker_env
 
-from ..backends import Backend, WorkerRecord, worker_name
+from ..backends import Backend, WorkerRecord
 from ..backends.services import DEFAULT_UPSTREAM, GatewaySpec, require_external_gateway
 from ..config import ManagerSettings
 from ..credentials import (
@@ -77,9 +77,9 @@ class SpawnContext:
                 volume=self.settings.volume,
                 protected=[str(self.settings.root)],
             )
-            self.backend.preflight(profile)
+            self.backend.doctor.preflight(profile)
             if profile.network and self.settings.gateway == "managed":
-                self.backend.connect_gateway(profile.network)
+                self.backend.services.connect_gateway(profile.network)
             self.checked_profiles.add(profile.name)
         return profile
 
@@ -121,7 +121,7 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
     """Check the root, gather the manager's secrets and model settings, start the scripted model
     if simulating, and the gateway that holds the credentials workers never get."""
     check_widening(settings)
-    backend.require_engine()
+    backend.doctor.require_engine()
     prepare_root(settings, backend)
     secrets = collect_secrets()
     env = dict(settings.worker_env)
@@ -133,7 +133,7 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
         require_external_gateway(settings.layout)
         return SpawnContext(settings, backend, secrets, env, settings.network)
     if settings.simulate:
-        simulation = backend.start_scripted_model()
+        simulation = backend.services.start_scripted_model()
         spec = GatewaySpec(
             upstream=simulation.upstream,
             credentials=simulation.credentials,
@@ -146,7 +146,7 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
             networks=tuple(networks),
             env=dict(settings.gateway_env),
         )
-    backend.start_gateway(spec)
+    backend.services.start_gateway(spec)
     return SpawnContext(settings, backend, secrets, env, settings.network)
 
 
@@ -162,7 +162,7 @@ def check_widening(settings: ManagerSettings) -> None:
 
 def worker_env_for(context: SpawnContext, task: Task, profile: Profile) -> dict[str, str]:
     """The plain environment of a task's worker (no secrets: those go as files)."""
-    return worker_env_named(context, worker_name(task.id), profile)
+    return worker_env_named(context, context.backend.names.worker(task.id), profile)
 
 
 def worker_env_named(context: SpawnContext, name: str, profile: Profile) -> dict[str, str]:
@@ -171,7 +171,7 @@ def worker_env_named(context: SpawnContext, name: str, profile: Profile) -> dict
     env = dict(context.env)
     env.update(profile.env)
     env[worker_env.ENV_WORKER_ID] = name
-    env.update(context.backend.worker_env(name, profile))
+    env.update(context.backend.names.worker_env(name, profile))
     if profile.egress_allow:
         env[worker_env.ENV_EGRESS_ALLOW] = ",".join(profile.egress_allow)
     if settings.repo_url:
@@ -206,12 +206,13 @@ def spawn_attempt(
     request = SpawnRequest(
         task_id=task.id,
         attempt=attempt,
+        name=context.backend.names.worker(task.id),
         profile=profile,
         env=worker_env_for(context, task, profile),
         mounts=tuple(context.settings.mounts),
         force=force,
     )
-    return context.backend.spawn(request)
+    return context.backend.workers.spawn(request)
 
 
 def why_not_spawnable(snapshot: TaskSnapshot, state: TaskState) -> str:

@@ -20,16 +20,16 @@ def cleanup_workers(
     """Remove ended workers (and, with ``include_running``, stop and remove running ones); a
     warm pool's worker with its record in ``layout``."""
     removed = []
-    for worker in backend.workers():
+    for worker in backend.workers.all():
         if worker.running:
             if not include_running:
                 continue
-            backend.stop(worker.name, timeout_s=10)
-        backend.remove(worker.name)
+            backend.workers.stop(worker.name, timeout_s=10)
+        backend.workers.remove(worker.name)
         if worker.pool is not None and layout is not None:
             remove_pool_worker(layout, worker.pool, worker.name)
         removed.append(worker.name)
-    backend.tidy()
+    backend.workers.tidy()
     return removed
 
 
