@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from manager.dispatch import Dispatcher, Tick
-from manager.spawn import prepare_spawning
+from manager.run.dispatch import Dispatcher, Tick
+from manager.run.spawn import prepare_spawning
 
 from manager.backends import Backend, StubConfig, make_backend
 from manager.backends.config import StubBehaviour
