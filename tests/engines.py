@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from manager.run.dispatch import Dispatcher, Tick
-from manager.run.spawn import prepare_spawning
 
 from manager.backends import Backend, StubConfig, make_backend
 from manager.backends.config import StubBehaviour
 from manager.backends.local import RECORDS_DIR
 from manager.backends.stub import StubWorkers
 from manager.config import BackendName, ManagerSettings
+from manager.run.dispatch import Dispatcher, Tick
+from manager.run.spawn import prepare_spawning
 from orchestration_protocol import AgentKind, Layout, Task, write_task
 from tests.conftest import require
 from tests.gitrepo import make_remote
