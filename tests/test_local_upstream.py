@@ -16,8 +16,8 @@ import pytest
 from orchestration_protocol import Layout
 from orchestration_protocol.gateway import read_ledger
 from scripted_model import ScriptedModelServer
-from tests.conftest import require
 from tests.gitrepo import make_remote
+from tests.test_metrics import claude_path
 
 LOCAL_KEY = "sk-local-model-server-key-000000000000"
 VENV_BIN = Path(sys.executable).parent
@@ -26,15 +26,7 @@ VENV_BIN = Path(sys.executable).parent
 def test_the_gateway_forwards_to_a_local_server_with_the_profiles_model_name(
     tmp_path: Path,
 ) -> None:
-    from scripted_model import ClaudeNotFound, find_claude
-
-    try:
-        claude = find_claude()
-    except ClaudeNotFound as error:
-        require(False, str(error))
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "claude").symlink_to(claude)
+    path = claude_path(tmp_path)
     layout = Layout(tmp_path / "orchestration").ensure()
     profiles = tmp_path / "profiles.yaml"
     profiles.write_text("default:\n  model: qwen2.5-coder-32b\n")
@@ -42,7 +34,7 @@ def test_the_gateway_forwards_to_a_local_server_with_the_profiles_model_name(
     env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     with ScriptedModelServer(require_key=LOCAL_KEY) as local:
         env.update(
-            PATH=f"{bin_dir}:{VENV_BIN}:{os.environ['PATH']}",
+            PATH=path,
             REPO_URL=str(make_remote(tmp_path)),
             ORCHESTRATOR_BACKEND="local",
             ORCHESTRATOR_PROFILES=str(profiles),

@@ -42,6 +42,11 @@ def named(samples: Samples, name: str) -> dict[tuple[tuple[str, str], ...], floa
 
 @pytest.fixture
 def claude_on_path(tmp_path: Path) -> str:
+    return claude_path(tmp_path)
+
+
+def claude_path(tmp_path: Path) -> str:
+    """A PATH with the real ``claude`` binary (skips when there is none) and this venv."""
     from scripted_model import ClaudeNotFound, find_claude
 
     try:
