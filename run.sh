@@ -283,8 +283,11 @@ if ! image_exists "$MANAGER_IMAGE" || ! image_exists "$WORKER_IMAGE"; then
         || die $RET_ENVIRONMENT "building the images failed (see above); run scripts/build-images.sh --offline and try again."
 fi
 docker volume inspect "$volume" >/dev/null 2>&1 || docker volume create "$volume" >/dev/null
-docker network inspect "$network" >/dev/null 2>&1 \
-    || docker network create --label orchestrator.role=network --label "orchestrator.project=$project" "$network" >/dev/null
+network_made=0
+if ! docker network inspect "$network" >/dev/null 2>&1; then
+    docker network create --label orchestrator.role=network --label "orchestrator.project=$project" "$network" >/dev/null
+    network_made=1
+fi
 
 # --- the manager -------------------------------------------------------------------------------
 
@@ -330,6 +333,8 @@ end_simulation() {
             | xargs -r docker inspect -f '{{join .Args " "}}' 2>/dev/null | grep -c "http://${model#/}:" || true)
         [[ "$users" -gt 0 ]] || docker rm -f "$id" >/dev/null 2>&1 || true
     done
+    # the network it made goes too, unless something (a shared scripted model) still uses it
+    [[ "$network_made" == 0 ]] || docker network rm "$network" >/dev/null 2>&1 || true
 }
 trap 'stop_manager; end_simulation; cleanup; exit 129' HUP
 trap 'stop_manager; end_simulation; cleanup; exit 143' TERM

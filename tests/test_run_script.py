@@ -19,7 +19,8 @@ FAKE_DOCKER = """#!/bin/bash
 printf '%s\\n' "$*" >> "$DOCKER_LOG"
 case "$1" in
   info) [ -n "$DOCKER_INFO_ERROR" ] && { echo "$DOCKER_INFO_ERROR" >&2; exit 1; }; echo 20.10 ;;
-  image|volume|network) [ "$2" = inspect ] && exit 0 ;;
+  network) [ "$2" = inspect ] && [ -n "$DOCKER_NO_NETWORK" ] && exit 1; [ "$2" = inspect ] && exit 0 ;;
+  image|volume) [ "$2" = inspect ] && exit 0 ;;
   container) [ -n "$DOCKER_CONTAINER_RUNNING" ] && { echo true; exit 0; }
              [ -n "$DOCKER_CONTAINER_EXISTS" ] && exit 0; exit 1 ;;
   ps) [ -n "$DOCKER_PS_OUTPUT" ] && echo "$DOCKER_PS_OUTPUT" ;;
@@ -64,6 +65,7 @@ def run_sh(
         "DOCKER_CONTAINER_EXISTS": "",
         "DOCKER_CONTAINER_RUNNING": "",
         "DOCKER_PS_OUTPUT": "",
+        "DOCKER_NO_NETWORK": "",
     }
     return subprocess.run(
         [str(RUN_SH), *args],
@@ -346,3 +348,15 @@ def test_list_shows_the_running_managers(tools: Path, home: Path) -> None:
     assert (
         "ps --filter label=orchestrator.role=manager" in (tools.parent / "docker.log").read_text()
     )
+
+
+def test_a_dry_run_removes_the_network_it_made_and_only_that(tools: Path, home: Path) -> None:
+    repo = "git@github.com:me/app.git"
+    network = f"orchestrator-net-{project_of(repo)}"
+    log = tools.parent / "docker.log"
+    assert run_sh("--simulate", "--repo", repo, tools=tools, home=home).returncode == 0
+    assert f"network rm {network}" not in log.read_text()  # it was there before: it stays
+    done = run_sh("--simulate", "--repo", repo, tools=tools, home=home, DOCKER_NO_NETWORK="1")
+    assert done.returncode == 0, done.stderr
+    made = log.read_text().split("network create", 1)[1]
+    assert f"network rm {network}" in made
