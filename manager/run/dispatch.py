@@ -50,6 +50,7 @@ from ..polling import poll_until
 from ..views.monitor import LiveBoard
 from .pool import GRACE_S as POOL_GRACE_S
 from .pool import idle_pool_workers, with_pool_tasks
+from .reaper import remove_ended_workers
 from .recovery import Recovery, fail_unstartable, recover_ended_worker, recover_lost_task
 from .spawn import SpawnContext, spawn_attempt
 
@@ -129,6 +130,9 @@ class Dispatcher:
         tick = Tick(board, states, assess(board, states, self.scope), recovered=recovered)
         tick.stopped = stopped
         self._spawn_ready(tick, workers)
+        remove_ended_workers(
+            self.layout, self.backend, workers, now, self.settings.remove_ended_after_s
+        )
         return tick
 
     def _states(
