@@ -27,7 +27,7 @@ from orchestration_protocol.mirrors import mirror_dir
 from tests.clusters.swarm_nodes import SwarmNode, SwarmNodes
 from tests.conftest import docker_scope
 from tests.gitrepo import make_remote, show
-from tests.test_manager_docker import VENV_BIN
+from tests.manager.test_manager_docker import VENV_BIN
 
 pytestmark = [pytest.mark.swarm_nodes, pytest.mark.docker, pytest.mark.slow]
 

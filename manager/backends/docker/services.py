@@ -174,6 +174,33 @@ def gateway_container_name(scope: str) -> str:
     return f"{GATEWAY_CONTAINER}-{scope}"
 
 
+def _gateway_options(docker: DockerConnection, spec: GatewaySpec, fingerprint: str) -> dict[str, Any]:
+    """The gateway container's options: the root's volume, the runtime's few capabilities,
+    limits, a restart policy and a health check that means something (its socket answers and
+    it reaches an upstream inside the stack)."""
+    return {
+        "entrypoint": ["orchestrator-gateway"],
+        "command": ["--root", CONTAINER_ROOT, "--upstream", spec.upstream],
+        "name": gateway_container_name(docker.scope),
+        "network": spec.networks[0] if spec.networks else None,
+        "labels": {LABEL_ROLE: ROLE_GATEWAY, LABEL_ROOT: docker.root_label, LABEL_CONFIG: fingerprint},
+        "environment": {**spec.env, "ORCHESTRATION_DIR": CONTAINER_ROOT},
+        "volumes": {docker.volume: {"bind": CONTAINER_ROOT, "mode": "rw"}},
+        "user": "0:0",
+        "cap_drop": ["ALL"],
+        "cap_add": GATEWAY_CAPS,
+        "security_opt": ["no-new-privileges"],
+        "mem_limit": "512m",
+        "pids_limit": 256,
+        "restart_policy": {"Name": "unless-stopped"},
+        "healthcheck": {
+            "test": health_probe(spec.upstream, f"{CONTAINER_ROOT}/gateway/api.sock"),
+            "interval": 10 * SECOND, "timeout": 5 * SECOND, "retries": 3,
+            "start_period": 2 * SECOND,
+        },
+    }
+
+
 def start_gateway(docker: DockerConnection, spec: GatewaySpec) -> None:
     """Make sure the root's gateway container runs as ``spec`` says, and answers."""
     from docker.errors import APIError, NotFound
@@ -196,28 +223,7 @@ def start_gateway(docker: DockerConnection, spec: GatewaySpec) -> None:
                 return
         container.remove(force=True)
     try:
-        container = client.containers.create(
-            image,
-            entrypoint=["orchestrator-gateway"],
-            command=["--root", CONTAINER_ROOT, "--upstream", spec.upstream],
-            name=name,
-            network=spec.networks[0] if spec.networks else None,
-            labels={LABEL_ROLE: ROLE_GATEWAY, LABEL_ROOT: docker.root_label, LABEL_CONFIG: fingerprint},
-            environment={**spec.env, "ORCHESTRATION_DIR": CONTAINER_ROOT},
-            volumes={docker.volume: {"bind": CONTAINER_ROOT, "mode": "rw"}},
-            user="0:0",
-            cap_drop=["ALL"],
-            cap_add=GATEWAY_CAPS,
-            security_opt=["no-new-privileges"],
-            mem_limit="512m",
-            pids_limit=256,
-            restart_policy={"Name": "unless-stopped"},
-            healthcheck={
-                "test": health_probe(spec.upstream, f"{CONTAINER_ROOT}/gateway/api.sock"),
-                "interval": 10 * SECOND, "timeout": 5 * SECOND, "retries": 3,
-                "start_period": 2 * SECOND,
-            },
-        )
+        container = client.containers.create(image, **_gateway_options(docker, spec, fingerprint))
         if spec.credentials:
             container.put_archive("/run", secrets_archive(spec.credentials, "0:0"))
         for network in spec.networks[1:]:
