@@ -59,7 +59,7 @@ def test_links_are_resolved_against_the_real_tree(
     layout: Layout, tmp_path: Path, links: str, refused: str | None
 ) -> None:
     remote = make_remote(tmp_path)
-    from manager.mirror import ensure_mirror
+    from manager.git.mirror import ensure_mirror
 
     ensure_mirror(layout, str(remote), credentials={})
     write_task(layout, Task(id="t1", prompt=f"echo x > x.txt; {links}", agent="command", repo=str(remote)))
@@ -74,7 +74,7 @@ def test_links_are_resolved_against_the_real_tree(
 
 def test_a_result_lists_at_most_a_thousand_changed_files(layout: Layout, tmp_path: Path) -> None:
     """Many files changed made a result over the readers' 1 MiB limit (shown as ``lost``)."""
-    from manager.mirror import ensure_mirror
+    from manager.git.mirror import ensure_mirror
 
     remote = make_remote(tmp_path)
     ensure_mirror(layout, str(remote), credentials={})

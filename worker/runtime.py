@@ -51,6 +51,7 @@ from orchestration_protocol.mirrors import mirror_dir
 
 from . import repo
 from .agents import Agent, agent_for
+from .costs import StepClock
 from .errors import GatewayUnavailable, NoRepository, WorkerError
 from .process import run_supervised
 from .relay import Relay
@@ -198,9 +199,16 @@ class Attempt:
     """Runs one claimed attempt and publishes its result."""
 
     def __init__(
-        self, settings: WorkerSettings, task: Task, handle: ClaimHandle, stop: StopFlag
+        self,
+        settings: WorkerSettings,
+        task: Task,
+        handle: ClaimHandle,
+        stop: StopFlag,
+        clock: StepClock | None = None,
     ) -> None:
         self.settings, self.task, self.handle, self.stop = settings, task, handle, stop
+        self.clock = clock or StepClock()
+        """Where the attempt's time and CPU go, step by step (the log's ``-- cost:`` line)."""
         self.layout = Layout(settings.root)
         self.started = time.monotonic()
         self.started_at: datetime = handle.claim.claimed_at
@@ -243,6 +251,7 @@ class Attempt:
         )
         self.heartbeat.enter(WorkerPhase.STARTING)
         self.heartbeat.start()
+        self.clock.mark("claim")
         workspace = repo.Workspace(
             private=Path(tempfile.mkdtemp(prefix=f"orchestrator-{self.task.id}-")),
             agent_root=Path(tempfile.mkdtemp(prefix=f"agent-{self.task.id}-")),
@@ -284,6 +293,7 @@ class Attempt:
             self.task.branch or self.settings.repo_branch,
             self.task.id,
             self.settings.agent_user,
+            self.clock.mark,
         )
         self.result = self.result.model_copy(update={"base_commit": base, "branch": branch})
         agent = self._run_agent(workspace)
@@ -350,6 +360,7 @@ class Attempt:
     def _run_agent(self, workspace: repo.Workspace) -> Agent:
         """Run the agent in its work tree until it ends or is stopped; record what it reported."""
         env = self._agent_env(workspace, self._open_gateway_access())
+        self.clock.mark("gateway")
         self.heartbeat.enter(WorkerPhase.RUNNING, f"running {self.task.agent.value}")
         agent = agent_for(self.task, self.settings.model, self.settings.max_budget_usd)
 
@@ -369,6 +380,7 @@ class Attempt:
             reap_user=self.settings.container is not None,
         )
         self._close_gateway_access()
+        self.clock.mark("agent")
         if not self.stop.claim_lost:
             self._record_agent(agent, outcome.exit_code, outcome.stopped_because)
         return agent
@@ -386,11 +398,14 @@ class Attempt:
             "".join(f"{self.log.mask(line)}\n" for line in agent.transcript).encode(),
         )
         repo.check_work_tree(workspace, self.settings.limits)
+        self.clock.mark("check")
         summary = repo.commit_all(
             workspace, f"{self.task.id}: {self.task.prompt.splitlines()[0][:60]}", base
         )
         repo.check_change(workspace, base, summary.head_commit, self.settings.limits)
-        patch = repo.save_artifacts(workspace, base, branch, artifacts, self.settings.limits)
+        self.clock.mark("commit")
+        patch = repo.save_patch(workspace, base, branch, artifacts, self.settings.limits)
+        self.clock.mark("patch")
         committed = summary.head_commit != base
         if len(summary.files_changed) > MAX_FILES_LISTED:
             self.log.write(
@@ -398,8 +413,11 @@ class Attempt:
                 f"{MAX_FILES_LISTED} (the patch and the branch hold them all)"
             )
         push_problem = repo.push_to_mirror(workspace, mirror, branch) if committed else "nothing to push"
+        self.clock.mark("push")
         if push_problem and committed:
-            self.log.write(f"-- branch not pushed into the mirror: {push_problem}")
+            self.log.write(f"-- branch not pushed into the mirror: {push_problem}; bundled instead")
+            repo.save_bundle(workspace, base, branch, artifacts, self.settings.limits)
+            self.clock.mark("bundle")
         self.result = self.result.model_copy(
             update={
                 "head_commit": summary.head_commit,
@@ -511,9 +529,11 @@ class Attempt:
             self.log.write(f"!! {error}")
             self.log.close()
             return None
+        self.clock.mark("result")
         self.log.write(
             f"== result: {published.status.value}"
             + (f" ({published.error})" if published.error else "")
         )
+        self.log.write(self.clock.line())
         self.log.close()
         return published
