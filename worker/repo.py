@@ -232,17 +232,20 @@ def _agent_tree(workspace: Workspace, name: str, agent_owner: tuple[int, int] | 
     agent's uid, so every file is the agent's from the start (no chown) and its objects stay in
     the read-only ``base.git`` (no copy). Nothing of the runtime's config reaches that git: no
     global or system config, hooks off."""
+    config = workspace.agent_root / "clone.gitconfig"  # root's, 0644: git 2.39 reads
+    config.write_text(  # safe.directory from the global config only
+        f"[core]\n\thooksPath = /dev/null\n[safe]\n\tdirectory = {workspace.base_repo}\n"
+    )
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
         "HOME": str(workspace.agent_home),
         "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_GLOBAL": str(config),
         "GIT_TERMINAL_PROMPT": "0",
     }
     command = [
-        "git", "-c", "core.hooksPath=/dev/null", "-c", f"safe.directory={workspace.base_repo}",
-        "clone", "--quiet", "--shared", "--branch", name,
+        "git", "-c", "core.hooksPath=/dev/null", "clone", "--quiet", "--shared", "--branch", name,
         "--config", f"user.name={workspace.author_name}",
         "--config", f"user.email={workspace.author_email}",
         str(workspace.base_repo), str(workspace.work_tree),
