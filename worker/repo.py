@@ -184,12 +184,10 @@ def prepare(
             "(--branch) and the repository."
         ) from error
     env = workspace.env()
-    git(["config", "core.bare", "false"], env)
     base = _base_commit(env, url, branch)
     name = task_branch(task_id)
-    git(["update-ref", f"refs/heads/{name}", base], env)
-    git(["symbolic-ref", "HEAD", f"refs/heads/{name}"], env)
-    git(["read-tree", base], env)
+    _write_head(workspace.git_dir, name, base)  # a fresh repository of the runtime's own
+    git(["read-tree", base], env)  # core.bare stays true: GIT_WORK_TREE gives the work tree
     _publish_base(workspace, name, base)
     mark("clone")
     for path in (workspace.work_tree, workspace.agent_home):
@@ -222,9 +220,16 @@ def _publish_base(workspace: Workspace, name: str, base: str) -> None:
     )
     if pack.returncode != 0:
         raise GitFailed(f"git pack-objects failed: {_essence(pack.stderr)}")
-    (base_repo / "refs/heads" / name).parent.mkdir(parents=True, exist_ok=True)
-    (base_repo / "refs/heads" / name).write_text(f"{base}\n")
-    (base_repo / "HEAD").write_text(f"ref: refs/heads/{name}\n")
+    _write_head(base_repo, name, base)
+
+
+def _write_head(git_dir: Path, name: str, commit: str) -> None:
+    """Point ``refs/heads/<name>`` at ``commit`` and ``HEAD`` at that branch, as files: in a
+    repository the runtime just made (two git processes fewer per task)."""
+    ref = git_dir / "refs/heads" / name
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text(f"{commit}\n")
+    (git_dir / "HEAD").write_text(f"ref: refs/heads/{name}\n")
 
 
 def _agent_tree(workspace: Workspace, name: str, agent_owner: tuple[int, int] | None) -> None:
