@@ -39,10 +39,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from orchestration_protocol import Layout
+from orchestration_views.logs import LogTail
 
 from .details import (
     DashboardError,
-    LogReader,
     checked_id,
     egress_entries,
     task_details,
@@ -126,7 +126,7 @@ async def log(request: Request) -> Response:
         return _error(error)
     except ValueError:
         return _json({"error": "offset must be a whole number of bytes."}, 400)
-    reader = LogReader(layout, task_id)
+    reader = LogTail(layout.log_file(task_id))
     truncated = reader.start_at_tail() if offset < 0 else False
     if offset >= 0:
         reader.offset = offset
@@ -141,7 +141,7 @@ async def log_events(request: Request) -> Response:
         checked_id(hub.layout, task_id)
     except DashboardError as error:
         return _error(error)
-    reader = LogReader(hub.layout, task_id)
+    reader = LogTail(hub.layout.log_file(task_id))
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         with hub.log_waiter(task_id) as written:

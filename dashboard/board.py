@@ -1,4 +1,4 @@
-"""What the dashboard shows, read from the volume through the protocol and the manager's views.
+"""What the dashboard shows, read from the volume through the protocol and orchestration_views.
 
 :class:`BoardModel` holds the board between changes: it reads the whole volume once, then only
 the tasks the watcher names, and turns what changed into rows (one JSON object per task, with
@@ -30,33 +30,12 @@ from orchestration_protocol import (
     utc_now,
 )
 from orchestration_views.ledger import LedgerCache, LedgerSummary, fleet_budget_view
-from orchestration_views.rows import board_problems, task_row
+from orchestration_views.rows import board_problems, root_problem, task_row
 
 PROMPT_IN_ROW = 300
 """Characters of a prompt in the board's rows (a thousand long prompts would weigh megabytes)."""
 FULL_READ_S = 120.0
 """How often the whole volume is read again (stray files in ``tasks/`` raise no event)."""
-
-
-def root_problem(layout: Layout) -> str | None:
-    """Why ``layout`` cannot be shown yet, in one sentence; None when it can."""
-    root = layout.root
-    if not root.exists():
-        return (
-            f"No orchestration root at {root}: start the dispatcher (it makes one), or give "
-            "the right one with --root or $ORCHESTRATION_DIR."
-        )
-    if not root.is_dir():
-        return f"{root} is not a directory; give the orchestration root with --root."
-    missing = [path.name for path in layout.directories() if not path.is_dir()]
-    if missing:
-        return (
-            f"{root} is not an orchestration root yet (no {', '.join(missing)}/); the board "
-            "appears once a manager or dispatcher has used it."
-        )
-    if not os.access(root / "tasks", os.R_OK | os.X_OK):
-        return f"{root / 'tasks'} cannot be read by this process; run the dashboard as its owner."
-    return None
 
 
 def _iso(moment: datetime | None) -> str | None:

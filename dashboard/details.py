@@ -5,8 +5,6 @@ sentence for the page."""
 
 from __future__ import annotations
 
-import codecs
-from dataclasses import dataclass
 from typing import Any
 
 from orchestration_protocol import (
@@ -21,13 +19,12 @@ from orchestration_protocol import (
 )
 from orchestration_views.egress import egress_log
 from orchestration_views.ledger import LedgerCache
+from orchestration_views.logs import regular_size
 
 from .board import dashboard_row
 
 PATCH_LIMIT = 2 * 1024 * 1024
 """The largest patch the page renders (a bigger one is named, with its path)."""
-LOG_TAIL = 256 * 1024
-"""How much of a log the page gets first; the rest follows as it is written."""
 PATCH_NAME = "changes.patch"
 
 
@@ -74,8 +71,8 @@ def task_details(layout: Layout, ledgers: LedgerCache, task_id: str) -> dict[str
     details["status"] = status.model_dump(mode="json") if status else None
     details["result"] = result.model_dump(mode="json", exclude={"output"}) if result else None
     details["output"] = result.output if result else None
-    details["patch_bytes"] = _size(layout.artifacts_dir(task_id) / PATCH_NAME)
-    details["log_bytes"] = _size(layout.log_file(task_id))
+    details["patch_bytes"] = regular_size(layout.artifacts_dir(task_id) / PATCH_NAME)
+    details["log_bytes"] = regular_size(layout.log_file(task_id))
     details["egress"] = [
         entry.model_dump(mode="json", exclude_none=True) for entry in egress_log(layout, task_id)
     ]
@@ -83,13 +80,6 @@ def task_details(layout: Layout, ledgers: LedgerCache, task_id: str) -> dict[str
         {str(attempt): cost for attempt, cost in ledger.by_attempt.items()} if ledger else {}
     )
     return details
-
-
-def _size(path: Any) -> int | None:
-    try:
-        return int(path.lstat().st_size) if path.is_file() and not path.is_symlink() else None
-    except OSError:
-        return None
 
 
 def task_patch(layout: Layout, task_id: str) -> dict[str, Any]:
@@ -109,44 +99,6 @@ def task_patch(layout: Layout, task_id: str) -> dict[str, Any]:
     except UnsafeFile as error:
         return {"id": task_id, "patch": None, "note": str(error)}
     return {"id": task_id, "patch": data.decode(errors="replace"), "note": None}
-
-
-@dataclass
-class LogReader:
-    """Reads a task's log from an offset onwards, never splitting a UTF-8 character."""
-
-    layout: Layout
-    task_id: str
-    offset: int = 0
-
-    def __post_init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def start_at_tail(self, tail_bytes: int = LOG_TAIL) -> bool:
-        """Begin ``tail_bytes`` before the end; True when earlier text is left out."""
-        size = _size(self.layout.log_file(self.task_id)) or 0
-        self.offset = max(0, size - tail_bytes)
-        return self.offset > 0
-
-    def read_new(self, limit: int = LOG_TAIL) -> str:
-        """What was appended since the last read (at most ``limit`` bytes at a time)."""
-        path = self.layout.log_file(self.task_id)
-        size = _size(path)
-        if size is None:
-            return ""
-        if size < self.offset:  # the log was replaced: start it again
-            self.offset = 0
-            self._decoder.reset()
-        if size == self.offset:
-            return ""
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(self.offset)
-                chunk = handle.read(min(size - self.offset, limit))
-        except OSError:
-            return ""
-        self.offset += len(chunk)
-        return self._decoder.decode(chunk)
 
 
 def egress_entries(layout: Layout, limit: int = 500) -> dict[str, Any]:

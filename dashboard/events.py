@@ -24,7 +24,7 @@ from anyio import to_thread
 from orchestration_protocol import Layout, ProtocolEvent, ProtocolWatcher
 from orchestration_protocol.watcher import WatchKind
 
-from .board import BoardModel, Delta, root_problem
+from .board import BoardModel, Delta
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +99,13 @@ class BoardHub:
             self._watcher = None
 
     def _start_watcher(self) -> bool:
-        """Start the watcher once the root is an orchestration root; True when it runs. The
-        watcher only reads: it is started only when every directory it follows exists."""
+        """Start the watcher once every directory of the root exists; True when it runs. The
+        watcher makes the directories it follows, and the dashboard writes nothing, so until then
+        the board is read whole every ``ROOT_RETRY_S`` instead (a root of hand-dropped task files
+        has ``tasks/`` alone)."""
         if self._watcher is not None:
             return True
-        if root_problem(self.layout) is not None:
+        if not all(directory.is_dir() for directory in self.layout.directories()):
             return False
         watcher = ProtocolWatcher(
             self.layout.root,
@@ -141,7 +143,7 @@ class BoardHub:
                 watching = await to_thread.run_sync(self._start_watcher) if not watching else True
             except Exception as error:  # inotify limits, permissions: show it, try again
                 logger.warning("cannot watch %s: %s", self.layout.root, error)
-            dirty: set[str] | None = None if first else self._take_dirty()
+            dirty: set[str] | None = self._take_dirty() if watching and not first else None
             delta = await to_thread.run_sync(self._refresh, dirty)
             if first:
                 first = False

@@ -6,11 +6,14 @@ carries it); the prefix is stripped before routing and never logged. Bedrock and
 are in :mod:`gateway.cloud`.
 
 ``POST /v1/messages`` (streamed or not) and ``POST /v1/messages/count_tokens`` are forwarded
-to the upstream with the real credential in place of the caller token, after four checks:
+to the upstream with the real credential in place of the caller token, after these checks:
 the token is known (else 401), its attempt holds a live claim (else 403), the body is a JSON
-object within the size limit (else 400/413), and, for messages, no budget is spent (else 403,
-ledger ``refused``). ``GET /health`` answers without a token; anything else is 404. Every
-answer the gateway makes itself is Anthropic-shaped and carries ``x-should-retry: false``.
+object within the size limit (else 400/413) asking for nothing off the allowlists of
+:mod:`gateway.policy` (else 400, logged in the egress log); then the request waits for a fair
+upstream slot (:mod:`gateway.slots`; else 529) and, for messages, what it could cost is held
+against the task's and the fleet's budgets (:mod:`gateway.budgets`; else 403, ledger
+``refused``). ``GET /health`` answers without a token; anything else is 404. Every answer the
+gateway makes itself is Anthropic-shaped and carries ``x-should-retry: false`` (but the 529).
 """
 
 from __future__ import annotations
@@ -21,26 +24,26 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestration_protocol import Layout
-from orchestration_protocol.gateway import GatewayCaller
 
-from .budgets import Budgets
+from .budgets import BudgetRefusal, Budgets
 from .callers import admit, api_token
 from .cloud_credentials import AwsCredential
 from .credentials import Credential, no_credential_message
+from .egress_log import log_api_refusal
 from .errors import RequestRefused, UpstreamUnreachable, error_body
 from .exchange import Exchange
-from .ledger import Ledger
+from .holds import HoldBook
+from .policy import EgressThroughApi, Policy
+from .prices import request_cost
 from .relay import Relay
 from .settings import GatewaySettings
-from .upstream import Upstream, forward_headers
+from .upstream import Outgoing, Upstream, with_credential
 
 log = logging.getLogger("gateway")
 MAX_LOGGED_BODY = 64 * 1024
@@ -57,10 +60,12 @@ class Gateway:
     """The orchestration root."""
     upstream: Upstream
     """The client to the model endpoint, holding the credential."""
-    ledger: Ledger
-    """Where requests are recorded, with running totals."""
+    book: HoldBook
+    """The ledger lines and the holds of requests in flight, under the volume-wide lock."""
     budgets: Budgets
     """Task and fleet budgets."""
+    policy: Policy
+    """What is forwarded (body keys, tools, betas, headers), before a caller's own additions."""
     bedrock: Upstream
     """The client to Bedrock, signing with the AWS credential (if any)."""
     vertex: Upstream
@@ -70,11 +75,15 @@ class Gateway:
     def create(cls, settings: GatewaySettings, credential: Credential | None,
                aws: AwsCredential | None = None, vertex: Credential | None = None) -> Gateway:
         layout = Layout(settings.root)
-        ledger = Ledger(layout)
+        book = HoldBook(layout)
         region = aws.region if aws is not None else "us-east-1"
         bedrock_url = settings.bedrock_upstream or f"https://bedrock-runtime.{region}.amazonaws.com"
-        return cls(settings, layout, Upstream(settings, credential), ledger,
-                   Budgets(layout, ledger), Upstream(settings, aws, bedrock_url),
+        policy = Policy().extended({"body_keys": settings.allow_body_keys,
+                                    "betas": settings.allow_betas,
+                                    "headers": settings.allow_headers,
+                                    "server_tools": settings.allow_server_tools})
+        return cls(settings, layout, Upstream(settings, credential), book,
+                   Budgets(layout, book), policy, Upstream(settings, aws, bedrock_url),
                    Upstream(settings, vertex, settings.vertex_upstream))
 
     @property
@@ -84,8 +93,11 @@ class Gateway:
 
 def refusal_response(error: RequestRefused) -> JSONResponse:
     """The Anthropic-shaped answer to a refused request."""
+    headers = {"x-should-retry": "false"}
+    if error.status in (429, 529):  # busy, not refused: Claude Code waits and tries again
+        headers = {"x-should-retry": "true", "retry-after": "5"}
     return JSONResponse(error_body(error.error_type, error.message), status_code=error.status,
-                        headers={"x-should-retry": "false"})
+                        headers=headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -146,52 +158,80 @@ class ModelEndpoint:
         """The answer to a request the gateway refuses."""
         return refusal_response(refused)
 
-    def headers(self, request: Request, upstream: Upstream) -> dict[str, str]:
+    def headers(self, request: Request, upstream: Upstream, policy: Policy) -> dict[str, str]:
         assert upstream.credential is not None
-        return forward_headers(request.headers.items(), upstream.credential)
+        return with_credential(policy.forward_headers(request.headers.items()), upstream.credential)
 
     async def handle(self, request: Request) -> ASGIApp:
         """Admit, check and forward one request; the answer relays the upstream reply."""
-        exchange = Exchange(self.gateway.ledger, request.url.path, self.metered)
+        exchange = Exchange(self.gateway.budgets, request.url.path, self.metered)
         try:
-            exchange.caller = await asyncio.to_thread(
-                admit, self.gateway.layout, api_token(request.headers))
-            body = await read_body(request, self.gateway.settings.max_body_bytes)
-            payload = parse_payload(body) if self.json_body or body else {}
-            if (model := self.model(request, payload)) is not None:
-                exchange.model = model[:200]
-            if self.gateway.settings.log_bodies:
-                text = body[:MAX_LOGGED_BODY].decode(errors="replace")
-                log.info("body of %s: %s", request.url.path, text)
-            caller = exchange.caller
-            if self.metered:
-                await self._check_budget(caller)
-            upstream = self.upstream()
-            if upstream.credential is None:
-                raise RequestRefused(401, "authentication_error", self.no_credential())
-            base_url, target = self.target(request)
-            headers = self.headers(request, upstream)
-
-            async def ready() -> None:  # again once a slot is free: others may have spent
-                if self.metered:
-                    await self._check_budget(caller)
-
-            reply = await upstream.open(request.method, target, headers, body, ready, base_url)
+            return await self._forward(request, exchange)
         except RequestRefused as refused:
             exchange.caller = exchange.caller or refused.caller
-            exchange.finish(refused.status, "refused", error=refused.message)
+            if isinstance(refused, EgressThroughApi) and exchange.caller is not None:
+                await asyncio.to_thread(log_api_refusal, self.gateway.layout, exchange.caller,
+                                        refused.what, refused.message)
+            await asyncio.to_thread(exchange.finish, refused.status, "refused",
+                                    error=refused.message)
             return self.refusal(refused)
         except UpstreamUnreachable as error:
-            exchange.finish(502, "upstream_error", error=str(error))
+            await asyncio.to_thread(exchange.finish, 502, "upstream_error", error=str(error))
             return self.refusal(RequestRefused(502, "api_error", str(error)))
+
+    async def _forward(self, request: Request, exchange: Exchange) -> ASGIApp:
+        gateway = self.gateway
+        caller = exchange.caller = await asyncio.to_thread(
+            admit, gateway.layout, api_token(request.headers))
+        body = await read_body(request, gateway.settings.max_body_bytes)
+        payload = parse_payload(body) if self.json_body or body else {}
+        if (model := self.model(request, payload)) is not None:
+            exchange.model = model[:200]
+        if gateway.settings.log_bodies:
+            log.info("body of %s: %s", request.url.path,
+                     body[:MAX_LOGGED_BODY].decode(errors="replace"))
+        policy = gateway.policy.extended(caller.api_allow)
+        betas_before = payload.get("anthropic_beta")
+        policy.check_body(payload)
+        if payload.get("anthropic_beta") != betas_before:
+            body = json.dumps(payload).encode()
+        upstream = self.upstream()
+        if upstream.credential is None:
+            raise RequestRefused(401, "authentication_error", self.no_credential())
+        base_url, target = self.target(request)
+        outgoing = Outgoing(request.method, target, self.headers(request, upstream, policy),
+                            caller.task_id, f"{caller.task_id}#{caller.attempt}#{caller.worker_id}", base_url)
+
+        async def ready() -> bytes:  # once a slot is free: others may have spent or hold
+            if not self.metered:
+                return body
+            return await asyncio.to_thread(self._hold, exchange, payload, body)
+
+        reply = await upstream.open(outgoing, ready)
         return Relay(exchange, reply, base_url or upstream.base_url)
 
-    async def _check_budget(self, caller: GatewayCaller) -> None:
-        refusal = await asyncio.to_thread(self.gateway.budgets.refusal, caller.task_id)
-        if refusal is not None:
+    def _hold(self, exchange: Exchange, payload: dict[str, Any], body: bytes) -> bytes:
+        """Hold what the request could cost (lowering its ``max_tokens`` to fit if need be);
+        the body to send."""
+        assert exchange.caller is not None
+        settings = self.gateway.settings
+        max_tokens = payload.get("max_tokens")
+        max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None
+        cost = request_cost(exchange.model, max_tokens, len(body), settings.bytes_per_token,
+                            settings.min_output_tokens)
+        try:
+            exchange.hold, tokens = self.gateway.budgets.reserve(
+                exchange.caller.task_id, exchange.caller.attempt, cost)
+        except BudgetRefusal as refusal:
             raise RequestRefused(403, "permission_error",
-                                 f"the gateway refuses this request: {refusal}", caller)
-
+                                 f"the gateway refuses this request: {refusal}",
+                                 exchange.caller) from None
+        exchange.max_tokens = tokens
+        if tokens == max_tokens:
+            return body
+        log.info("task=%s max_tokens lowered from %s to %s to fit the budget",
+                 exchange.caller.task_id, max_tokens, tokens)
+        return json.dumps({**payload, "max_tokens": tokens}).encode()
 
 def _target(request: Request) -> str:
     query = request.url.query
@@ -229,18 +269,3 @@ class CallerPrefix:
             headers.append((b"x-api-key", token.encode("latin-1", errors="replace")))
             scope = {**scope, "path": "/" + rest, "raw_path": b"/" + raw_rest, "headers": headers}
         await self.app(scope, receive, send)
-
-
-def build_app(gateway: Gateway) -> ASGIApp:
-    """The ASGI app of the model API."""
-    from .cloud import cloud_routes
-
-    routes = [
-        Route("/v1/messages", ModelEndpoint(gateway, metered=True).handle, methods=["POST"]),
-        Route("/v1/messages/count_tokens", ModelEndpoint(gateway, metered=False).handle,
-              methods=["POST"]),
-        Route("/health", health, methods=["GET"]),
-        *cloud_routes(gateway),
-    ]
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
-    return CallerPrefix(app)

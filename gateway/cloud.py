@@ -36,7 +36,8 @@ from starlette.routing import Route
 from .api import Gateway, ModelEndpoint, _target, refusal_response
 from .cloud_credentials import NO_AWS_CREDENTIAL, NO_VERTEX_CREDENTIAL
 from .errors import RequestRefused
-from .upstream import DROP_REQUEST, Upstream
+from .policy import Policy
+from .upstream import Upstream, with_credential
 
 BEDROCK_HEADERS = frozenset({"content-type", "accept"})
 """Caller headers forwarded to Bedrock (and signed), besides ``x-amzn-bedrock-*``."""
@@ -78,7 +79,7 @@ class BedrockEndpoint(ModelEndpoint):
         query = request.url.query
         return None, raw.decode("latin-1") + (f"?{query}" if query else "")
 
-    def headers(self, request: Request, upstream: Upstream) -> dict[str, str]:
+    def headers(self, request: Request, upstream: Upstream, policy: Policy) -> dict[str, str]:
         headers = {k: v for k, v in request.headers.items()
                    if k in BEDROCK_HEADERS or k.startswith("x-amzn-bedrock-")}
         headers["accept-encoding"] = "identity"
@@ -129,12 +130,9 @@ class VertexEndpoint(ModelEndpoint):
         path = _target(request)
         return base, path if path.startswith("/v1/") else "/v1" + path
 
-    def headers(self, request: Request, upstream: Upstream) -> dict[str, str]:
-        headers = {k: v for k, v in request.headers.items() if k not in DROP_REQUEST}
-        headers["accept-encoding"] = "identity"
+    def headers(self, request: Request, upstream: Upstream, policy: Policy) -> dict[str, str]:
         assert upstream.credential is not None
-        upstream.credential.apply(headers)
-        return headers
+        return with_credential(policy.forward_headers(request.headers.items()), upstream.credential)
 
 
 class _VertexRoute:

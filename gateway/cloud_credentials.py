@@ -11,7 +11,6 @@ name in the secrets directory, else the environment), applied to each forwarded 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,9 +60,8 @@ def _value(name: str, secrets_dir: Path, env: Mapping[str, str]) -> str:
     return _read_file(secrets_dir / name) or env.get(name, "").strip()
 
 
-def read_aws_credential(secrets_dir: Path, env: Mapping[str, str] | None = None) -> AwsCredential | None:
+def read_aws_credential(secrets_dir: Path, env: Mapping[str, str]) -> AwsCredential | None:
     """The AWS key pair if both halves are found, else None (Bedrock requests are refused)."""
-    env = os.environ if env is None else env
     key_id = _value("AWS_ACCESS_KEY_ID", secrets_dir, env)
     secret = _value("AWS_SECRET_ACCESS_KEY", secrets_dir, env)
     if not key_id or not secret:
@@ -73,9 +71,8 @@ def read_aws_credential(secrets_dir: Path, env: Mapping[str, str] | None = None)
     return AwsCredential(key_id, secret, region, _value("AWS_SESSION_TOKEN", secrets_dir, env) or None)
 
 
-def read_vertex_credential(secrets_dir: Path, env: Mapping[str, str] | None = None) -> Credential | None:
+def read_vertex_credential(secrets_dir: Path, env: Mapping[str, str]) -> Credential | None:
     """Vertex's OAuth access token, or None (Vertex requests are refused)."""
-    env = os.environ if env is None else env
     token = _value(VERTEX_TOKEN_NAME, secrets_dir, env)
     return Credential(VERTEX_TOKEN_NAME, token) if token else None  # sent as Bearer
 

@@ -11,7 +11,6 @@ environment, in Claude Code's own order of preference:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,10 +74,9 @@ def _read_file(path: Path) -> str:
         return ""
 
 
-def read_credential(secrets_dir: Path, env: Mapping[str, str] | None = None) -> Credential | None:
+def read_credential(secrets_dir: Path, env: Mapping[str, str]) -> Credential | None:
     """The first credential found (files before the environment, per name in order); None when
     there is none (the gateway still serves the egress proxy and refuses model requests)."""
-    env = os.environ if env is None else env
     for name in CREDENTIAL_NAMES:
         secret = _read_file(secrets_dir / name) or env.get(name, "").strip()
         if secret:

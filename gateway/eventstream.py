@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import struct
+from collections.abc import Mapping
 from typing import Any, cast
 
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
@@ -45,6 +46,11 @@ class EventStreamMeter:
                 if isinstance(value, int) and value >= 0:
                     usage[field] = value
         return usage
+
+    @property
+    def settled(self) -> bool:
+        """Whether the final usage was seen."""
+        return self._events.settled or bool(self._metrics)
 
     @property
     def model(self) -> str | None:
@@ -91,18 +97,41 @@ class EventStreamMeter:
                 self.error = self._events.error
 
 
-def encode_message(headers: dict[str, str], payload: bytes) -> bytes:
-    """One event-stream message with string headers."""
-    raw = b"".join(struct.pack(">B", len(k.encode())) + k.encode()
-                   + struct.pack(">BH", 7, len(v.encode())) + v.encode() for k, v in headers.items())
-    prelude = struct.pack(">II", 16 + len(raw) + len(payload), len(raw))
+STRING_TYPE = 7
+"""The header value type of a UTF-8 string."""
+
+
+def encode_headers(headers: Mapping[str, str]) -> bytes:
+    """Headers in event-stream form (string values only): name length (1 byte), name, value
+    type 7, value length (uint16), value."""
+    out = bytearray()
+    for name, value in headers.items():
+        raw_name, raw_value = name.encode(), value.encode()
+        out += struct.pack(">B", len(raw_name)) + raw_name
+        out += struct.pack(">BH", STRING_TYPE, len(raw_value)) + raw_value
+    return bytes(out)
+
+
+def encode_message(headers: Mapping[str, str], payload: bytes) -> bytes:
+    """One event-stream message: a prelude (total length, headers length, both big-endian
+    uint32, then their CRC32), the headers, the payload, and the CRC32 of all before it."""
+    raw_headers = encode_headers(headers)
+    prelude = struct.pack(">II", 16 + len(raw_headers) + len(payload), len(raw_headers))
     prelude += struct.pack(">I", binascii.crc32(prelude))
-    message = prelude + raw + payload
+    message = prelude + raw_headers + payload
     return message + struct.pack(">I", binascii.crc32(message))
 
 
+def chunk_message(event: Mapping[str, Any]) -> bytes:
+    """A Bedrock ``chunk`` message carrying one Anthropic stream event."""
+    data = base64.b64encode(json.dumps(event).encode()).decode()
+    headers = {":event-type": "chunk", ":content-type": "application/json",
+               ":message-type": "event"}
+    return encode_message(headers, json.dumps({"bytes": data}).encode())
+
+
 def exception_message(kind: str, message: str) -> bytes:
-    """A Bedrock exception message, as the stream carries one."""
+    """A Bedrock exception message (e.g. ``throttlingException``), as the stream carries one."""
     headers = {":exception-type": kind, ":content-type": "application/json",
                ":message-type": "exception"}
     return encode_message(headers, json.dumps({"message": message}).encode())

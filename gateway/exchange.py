@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from orchestration_protocol import utc_now
 from orchestration_protocol.gateway import GatewayCaller, LedgerEntry
 
-from .ledger import Ledger
+from .budgets import Budgets
+from .holds import Hold
 from .prices import cost_usd
 
 log = logging.getLogger("gateway")
@@ -23,8 +24,8 @@ log = logging.getLogger("gateway")
 class Exchange:
     """A request from its arrival to its end; :meth:`finish` once."""
 
-    ledger: Ledger
-    """Where the request is recorded."""
+    budgets: Budgets
+    """Where the request is recorded and its hold settled."""
     path: str
     """The endpoint called (no query)."""
     metered: bool = True
@@ -37,6 +38,10 @@ class Exchange:
     """When it arrived (monotonic clock)."""
     finished: bool = False
     """Whether :meth:`finish` ran."""
+    hold: Hold | None = None
+    """The money held for it while in flight (released when it ends)."""
+    max_tokens: int | None = None
+    """The ``max_tokens`` it was sent with."""
 
     def finish(
         self,
@@ -45,8 +50,12 @@ class Exchange:
         usage: dict[str, int] | None = None,
         retries: int = 0,
         error: str | None = None,
+        unsettled: bool = False,
     ) -> LedgerEntry | None:
-        """Write the ledger line (when the caller is known and the path metered) and log."""
+        """Write the ledger line (when the caller is known and the path metered), drop the
+        hold, and log. ``unsettled``: the reply ended before its usage event (the caller left),
+        so it is charged what it could have cost: the input the stream reported with every
+        output token allowed, or, when not even the input was reported, the whole hold."""
         if self.finished:
             return None
         self.finished = True
@@ -58,10 +67,20 @@ class Exchange:
                 error=error, retries=retries, **(usage or {}),
             )
             entry.cost_usd = cost_usd(entry)
-            if self.metered:
-                self.ledger.record(entry)
+            if unsettled:
+                self._charge_unsettled(entry)
+        self.budgets.settle(self.hold, entry if self.metered else None)
         self._log(status, outcome, entry, retries, error)
         return entry
+
+    def _charge_unsettled(self, entry: LedgerEntry) -> None:
+        if entry.input_tokens or entry.cache_read_input_tokens or self.hold is None:
+            entry.output_tokens = max(entry.output_tokens, self.max_tokens or 0)
+            entry.cost_usd = cost_usd(entry)
+        else:
+            entry.cost_usd = max(entry.cost_usd, self.hold.usd)
+        entry.error = (entry.error or "the reply ended early") + (
+            "; charged as if every output token allowed was made")
 
     def _log(
         self, status: int, outcome: str, entry: LedgerEntry | None, retries: int, error: str | None

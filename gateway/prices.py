@@ -61,3 +61,31 @@ def cost_usd(entry: LedgerEntry) -> float:
         + entry.cache_read_input_tokens * price.cache_read
     )
     return round(total / 1_000_000, 8)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one request could cost: ``fixed`` (input) plus ``per_output`` per output token."""
+
+    fixed: float
+    """The input's worst case, USD."""
+    per_output: float
+    """USD per output token."""
+    max_tokens: int | None
+    """The request's ``max_tokens`` (None: not given, ``fixed`` is all)."""
+    min_output_tokens: int = 1024
+    """The fewest output tokens a lowered ``max_tokens`` may have."""
+
+    def usd(self, tokens: int | None) -> float:
+        """The worst case with ``tokens`` output tokens."""
+        return self.fixed + self.per_output * (tokens or 0)
+
+
+def request_cost(model: str | None, max_tokens: int | None, body_bytes: int,
+                 bytes_per_token: float, min_output_tokens: int) -> Cost:
+    """The worst case of a request before it is sent: its body's bytes read as input tokens at
+    the dearest input price (a cache write), and ``max_tokens`` at the output price."""
+    price = price_of(model)
+    fixed = body_bytes / bytes_per_token * price.cache_write / 1_000_000
+    return Cost(fixed, price.output / 1_000_000, max_tokens, min_output_tokens)
+

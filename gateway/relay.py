@@ -88,5 +88,7 @@ class Relay:
         if status >= 400 and error is None:
             error = f"the model endpoint answered {status}"
         outcome = "upstream_error" if failed else "caller_gone" if self.caller_gone else "ok"
-        self.exchange.finish(status, outcome, self.meter.usage, self.reply.retries, error)
+        unsettled = self.caller_gone and status < 400 and not self.meter.settled
+        self.exchange.finish(status, outcome, self.meter.usage, self.reply.retries, error,
+                             unsettled=unsettled)
 

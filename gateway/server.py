@@ -16,20 +16,22 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from orchestration_protocol import Layout
 from orchestration_protocol.gateway import api_socket, bind_unix, proxy_socket
 
-from .api import Gateway, build_app
+from .api import Gateway
+from .app import build_app
 from .cloud_credentials import read_aws_credential, read_vertex_credential
 from .credentials import no_credential_message, read_credential
 from .egress import EgressProxy
 from .errors import EXIT_BAD_SETTING, EXIT_CANNOT_LISTEN, EXIT_OK, BadSetting
-from .settings import ENV_NAMES, resolve_settings
+from .settings import ENV_NAMES, environment, resolve_settings
 
 log = logging.getLogger("gateway")
 PROG = "orchestrator-gateway"
@@ -52,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "is their only way out (an egress proxy with a per-task allowlist).",
     )
 
-    def option(name: str, kind: type = str, help: str = "") -> None:
+    def option(name: str, kind: Callable[[str], Any] = str, help: str = "") -> None:
         env = ENV_NAMES[name]
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
                             help=f"{help} (env {env})")
@@ -66,12 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     option("max_retries", int, "retries of a 429/529 answer, default 4")
     option("retry_total_s", float, "most seconds waited for retries of one request, default 60")
     option("concurrency", int, "most upstream requests at once, default 8")
+    option("task_concurrency", int, "most upstream requests of one task at once, default 4")
+    option("caller_concurrency", int, "most upstream requests of one caller at once, default 4")
+    option("queue_timeout_s", float, "longest wait for an upstream slot (then 529), default 120")
     option("connect_timeout_s", float, "connect timeout upstream and for egress, default 10")
     option("read_timeout_s", float, "longest upstream silence mid-reply, default 600")
     option("retry_base_s", float, "first backoff without retry-after (doubles), default 0.5")
     option("head_timeout_s", float, "egress: seconds to send the request head, default 10")
     option("idle_timeout_s", float, "egress: close a tunnel silent this long, default 600")
     option("max_head_bytes", int, "egress: largest request head, default 16 KiB")
+    option("bytes_per_token", float, "body bytes held as one input token, default 3")
+    option("min_output_tokens", int, "fewest output tokens max_tokens is lowered to, default 1024")
+    for name in ("body_keys", "betas", "headers", "server_tools"):
+        option(f"allow_{name}", _csv, f"more {name.replace('_', ' ')} to forward, comma-separated")
     parser.add_argument("--log-bodies", action="store_const", const=True, default=None,
                         help="log request bodies (prompts) on stderr (env GATEWAY_LOG_BODIES)")
     parser.add_argument("--egress-loopback", action="store_const", const=True, default=None,
@@ -79,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(env GATEWAY_EGRESS_LOOPBACK)")
     parser.add_argument("--quiet", action="store_true", help="log only warnings on stderr")
     return parser
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,9 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not settings.root.is_dir():
             raise BadSetting(f"the orchestration root {settings.root} is not a directory; "
                              "pass --root or set ORCHESTRATION_DIR")
-        credential = read_credential(settings.secrets_dir)
-        aws = read_aws_credential(settings.secrets_dir)
-        vertex = read_vertex_credential(settings.secrets_dir)
+        credential = read_credential(settings.secrets_dir, environment())
+        aws = read_aws_credential(settings.secrets_dir, environment())
+        vertex = read_vertex_credential(settings.secrets_dir, environment())
     except BadSetting as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_BAD_SETTING
@@ -108,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_CANNOT_LISTEN
     gateway = Gateway.create(settings, credential, aws, vertex)
+    if charged := gateway.book.sweep():
+        log.warning("charged %d hold(s) left by a gateway that stopped mid-request", charged)
     if credential is None and aws is None and vertex is None:
         log.warning("%s; model requests will be refused", no_credential_message())
     if credential is not None:
@@ -147,6 +162,7 @@ async def serve(gateway: Gateway, api_sock: socket.socket, proxy_sock: socket.so
         proxy.close()
         for upstream in gateway.upstreams:
             await upstream.aclose()
+        gateway.book.close()
         for path in (api_socket(gateway.layout), proxy_socket(gateway.layout)):
             with contextlib.suppress(OSError):
                 path.unlink()

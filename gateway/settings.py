@@ -1,6 +1,7 @@
 """The gateway's settings, resolved in one place: explicit argument, then environment, then
 default (as watchfiles does). ``resolve_settings`` is the only function that reads the
-environment for settings; credentials are read by :mod:`gateway.credentials`."""
+environment for settings; :func:`environment` is the one place the environment is read at all
+(credentials, by :mod:`gateway.credentials`, get it from there)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,15 @@ ENV_NAMES: dict[str, str] = {
     "max_head_bytes": "GATEWAY_MAX_HEAD_BYTES",
     "log_bodies": "GATEWAY_LOG_BODIES",
     "egress_loopback": "GATEWAY_EGRESS_LOOPBACK",
+    "task_concurrency": "GATEWAY_TASK_CONCURRENCY",
+    "caller_concurrency": "GATEWAY_CALLER_CONCURRENCY",
+    "queue_timeout_s": "GATEWAY_QUEUE_TIMEOUT_S",
+    "bytes_per_token": "GATEWAY_BYTES_PER_TOKEN",
+    "min_output_tokens": "GATEWAY_MIN_OUTPUT_TOKENS",
+    "allow_body_keys": "GATEWAY_ALLOW_BODY_KEYS",
+    "allow_betas": "GATEWAY_ALLOW_BETAS",
+    "allow_headers": "GATEWAY_ALLOW_HEADERS",
+    "allow_server_tools": "GATEWAY_ALLOW_SERVER_TOOLS",
 }
 """The environment variable each setting falls back to."""
 
@@ -68,6 +78,26 @@ class GatewaySettings(BaseModel):
     """First backoff wait when upstream gives no ``retry-after``; doubles each retry."""
     concurrency: int = Field(default=8, ge=1, le=1000)
     """Most upstream requests in flight at once (per credential)."""
+    task_concurrency: int = Field(default=4, ge=1, le=1000)
+    """Most upstream requests one task may have in flight at once (the rest wait their turn)."""
+    caller_concurrency: int = Field(default=4, ge=1, le=1000)
+    """Most upstream requests one caller token (attempt) may have in flight at once."""
+    queue_timeout_s: float = Field(default=120.0, gt=0)
+    """Longest wait for an upstream slot; then the request is answered 529 ``overloaded_error``."""
+    bytes_per_token: float = Field(default=3.0, gt=0)
+    """Body bytes counted as one input token when a request's worst case is held (3: fewer
+    bytes per token than any text Claude Code sends, so the hold is not short)."""
+    min_output_tokens: int = Field(default=1024, ge=1)
+    """A request whose ``max_tokens`` does not fit the budget left is sent with ``max_tokens``
+    lowered to what fits, if at least this many; else it is refused."""
+    allow_body_keys: list[str] = Field(default_factory=list)
+    """Request body keys forwarded besides :data:`gateway.policy.BODY_KEYS` (comma-separated)."""
+    allow_betas: list[str] = Field(default_factory=list)
+    """``anthropic-beta`` values forwarded besides :data:`gateway.policy.BETAS`."""
+    allow_headers: list[str] = Field(default_factory=list)
+    """Request headers forwarded besides :data:`gateway.policy.HEADERS`."""
+    allow_server_tools: list[str] = Field(default_factory=list)
+    """Server tool types forwarded (e.g. ``web_search_20250305``); none by default."""
     connect_timeout_s: float = Field(default=10.0, gt=0)
     """Timeout to connect to the upstream (and, for egress, to a target)."""
     read_timeout_s: float = Field(default=600.0, gt=0)
@@ -95,17 +125,24 @@ class GatewaySettings(BaseModel):
         return value.rstrip("/")
 
 
+def environment() -> Mapping[str, str]:
+    """The process environment (the only read of it in the gateway)."""
+    return os.environ
+
+
 def _from_env(name: str, env: Mapping[str, str]) -> Any:
     value = env.get(ENV_NAMES[name], "")
     if name in ("log_bodies", "egress_loopback") and value:
         return value.strip().lower() in ("1", "true", "yes", "on")
+    if name.startswith("allow_"):
+        return [v.strip() for v in value.split(",") if v.strip()] or None
     return value or None
 
 
 def resolve_settings(env: Mapping[str, str] | None = None, **explicit: Any) -> GatewaySettings:
     """Settings from ``explicit`` (None means not given), then ``env``, then defaults; a bad
     value raises :class:`BadSetting` naming the setting."""
-    env = os.environ if env is None else env
+    env = environment() if env is None else env
     values: dict[str, Any] = {}
     for name in GatewaySettings.model_fields:
         value = explicit.get(name)

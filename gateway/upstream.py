@@ -1,5 +1,5 @@
-"""The way to the model endpoint: one HTTP client, the credential, the concurrency cap, and
-waiting out 429/529.
+"""The way to the model endpoint: one HTTP client, the credential, the fair upstream slots
+(:mod:`gateway.slots`), and waiting out 429/529.
 
 :meth:`Upstream.open` returns a reply whose body has not been read yet, so the caller can relay
 it as it arrives; retries happen only before that, while nothing has gone to the caller.
@@ -18,6 +18,7 @@ import httpx
 from .credentials import UpstreamCredential
 from .errors import UpstreamUnreachable
 from .settings import GatewaySettings
+from .slots import FairSlots
 
 RETRY_STATUSES = frozenset({429, 529})
 HOP_BY_HOP = frozenset({
@@ -40,7 +41,7 @@ class UpstreamReply:
     """The response, opened with ``stream=True``."""
     retries: int
     """How many 429/529 answers were waited out before this one."""
-    _release: asyncio.Semaphore | None = field(default=None, repr=False)
+    _release: Callable[[], None] | None = field(default=None, repr=False)
 
     def headers(self) -> list[tuple[str, str]]:
         """The response headers fit to pass on to the caller."""
@@ -51,13 +52,31 @@ class UpstreamReply:
             await self.response.aclose()
         finally:
             if self._release is not None:
-                self._release.release()
+                self._release()
                 self._release = None
 
 
-def forward_headers(incoming: list[tuple[str, str]], credential: UpstreamCredential) -> dict[str, str]:
-    """The headers sent upstream: the caller's harmless ones plus the real credential."""
-    headers = {k.lower(): v for k, v in incoming if k.lower() not in DROP_REQUEST}
+@dataclass(frozen=True)
+class Outgoing:
+    """One request to send upstream, but for its body (the budget hold may change it)."""
+
+    method: str
+    """The HTTP method."""
+    target: str
+    """Path and query, appended to ``base_url``."""
+    headers: dict[str, str]
+    """The headers to send (the credential in them; a signature is added per send)."""
+    task_id: str
+    """The task whose slot it takes."""
+    caller: str
+    """The caller (attempt) whose slot it takes."""
+    base_url: str | None = None
+    """Where to send it; None: the upstream's own base URL."""
+
+
+def with_credential(headers: dict[str, str], credential: UpstreamCredential) -> dict[str, str]:
+    """``headers`` (the caller's, on the allowlist) plus the real credential."""
+    headers = {k: v for k, v in headers.items() if k not in DROP_REQUEST}
     headers["accept-encoding"] = "identity"  # relay bytes as they are; read usage from them
     credential.apply(headers)
     return headers
@@ -83,7 +102,8 @@ class Upstream:
         self.settings = settings
         self.base_url = base_url or settings.upstream
         self.credential = credential
-        self.slots = asyncio.Semaphore(settings.concurrency)
+        self.slots = FairSlots(settings.concurrency, settings.task_concurrency,
+                               settings.caller_concurrency, settings.queue_timeout_s)
         timeout = httpx.Timeout(
             connect=settings.connect_timeout_s, read=settings.read_timeout_s,
             write=settings.read_timeout_s, pool=settings.connect_timeout_s,
@@ -96,32 +116,35 @@ class Upstream:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def open(self, method: str, target: str, headers: dict[str, str], body: bytes,
-                   ready: Callable[[], Awaitable[None]] | None = None,
-                   base_url: str | None = None) -> UpstreamReply:
-        """Send the request (``target`` is path and query, appended to ``base_url``, default
-        this upstream's) and return the reply once its head arrived, having waited out 429/529
-        within the settings' bounds. ``ready`` runs once a slot is free, just before sending
-        (the budget check: requests that waited for a slot see what the ones before them
-        cost); what it raises ends the request unsent. The credential signs each send."""
-        await self.slots.acquire()
+    async def open(self, request: Outgoing, ready: Callable[[], Awaitable[bytes]]) -> UpstreamReply:
+        """Send the request and return the reply once its head arrived, having waited out
+        429/529 within the settings' bounds. ``ready`` runs once the caller's task has a slot,
+        just before sending, and gives the body to send (the budget hold: requests that waited
+        for a slot see what the ones before them hold); what it raises ends the request unsent.
+        The credential signs each send."""
+        await self.slots.acquire(request.task_id, request.caller)
+
+        def release() -> None:
+            self.slots.release(request.task_id, request.caller)
+
         try:
-            if ready is not None:
-                await ready()
-            return await self._open(method, (base_url or self.base_url) + target, headers, body)
+            body = await ready()
+            url = (request.base_url or self.base_url) + request.target
+            return await self._open(request.method, url, request.headers, body, release)
         except BaseException:
-            self.slots.release()
+            release()
             raise
 
-    async def _open(self, method: str, url: str, headers: dict[str, str], body: bytes) -> UpstreamReply:
+    async def _open(self, method: str, url: str, headers: dict[str, str], body: bytes,
+                    release: Callable[[], None]) -> UpstreamReply:
         retries, waited = 0, 0.0
         while True:
             response = await self._send(method, url, headers, body)
             if response.status_code not in RETRY_STATUSES or retries >= self.settings.max_retries:
-                return UpstreamReply(response, retries, self.slots)
+                return UpstreamReply(response, retries, release)
             wait = retry_wait(response, retries, self.settings.retry_base_s)
             if waited + wait > self.settings.retry_total_s:
-                return UpstreamReply(response, retries, self.slots)
+                return UpstreamReply(response, retries, release)
             await response.aclose()
             await asyncio.sleep(wait)
             retries, waited = retries + 1, waited + wait

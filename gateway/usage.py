@@ -32,6 +32,8 @@ class UsageMeter:
         """The model the reply names, if it named one."""
         self.error: str | None = None
         """An error event's message, if the stream carried one."""
+        self.settled = False
+        """Whether the final usage was seen (``message_delta``, or a whole JSON message)."""
         self._buffer = bytearray()
         self._max_json_bytes = max_json_bytes
         self._overflow = False
@@ -84,6 +86,8 @@ class UsageMeter:
         kind = event.get("type")
         if kind == "message_start" and isinstance(event.get("message"), dict):
             event = event["message"]
+        elif kind in ("message_delta", "message") and isinstance(event.get("usage"), dict):
+            self.settled = True
         elif kind == "error" and isinstance(event.get("error"), dict):
             self.error = str(event["error"].get("message", "error event"))[:500]
             return

@@ -4,16 +4,23 @@ detection (as watchfiles does). Commands build one :class:`ManagerSettings` and 
 from __future__ import annotations
 
 import os
+import shlex
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, cast, get_args
+from typing import TYPE_CHECKING, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestration_protocol import Layout, contract, default_root
 
 from .errors import BadInput
+from .profiles import WORKER_IMAGE_ENV
+from .profiles import worker_image as default_worker_image
 
-BackendName = Literal["docker", "swarm", "local"]
+if TYPE_CHECKING:
+    from .backends.config import EngineConfig
+
+BackendName = Literal["docker", "swarm", "local", "stub"]
 GatewayMode = Literal["managed", "external"]
 
 BACKEND_ENV = "ORCHESTRATOR_BACKEND"
@@ -26,8 +33,23 @@ SIMULATE_ENV = "ORCHESTRATOR_SIMULATE"
 GATEWAY_ENV = "ORCHESTRATOR_GATEWAY"
 """``external``: the gateway is run by someone else (the Compose stack's ``gateway`` service);
 commands check that it answers and never start one, nor the scripted model. Default ``managed``."""
+WORKER_COMMAND_ENV = "ORCHESTRATOR_WORKER_COMMAND"
+"""The local engine's worker command (split as a shell would)."""
+DOCKER_HOST_ENV = "DOCKER_HOST"
 ALIVE_FILE_ENV = "ORCHESTRATOR_ALIVE_FILE"
 """A file ``dispatch`` touches on every pass of its loop, for a healthcheck to judge."""
+PROFILES_ENV = "ORCHESTRATOR_PROFILES"
+"""The profiles file, when ``--profiles`` is not given."""
+UPSTREAM_ENV = "ANTHROPIC_BASE_URL"
+"""The model API the gateway forwards to (Anthropic's when unset)."""
+WORKER_FORWARDED_ENV = ("GIT_USER_NAME", "GIT_USER_EMAIL")
+"""Forwarded to workers beside the model settings: the identity of their commits."""
+GATEWAY_PASSED_ENV = (
+    "AWS_REGION", "AWS_DEFAULT_REGION", "GATEWAY_BEDROCK_UPSTREAM", "GATEWAY_VERTEX_UPSTREAM"
+)
+"""Forwarded to the gateway this manager starts: the cloud region and upstreams."""
+MODEL_SWITCHES = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "ANTHROPIC_BASE_URL")
+"""Settings by which Claude Code reaches a model without a token or key of its own."""
 DEFAULT_VOLUME = "orchestration-volume"
 CONTAINER_ROOT = Path("/orchestration")
 """Where the volume is mounted in worker containers."""
@@ -41,8 +63,8 @@ class ManagerSettings(BaseModel):
     root: Path
     """The orchestration root as this process sees it."""
     backend: BackendName = "docker"
-    """Where workers run: Docker containers, Swarm jobs (``swarm``), or processes on this host
-    (``local``)."""
+    """Where workers run: Docker containers, Swarm jobs (``swarm``), processes on this host
+    (``local``), or threads of this process that keep the protocol (``stub``, for tests)."""
     volume: str | None = None
     """What workers mount at /orchestration: a named volume, or an absolute host path; None to
     find out from Docker (the mount this manager's container has at the root, else the root's
@@ -76,14 +98,51 @@ class ManagerSettings(BaseModel):
     budget_usd: float | None = Field(default=None, gt=0)
     """The fleet budget ``run`` and ``dispatch`` set (``--budget``, ``$ORCHESTRATOR_BUDGET_USD``):
     the most all tasks together may spend from then on; None to leave the budget as it is."""
+    upstream: str | None = None
+    """The model API the gateway forwards to (``$ANTHROPIC_BASE_URL``); None for Anthropic's."""
+    worker_env: dict[str, str] = Field(default_factory=dict)
+    """Non-secret settings forwarded from this environment to every worker: the model settings
+    (``PASSTHROUGH_ENV``) and the git identity (``WORKER_FORWARDED_ENV``)."""
+    gateway_env: dict[str, str] = Field(default_factory=dict)
+    """Forwarded from this environment to the gateway it starts (``GATEWAY_PASSED_ENV``)."""
+    model_switches: list[str] = Field(default_factory=list)
+    """Which of ``MODEL_SWITCHES`` are set: ways to a model without a token or key."""
+
+    worker_image: str = Field(default_factory=default_worker_image)
+    """The generic worker image (``$ORCHESTRATOR_WORKER_IMAGE``), which also runs the gateway
+    and the scripted model on Docker."""
+    worker_command: tuple[str, ...] | None = None
+    """The local engine's worker command (``$ORCHESTRATOR_WORKER_COMMAND``); None to find
+    ``orchestrator-worker``."""
+    docker_host: str | None = None
+    """``$DOCKER_HOST`` (docker-py reads it itself; named in the sentences of engine errors)."""
 
     @property
     def layout(self) -> Layout:
         return Layout(self.root)
 
+    def engine_config(self) -> EngineConfig:
+        """The config of the engine ``backend`` names, from these settings."""
+        from .backends.config import DockerConfig, LocalConfig, StubConfig, SwarmConfig
 
-def _env_float(name: str) -> float | None:
-    value = os.environ.get(name)
+        if self.backend == "local":
+            return LocalConfig(root=self.root, worker_command=self.worker_command)
+        if self.backend == "stub":
+            return StubConfig(root=self.root)
+        docker = {
+            "root": self.root,
+            "volume": self.volume,
+            "network": self.network,
+            "worker_image": self.worker_image,
+            "docker_host": self.docker_host,
+        }
+        if self.backend == "swarm":
+            return SwarmConfig(**docker)
+        return DockerConfig(**docker)
+
+
+def _env_float(env: Mapping[str, str], name: str) -> float | None:
+    value = env.get(name)
     try:
         return float(value) if value else None
     except ValueError:
@@ -99,10 +158,10 @@ def positive_usd(value: float | None, name: str) -> float | None:
     return value
 
 
-def budget_from_env() -> float | None:
+def budget_from_env(env: Mapping[str, str]) -> float | None:
     """``$ORCHESTRATOR_BUDGET_USD`` as dollars; BadInput when it is set but not a positive number
     (a typo must not mean spending without a limit)."""
-    value = os.environ.get(BUDGET_ENV, "").strip()
+    value = env.get(BUDGET_ENV, "").strip()
     if not value:
         return None
     try:
@@ -116,9 +175,9 @@ def budget_from_env() -> float | None:
     return usd
 
 
-def gateway_from_env() -> GatewayMode:
+def gateway_from_env(env: Mapping[str, str]) -> GatewayMode:
     """``$ORCHESTRATOR_GATEWAY`` (``managed`` when unset); BadInput for another value."""
-    value = os.environ.get(GATEWAY_ENV, "").strip().lower() or "managed"
+    value = env.get(GATEWAY_ENV, "").strip().lower() or "managed"
     if value not in ("managed", "external"):
         raise BadInput(
             f"${GATEWAY_ENV}={value!r} is not managed or external; fix or unset it."
@@ -138,10 +197,13 @@ def resolve_settings(
     profiles_path: Path | None = None,
     mounts: list[str] | None = None,
     budget_usd: float | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> ManagerSettings:
-    """Settings from explicit values, then the environment, then detection."""
+    """Settings from explicit values, then the environment (``env``, default this process's),
+    then detection: the one place the manager reads its environment."""
+    env = os.environ if env is None else env
     root = (root or default_root()).absolute()
-    backend = backend or os.environ.get(BACKEND_ENV) or "docker"
+    backend = backend or env.get(BACKEND_ENV) or "docker"
     if backend not in get_args(BackendName):
         *others, last = (f"--backend {name}" for name in get_args(BackendName))
         choices = f"{', '.join(others)} or {last}"
@@ -149,17 +211,28 @@ def resolve_settings(
     return ManagerSettings(
         root=root,
         backend=cast(BackendName, backend),
-        volume=volume or os.environ.get(VOLUME_ENV) or None,
-        network=network or os.environ.get(NETWORK_ENV) or None,
-        configured_network=os.environ.get(NETWORK_ENV) or None,
-        repo_url=repo_url or os.environ.get(contract.ENV_REPO_URL) or None,
-        repo_branch=repo_branch or os.environ.get(contract.ENV_REPO_BRANCH) or None,
-        lease_s=_env_float(contract.ENV_LEASE_S),
-        heartbeat_s=_env_float(contract.ENV_HEARTBEAT_S),
-        simulate=simulate or os.environ.get(SIMULATE_ENV, "").lower() in ("1", "true", "yes"),
-        profiles_path=profiles_path,
+        volume=volume or env.get(VOLUME_ENV) or None,
+        network=network or env.get(NETWORK_ENV) or None,
+        configured_network=env.get(NETWORK_ENV) or None,
+        repo_url=repo_url or env.get(contract.ENV_REPO_URL) or None,
+        repo_branch=repo_branch or env.get(contract.ENV_REPO_BRANCH) or None,
+        lease_s=_env_float(env, contract.ENV_LEASE_S),
+        heartbeat_s=_env_float(env, contract.ENV_HEARTBEAT_S),
+        simulate=simulate or env.get(SIMULATE_ENV, "").lower() in ("1", "true", "yes"),
+        profiles_path=profiles_path or (Path(env[PROFILES_ENV]) if env.get(PROFILES_ENV) else None),
         mounts=mounts or [],
-        gateway=gateway_from_env(),
-        alive_file=Path(os.environ[ALIVE_FILE_ENV]) if os.environ.get(ALIVE_FILE_ENV) else None,
-        budget_usd=positive_usd(budget_usd, "--budget") or budget_from_env(),
+        gateway=gateway_from_env(env),
+        alive_file=Path(env[ALIVE_FILE_ENV]) if env.get(ALIVE_FILE_ENV) else None,
+        budget_usd=positive_usd(budget_usd, "--budget") or budget_from_env(env),
+        upstream=env.get(UPSTREAM_ENV) or None,
+        worker_env=_present(env, (*contract.PASSTHROUGH_ENV, *WORKER_FORWARDED_ENV)),
+        gateway_env=_present(env, GATEWAY_PASSED_ENV),
+        model_switches=list(_present(env, MODEL_SWITCHES)),
+        worker_command=tuple(shlex.split(command)) if (command := env.get(WORKER_COMMAND_ENV)) else None,
+        docker_host=env.get(DOCKER_HOST_ENV) or None,
+        worker_image=env.get(WORKER_IMAGE_ENV) or "claude-worker",
     )
+
+
+def _present(env: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    return {name: env[name] for name in names if env.get(name)}

@@ -7,14 +7,11 @@ files only; :func:`redact` keeps their values out of anything the manager writes
 
 from __future__ import annotations
 
-import os
-
-from orchestration_protocol.contract import PASSTHROUGH_ENV, SECRET_NAMES, read_secret
+from orchestration_protocol.contract import SECRET_NAMES, read_secret
 
 from .errors import CredentialsMissing
 
 MODEL_SECRETS = ("CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
-MODEL_SWITCHES = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "ANTHROPIC_BASE_URL")
 
 
 def collect_secrets() -> dict[str, str]:
@@ -22,21 +19,15 @@ def collect_secrets() -> dict[str, str]:
     return {name: value for name in SECRET_NAMES if (value := read_secret(name))}
 
 
-def passthrough_env() -> dict[str, str]:
-    """The non-secret model settings forwarded from the manager's environment."""
-    return {name: os.environ[name] for name in PASSTHROUGH_ENV if os.environ.get(name)}
+def has_model_credentials(secrets: dict[str, str], switches: list[str]) -> bool:
+    """True when Claude Code could authenticate: a token or key, or one of the settings' model
+    ``switches`` (Bedrock, Vertex or a base URL)."""
+    return any(secrets.get(name) for name in MODEL_SECRETS) or bool(switches)
 
 
-def has_model_credentials(secrets: dict[str, str]) -> bool:
-    """True when Claude Code could authenticate: a token or key, Bedrock, Vertex or a base URL."""
-    return any(secrets.get(name) for name in MODEL_SECRETS) or any(
-        os.environ.get(name) for name in MODEL_SWITCHES
-    )
-
-
-def require_model_credentials(secrets: dict[str, str]) -> None:
+def require_model_credentials(secrets: dict[str, str], switches: list[str]) -> None:
     """Raise CredentialsMissing (one sentence with the fix) when there are none."""
-    if not has_model_credentials(secrets):
+    if not has_model_credentials(secrets, switches):
         raise CredentialsMissing(
             "No Claude credentials found: set CLAUDE_CODE_OAUTH_TOKEN (make one with 'claude "
             "setup-token') or ANTHROPIC_API_KEY, or pass --simulate for a dry run with the "

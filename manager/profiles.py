@@ -120,8 +120,6 @@ def profiles_file(root: Path | None, explicit: Path | None = None) -> Path | Non
     if explicit is not None:
         return explicit
     candidates = []
-    if os.environ.get(PROFILES_ENV):
-        return Path(os.environ[PROFILES_ENV])
     if root is not None:
         candidates.append(root / "profiles.yaml")
     candidates.append(USER_PROFILES.expanduser())

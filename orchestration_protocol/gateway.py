@@ -60,6 +60,9 @@ class GatewayCaller(ProtocolModel):
     egress_allow: list[str] = Field(default_factory=list)
     """Host names the egress proxy lets this caller reach: ``host`` exactly or ``*.domain``
     (every subdomain); empty denies every outbound connection."""
+    api_allow: dict[str, list[str]] = Field(default_factory=dict)
+    """What the model API forwards for this caller beyond the gateway's allowlists (from the
+    task's profile): ``body_keys``, ``betas``, ``headers``, ``server_tools``."""
     schema_version: SchemaVersion = 1
     """Protocol version of this file."""
 
@@ -78,7 +81,10 @@ class LedgerEntry(ProtocolModel):
     path: str = "/v1/messages"
     """Which endpoint was called."""
     outcome: str
-    """``ok``; ``refused`` (by the gateway: budget, lease); ``upstream_error``."""
+    """``ok``; ``refused`` (by the gateway: budget, lease, allowlist); ``upstream_error``;
+    ``caller_gone`` (charged as if every output token allowed was made); ``gateway_gone`` (the
+    gateway stopped mid-request: charged its hold); ``over_budget`` (a marker, cost 0: the
+    request before it took the task past its budget)."""
     status_code: int
     """The HTTP status the caller got."""
     input_tokens: int = Field(default=0, ge=0)
@@ -272,7 +278,8 @@ def ledger_cost(layout: Layout, task_id: str, attempt: int | None = None) -> flo
 def budget_error(layout: Layout, task_id: str, attempt: int) -> str | None:
     """The gateway's budget refusal of this attempt, if it refused one (for the result)."""
     for entry in read_ledger(layout, task_id):
-        if entry.attempt == attempt and entry.outcome == "refused" and entry.error and "budget" in entry.error:
+        if (entry.attempt == attempt and entry.outcome in ("refused", "over_budget")
+                and entry.error and "budget" in entry.error):
             return entry.error
     return None
 

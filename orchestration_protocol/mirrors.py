@@ -1,7 +1,7 @@
 """Where the manager keeps its bare mirror of each task repository on the volume.
 
 The manager fetches a repository into ``git/<name>-<hash>.git`` with its own credentials (see
-``manager/mirror.py``); a worker clones from that path (no network, no credential) and pushes its
+``manager/git/mirror.py``); a worker clones from that path (no network, no credential) and pushes its
 task branch, ``refs/heads/orchestrator/<id>``, back into it; ``orchestrator merge`` and
 ``orchestrator push`` read task branches from there. Both sides find the mirror with
 :func:`mirror_dir` from the same URL string (the task's ``repo``, else ``$REPO_URL``).

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from .outcomes import CheckOutcome, RoundReport
 from .paths import validate_task_id
 
 SCHEMA_VERSION = 1
@@ -91,6 +92,18 @@ class TaskKind(StrEnum):
     PLAN = "plan"
     """A plan (``orchestration_protocol.plans.Plan``) in the result: the agent reads the
     repository with Claude Code's structured output; nothing is committed or pushed."""
+    CHECK = "check"
+    """The check alone on ``branch`` (a task's branch or ``orchestrator/integration``), run as
+    the agent's user; nothing is committed; the result's ``check`` holds the outcome."""
+    RESOLVE = "resolve"
+    """A merge conflict: ``branch`` checked out with ``merge_branch`` merged in, markers left in
+    the tree for the agent; judged by git state and the check, not by what the agent says."""
+
+
+MAX_CHECK_COMMANDS = 20
+"""Most commands a check may have."""
+DEFAULT_MAX_REPAIRS = 2
+"""Repair rounds a task gets when neither it nor the manager's settings say."""
 
 
 class Task(ProtocolModel):
@@ -122,6 +135,17 @@ class Task(ProtocolModel):
     """Extra non-secret environment variables for the agent."""
     max_budget_usd: float | None = Field(default=None, gt=0)
     """Most this task may spend on model requests (all attempts), enforced by the gateway."""
+    check: list[str] | None = Field(default=None, max_length=MAX_CHECK_COMMANDS)
+    """Commands that check the work (run in order in the clone, as the agent's user); None: the
+    repository's ``.orchestrator.yaml``, the profile's, or a detected default; ``[]``: no check."""
+    check_timeout_s: float | None = Field(default=None, gt=0)
+    """Wall-clock limit for the whole check, in seconds; None: the configured or default limit."""
+    max_repairs: int | None = Field(default=None, ge=0, le=20)
+    """How many repair rounds a failing check may get before the task ends ``failed``; None:
+    the manager's setting (``DEFAULT_MAX_REPAIRS``). Unset fields stay out of the file, so a
+    worker of an earlier version still reads the task."""
+    merge_branch: str | None = Field(default=None, min_length=1, max_length=250)
+    """For kind ``resolve``: the branch merged into ``branch`` whose conflicts the agent resolves."""
     created_at: datetime | None = None
     """When the task was written."""
     schema_version: SchemaVersion = SCHEMA_VERSION
@@ -142,6 +166,10 @@ class Task(ProtocolModel):
             raise ValueError("depends_on lists a task twice")
         if self.kind == TaskKind.PLAN and self.agent != AgentKind.CLAUDE:
             raise ValueError("a plan task needs the claude agent")
+        if (self.kind == TaskKind.RESOLVE) != (self.merge_branch is not None):
+            raise ValueError("merge_branch is set for, and only for, a task of kind resolve")
+        if any(not command.strip() for command in self.check or []):
+            raise ValueError("check holds an empty command; remove it or write the command")
         return self
 
 
@@ -253,6 +281,10 @@ class Result(ProtocolModel):
     """Agent turns taken."""
     plan: dict[str, JsonValue] | None = None
     """A plan task's plan (the agent's structured output); untrusted: validate it as a Plan."""
+    check: CheckOutcome | None = None
+    """The check run at the end of this attempt (for kind ``check``, the whole result)."""
+    round: RoundReport | None = None
+    """Which round of the task this attempt was, what it changed, whether the check passes."""
     schema_version: SchemaVersion = SCHEMA_VERSION
     """Protocol version of this file."""
 

@@ -9,13 +9,17 @@ from .files import create_exclusive, read_model
 from .models import CancelRequest, Claim, Result, Task, WorkerStatus, utc_now
 from .paths import Layout
 from .plans import plan_json_schema
+from .rounds import RoundRequest
 
-PROTOCOL_MODELS: dict[str, type[Task | Claim | WorkerStatus | Result | CancelRequest]] = {
+PROTOCOL_MODELS: dict[
+    str, type[Task | Claim | WorkerStatus | Result | CancelRequest | RoundRequest]
+] = {
     "task": Task,
     "claim": Claim,
     "status": WorkerStatus,
     "result": Result,
     "cancel": CancelRequest,
+    "round": RoundRequest,
 }
 
 

@@ -56,7 +56,7 @@ def summarize(entries: list[LedgerEntry]) -> LedgerSummary:
     budget_errors: dict[int, str] = {}
     for entry in entries:
         by_attempt[entry.attempt] = by_attempt.get(entry.attempt, 0.0) + entry.cost_usd
-        if entry.outcome == "refused" and entry.error and "budget" in entry.error:
+        if entry.outcome in ("refused", "over_budget") and entry.error and "budget" in entry.error:
             budget_errors.setdefault(entry.attempt, entry.error)
     return LedgerSummary(
         cost_usd=sum(entry.cost_usd for entry in entries),

@@ -3,12 +3,35 @@ status`` and the dashboard both show, from one derivation."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from typing import Any
 
-from orchestration_protocol import Board, Result, TaskSnapshot, TaskState
+from orchestration_protocol import Board, Layout, Result, TaskSnapshot, TaskState
 
 from .ledger import LedgerCache, LedgerSummary, task_cost, total_cost
+
+
+def root_problem(layout: Layout) -> str | None:
+    """Why ``layout`` holds no tasks to show, in one sentence; None when it does. A root is a root
+    once it has ``tasks/``: the manual flow drops task files there before anything else runs, and
+    ``orchestrator status`` lists them, so every view does."""
+    root = layout.root
+    if not root.exists():
+        return (
+            f"No orchestration root at {root}: start the dispatcher (it makes one), or give "
+            "the right one with --root or $ORCHESTRATION_DIR."
+        )
+    if not root.is_dir():
+        return f"{root} is not a directory; give the orchestration root with --root."
+    if not layout.tasks_dir.is_dir():
+        return (
+            f"{root} is not an orchestration root yet (no tasks/); create a task with "
+            "'orchestrator task create' or drop task files into tasks/."
+        )
+    if not os.access(layout.tasks_dir, os.R_OK | os.X_OK):
+        return f"{layout.tasks_dir} cannot be read by this process; run the viewer as its owner."
+    return None
 
 
 def format_age(seconds: float | None) -> str:

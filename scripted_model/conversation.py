@@ -88,6 +88,13 @@ class Conversation:
     output_schema: dict[str, Any] | None = None
     """The JSON Schema of ``--json-schema`` (the StructuredOutput tool's input), if offered."""
 
+    earlier_prompts: tuple[str, ...] = ()
+    """The prompts before the latest one in this conversation (a resumed or interactive
+    session sends them again), oldest first; empty for a fresh session's first prompt."""
+
+    earlier_exchanges: tuple[Exchange, ...] = ()
+    """The tool calls made before the latest prompt, with their results."""
+
     def placeholders(self) -> dict[str, str]:
         """The values placeholders in scenario strings are filled with."""
         return {
@@ -125,6 +132,12 @@ def _prompt_of(message: Mapping[str, Any]) -> str | None:
     if texts and all(t.lstrip().startswith(STRUCTURED_OUTPUT_NUDGE) for t in texts):
         return None  # a reminder inside the same turn, not a new prompt
     return "\n".join(texts) if texts else None
+
+
+def earlier_prompts(messages: list[Mapping[str, Any]], before: int) -> tuple[str, ...]:
+    """The prompts of ``messages[:before]``, oldest first."""
+    found = (_prompt_of(message) for message in messages[:before])
+    return tuple(prompt for prompt in found if prompt is not None)
 
 
 def latest_prompt(messages: list[Mapping[str, Any]]) -> tuple[int, str]:
@@ -251,4 +264,6 @@ def read_conversation(body: Mapping[str, Any], headers: Mapping[str, str]) -> Co
         side_kind=side_kind(body, prompt),
         exchanges=exchanges_of(messages[index + 1 :]),
         output_schema=output_schema_of(body),
+        earlier_prompts=earlier_prompts(messages, max(index, 0)),
+        earlier_exchanges=exchanges_of(messages[: max(index, 0)]),
     )

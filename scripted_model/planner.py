@@ -142,59 +142,109 @@ def _prompt(title: str, request: str, files: list[str], others: list[str], kind:
     return "\n".join(lines)
 
 
-def derive_plan(request: str, files: list[str], executors: int = 4) -> dict[str, Any]:
-    """The plan for ``request`` on a repository holding ``files`` (paths), as JSON data."""
-    files = sorted(f.strip() for f in files if f.strip())
-    parts = _split(request)
-    folder, suffix = _language(files, request)
+def _completed(parts: list[_Part]) -> list[_Part]:
+    """A request of one part gets a second: tests for code, a README link for docs."""
     if len(parts) == 1:
-        base = parts[0]
-        if base.kind == "code":
+        if parts[0].kind == "code":
             parts.append(_Part("Write tests for it", "tests", words=["tests"]))
         else:
             parts.append(_Part("Link it from the README", "readme", words=["readme", "link"]))
-    ids: list[str] = []
-    owned: list[list[str]] = []
-    taken: set[str] = set()
-    code_ids: list[str] = []
-    tasks: list[dict[str, Any]] = []
-    greenfield = not files
-    for number, part in enumerate(parts):
-        subject = parts[number - 1].words if part.kind == "tests" and number else part.words
-        task_id = f"{slug(subject, 2)}-tests" if part.kind == "tests" else slug(part.words)
-        while task_id in ids:
-            task_id = f"{task_id}-{number + 1}"
-        ids.append(task_id)
+    return parts
+
+
+@dataclass
+class _Layout:
+    """What the plan knows of the repository while it hands out files."""
+
+    files: list[str]
+    folder: str
+    suffix: str
+    taken: set[str] = field(default_factory=set)
+
+    @property
+    def greenfield(self) -> bool:
+        return not self.files
+
+    def path_for(self, part: _Part, subject: list[str]) -> str:
+        """The one file ``part`` will own (a test file, a README or doc, or code)."""
+        suffix = self.suffix
         if part.kind == "tests":
             name = _file_name(subject, suffix)
-            path = (f"tests/test_{name}.py" if suffix == ".py" else f"tests/{name}.test{suffix}")
-        elif part.kind == "readme" or (part.kind == "docs" and re.search(r"readme|\bit\b", part.text, re.I)):
-            path = "README.md" if "README.md" not in taken else f"docs/{slug(part.words)}.md"
-        elif part.kind == "docs":
+            return f"tests/test_{name}.py" if suffix == ".py" else f"tests/{name}.test{suffix}"
+        if part.kind == "readme" or (part.kind == "docs" and re.search(r"readme|\bit\b", part.text, re.I)):
+            return "README.md" if "README.md" not in self.taken else f"docs/{slug(part.words)}.md"
+        if part.kind == "docs":
             named = re.findall(r"\b([A-Z][A-Z_]{2,})\b", part.text)
-            path = f"{named[0]}.md" if named else f"docs/{slug(part.words)}.md"
-        else:
-            found = _match(part.words, files, taken) if not greenfield else None
-            path = found or str(PurePosixPath(folder or ".") / f"{_file_name(part.words, suffix)}{suffix}")
-        paths = [path.removeprefix("./")]
-        if greenfield and part.kind == "code" and part.feature_of is None and "index.html" not in taken and suffix == ".js":
+            return f"{named[0]}.md" if named else f"docs/{slug(part.words)}.md"
+        found = _match(part.words, self.files, self.taken) if not self.greenfield else None
+        return found or str(PurePosixPath(self.folder or ".") / f"{_file_name(part.words, suffix)}{suffix}")
+
+    def claim(self, part: _Part, subject: list[str]) -> list[str]:
+        """The files ``part`` owns (a new web app's first code task also gets index.html)."""
+        paths = [self.path_for(part, subject).removeprefix("./")]
+        first_page = self.greenfield and part.kind == "code" and part.feature_of is None
+        if first_page and "index.html" not in self.taken and self.suffix == ".js":
             paths.insert(0, "index.html")
-        taken.update(paths)
-        owned.append(paths)
+        self.taken.update(paths)
+        return paths
+
+
+def _task_id(part: _Part, subject: list[str], number: int, ids: list[str]) -> str:
+    task_id = f"{slug(subject, 2)}-tests" if part.kind == "tests" else slug(part.words)
+    while task_id in ids:
+        task_id = f"{task_id}-{number + 1}"
+    return task_id
+
+
+def _title(part: _Part, number: int, first: _Part) -> str:
+    title = part.text[0].upper() + part.text[1:]
+    if number and re.search(r"\b(it|them|this)\b", part.text):
+        title = f"{title} ({first.text})"
+    return title
+
+
+def _tasks(parts: list[_Part], where: _Layout) -> list[dict[str, Any]]:
+    """One task per part: its id, title, files, dependencies and kind."""
+    ids: list[str] = []
+    code_ids: list[str] = []
+    tasks: list[dict[str, Any]] = []
+    for number, part in enumerate(parts):
+        subject = parts[number - 1].words if part.kind == "tests" and number else part.words
+        task_id = _task_id(part, subject, number, ids)
+        ids.append(task_id)
+        paths = where.claim(part, subject)
         if part.kind == "tests":
             depends = list(code_ids)
-        elif part.feature_of is not None:
-            depends = [ids[part.feature_of]]
         else:
-            depends = []
+            depends = [ids[part.feature_of]] if part.feature_of is not None else []
         if part.kind == "code":
             code_ids.append(task_id)
-        title = part.text[0].upper() + part.text[1:]
-        if number and re.search(r"\b(it|them|this)\b", part.text):
-            title = f"{title} ({parts[0].text})"
         kind = "docs" if part.kind == "readme" else part.kind
-        tasks.append({"id": task_id, "title": title, "files": paths, "depends_on": depends,
-                      "kind": kind})
+        tasks.append({"id": task_id, "title": _title(part, number, parts[0]), "files": paths,
+                      "depends_on": depends, "kind": kind})
+    return tasks
+
+
+def _notes(tasks: list[dict[str, Any]], files: list[str]) -> list[str]:
+    notes = [
+        f"Simulated plan: derived by the scripted model from the request's wording and the "
+        f"repository's {len(files)} files.",
+    ]
+    if not files:
+        notes.append("The repository is empty: every file is new.")
+    for task in tasks:
+        if task["depends_on"]:
+            notes.append(f"{task['id']} waits for {', '.join(task['depends_on'])}.")
+    return notes
+
+
+def derive_plan(request: str, files: list[str], executors: int = 4) -> dict[str, Any]:
+    """The plan for ``request`` on a repository holding ``files`` (paths), as JSON data."""
+    files = sorted(f.strip() for f in files if f.strip())
+    parts = _completed(_split(request))
+    folder, suffix = _language(files, request)
+    tasks = _tasks(parts, _Layout(files, folder, suffix))
+    owned = [task["files"] for task in tasks]
     for number, task in enumerate(tasks):
         others = [path for other, paths in enumerate(owned) if other != number for path in paths]
         task["prompt"] = _prompt(task["title"], request, task["files"], others, task.pop("kind"),
@@ -202,15 +252,6 @@ def derive_plan(request: str, files: list[str], executors: int = 4) -> dict[str,
     waves = _waves(tasks)
     width = max(len(wave) for wave in waves)
     strategy = "parallel" if len(waves) == 1 else "sequential" if width == 1 else "waves"
-    notes = [
-        f"Simulated plan: derived by the scripted model from the request's wording and the "
-        f"repository's {len(files)} files.",
-    ]
-    if greenfield:
-        notes.append("The repository is empty: every file is new.")
-    for task in tasks:
-        if task["depends_on"]:
-            notes.append(f"{task['id']} waits for {', '.join(task['depends_on'])}.")
     return {
         "request": request,
         "summary": f"{len(tasks)} tasks on {sum(len(p) for p in owned)} files, "
@@ -219,7 +260,7 @@ def derive_plan(request: str, files: list[str], executors: int = 4) -> dict[str,
         "complexity": {2: "low", 3: "medium"}.get(len(tasks), "high"),
         "executor_budget": max(1, min(executors, width)),
         "strategy": strategy,
-        "notes": notes,
+        "notes": _notes(tasks, files),
     }
 
 

@@ -14,6 +14,8 @@ the next reply: tool calls, or the final text. All are deterministic.
   plan``, ``task create --plan``, ``spawn`` (or ``dispatch`` when tasks depend on others),
   ``wait``, ``merge --push``, ``status``; the final text is built from what those printed, so a
   failed worker is reported as failed.
+- ``repair`` and ``resolve`` (:mod:`scripted_model.repairs`): a repair round that fixes the code
+  only when the resumed conversation holds its earlier turns, and a resolver of merge conflicts.
 """
 
 from __future__ import annotations
@@ -268,3 +270,7 @@ PROGRAMS: dict[str, Callable[[Conversation], Step]] = {
     "manage": manage_program,
 }
 """The programs a scenario may name."""
+
+from .repairs import REPAIR_PROGRAMS  # noqa: E402  (it builds on Step and the helpers above)
+
+PROGRAMS.update(REPAIR_PROGRAMS)

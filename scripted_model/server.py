@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -218,6 +218,11 @@ class _Handler(CloudRoutes, BaseHTTPRequestHandler):
             headers = {"x-should-retry": "true" if reply.retryable else "false"}
             self._send_json(reply.status, reply.body, record, headers)
             return
+        max_tokens = body.get("max_tokens")
+        if (isinstance(max_tokens, int) and 0 < max_tokens < reply.usage.output_tokens
+                and not conversation.side_kind):
+            usage = reply.usage.model_copy(update={"output_tokens": max_tokens})
+            reply = replace(reply, usage=usage, stop_reason="max_tokens")  # as the real API
         record.stop_reason = reply.stop_reason
         record.tool_names = [b["name"] for b in reply.content if b["type"] == "tool_use"]
         if reply.delay_s:

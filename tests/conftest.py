@@ -22,6 +22,20 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def docker_scope(root: Path) -> str:
+    """The short id the Docker engine gives a bind-mounted root in its names."""
+    from manager.backends import root_scope
+
+    return root_scope(f"bind:{root.resolve()}")
+
+
+def docker_worker(root: Path, task_id: str) -> str:
+    """The container name of a task's worker for the bind-mounted ``root``."""
+    from manager.backends import worker_name
+
+    return worker_name(task_id, docker_scope(root))
+
+
 @pytest.fixture
 def layout(tmp_path: Path) -> Layout:
     """A fresh orchestration root on the real filesystem."""
@@ -97,12 +111,14 @@ def stop_local_services(tmp_path: Path):
     started for a root under the test's tmp_path: they stay up between commands by design, and
     a suite that left them running held hundreds of them (about 70 MB each)."""
     yield
-    from manager.backends import local_services
-    from manager.backends.processes import RECORDS_DIR
-    from manager.config import ManagerSettings
+    from manager.backends import LocalConfig
+    from manager.backends.local import RECORDS_DIR, LocalServices
 
     for records in tmp_path.rglob(RECORDS_DIR):
         if records.is_dir():
-            settings = ManagerSettings(root=records.parent, backend="local")
-            local_services.stop_gateway(settings)
-            local_services.stop_scripted_model(settings)
+            services = LocalServices(LocalConfig(root=records.parent))
+            services.stop_gateway()
+            services.stop_scripted_model()
+
+
+from tests.engines import each_engine  # noqa: E402, F401 - the fixture over every engine

@@ -178,7 +178,7 @@ def test_requests_queued_for_an_upstream_slot_cannot_spend_past_the_budget(
 
     layout = Layout(tmp_path / "orchestration").ensure()
     secrets = write_secret(tmp_path / "secrets")
-    caller = claim_caller(layout, "greedy", max_budget_usd=0.0001)  # one request costs more
+    caller = claim_caller(layout, "greedy", max_budget_usd=0.003)  # one could cost $0.0028
     statuses: list[int] = []
 
     def one() -> None:
@@ -194,9 +194,9 @@ def test_requests_queued_for_an_upstream_slot_cannot_spend_past_the_budget(
             thread.start()
         for thread in threads:
             thread.join(timeout=60)
-    paid = [entry for entry in read_ledger(layout, "greedy") if entry.outcome == "ok"]
-    assert sorted(statuses) == [200, 403, 403, 403, 403, 403], statuses
-    assert len(paid) == 1
+    ledger = read_ledger(layout, "greedy")
+    assert sum(entry.cost_usd for entry in ledger) <= 0.003
+    assert sorted(statuses) == [200, 200, 403, 403, 403, 403], statuses  # each held before sent
 
 
 def test_nobody_can_write_a_line_of_their_own_into_the_gateways_log(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Issue 16, attacks 5-9 and the caller token: hostile ``agent: command`` tasks in worker
-containers started with the Docker backend's own options (``DockerBackend._hardened``: no
+containers started with the Docker backend's own options (``DockerWorkers._hardened``: no
 network, the runtime's capabilities, an init, a read-only root with a sized ``/tmp``, rotated
 Docker logs), each beside an honest task that still succeeds. Sizes are shrunk with the worker's
 settings so the attacks stay quick."""
@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from manager.backends.docker import DockerBackend
-from manager.config import ManagerSettings
+from manager.backends.config import DockerConfig
+from manager.backends.docker import DockerConnection, DockerWorkers
+from manager.backends.docker.doctor import DockerNames
 from manager.profiles import Profile
 from orchestration_protocol import Layout, Task, write_task
 from orchestration_protocol.mirrors import mirror_dir
@@ -29,16 +30,19 @@ def start_worker(
     docker_client: Any, image: str, layout: Layout, task_id: str, env: dict[str, str] | None = None
 ) -> Any:
     """``orchestrator-worker --task`` in a container made from the backend's options."""
-    backend = DockerBackend(ManagerSettings(root=layout.root, volume=str(layout.root)), docker_client)
+    connection = DockerConnection(
+        DockerConfig(root=layout.root, volume=str(layout.root), worker_image=image), docker_client
+    )
+    workers, names = DockerWorkers(connection), DockerNames(connection)
     profile = Profile(name="default", image=image, memory="1g", pids_limit=256)
     name = f"worker-{task_id}-{secrets.token_hex(3)}"
     env = {
         "WORKER_ID": name,
         "ORCHESTRATOR_HEARTBEAT_S": "0.5",
-        **backend.worker_env(name, profile),
+        **names.worker_env(name, profile),
         **(env or {}),
     }
-    kwargs = backend._hardened(
+    kwargs = workers._hardened(
         name, profile, env, (), {"orchestrator.test": "worker"}, ["--task", task_id]
     )
     container = docker_client.containers.create(**{**kwargs, "detach": True})

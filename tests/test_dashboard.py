@@ -146,6 +146,30 @@ def test_a_missing_root_is_named_on_the_page_and_the_board_appears_once_it_exist
         assert data["summary"]["root_problem"] is None
 
 
+def test_a_root_of_hand_dropped_task_files_shows_the_tasks_the_cli_lists(
+    tmp_path: Path, stream: list[EventStream], capsys
+) -> None:
+    """The manual flow: a root that holds only tasks/ with files dropped in by hand. The CLI
+    listed them while the dashboard said "not an orchestration root yet" and showed 0 tasks."""
+    root = tmp_path / "manual"
+    (root / "tasks").mkdir(parents=True)
+    (root / "tasks" / "by-hand.json").write_text('{"id": "by-hand", "prompt": "dropped"}')
+    assert main(["status", "--root", str(root), "--json"]) == 0
+    listed = [row["id"] for row in json.loads(capsys.readouterr().out)["tasks"]]
+    before = tree(root)
+    with served(root) as url:
+        board = httpx.get(f"{url}/api/board").json()
+        events = EventStream(f"{url}/api/events")
+        stream.append(events)
+        events.next()
+        (root / "tasks" / "later.json").write_text('{"id": "later", "prompt": "dropped later"}')
+        events.until(lambda d: any(r["id"] == "later" for r in d.get("rows", [])))
+    assert listed == ["by-hand"]
+    assert board["summary"]["root_problem"] is None and board["summary"]["tasks"] == 1
+    assert [row["id"] for row in board["rows"]] == listed
+    assert set(tree(root)) == set(before) | {"tasks/later.json"}  # the dashboard made nothing
+
+
 def test_new_tasks_and_state_changes_are_pushed_without_asking(
     layout: Layout, stream: list[EventStream]
 ) -> None:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from manager.backends.base import SpawnRequest
-from manager.backends.docker import DockerBackend
+from manager.backends.docker import DockerConnection, DockerWorkers
 from manager.config import resolve_settings
 from manager.errors import EngineBusy
+from manager.polling import poll_until
 from manager.profiles import resolve_profile
 
 pytestmark = pytest.mark.docker
@@ -29,10 +30,13 @@ def test_a_spawn_the_engine_does_not_answer_in_time_is_engine_busy(
         version=docker_client.api.api_version,
         timeout=0.0001,
     )
-    backend = DockerBackend(settings, client=impatient)
+    config = settings.engine_config()
+    assert config.type == "docker"
+    backend = DockerWorkers(DockerConnection(config, client=impatient))
     request = SpawnRequest(
         task_id=f"busy-{os.getpid()}",
         attempt=1,
+        name=f"worker-busy-{os.getpid()}",
         profile=resolve_profile(None, settings.root),
         env={},
     )
@@ -40,6 +44,11 @@ def test_a_spawn_the_engine_does_not_answer_in_time_is_engine_busy(
         with pytest.raises(EngineBusy, match=r"did not answer while creating worker-busy-.*"
                            r"the task waits for the next round"):  # fmt: skip
             backend._create_and_start(backend._run_kwargs(request))
-    finally:
-        for container in docker_client.containers.list(all=True, filters={"name": request.name}):
-            container.remove(force=True)
+    finally:  # the engine may still create the container after the client gave up
+        def removed() -> bool:
+            found = docker_client.containers.list(all=True, filters={"name": request.name})
+            for container in found:
+                container.remove(force=True)
+            return bool(found)
+
+        poll_until(removed, timeout_s=10, interval_s=0.5)

@@ -268,21 +268,23 @@ def test_429_beyond_the_retry_bound_reaches_the_caller(layout: Layout, secrets: 
 
 
 def test_task_budget_stops_the_request_past_it(shared: GatewayProcess) -> None:
+    """100 output tokens of Opus could cost $0.0025: more than the budget, refused unsent."""
     layout = shared.layout
     caller = claim_caller(layout, "thrifty", max_budget_usd=0.0001)
-    assert post(layout, caller.token, message_body()).status_code == 200  # 10 in, 5 out: $0.000175
     message = assert_refused(post(layout, caller.token, message_body()), 403, "permission_error")
-    assert "budget" in message and "$0.0001 budget" in message
+    assert "task thrifty has spent $0.0000 of its $0.0001 budget" in message
+    assert "this request could cost up to $0.0028" in message  # and ~50 input tokens
     entry = read_ledger(layout, "thrifty")[-1]
     assert entry.outcome == "refused" and entry.error and "budget" in entry.error
 
 
 def test_fleet_budget_stops_every_task(layout: Layout, gateway: GatewayProcess) -> None:
     first, second = claim_caller(layout, "first"), claim_caller(layout, "second")
-    write_fleet_budget(layout, 0.0001)
-    assert post(layout, first.token, message_body()).status_code == 200
-    message = assert_refused(post(layout, second.token, message_body()), 403, "permission_error")
-    assert "the fleet has spent $0.0002 of its $0.0001 budget" in message
+    write_fleet_budget(layout, 0.004)  # one request (could cost $0.0028) fits
+    assert post(layout, first.token, message_body()).status_code == 200  # cost $0.000175
+    larger = {**message_body(), "max_tokens": 200}  # could cost $0.0053
+    message = assert_refused(post(layout, second.token, larger), 403, "permission_error")
+    assert "the fleet has spent $0.0002 of its $0.0040 budget since" in message
     assert read_ledger(layout, "second")[-1].outcome == "refused"
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from manager.backends.docker_services import gateway_container_name
+from manager.backends.docker.services import gateway_container_name
 from orchestration_protocol import Layout, try_claim_attempt
 from orchestration_protocol.gateway import api_socket, short_socket_path
 from orchestration_protocol.mirrors import mirror_dir
+from tests.conftest import docker_scope, docker_worker
 from tests.gitrepo import show
 from tests.test_manager_docker import WORKER_IMAGE, engine, env, orchestrator, result_of, wait_until
 
@@ -67,7 +68,7 @@ def test_no_worker_finds_a_credential_anywhere_and_an_honest_task_still_succeeds
     loot = base64.b64decode(mirror_file(layout, remote, "task-001", "loot.b64"))
     assert len(loot) > 100_000, "the hostile task found too little to be a fair try"
     assert b"ORCHESTRATOR_TASK_ID=task-001" in loot and b"orc-" in loot  # its own token: fine
-    worker = engine.containers.get("worker-task-001")
+    worker = engine.containers.get(docker_worker(layout.root, "task-001"))
     inspected = json.dumps(worker.attrs).encode()
     on_volume = b"".join(
         path.read_bytes() for path in layout.root.rglob("*")
@@ -76,7 +77,7 @@ def test_no_worker_finds_a_credential_anywhere_and_an_honest_task_still_succeeds
     for value in CANARIES.values():
         for form in (value.encode(), base64.b64encode(value.encode()), value.encode().hex().encode()):
             assert form not in loot and form not in inspected and form not in on_volume
-    gateway = engine.containers.get(gateway_container_name(str(layout.root.resolve())))
+    gateway = engine.containers.get(gateway_container_name(docker_scope(layout.root)))
     held = gateway.exec_run(["cat", "/run/orchestrator-secrets/ANTHROPIC_API_KEY"]).output
     assert held.decode() == CANARIES["ANTHROPIC_API_KEY"], "the canary never reached the gateway"
     assert b"GIT_TOKEN" not in gateway.exec_run(["ls", "/run/orchestrator-secrets"]).output
@@ -187,7 +188,7 @@ def test_a_zombie_cannot_spend_once_its_lease_is_gone(
     assert created.returncode == 0, created.stderr
     spawned = orchestrator(env, "spawn", "--simulate", "default", "zombie")
     assert spawned.returncode == 0, spawned.stderr
-    worker = engine.containers.get("worker-zombie")
+    worker = engine.containers.get(docker_worker(layout.root, "zombie"))
     try:
         def stolen() -> str:
             return worker.exec_run(["cat", "/tmp/token"]).output.decode().strip()
@@ -225,7 +226,56 @@ def test_a_task_over_its_budget_is_stopped_at_the_gateway(
         assert "task task-001 has spent $" in result.error and "of its $0.0001 budget" in result.error
         ledger = [json.loads(line) for line in
                   (layout.root / "ledger" / "task-001.jsonl").read_text().splitlines()]
-        assert ledger[0]["outcome"] == "ok" and ledger[0]["cost_usd"] > 0.0001
-        assert ledger[-1]["outcome"] == "refused" and "budget" in ledger[-1]["error"]
+        assert ledger[0]["outcome"] == "refused" and "could cost up to $" in ledger[0]["error"]
+        assert sum(entry["cost_usd"] for entry in ledger) == 0  # nothing went upstream
+    finally:
+        orchestrator(env, "cleanup", "--simulation")
+
+
+HOSTILE_SPENDER = r"""cat > /tmp/spend.py <<'EOF'
+import json, os, threading, urllib.error, urllib.request
+base, key = os.environ["ANTHROPIC_BASE_URL"], os.environ["ANTHROPIC_API_KEY"]
+body = json.dumps({"model": "claude-opus-5-5", "max_tokens": 20000, "stream": True,
+                   "tools": [{"name": "Bash", "description": "r", "input_schema": {"type": "object"}}],
+                   "messages": [{"role": "user", "content": "expensive: an essay"}]}).encode()
+codes = []
+def one():
+    request = urllib.request.Request(base + "/v1/messages", body, {
+        "x-api-key": key, "content-type": "application/json", "anthropic-version": "2023-06-01"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            for line in reply:
+                if b"content_block_stop" in line:
+                    break  # hang up before message_delta: no usage event
+            codes.append(reply.status)
+    except urllib.error.HTTPError as error:
+        codes.append(error.code)
+threads = [threading.Thread(target=one) for _ in range(12)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print("codes", sorted(codes))
+EOF
+python3 /tmp/spend.py"""
+
+
+def test_a_hostile_task_racing_and_hanging_up_is_charged_and_fails(
+    env: dict[str, str], layout: Layout
+) -> None:
+    """Issue 16, attacks 1 and 2 through the worker's relay: 12 concurrent $0.50 streams against
+    a $0.10 budget, each left before its usage event. Before: all went upstream, the ledger
+    said $0.0016 and the result said success."""
+    done = orchestrator(env, "run", "--simulate", "--agent", "command", "--max-budget", "0.10",
+                        "--json", HOSTILE_SPENDER)
+    try:
+        result = result_of(layout, "task-001")
+        ledger = [json.loads(line) for line in
+                  (layout.root / "ledger" / "task-001.jsonl").read_text().splitlines()]
+        sent = [entry for entry in ledger if entry["outcome"] not in ("refused", "over_budget")]
+        assert result.status == "failed", (done.stdout, done.stderr, ledger)
+        assert result.error and result.error.startswith("budget exceeded: ")
+        assert len(sent) == 1 and 0.09 < sum(entry["cost_usd"] for entry in ledger) <= 0.10
+        assert "codes [200, 403, 403, 403" in layout.log_file("task-001").read_text()
     finally:
         orchestrator(env, "cleanup", "--simulation")

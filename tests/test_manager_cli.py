@@ -239,7 +239,7 @@ def test_logs_result_and_schema(cli, layout: Layout) -> None:
     code, out, _ = cli("result", "t1")
     assert code == 0 and "t1: success" in out and "line-two" in out
     code, out, _ = cli("schema")
-    assert set(json.loads(out)) == {"task", "claim", "status", "result", "cancel", "plan"}
+    assert set(json.loads(out)) == {"task", "claim", "status", "result", "cancel", "plan", "round"}
     code, out, _ = cli("schema", "task")
     assert json.loads(out)["title"] == "Task"
 
@@ -284,22 +284,6 @@ def test_spawn_worker_is_the_seed_command(
 # --- recovery with real processes ---------------------------------------------------------------
 
 
-def _start_cli(layout: Layout, remote: Path, *args: str) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "REPO_URL": str(remote),
-        "ORCHESTRATOR_BACKEND": "local",
-        "ORCHESTRATOR_HEARTBEAT_S": "0.5",
-    }
-    return subprocess.Popen(
-        [*ORCHESTRATOR, "--root", str(layout.root), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 def _wait_until(condition, timeout: float = 30, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -317,62 +301,7 @@ def _running(layout: Layout) -> list[str]:
     return out
 
 
-def test_killed_workers_get_failed_results_and_are_retried(layout: Layout, remote: Path) -> None:
-    run = _start_cli(
-        layout,
-        remote,
-        "run",
-        "--agent",
-        "command",
-        "--retries",
-        "1",
-        "-n",
-        "3",
-        "sleep 4 && echo a",
-        "sleep 4 && echo b",
-        "sleep 4 && echo c",
-    )
-    try:
-        _wait_until(lambda: len(_running(layout)) >= 2, what="two running workers")
-    except AssertionError:
-        run.kill()
-        run.communicate()
-        raise
-    victims = sorted(_running(layout))[:2]
-    for task_id in victims:
-        pid = int((layout.root / ".workers" / f"worker-{task_id}.pid").read_text())
-        os.kill(pid, signal.SIGKILL)
-    out, _ = run.communicate(timeout=60)
-    assert run.returncode == 0, out
-    for task_id in victims:
-        first = read_model(layout.archived_result_file(task_id, 1), Result, task_id)
-        assert (first.status, first.exit_code, first.worker_id) == ("failed", 137, "manager")
-        assert "SIGKILL" in (first.error or "")
-        assert (result_of(layout, task_id).status, result_of(layout, task_id).attempt) == (
-            "success",
-            2,
-        )
-
-
-def test_a_restarted_manager_finishes_every_task_exactly_once(
-    layout: Layout, remote: Path, tmp_path: Path
-) -> None:
-    ledger = tmp_path / "ledger"
-    prompts = [f"sleep 2 && echo $ORCHESTRATOR_TASK_ID >> {ledger}" for _ in range(5)]
-    first = _start_cli(layout, remote, "run", "--agent", "command", "-n", "2", *prompts)
-    try:
-        _wait_until(lambda: len(_running(layout)) >= 1, what="a running worker")
-    finally:
-        first.kill()
-    first.communicate()
-    second = _start_cli(layout, remote, "dispatch", "--until-done", "-n", "2")
-    out, _ = second.communicate(timeout=60)
-    assert second.returncode == 0, out
-    ids = [f"task-{n:03d}" for n in range(1, 6)]
-    assert sorted(ledger.read_text().split()) == ids  # each ran once
-    for task_id in ids:
-        assert result_of(layout, task_id).attempt == 1
-        assert [p.name for p in layout.claim_dir(task_id).iterdir()] == ["1.json"]
+# killed workers and a restarted manager: tests/test_engines.py, on every engine
 
 
 def test_a_dead_docker_socket_is_one_sentence_with_the_fix(

@@ -19,13 +19,14 @@ from manager.backends.base import (
     IdleSpawnRequest,
     SpawnRequest,
     WorkerRecord,
+    Workers,
 )
-from manager.backends.engine import describe_docker_failure, find_volume, secrets_archive
-from manager.backends.services import Check, GatewaySpec, Simulation
+from manager.backends.docker.engine import describe_docker_failure, find_volume, secrets_archive
+from manager.backends.stub import StubDoctor, StubServices
 from manager.config import resolve_settings
 from manager.credentials import redact
 from manager.errors import PlanInvalid, ProfilesInvalid, UnknownProfile, VolumeNotWritable
-from manager.profiles import Profile, load_profiles, resolve_profile
+from manager.profiles import load_profiles, resolve_profile
 from manager.run.recovery import recover_ended_worker, recover_lost_task
 from manager.tasks.create import create_plan, create_task
 from orchestration_protocol import (
@@ -59,7 +60,9 @@ def test_profiles_file_overrides_and_extends(tmp_path: Path, monkeypatch) -> Non
         "tiny:\n  image: claude-worker\n  cpus: 0.5\n  env: {MODE: fast}\n  agent: command\n"
     )
     monkeypatch.setenv("ORCHESTRATOR_PROFILES", str(path))
-    profiles = load_profiles(tmp_path)
+    settings = resolve_settings(tmp_path)
+    assert settings.profiles_path == path  # the environment is read once, into the settings
+    profiles = load_profiles(settings.root, settings.profiles_path)
     assert profiles["flutter"].image == "claude-worker" and profiles["flutter"].memory == "1g"
     assert profiles["tiny"].env == {"MODE": "fast"} and profiles["tiny"].agent == "command"
     assert profiles["default"].image == "claude-worker"
@@ -180,17 +183,17 @@ def test_a_dependency_cycle_does_not_hang_wait(layout: Layout) -> None:
 # --- recovery ----------------------------------------------------------------------------------
 
 
-class FakeBackend(Backend):
-    """Only what recovery asks: exit info and log tails."""
+def FakeBackend(exit_code: int | None, logs: str = "", oom: bool = False) -> Backend:
+    """A backend whose workers answer only what recovery asks: exit info and log tails."""
+    return Backend("fake", FakeWorkers(exit_code, logs, oom), StubServices(), StubDoctor())
 
-    name = "fake"
+
+class FakeWorkers(Workers):
+    """Only what recovery asks: exit info and log tails."""
 
     def __init__(self, exit_code: int | None, logs: str = "", oom: bool = False) -> None:
         self.info = ExitInfo(exit_code=exit_code, oom_killed=oom)
         self.text = logs
-
-    def preflight(self, profile: Profile) -> None:
-        pass
 
     def spawn(self, request: SpawnRequest) -> WorkerRecord:
         raise NotImplementedError
@@ -198,7 +201,7 @@ class FakeBackend(Backend):
     def spawn_idle(self, request: IdleSpawnRequest) -> WorkerRecord:
         raise NotImplementedError
 
-    def workers(self) -> list[WorkerRecord]:
+    def all(self) -> list[WorkerRecord]:
         return []
 
     def exit_info(self, name: str) -> ExitInfo:
@@ -216,21 +219,6 @@ class FakeBackend(Backend):
     def watch_exits(
         self, callback: Callable[[WorkerRecord], None], stop: threading.Event
     ) -> threading.Thread:
-        raise NotImplementedError
-
-    def start_scripted_model(self) -> Simulation:
-        raise NotImplementedError
-
-    def stop_scripted_model(self) -> bool:
-        raise NotImplementedError
-
-    def start_gateway(self, spec: GatewaySpec) -> None:
-        raise NotImplementedError
-
-    def stop_gateway(self) -> bool:
-        raise NotImplementedError
-
-    def doctor_checks(self, images: dict[str, bool]) -> list[Check]:
         raise NotImplementedError
 
 
@@ -329,7 +317,7 @@ def test_engine_failures_are_one_sentence_with_the_fix(
         monkeypatch.setenv("DOCKER_HOST", host)
     else:
         monkeypatch.delenv("DOCKER_HOST", raising=False)
-    message = describe_docker_failure(RuntimeError(error))
+    message = describe_docker_failure(RuntimeError(error), host)
     assert expected in message and "\n" not in message and message.endswith(".")
 
 
@@ -370,3 +358,23 @@ def test_settings_take_the_environment(monkeypatch, tmp_path: Path) -> None:
     settings = resolve_settings()
     assert settings.root == tmp_path and settings.volume == "my-volume"
     assert settings.repo_url == "https://example.invalid/r.git"
+
+
+def test_settings_read_the_environment_they_are_given_once(tmp_path: Path) -> None:
+    env = {
+        "ORCHESTRATOR_BACKEND": "local",
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:9/model",
+        "ANTHROPIC_MODEL": "claude-test",
+        "GIT_USER_NAME": "Ada",
+        "AWS_REGION": "eu-west-1",
+        "ORCHESTRATOR_PROFILES": str(tmp_path / "profiles.yaml"),
+    }
+    settings = resolve_settings(tmp_path, env=env)
+    assert settings.backend == "local" and settings.upstream == "http://127.0.0.1:9/model"
+    assert settings.worker_env == {
+        "ANTHROPIC_MODEL": "claude-test", "AWS_REGION": "eu-west-1", "GIT_USER_NAME": "Ada"
+    }  # fmt: skip
+    assert settings.gateway_env == {"AWS_REGION": "eu-west-1"}
+    assert settings.model_switches == ["ANTHROPIC_BASE_URL"]
+    assert settings.profiles_path == tmp_path / "profiles.yaml"
+    assert resolve_settings(tmp_path, env={}).worker_env == {}

@@ -301,3 +301,33 @@ def test_spawning_mirrors_the_repository_and_a_bad_one_fails_only_its_task(
     bad = read_model(layout.result_file("bad"), Result, "bad")
     assert good.status == "success"
     assert bad.status == "failed" and bad.error and bad.error.startswith("Could not mirror")
+
+
+def test_a_worker_started_by_hand_names_the_command_that_makes_the_mirror_and_runs_after_it(
+    tmp_path: Path, capsys
+) -> None:
+    """The manual flow on a host: a root of hand-dropped task files and ``orchestrator-worker
+    --root DIR``. With no mirror yet the task fails with the command that makes it; after that
+    command the same task (retried by hand) succeeds."""
+    from manager.cli import main as orchestrator
+    from worker.cli import main as worker
+
+    remote = make_remote(tmp_path)
+    root = tmp_path / "manual"
+    (root / "tasks").mkdir(parents=True)
+    task = {"id": "t1", "prompt": "echo done > done.txt", "agent": "command", "repo": str(remote)}
+    (root / "tasks" / "t1.json").write_text(json.dumps({**task, "max_attempts": 2}))
+    worker(["--task", "t1", "--root", str(root)])
+    first = read_model(Layout(root).result_file("t1"), Result, "t1")
+    assert first.status == "failed" and f"'orchestrator --root {root} mirror {remote}'" in (
+        first.error or ""
+    )
+    capsys.readouterr()
+    assert orchestrator(["--root", str(root), "mirror", str(remote), "--json"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert made["mirror"] == str(mirror_dir(Layout(root), str(remote))) and is_mirror(
+        Path(made["mirror"])
+    )
+    worker(["--task", "t1", "--root", str(root)])
+    second = read_model(Layout(root).result_file("t1"), Result, "t1")
+    assert second.status == "success" and second.files_changed == ["done.txt"]

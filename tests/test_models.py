@@ -135,7 +135,7 @@ def test_board_reports_bad_files_and_keeps_the_good_ones(layout: Layout) -> None
 
 def test_json_schemas_cover_every_file() -> None:
     schemas = json_schemas()
-    assert set(schemas) == {"task", "claim", "status", "result", "cancel", "plan"}
+    assert set(schemas) == {"task", "claim", "status", "result", "cancel", "plan", "round"}
     assert schemas["task"]["required"] == ["id", "prompt"]
     assert "description" in schemas["task"]["properties"]["max_attempts"]
 

@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 from orchestration_protocol import Layout, plan_json_schema
+from tests.conftest import docker_worker
 from tests.test_manager_docker import branches, engine, env, orchestrator  # noqa: F401
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
@@ -28,7 +29,7 @@ def test_plan_runs_in_a_hardened_worker(env: dict[str, str], layout: Layout, eng
     result = json.loads(layout.result_file(planner).read_text())
     assert result["status"] == "success" and result["plan"] == plan and result["cost_usd"] > 0
     assert "head_commit" not in result and "branch" not in result
-    container = engine.containers.get(f"worker-{planner}")
+    container = engine.containers.get(docker_worker(layout.root, planner))
     host = container.attrs["HostConfig"]
     assert host["NetworkMode"] == "none" and host["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host["SecurityOpt"][0]

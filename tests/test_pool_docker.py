@@ -16,6 +16,7 @@ import pytest
 from orchestration_protocol import Layout, Result, read_model
 from orchestration_protocol.mirrors import mirror_dir
 from orchestration_protocol.pool import PoolWorkerState, read_pool_workers
+from tests.conftest import docker_scope
 from tests.gitrepo import show
 from tests.test_isolation_docker import PROBES
 from tests.test_manager_docker import (
@@ -82,7 +83,7 @@ def test_a_pool_takes_tasks_as_their_files_appear_once_each_and_refills(
     names = set()
     for n in range(4):
         result = result_of(layout, f"t{n}")
-        assert result.status == "success" and result.worker_id.startswith("pool-p-")
+        assert result.status == "success" and result.worker_id.startswith(f"pool-{docker_scope(layout.root)}-p-")
         assert [p.name for p in layout.claim_dir(f"t{n}").iterdir()] == ["1.json"]
         names.add(result.worker_id)
     assert len(names) == 4  # one task per worker: each finished worker was replaced
@@ -108,7 +109,7 @@ def test_a_pool_worker_killed_mid_task_is_recovered_and_the_task_retried(
     create(env, "slow", "sleep 6 && echo done > done.txt", "--retries", "1")
     wait_until(lambda: layout.status_file("slow").exists(), timeout=60, what="a heartbeat")
     holder = json.loads(layout.status_file("slow").read_text())["container"]
-    assert holder.startswith("pool-p-")
+    assert holder.startswith(f"pool-{docker_scope(layout.root)}-p-")
     engine.containers.get(holder).kill()
     wait_until(
         lambda: layout.result_file("slow").exists() and result_of(layout, "slow").attempt == 2,
@@ -159,7 +160,7 @@ def test_run_uses_idle_pool_workers_before_cold_spawns(
     done = orchestrator(env, "run", "--agent", "command", "-n", "4", "--json", "echo a", "echo b")
     assert done.returncode == 0, done.stdout + done.stderr
     for task_id in ("task-001", "task-002"):
-        assert result_of(layout, task_id).worker_id.startswith("pool-p-")
+        assert result_of(layout, task_id).worker_id.startswith(f"pool-{docker_scope(layout.root)}-p-")
     label = f"orchestrator.root=bind:{layout.root.resolve()}"
     cold = [
         c.name

@@ -25,7 +25,7 @@ import pytest
 
 from orchestration_protocol import Layout, Result, read_model
 from orchestration_protocol.mirrors import mirror_dir
-from tests.conftest import require
+from tests.conftest import docker_scope, docker_worker, require
 from tests.gitrepo import make_remote, show
 from tests.test_isolation_docker import PROBES, write_done_task
 from tests.test_manager_docker import VENV_BIN, branches, running_tasks, wait_until
@@ -95,7 +95,6 @@ def swarm(docker_client, tmp_path_factory) -> Iterator[dict[str, str]]:
     try:
         yield before
     finally:
-        docker("rm", "-f", f"orchestrator-scripted-model-{IMAGE}", check=False)
         if state == "inactive":
             docker("swarm", "leave", "--force", check=False)
             restore_dns_names(docker_client)
@@ -174,7 +173,7 @@ def test_a_simulated_run_as_swarm_jobs_with_status_logs_and_cleanup(
     [service] = services_of(docker_client, "task-001")
     spec = service.attrs["Spec"]
     container_spec, template = spec["TaskTemplate"]["ContainerSpec"], spec["TaskTemplate"]
-    assert spec["Name"] == "worker-task-001-attempt-1" and "ReplicatedJob" in spec["Mode"]
+    assert spec["Name"] == f"worker-{docker_scope(layout.root)}-task-001-attempt-1" and "ReplicatedJob" in spec["Mode"]
     assert template["RestartPolicy"]["Condition"] == "none"
     node = docker_client.info()["Swarm"]["NodeID"]
     assert template["Placement"]["Constraints"] == [f"node.id=={node}"]  # where the gateway is
@@ -202,7 +201,7 @@ def test_a_simulated_run_as_swarm_jobs_with_status_logs_and_cleanup(
     assert "Slept 1 seconds" in orchestrator(env, "logs", "task-002").stdout
 
     cleaned = json.loads(orchestrator(env, "cleanup", "--json").stdout)
-    assert sorted(cleaned["removed"]) == ["worker-task-001", "worker-task-002"]
+    assert sorted(cleaned["removed"]) == [docker_worker(layout.root, "task-001"), docker_worker(layout.root, "task-002")]
     assert not services_of(docker_client, "task-001") and not services_of(docker_client, "task-002")
     wait_until(lambda: not docker_client.networks.list(names=[network.name]), 20, "the network removed")
     assert orchestrator(env, "status", "--json").returncode == 0
@@ -213,7 +212,7 @@ def test_cancel_stops_a_swarm_job_and_spawn_refuses_a_running_one(
 ) -> None:
     orchestrator(env, "task", "create", "--id", "long", "--agent", "command", "sleep 120")
     spawned = orchestrator(env, "spawn", "default", "long")
-    assert spawned.returncode == 0 and "started worker-long" in spawned.stdout, spawned.stderr
+    assert spawned.returncode == 0 and f"started {docker_worker(layout.root, 'long')}" in spawned.stdout, spawned.stderr
     wait_until(lambda: running_tasks(layout) == ["long"], 90, "the worker running")
     again = orchestrator(env, "spawn", "default", "long")
     assert again.returncode != 0 and "Task long is running" in again.stderr, again.stderr
@@ -224,13 +223,13 @@ def test_cancel_stops_a_swarm_job_and_spawn_refuses_a_running_one(
     [service] = services_of(docker_client, "long")
     wait_until(lambda: service.tasks()[0]["Status"]["State"] in ("complete", "failed"), 30, "the job ended")
     removed = json.loads(orchestrator(env, "cleanup", "--json").stdout)["removed"]
-    assert removed == ["worker-long"]
+    assert removed == [docker_worker(layout.root, "long")]
 
     orchestrator(env, "task", "create", "--id", "longer", "--agent", "command", "sleep 120")
     assert orchestrator(env, "spawn", "default", "longer").returncode == 0
     wait_until(lambda: running_tasks(layout) == ["longer"], 90, "the second worker running")
     removed = json.loads(orchestrator(env, "cleanup", "--all", "--json").stdout)["removed"]
-    assert removed == ["worker-longer"] and not services_of(docker_client, "longer")
+    assert removed == [docker_worker(layout.root, "longer")] and not services_of(docker_client, "longer")
     assert result_of(layout, "longer").status == "cancelled"  # stopped: SIGTERM, then its result
 
 
@@ -260,7 +259,7 @@ def test_a_killed_worker_is_found_from_its_swarm_task_failed_then_retried(
     final = result_of(layout, victim)
     assert (final.status, final.attempt) == ("success", 2)
     names = sorted(s.name for s in services_of(docker_client, victim))
-    assert names == [f"worker-{victim}-attempt-1", f"worker-{victim}-attempt-2"]
+    assert names == [f"{docker_worker(layout.root, victim)}-attempt-{n}" for n in (1, 2)]
     states = {t["id"]: t["state"] for t in json.loads(orchestrator(env, "status", "--json").stdout)["tasks"]}
     assert set(states.values()) == {"success"}
     log = orchestrator(env, "logs", victim, "--worker")
@@ -367,4 +366,4 @@ def test_a_manager_killed_and_restarted_mid_run_finds_its_jobs_and_runs_each_tas
         result = result_of(layout, task_id)
         assert (result.status, result.attempt) == ("success", 1)
         assert [p.name for p in layout.claim_dir(task_id).iterdir()] == ["1.json"]
-        assert [s.name for s in services_of(docker_client, task_id)] == [f"worker-{task_id}-attempt-1"]
+        assert [s.name for s in services_of(docker_client, task_id)] == [f"{docker_worker(layout.root, task_id)}-attempt-1"]

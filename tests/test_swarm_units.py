@@ -6,15 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from manager.backends.swarm import SERVICE_NAME, Job, SwarmBackend, SwarmNotReady, service_name
-from manager.config import ManagerSettings
+from manager.backends import SwarmConfig
+from manager.backends.docker.connection import DockerConnection
+from manager.backends.swarm import SERVICE_NAME, Job, SwarmManager, SwarmNotReady, service_name
 
 
 @pytest.mark.parametrize("task_id", ["task-001", "a.b", "a_b", "A" * 64, "x.y_z-1"])
 def test_every_task_id_gets_a_valid_service_name_of_its_own(task_id: str) -> None:
     name = service_name(task_id, 12)
     assert SERVICE_NAME.match(name) and len(name) <= 63 and name.endswith("-attempt-12")
-    assert service_name("task-001", 1) == "worker-task-001-attempt-1"
+    assert service_name("task-001", 1, "0a1b2c3d") == "worker-0a1b2c3d-task-001-attempt-1"
+    assert SERVICE_NAME.match(service_name(task_id, 12, "0a1b2c3d"))
+    assert len(service_name(task_id, 12, "0a1b2c3d")) <= 63
     assert service_name("a.b", 1) != service_name("a-b", 1)
 
 
@@ -45,15 +48,19 @@ class _Engine:
 
 
 def test_the_swarm_check_says_how_to_make_a_manager(tmp_path: Path) -> None:
-    settings = ManagerSettings(root=tmp_path, backend="swarm", volume=str(tmp_path))
-    inactive = SwarmBackend(settings, client=_Engine({"LocalNodeState": "inactive"}))
+    config = SwarmConfig(root=tmp_path, volume=str(tmp_path))
+
+    def swarm(state: dict[str, object]) -> SwarmManager:
+        return SwarmManager(DockerConnection(config, client=_Engine(state)))
+
+    inactive = swarm({"LocalNodeState": "inactive"})
     with pytest.raises(SwarmNotReady, match=r"not a swarm manager \(swarm: inactive\); run 'docker swarm init'"):
-        inactive.check_swarm()
-    worker = SwarmBackend(settings, client=_Engine({"LocalNodeState": "active", "ControlAvailable": False}))
+        inactive.check()
+    worker = swarm({"LocalNodeState": "active", "ControlAvailable": False})
     with pytest.raises(SwarmNotReady, match=r"\(a worker node\)"):
-        worker.check_swarm()
-    manager = SwarmBackend(settings, client=_Engine({"LocalNodeState": "active", "ControlAvailable": True, "Nodes": 3, "NodeID": "n1"}))
-    assert manager.check_swarm() == "swarm manager of 3 node(s) (node n1)"
+        worker.check()
+    manager = swarm({"LocalNodeState": "active", "ControlAvailable": True, "Nodes": 3, "NodeID": "n1"})
+    assert manager.check() == "swarm manager of 3 node(s) (node n1)"
 
 
 @pytest.mark.usefixtures("cli_process")

@@ -53,8 +53,8 @@ def test_a_file_over_the_file_cap_and_an_unknown_commit_are_problems(seed: Path)
 def test_merge_refuses_a_branch_over_the_caps_before_writing_its_tree(tmp_path: Path) -> None:
     """Attack 6 on the manager's side: 21 paths of one 25 MiB blob (525 MiB in the tree, a
     bundle of kilobytes) would have been written into the person's clone."""
-    from manager.merge import merge_tasks
-    from manager.mirror import ensure_mirror
+    from manager.git.merge import merge_tasks
+    from manager.git.mirror import ensure_mirror
     from orchestration_protocol import Layout, Result, Task, read_model, write_task
     from worker.cli import RET_OK
     from worker.cli import main as run_worker

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from manager.backends.docker import RUNTIME_CAPS, WORKER_ROOT, worker_confinement
+from manager.backends.docker.workers import RUNTIME_CAPS, WORKER_ROOT, worker_confinement
 from manager.profiles import Profile
 from orchestration_protocol import Layout, Result, Task, read_model, request_cancel, write_task
 from orchestration_protocol.mirrors import mirror_dir

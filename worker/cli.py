@@ -60,6 +60,7 @@ def run_one(
         return RET_USAGE
     except InvalidFile as error:
         return _reject_invalid_task(layout, task_id, error, settings)
+    layout.ensure()  # a root of hand-dropped task files has tasks/ alone
     handle = claim(
         layout, task_id, worker_id=settings.worker_id, lease_s=settings.lease_s, force=force
     )

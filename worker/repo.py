@@ -169,8 +169,9 @@ def prepare(
     of the attempt's cost line."""
     if not (mirror / "HEAD").is_file():
         raise NoRepository(
-            f"The volume holds no mirror of {redact(url)} (expected {mirror}); start workers "
-            "with 'orchestrator spawn' or 'spawn-worker', which make it."
+            f"The volume holds no mirror of {redact(url)} (expected {mirror}); make it with "
+            f"'orchestrator --root {mirror.parent.parent} mirror {redact(url)}', or start "
+            "workers with 'orchestrator spawn' or 'spawn-worker', which make it."
         )
     env = workspace.env()
     pick = ["--branch", branch] if branch else []

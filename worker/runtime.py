@@ -461,8 +461,8 @@ class Attempt:
             )
             error = report.error if status == ResultStatus.FAILED else None
             refusal = budget_error(self.layout, self.task.id, self.handle.attempt)
-            if status == ResultStatus.FAILED and refusal:
-                error = f"budget exceeded: {refusal}"
+            if refusal:  # refused or over its budget: failed, whatever the agent's exit says
+                status, error = ResultStatus.FAILED, f"budget exceeded: {refusal}"
         elif stopped_because.startswith("timed out"):
             status, error = ResultStatus.TIMEOUT, stopped_because
         else:

@@ -1,4 +1,4 @@
-"""The spawner interface: where worker processes run. One implementation per engine.
+"""The engine interface: where worker processes run, in narrow parts. One folder per engine.
 
 A backend starts one worker for one attempt of one task, lists the workers of its orchestration
 root (running or ended; after a manager restart too, from labels or records), reads their output,
@@ -8,10 +8,11 @@ is the protocol's job (``orchestration_protocol.state``).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from orchestration_protocol import Layout
@@ -29,14 +30,27 @@ LABEL_POOL = "orchestrator.pool"
 """On a warm pool's worker, instead of ``orchestrator.task``: the pool it belongs to."""
 
 
-def worker_name(task_id: str) -> str:
-    """The name of the worker of a task's current attempt: ``worker-<task-id>``."""
-    return f"worker-{task_id}"
+def root_scope(root_label: str) -> str:
+    """The short id of a root in engine names: 8 hex digits of its label's hash, so two roots
+    (volumes or paths) never share a container, service or network name."""
+    return hashlib.sha256(root_label.encode()).hexdigest()[:8]
 
 
-def archived_worker_name(task_id: str, attempt: int | None) -> str:
-    """The name an earlier attempt's ended worker is kept under (its logs stay readable)."""
-    return f"worker-{task_id}.attempt-{attempt or 0}"
+def worker_name(task_id: str, scope: str = "") -> str:
+    """The name of the worker of a task's current attempt: ``worker-<scope>-<task-id>``
+    (``worker-<task-id>`` on an engine that holds one root only, such as ``local``)."""
+    return f"worker-{scope}-{task_id}" if scope else f"worker-{task_id}"
+
+
+def archived_worker_name(name: str, attempt: int | None) -> str:
+    """The name an earlier attempt's ended worker ``name`` is kept under (its logs stay
+    readable): ``<name>.attempt-<n>``."""
+    return f"{name}.attempt-{attempt or 0}"
+
+
+def pool_worker_name(pool: str, token: str, scope: str = "") -> str:
+    """A warm pool worker's name: ``pool-<scope>-<pool>-<token>``."""
+    return f"pool-{scope}-{pool}-{token}" if scope else f"pool-{pool}-{token}"
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,8 @@ class SpawnRequest:
 
     task_id: str
     attempt: int
+    name: str
+    """The worker's name (``Names.worker``): its container's, unique on the engine."""
     profile: Profile
     env: dict[str, str]
     """Non-secret environment (may appear in ``docker inspect``)."""
@@ -57,17 +73,13 @@ class SpawnRequest:
         """The worker's arguments (after the ``orchestrator-worker`` command)."""
         return ["--task", self.task_id, *(["--force"] if self.force else [])]
 
-    @property
-    def name(self) -> str:
-        return worker_name(self.task_id)
-
 
 @dataclass(frozen=True)
 class IdleSpawnRequest:
     """One warm pool worker to start: no task yet, it waits for one of its profile."""
 
     name: str
-    """The worker's name (its container's), unique on the engine: ``pool-<pool>-<n>``."""
+    """The worker's name (``Names.pool_worker``), unique on the engine."""
     pool: str
     profile: Profile
     env: dict[str, str]
@@ -132,21 +144,11 @@ class ExitInfo:
     error: str | None = None
 
 
-class Backend(ABC):
-    """Runs workers for one orchestration root."""
+class Workers(ABC):
+    """The workers of one root: start, list, read, stop, remove, and hear of their exits."""
 
-    name: str = "base"
     keeps_warm_pools: bool = True
     """Whether :meth:`spawn_idle` can start warm pool workers here."""
-
-    def require_engine(self) -> None:  # noqa: B027 - most engines are ready if they answer
-        """Raise an EnvironmentNotReady error (one sentence with the fix) unless this engine can
-        run workers at all; checked before anything is started for them."""
-
-    @abstractmethod
-    def preflight(self, profile: Profile) -> None:
-        """Raise an EnvironmentNotReady error (one sentence with the fix) if ``profile`` cannot
-        run here now."""
 
     @abstractmethod
     def spawn(self, request: SpawnRequest) -> WorkerRecord:
@@ -157,8 +159,8 @@ class Backend(ABC):
         """Start a warm pool worker, hardened exactly as a task's worker, with no task."""
 
     @abstractmethod
-    def workers(self) -> list[WorkerRecord]:
-        """Every worker of this root, running or ended."""
+    def all(self) -> list[WorkerRecord]:
+        """Every worker of this root, running or ended (never another root's)."""
 
     @abstractmethod
     def exit_info(self, name: str) -> ExitInfo:
@@ -182,7 +184,12 @@ class Backend(ABC):
     ) -> threading.Thread:
         """Start a daemon thread calling ``callback`` as each worker of this root ends."""
 
-    # --- what runs beside the workers ----------------------------------------------------------
+    def tidy(self) -> None:  # noqa: B027 - most engines leave nothing behind
+        """Remove what this root's workers leave besides themselves (``cleanup``)."""
+
+
+class Services(ABC):
+    """What runs beside the workers: the scripted model (simulation) and the gateway."""
 
     @abstractmethod
     def start_scripted_model(self) -> Simulation:
@@ -190,7 +197,7 @@ class Backend(ABC):
 
     @abstractmethod
     def stop_scripted_model(self) -> bool:
-        """Stop the scripted model if this root started it; True when something was stopped."""
+        """Stop this root's scripted model; True when something was stopped."""
 
     @abstractmethod
     def start_gateway(self, spec: GatewaySpec) -> None:
@@ -203,26 +210,68 @@ class Backend(ABC):
     def connect_gateway(self, network: str) -> None:  # noqa: B027 - engines without networks
         """Let the gateway reach the hosts on ``network`` (where a profile's allowed hosts are)."""
 
-    # --- the root, the doctor, the hints a person reads ---------------------------------------
 
-    def prepare_root(self, layout: Layout) -> None:  # noqa: B027 - nothing to do by default
-        """Make the root usable by this backend's workers (modes for another uid, say)."""
+class Doctor(ABC):
+    """Whether this engine can run workers of this root, said in sentences with the fix."""
+
+    def require_engine(self) -> None:  # noqa: B027 - most engines are ready if they answer
+        """Raise an EnvironmentNotReady error (one sentence with the fix) unless this engine can
+        run workers at all; checked before anything is started for them."""
 
     @abstractmethod
-    def doctor_checks(self, images: dict[str, bool]) -> list[Check]:
+    def preflight(self, profile: Profile) -> None:
+        """Raise an EnvironmentNotReady error (one sentence with the fix) if ``profile`` cannot
+        run here now."""
+
+    @abstractmethod
+    def checks(self, images: dict[str, bool]) -> list[Check]:
         """This engine's checks for ``orchestrator doctor``: the engine, each image (True: the
         default profile needs it), and whether workers can use the root."""
+
+    def prepare_root(self, layout: Layout) -> None:  # noqa: B027 - nothing to do by default
+        """Make the root usable by this engine's workers (modes for another uid, say)."""
+
+
+class Names:
+    """How this engine names and addresses a root's workers; ``scope`` is the root's short id
+    in every name on an engine shared by roots (empty where the engine holds one root)."""
+
+    @property
+    def scope(self) -> str:
+        return ""
+
+    def worker(self, task_id: str) -> str:
+        """The name of the worker of a task's current attempt."""
+        return worker_name(task_id, self.scope)
+
+    def pool_worker(self, pool: str, token: str) -> str:
+        """The name of a new warm pool worker."""
+        return pool_worker_name(pool, token, self.scope)
 
     def worker_env(self, worker: str, profile: Profile) -> dict[str, str]:
         """What this engine adds to a worker's environment (under the contract's names)."""
         return {}
 
-    def tidy(self) -> None:  # noqa: B027 - most engines leave nothing behind
-        """Remove what this engine's workers leave besides themselves (``cleanup``)."""
-
     def follow_hint(self, worker: str, task_id: str) -> str:
         """The command a person runs to follow a worker's output."""
         return f"orchestrator logs {task_id} -f"
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+
+@dataclass
+class Backend:
+    """One engine for one orchestration root, in narrow parts (as docker-py's
+    ``client.containers``): ``workers``, ``services``, ``doctor``, ``names``."""
+
+    name: str
+    """The engine's name (``docker``, ``swarm``, ``local``, ``stub``)."""
+    workers: Workers
+    services: Services
+    doctor: Doctor
+    names: Names = field(default_factory=Names)
+    closers: tuple[Callable[[], None], ...] = ()
+    """Called by :meth:`close` (an engine's connection)."""
+
+    def close(self) -> None:
         """Release connections."""
+        for closer in self.closers:
+            closer()

@@ -1,7 +1,7 @@
 """What a backend runs beside its workers, said without naming an engine: the scripted model
 (simulation), the gateway (the one process that holds the model credentials and lets workers
-out), and the doctor's checks. Each backend starts them its own way (``docker_services``,
-``local_services``); both stay up between commands, and a change that matters replaces them.
+out), and the doctor's checks. Each engine starts them its own way (``docker/services.py``,
+``local/services.py``); both stay up between commands, and a change that matters replaces them.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ParamSpec
 
 from orchestration_protocol import Layout
 from orchestration_protocol.gateway import api_socket, connect_unix, proxy_socket
@@ -74,7 +74,9 @@ class Check:
     message: str
 
 
-def wait_until_answering(layout: Layout, why_not: Any = None) -> None:
+def wait_until_answering(
+    layout: Layout, why_not: Callable[[], str | None] | None = None
+) -> None:
     """Until both gateway sockets accept a connection; SpawnFailed after READY_TIMEOUT_S, or at
     once when ``why_not()`` says why the gateway cannot start."""
     problem: list[OSError] = []
@@ -98,7 +100,10 @@ def wait_until_answering(layout: Layout, why_not: Any = None) -> None:
     ) from error
 
 
-def run_check(name: str, check: Callable[..., str], *args: Any, **kwargs: Any) -> Check:
+P = ParamSpec("P")
+
+
+def run_check(name: str, check: Callable[P, str], *args: P.args, **kwargs: P.kwargs) -> Check:
     """``check(...)``'s sentence as a passed Check, or its error's sentence as a failed one."""
     try:
         return Check(name, True, check(*args, **kwargs))

@@ -7,7 +7,7 @@ import functools
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -128,13 +128,20 @@ IdsArg = Annotated[
 
 @dataclass(frozen=True)
 class Globals:
-    """The options every command shares (given before the command name)."""
+    """The options every command shares (given before the command name), and the backends the
+    command opened, which :func:`handled` closes when it ends."""
 
     root: Path | None = None
     backend: str | None = None
     volume: str | None = None
     network: str | None = None
     profiles: Path | None = None
+    opened: list[Backend] = field(default_factory=list, compare=False, repr=False)
+
+    def close(self) -> None:
+        """Close every backend the command opened, the last first."""
+        while self.opened:
+            self.opened.pop().close()
 
 
 RootOpt = Annotated[
@@ -229,13 +236,14 @@ def settings_of(ctx: typer.Context, **extra: Any) -> ManagerSettings:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
-OPEN_BACKENDS: list[Backend] = []
 
 
-def backend_for(settings: ManagerSettings) -> Backend:
+def backend_for(ctx: typer.Context, settings: ManagerSettings) -> Backend:
     """The settings' backend, closed when the command ends."""
-    backend = make_backend(settings)
-    OPEN_BACKENDS.append(backend)
+    if ctx.obj is None:
+        ctx.obj = Globals()
+    backend = make_backend(settings.engine_config())
+    ctx.obj.opened.append(backend)
     return backend
 
 
@@ -255,8 +263,9 @@ def handled(function: F) -> F:
             )
             raise typer.Exit(EXIT_INTERRUPTED) from None
         finally:
-            while OPEN_BACKENDS:
-                OPEN_BACKENDS.pop().close()
+            ctx = kwargs.get("ctx")
+            if isinstance(ctx, typer.Context) and isinstance(ctx.obj, Globals):
+                ctx.obj.close()
 
     return wrapper  # type: ignore[return-value]
 
@@ -267,7 +276,7 @@ def finish(progress: Progress) -> None:
 
 def spawning(ctx: typer.Context, **extra: Any) -> SpawnContext:
     settings = settings_of(ctx, **extra)
-    return prepare_spawning(settings, backend_for(settings))
+    return prepare_spawning(settings, backend_for(ctx, settings))
 
 
 def set_fleet_budget(settings: ManagerSettings, as_json: bool) -> None:

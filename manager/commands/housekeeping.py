@@ -22,6 +22,7 @@ from ..views.workers import cleanup_workers
 from .common import (
     IdsArg,
     JsonOpt,
+    RepoOpt,
     SimulateOpt,
     app,
     backend_for,
@@ -47,13 +48,13 @@ def cleanup(
 ) -> None:
     """Remove ended worker containers (task files, results and logs stay on the volume)."""
     settings = settings_of(ctx)
-    backend = backend_for(settings)
+    backend = backend_for(ctx, settings)
     removed = cleanup_workers(backend, include_running=all_, layout=settings.layout)
     stopped = gateway_stopped = False
     if simulation:
-        stopped = backend.stop_scripted_model()
+        stopped = backend.services.stop_scripted_model()
     if gateway:
-        gateway_stopped = backend.stop_gateway()
+        gateway_stopped = backend.services.stop_gateway()
     if as_json:
         emit_json(
             {"removed": removed, "scripted_model_stopped": stopped, "gateway_stopped": gateway_stopped}
@@ -125,13 +126,8 @@ def merge(
     settings = settings_of(ctx)
     credentials = collect_secrets()
     report = merge_tasks(
-        settings.layout,
-        repo_dir,
-        ids or None,
-        integration_branch=branch,
-        push=push,
-        repo_url=settings.repo_url,
-        credentials=credentials,
+        settings.layout, repo_dir, ids or None, integration_branch=branch, push=push,
+        repo_url=settings.repo_url, credentials=credentials,
     )
     worked = [task.task_id for task in report.tasks if task.outcome != MergeOutcome.SKIPPED]
     branches = PushReport()
@@ -165,3 +161,29 @@ def push_command(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = Fals
     else:
         typer.echo(report.describe())
     raise typer.Exit(EXIT_OK if report.ok else EXIT_TASKS_FAILED)
+
+
+UrlArg = Annotated[
+    str | None,
+    typer.Argument(metavar="URL", help="The repository (default --repo or $REPO_URL).", show_default=False),
+]
+
+
+@app.command("mirror")
+@handled
+def mirror_command(
+    ctx: typer.Context, url: UrlArg = None, repo: RepoOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Make (or refresh) the root's mirror of a repository, which workers clone from: what a
+    worker started by hand ('orchestrator-worker --root DIR') needs before its first task."""
+    from ..git.access import redact_url
+    from ..git.mirror import ensure_mirror
+
+    settings = settings_of(ctx, repo_url=url or repo)
+    if not settings.repo_url:
+        raise BadInput("Give the repository: 'orchestrator mirror URL' (or set $REPO_URL).")
+    path = ensure_mirror(settings.layout, settings.repo_url, credentials=collect_secrets())
+    if as_json:
+        emit_json({"url": redact_url(settings.repo_url), "mirror": str(path)})
+    else:
+        typer.echo(f"mirror of {redact_url(settings.repo_url)}: {path}")

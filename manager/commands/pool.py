@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -26,20 +27,22 @@ from .common import (
     settings_of,
 )
 
+SizeOpt = Annotated[
+    int, typer.Option("-n", "--size", metavar="N", min=1, help="How many idle workers to keep.")
+]
+PoolNameOpt = Annotated[
+    str | None,
+    typer.Option("--name", metavar="NAME", help="The pool's name (default PROFILE-<random>)."),
+]
+
 
 @app.command("pool")
 @handled
 def pool(
     ctx: typer.Context,
-    size: Annotated[
-        int,
-        typer.Option("-n", "--size", metavar="N", min=1, help="How many idle workers to keep."),
-    ] = 4,
+    size: SizeOpt = 4,
     profile: ProfileOpt = None,
-    name: Annotated[
-        str | None,
-        typer.Option("--name", metavar="NAME", help="The pool's name (default PROFILE-<random>)."),
-    ] = None,
+    name: PoolNameOpt = None,
     simulate: SimulateOpt = False,
     repo: RepoOpt = None,
     branch: BranchOpt = None,
@@ -50,14 +53,26 @@ def pool(
     appears, each replaced as it finishes or dies; runs until SIGTERM or Ctrl-C, then stops
     every worker and removes its container."""
     settings = settings_of(ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount)
-    backend = backend_for(settings)
-    if not backend.keeps_warm_pools:
+    backend = backend_for(ctx, settings)
+    if not backend.workers.keeps_warm_pools:
         raise BadInput(
             f"The {backend.name} backend starts every worker cold; run the warm pool with "
             "--backend docker (or local)."
         )
     context = prepare_spawning(settings, backend)
     warm = WarmPool(context, size=size, profile=profile, name=name)
+    stop = _stop_on_signals()
+    if not as_json:
+        typer.echo(
+            f"pool {warm.name}: keeping {size} idle {warm.profile.name} workers; stop with "
+            "Ctrl-C or SIGTERM"
+        )
+    warm.run(stop, _tick_reporter(warm.name, as_json))
+    _report(as_json, {"event": "stopped", "pool": warm.name})
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT."""
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: object) -> None:
@@ -65,11 +80,11 @@ def pool(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if not as_json:
-        typer.echo(
-            f"pool {warm.name}: keeping {size} idle {warm.profile.name} workers; stop with "
-            "Ctrl-C or SIGTERM"
-        )
+    return stop
+
+
+def _tick_reporter(pool_name: str, as_json: bool) -> Callable[[PoolTick], None]:
+    """Reports each round whose counts changed, and every recovery."""
     last: dict[str, int] = {}
 
     def on_tick(tick: PoolTick) -> None:
@@ -78,10 +93,9 @@ def pool(
             _report(as_json, {"event": "recovered", "id": recovery.task_id, "error": recovery.error})
         if counts != last or tick.started:
             last.update(counts)
-            _report(as_json, {"event": "tick", "pool": warm.name, **counts})
+            _report(as_json, {"event": "tick", "pool": pool_name, **counts})
 
-    warm.run(stop, on_tick)
-    _report(as_json, {"event": "stopped", "pool": warm.name})
+    return on_tick
 
 
 def _report(as_json: bool, event: dict[str, object]) -> None:

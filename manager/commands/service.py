@@ -41,13 +41,13 @@ def dashboard(
 ) -> None:
     """A live web page of the fleet (read-only): tasks by state, each task's prompt, attempts,
     log, diff, cost and egress, and a timeline; updated as the volume changes."""
-    from dashboard.board import root_problem
     from dashboard.server import (
         DashboardSettingError,
         port_problem,
         resolve_dashboard_settings,
         serve,
     )
+    from orchestration_views.rows import root_problem
 
     settings = settings_of(ctx)
     try:

@@ -16,8 +16,9 @@ from ..errors import (
     BadInput,
 )
 from ..output import emit_json
+from ..run.retry import retry_task
 from ..tasks import create as task_files
-from ..tasks.operations import cancel_task, retry_task, task_details
+from ..tasks.operations import cancel_task, task_details
 from .common import (
     AgentOpt,
     AttemptTimeoutOpt,
@@ -51,68 +52,66 @@ def _split_ids(values: list[str] | None) -> list[str]:
     return [part for value in values or [] for part in value.split(",") if part]
 
 
+PromptArg = Annotated[
+    str | None,
+    typer.Argument(metavar="PROMPT", help="What the agent should do.", show_default=False),
+]
+TaskIdOpt = Annotated[
+    str | None, typer.Option("--id", metavar="ID", help="Task id (default task-NNN).")
+]
+DependsOnOpt = Annotated[
+    list[str] | None,
+    typer.Option("--depends-on", help="Ids that must succeed first (repeatable or comma-separated)."),
+]
+EnvOpt = Annotated[
+    list[str] | None,
+    typer.Option("--env", metavar="NAME=VALUE", help="NAME=VALUE for the agent (not secrets)."),
+]
+PlanFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--plan", metavar="FILE",
+        help="Create every task of a JSON/YAML plan file (what 'orchestrator plan -o' writes, "
+        "or a list of tasks).",
+    ),
+]
+RenameOpt = Annotated[
+    bool,
+    typer.Option(
+        "--rename",
+        help="With --plan: give an id already on the volume a number (-2, -3, ...) instead "
+        "of refusing the plan; dependencies follow.",
+    ),
+]
+
+
 @task_app.command("create")
 @handled
 def task_create(
     ctx: typer.Context,
-    prompt: Annotated[
-        str | None,
-        typer.Argument(metavar="PROMPT", help="What the agent should do.", show_default=False),
-    ] = None,
-    task_id: Annotated[
-        str | None, typer.Option("--id", metavar="ID", help="Task id (default task-NNN).")
-    ] = None,
+    prompt: PromptArg = None,
+    task_id: TaskIdOpt = None,
     profile: ProfileOpt = None,
-    depends_on: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--depends-on", help="Ids that must succeed first (repeatable or comma-separated)."
-        ),
-    ] = None,
+    depends_on: DependsOnOpt = None,
     timeout: AttemptTimeoutOpt = None,
     retries: RetriesOpt = 0,
     model: ModelOpt = None,
     max_budget: MaxBudgetOpt = None,
     agent: AgentOpt = None,
-    env: Annotated[
-        list[str] | None,
-        typer.Option("--env", metavar="NAME=VALUE", help="NAME=VALUE for the agent (not secrets)."),
-    ] = None,
+    env: EnvOpt = None,
     repo: RepoOpt = None,
     branch: BranchOpt = None,
-    plan: Annotated[
-        Path | None,
-        typer.Option(
-            "--plan", metavar="FILE",
-            help="Create every task of a JSON/YAML plan file (what 'orchestrator plan -o' writes, "
-            "or a list of tasks).",
-        ),
-    ] = None,
-    rename: Annotated[
-        bool,
-        typer.Option(
-            "--rename",
-            help="With --plan: give an id already on the volume a number (-2, -3, ...) instead "
-            "of refusing the plan; dependencies follow.",
-        ),
-    ] = False,
+    plan: PlanFileOpt = None,
+    rename: RenameOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a new task file (or all of a plan's)."""
     layout = settings_of(ctx).layout
     fields = task_fields(
-        prompt,
-        id=task_id,
-        profile=profile,
-        depends_on=_split_ids(depends_on),
-        timeout_s=timeout,
-        max_attempts=retries + 1 if retries else None,
-        model=model,
-        max_budget_usd=positive_usd(max_budget, "--max-budget"),
-        agent=agent,
-        env=_parse_env(env),
-        repo=repo,
-        branch=branch,
+        prompt, id=task_id, profile=profile, depends_on=_split_ids(depends_on), timeout_s=timeout,
+        max_attempts=retries + 1 if retries else None, model=model,
+        max_budget_usd=positive_usd(max_budget, "--max-budget"), agent=agent,
+        env=_parse_env(env), repo=repo, branch=branch,
     )
     if plan is not None:
         fields.pop("id", None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -49,46 +49,55 @@ def status(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = False) -> 
     """A table of every task: state, attempt, age, worker, cost, branch; the total cost, the
     fleet budget; and unusable files."""
     settings = settings_of(ctx)
+    document = status_document(settings, ids, containers_alive(ctx, settings))
+    if as_json:
+        emit_json(document)
+    else:
+        print_status(document)
+
+
+def status_document(
+    settings: ManagerSettings, ids: list[str] | None, alive: dict[str, bool] | None
+) -> dict[str, Any]:
+    """What ``status --json`` prints: a row per task (``ids``, else every one), the total cost,
+    the fleet budget, the warm pools and the files that could not be used."""
     layout = settings.layout
     board = read_board(layout)
     now = utc_now()
-    alive = containers_alive(settings)
     states = board.states(now=now, container_alive=alive)
     scope = check_scope(board, ids) if ids else None
     ledgers = ledger_cache(layout)
     rows = status_rows(board, states, now, scope, ledgers)
-    fleet = fleet_budget_view(layout, ledgers)
-    problems = board_problems(board)
-    pools = pool_summaries(layout)
-    if as_json:
-        emit_json(
-            {
-                "root": str(settings.root),
-                "tasks": rows,
-                "total_cost_usd": rows_total_cost(rows),
-                "fleet_budget": fleet,
-                "pools": pools,
-                "problems": problems,
-            }
-        )
-        return
+    return {
+        "root": str(settings.root),
+        "tasks": rows,
+        "total_cost_usd": rows_total_cost(rows),
+        "fleet_budget": fleet_budget_view(layout, ledgers),
+        "pools": pool_summaries(layout),
+        "problems": board_problems(board),
+    }
+
+
+def print_status(document: dict[str, Any]) -> None:
+    """The status for people: the table, the costs, the pools and the problems."""
     out = console()
-    out.print(status_table(rows, title=f"{settings.root}: {len(rows)} tasks"))
-    for line in cost_lines(rows, fleet):
+    rows = document["tasks"]
+    out.print(status_table(rows, title=f"{document['root']}: {len(rows)} tasks"))
+    for line in cost_lines(rows, document["fleet_budget"]):
         out.print(line)
-    for summary in pools:
+    for summary in document["pools"]:
         out.print(
             f"pool {summary['pool']} ({summary['profile']}): {summary['idle']} idle, "
             f"{summary['busy']} busy, keeps {summary['size']}"
         )
-    for problem in problems:
+    for problem in document["problems"]:
         out.print(f"[red]error:[/red] {problem['error']}", markup=True)
 
 
-def containers_alive(settings: ManagerSettings) -> dict[str, bool] | None:
+def containers_alive(ctx: typer.Context, settings: ManagerSettings) -> dict[str, bool] | None:
     """Which tasks have a live worker, when the backend answers at once; None otherwise."""
     try:
-        workers = with_pool_tasks(settings.layout, backend_for(settings).workers())
+        workers = with_pool_tasks(settings.layout, backend_for(ctx, settings).workers.all())
     except Exception:  # status must work without Docker; it then trusts the heartbeats alone
         return None
     alive: dict[str, bool] = {}
@@ -179,12 +188,11 @@ def logs(
 
     require_task(settings.layout, task_id)
     if worker:
-        from ..backends import worker_name
         from ..run.pool import worker_of_task
 
-        backend = backend_for(settings)
-        name = worker_of_task(settings.layout, backend, task_id, worker_name(task_id))
-        text = backend.logs(name, tail=tail)
+        backend = backend_for(ctx, settings)
+        name = worker_of_task(settings.layout, backend, task_id, backend.names.worker(task_id))
+        text = backend.workers.logs(name, tail=tail)
     elif follow_ and not as_json:
         typer.echo(UNTRUSTED_LOG.format(task_id=task_id), err=True)
         for chunk in follow_log(settings.layout, task_id, tail):

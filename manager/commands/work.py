@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
-from orchestration_protocol import utc_now
-from orchestration_views.ledger import ledger_cache
-from orchestration_views.rows import status_rows
 
 from ..config import positive_usd
 from ..errors import (
@@ -22,9 +19,8 @@ from ..git.greenfield import check_output_dir
 from ..output import emit_json
 from ..run.dispatch import Dispatcher, Tick
 from ..run.health import touch_alive
-from ..run.pipeline import create_planned_tasks, repository_for
+from ..run.pipeline import RunRequest, quiet, run_tasks
 from ..run.spawn import SpawnContext, spawn_task
-from ..tasks import create as task_files
 from .common import (
     AgentOpt,
     AttemptTimeoutOpt,
@@ -56,7 +52,6 @@ from .common import (
     state_printer,
     task_fields,
 )
-from .plan import aggregate_run, plan_for_run, planning_cost_line, run_document
 
 
 def _spawn(ctx: typer.Context, profile: str, task_id: str, as_json: bool, **extra: Any) -> None:
@@ -73,7 +68,7 @@ def _spawn(ctx: typer.Context, profile: str, task_id: str, as_json: bool, **extr
             }
         )
         return
-    follow_hint = context.backend.follow_hint(worker.name, task_id)
+    follow_hint = context.backend.names.follow_hint(worker.name, task_id)
     typer.echo(
         f"started {worker.name} (profile {profile}, attempt {worker.attempt}); "
         f"follow it with: {follow_hint}"
@@ -113,14 +108,10 @@ def spawn(
     )
 
 
-def _dispatch(
-    context: SpawnContext,
-    dispatcher: Dispatcher,
-    *,
-    until_settled: bool,
-    as_json: bool,
-    quiet_json: bool,
-) -> Tick:
+def tick_reporter(
+    context: SpawnContext, as_json: bool, *, quiet_json: bool
+) -> Callable[[Tick], None]:
+    """What the dispatcher's every round prints: the states that changed, the recoveries."""
     report = state_printer(as_json)
 
     def on_tick(tick: Tick) -> None:
@@ -133,53 +124,57 @@ def _dispatch(
                     f"recovered {recovery.task_id} attempt {recovery.attempt}: {recovery.error}"
                 )
 
-    return dispatcher.run(until_settled=until_settled, on_tick=on_tick)
+    return on_tick
 
 
-PLAN_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+PromptsArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="PROMPT",
+        help="One task per prompt; with --plan, the request to plan (or a plan file).",
+        show_default=False,
+    ),
+]
+RunWorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-workers", "--max-executors", "-n", metavar="N", min=1,
+        envvar="ORCHESTRATOR_MAX_WORKERS",
+        help="Most workers running at once (default $ORCHESTRATOR_MAX_WORKERS or 4); with "
+        "--plan, also the most the planner may budget.",
+    ),
+]
+PlanOpt = Annotated[
+    bool,
+    typer.Option(
+        "--plan",
+        help="Analyze -> plan -> execute -> aggregate: plan the request with 'orchestrator "
+        "plan', create the plan's tasks, run them respecting dependencies, merge them into "
+        "orchestrator/integration (in the volume's mirror) and report. A PROMPT that is a "
+        ".json/.yaml file is run as a plan file.",
+    ),
+]
+RunLocalOpt = Annotated[
+    bool, typer.Option("--local", help="With --plan: plan on this host, not in a worker.")
+]
+OutputDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output-dir", metavar="DIR",
+        help="Write the merged tree to DIR (new or empty) as a git repository.",
+    ),
+]
 
 
 @app.command("run")
 @handled
 def run(
     ctx: typer.Context,
-    prompts: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="PROMPT",
-            help="One task per prompt; with --plan, the request to plan (or a plan file).",
-            show_default=False,
-        ),
-    ] = None,
-    max_workers: Annotated[
-        int,
-        typer.Option(
-            "--max-workers", "--max-executors", "-n", metavar="N", min=1,
-            envvar="ORCHESTRATOR_MAX_WORKERS",
-            help="Most workers running at once (default $ORCHESTRATOR_MAX_WORKERS or 4); with "
-            "--plan, also the most the planner may budget.",
-        ),
-    ] = 4,
-    plan: Annotated[
-        bool,
-        typer.Option(
-            "--plan",
-            help="Analyze -> plan -> execute -> aggregate: plan the request with 'orchestrator "
-            "plan', create the plan's tasks, run them respecting dependencies, merge them into "
-            "orchestrator/integration (in the volume's mirror) and report. A PROMPT that is a "
-            ".json/.yaml file is run as a plan file.",
-        ),
-    ] = False,
-    local: Annotated[
-        bool, typer.Option("--local", help="With --plan: plan on this host, not in a worker.")
-    ] = False,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--output-dir", metavar="DIR",
-            help="Write the merged tree to DIR (new or empty) as a git repository.",
-        ),
-    ] = None,
+    prompts: PromptsArg = None,
+    max_workers: RunWorkersOpt = 4,
+    plan: PlanOpt = False,
+    local: RunLocalOpt = False,
+    output_dir: OutputDirOpt = None,
     simulate: SimulateOpt = False,
     profile: ProfileOpt = None,
     agent: AgentOpt = None,
@@ -201,66 +196,25 @@ def run(
     positive_usd(max_budget, "--max-budget")
     if output_dir is not None:
         check_output_dir(output_dir)
-    plan_file = (
-        Path(prompts[0])
-        if plan and len(prompts) == 1 and prompts[0].endswith(PLAN_FILE_SUFFIXES)
-        and Path(prompts[0]).is_file()
-        else None
-    )
     context = spawning(
         ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount, budget_usd=budget
     )
     chosen = context.profile(profile)
-    context.backend.preflight(chosen)
+    context.backend.doctor.preflight(chosen)
     fields = task_fields(
-        None,
-        profile=profile,
-        agent=agent or (chosen.agent.value if chosen.agent else None),
-        timeout_s=timeout,
-        max_attempts=retries + 1 if retries else None,
-        model=model,
-        max_budget_usd=max_budget,
+        None, profile=profile, agent=agent or (chosen.agent.value if chosen.agent else None),
+        timeout_s=timeout, max_attempts=retries + 1 if retries else None, model=model,
+        max_budget_usd=max_budget, branch=branch,
         repo=repo,  # recorded, so a warm pool started with another --repo clones this one
-        branch=branch,
     )
-    layout = context.settings.layout
     set_fleet_budget(context.settings, as_json)
-    text = " ".join(prompts)
-    outcome = None
-    if plan and plan_file is None:
-        repository, outcome = plan_for_run(
-            context, text, max_workers, local=local, profile=profile, as_json=as_json
-        )
-        tasks = create_planned_tasks(layout, outcome.plan, repository, fields)
-        max_workers = min(max_workers, outcome.plan.executor_budget)
-    else:
-        repository = repository_for(context, text)
-        if repository.greenfield:
-            fields["repo"] = repository.url
-        if plan_file is not None:
-            tasks = task_files.create_plan(layout, plan_file, fields, rename=True)
-        else:
-            tasks = [task_files.create_task(layout, {**fields, "prompt": p}) for p in prompts]
-    if not as_json:
-        typer.echo(
-            f"created {', '.join(task.id for task in tasks)}; running up to {max_workers} at once"
-        )
-    dispatcher = Dispatcher(
-        context, max_workers=max_workers, scope=[task.id for task in tasks], profile=profile
-    )
-    tick = _dispatch(context, dispatcher, until_settled=True, as_json=as_json, quiet_json=True)
-    dispatcher.wait_for_workers()
-    ids = [task.id for task in tasks]
-    rows = status_rows(tick.board, tick.states, utc_now(), ids, ledger_cache(layout))
-    merged = None
-    if plan or repository.greenfield or output_dir is not None:
-        merged = aggregate_run(context, repository, tasks, output_dir, as_json)
-    if outcome is not None and not as_json:
-        typer.echo(planning_cost_line(outcome))
-    print_summary(rows, tick.progress, as_json, extra=run_document(outcome, merged))
-    if merged is not None and not merged.merge.ok:
+    request = RunRequest(prompts, max_workers, fields, plan, local, output_dir, profile)
+    say, on_tick = quiet if as_json else typer.echo, tick_reporter(context, as_json, quiet_json=True)
+    report = run_tasks(context, request, say=say, on_tick=on_tick)
+    print_summary(report.rows, report.progress, as_json, extra=report.document)
+    if not report.merged:
         raise typer.Exit(EXIT_TASKS_FAILED)  # a conflict: not everything reached the branch
-    finish(tick.progress)
+    finish(report.progress)
 
 
 @app.command("dispatch")
@@ -291,9 +245,8 @@ def dispatch(
     set_fleet_budget(context.settings, as_json)
     dispatcher = Dispatcher(context, max_workers=max_workers, profile=profile, scope=ids or None)
     signal.signal(signal.SIGTERM, interrupt)
-    tick = _dispatch(
-        context, dispatcher, until_settled=until_done, as_json=as_json, quiet_json=False
-    )
+    on_tick = tick_reporter(context, as_json, quiet_json=False)
+    tick = dispatcher.run(until_settled=until_done, on_tick=on_tick)
     if until_done:
         finish(tick.progress)
 

@@ -1,6 +1,6 @@
 """``orchestrator plan``: headless Claude Code reads the repository and returns a plan.
 
-By default the planner is a worker: a task of kind ``plan`` runs in the ordinary hardened worker
+By default the planner is a worker (:mod:`manager.run.plan_task` runs it): a task of kind ``plan`` runs in the ordinary hardened worker
 (no secret, no network but the gateway, a lease-bound caller token, the agent as its own uid);
 its Claude Code gets ``--json-schema`` (the plan's schema) and no editing tools, and the runtime
 puts the checked plan into the result and commits nothing. A warm-pool worker that claims the
@@ -10,7 +10,6 @@ the host's own credentials (or the scripted model under ``--simulate``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,14 +22,8 @@ from typing import Any
 import yaml
 
 from orchestration_protocol import (
-    Layout,
     Plan,
-    Task,
-    TaskKind,
     plan_json_schema,
-    read_task_state,
-    utc_now,
-    write_task,
 )
 from orchestration_protocol.plans import (
     PLANNER_DISALLOWED_TOOLS,
@@ -40,8 +33,6 @@ from orchestration_protocol.plans import (
 )
 
 from ..errors import BadInput, PlanFailed
-from ..run.dispatch import Dispatcher
-from ..run.spawn import SpawnContext
 from ..tasks.create import checked_plan
 
 PLAN_TIMEOUT_S = 900.0
@@ -66,42 +57,6 @@ class PlanOutcome:
     """The planning task, when a worker planned."""
     cost_usd: float | None = None
     """What planning cost."""
-
-
-def _planning_id(layout: Layout, request: str) -> str:
-    digest = hashlib.sha1(request.encode()).hexdigest()[:6]
-    number = 1
-    while layout.task_file(f"plan-{digest}-{number}").exists():
-        number += 1
-    return f"plan-{digest}-{number}"
-
-
-def plan_in_worker(
-    context: SpawnContext, request: str, executors: int, repo_url: str | None,
-    *, profile: str | None = None, timeout_s: float = PLAN_TIMEOUT_S,
-) -> PlanOutcome:
-    """Run a planning task in a worker, wait for it, return its checked plan."""
-    layout = context.settings.layout
-    layout.ensure()
-    task = write_task(layout, Task(
-        id=_planning_id(layout, request),
-        prompt=planning_prompt(request, executors),
-        kind=TaskKind.PLAN,
-        repo=repo_url,
-        profile=profile,
-        timeout_s=timeout_s,
-    ))
-    dispatcher = Dispatcher(context, max_workers=1, scope=[task.id], profile=profile)
-    dispatcher.run(until_settled=True)
-    dispatcher.wait_for_workers()
-    snapshot, state = read_task_state(layout, task.id, now=utc_now())
-    result = snapshot.current_result
-    if result is None or result.plan is None:
-        why = (result.error if result else None) or f"it ended {state.value}"
-        raise PlanFailed(
-            f"The planner (task {task.id}) gave no plan: {why}; see 'orchestrator logs {task.id}'."
-        )
-    return PlanOutcome(checked_plan(result.plan, f"task {task.id}"), task.id, result.cost_usd)
 
 
 def plan_locally(

@@ -44,6 +44,7 @@ from ..errors import (
     TaskNotSpawnable,
     UnknownProfile,
 )
+from ..polling import poll_until
 from ..views.monitor import LiveBoard
 from .pool import GRACE_S as POOL_GRACE_S
 from .pool import idle_pool_workers, with_pool_tasks
@@ -112,7 +113,7 @@ class Dispatcher:
 
     def tick(self, now: datetime | None = None) -> Tick:
         """Recover, then spawn; return what was seen and done."""
-        workers = with_pool_tasks(self.layout, self.backend.workers())
+        workers = with_pool_tasks(self.layout, self.backend.workers.all())
         recovered = self._recover_ended(workers)
         now = now or utc_now()
         board = self._read(recovered)
@@ -176,7 +177,7 @@ class Dispatcher:
             overdue = now - snapshot.current_status.lease_expires_at
             if overdue > timedelta(seconds=snapshot.claim.lease_s):
                 logger.warning("stopping %s: no heartbeat for %s", worker.name, overdue)
-                self.backend.stop(worker.name, timeout_s=5)
+                self.backend.workers.stop(worker.name, timeout_s=5)
                 stopped.append(worker.name)
         return stopped
 
@@ -280,7 +281,7 @@ class Dispatcher:
         halt_exits = threading.Event()
         with self.lock(), live:
             self._live = live
-            self.backend.watch_exits(lambda _worker: wake.set(), halt_exits)
+            self.backend.workers.watch_exits(lambda _worker: wake.set(), halt_exits)
             try:
                 while True:
                     wake.clear()
@@ -304,16 +305,15 @@ class Dispatcher:
         """After the scope is settled: let its workers exit (they publish, then end); the names
         of those still running at the deadline."""
 
-        deadline = time.monotonic() + timeout_s
-        while True:
-            running = [
+        def running() -> list[str]:
+            return [
                 worker.name
-                for worker in self.backend.workers()
+                for worker in self.backend.workers.all()
                 if worker.running and (self.scope is None or worker.task_id in self.scope)
             ]
-            if not running or time.monotonic() >= deadline:
-                return running
-            time.sleep(0.1)
+
+        poll_until(lambda: not running(), timeout_s=timeout_s, interval_s=0.1)
+        return running()
 
     @contextlib.contextmanager
     def lock(self):  # type: ignore[no-untyped-def]

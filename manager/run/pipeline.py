@@ -1,4 +1,5 @@
-"""``orchestrator run --plan``: analyze -> plan -> execute -> aggregate.
+"""``orchestrator run``'s whole flow: create the tasks (with ``--plan``: analyze -> plan), execute
+them with the dispatcher, aggregate, and report (:func:`run_tasks`).
 
 :func:`repository_for` finds the repository (the configured one, else a new empty one in the
 volume); :func:`make_plan` plans in a worker (or on this host); :func:`create_planned_tasks`
@@ -10,12 +11,16 @@ and, with ``--output-dir``, exports the merged tree.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestration_protocol import Layout, Plan, Task
+from orchestration_protocol import Layout, Plan, Task, utc_now
 from orchestration_protocol.mirrors import mirror_dir
+from orchestration_views.ledger import ledger_cache
+from orchestration_views.progress import Progress
+from orchestration_views.rows import status_rows
 
 from ..backends import make_backend
 from ..credentials import MODEL_SECRETS
@@ -23,12 +28,28 @@ from ..errors import BadInput
 from ..git.greenfield import create_greenfield, export_tree, greenfield_name, integrate
 from ..git.merge import MergeReport
 from ..git.mirror import ensure_mirror
-from ..planning.planner import PlanOutcome, local_planner_env, plan_in_worker, plan_locally
-from ..tasks.create import create_entries, task_entries
+from ..planning.planner import (
+    PlanOutcome,
+    describe_plan,
+    local_planner_env,
+    plan_document,
+    plan_locally,
+)
+from ..tasks.create import create_entries, create_plan, create_task, task_entries
+from .dispatch import Dispatcher, Tick
+from .plan_task import plan_in_worker
 from .spawn import SpawnContext
+
+Say = Callable[[str], None]
+"""Where the flow tells a person what it does, one line at a time."""
 
 EMPTY_REPOSITORY = "empty"
 """The greenfield repository ``orchestrator plan`` reads when no repository is given."""
+PLAN_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def quiet(_line: str) -> None:
+    """Says nothing (``--json``)."""
 
 
 @dataclass(frozen=True)
@@ -87,8 +108,8 @@ def _plan_here(
     url = key = None
     if context.settings.simulate:
         # Claude Code on this host reaches the scripted model here: the local backend's own
-        model_process = make_backend(context.settings.model_copy(update={"backend": "local"}))\
-            .start_scripted_model()
+        local = context.settings.model_copy(update={"backend": "local"}).engine_config()
+        model_process = make_backend(local).services.start_scripted_model()
         url, key = model_process.upstream, model_process.credentials["ANTHROPIC_API_KEY"]
     env = local_planner_env(url, key)
     if not context.settings.simulate:
@@ -128,3 +149,147 @@ def aggregate(
     finally:
         shutil.rmtree(clone.parent, ignore_errors=True)
     return Aggregate(report, exported)
+
+
+def plan_lines(outcome: PlanOutcome, saved: Path | None) -> list[str]:
+    """A plan for people, with who made it, what it cost and where it was saved."""
+    made = f"planned by task {outcome.task_id}" if outcome.task_id else "planned on this host"
+    cost = f", ${outcome.cost_usd:.4f}" if outcome.cost_usd is not None else ""
+    return [describe_plan(outcome.plan), f"({made}{cost})" + (f"; saved to {saved}" if saved else "")]
+
+
+def planning_cost_line(outcome: PlanOutcome) -> str:
+    cost = f"${outcome.cost_usd:.4f}" if outcome.cost_usd is not None else "unknown"
+    return f"planning: {cost} ({outcome.task_id or 'on this host'})"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What ``orchestrator run`` was asked to do."""
+
+    prompts: list[str]
+    """One task per prompt; with ``plan``, the words of the request (or one plan file)."""
+    max_workers: int
+    """Most workers at once; with ``plan``, also the most the planner may budget."""
+    fields: dict[str, Any] = field(default_factory=dict)
+    """The task fields every task gets (profile, agent, timeout, budget, repository...)."""
+    plan: bool = False
+    """Plan the request first, and merge what succeeded."""
+    local: bool = False
+    """With ``plan``: plan on this host, not in a worker."""
+    output_dir: Path | None = None
+    """Write the merged tree here."""
+    profile: str | None = None
+    """The worker profile (None: each task's own, else the default)."""
+
+    @property
+    def plan_file(self) -> Path | None:
+        """The plan file to run, when the one prompt of a ``plan`` run is one."""
+        if not self.plan or len(self.prompts) != 1:
+            return None
+        path = Path(self.prompts[0])
+        return path if self.prompts[0].endswith(PLAN_FILE_SUFFIXES) and path.is_file() else None
+
+
+@dataclass
+class RunReport:
+    """What a run did: a row per task, how they ended, and the plan and merge for ``--json``."""
+
+    rows: list[dict[str, Any]]
+    progress: Progress
+    document: dict[str, Any]
+    merged: bool
+    """False when a merge conflict kept some work off the integration branch."""
+
+
+@dataclass
+class _Created:
+    tasks: list[Task]
+    repository: Repository
+    max_workers: int
+    outcome: PlanOutcome | None = None
+
+
+def _plan_and_create(context: SpawnContext, request: RunRequest, say: Say) -> _Created:
+    """Analyze and plan, then write the plan's tasks."""
+    text = " ".join(request.prompts)
+    repository = repository_for(context, text)
+    say(f"planning on {'a new empty repository in the volume' if repository.greenfield else repository.url} ...")
+    outcome = make_plan(
+        context, text, request.max_workers, repository, local=request.local, profile=request.profile
+    )
+    for line in plan_lines(outcome, None):
+        say(line)
+    tasks = create_planned_tasks(context.settings.layout, outcome.plan, repository, request.fields)
+    return _Created(tasks, repository, min(request.max_workers, outcome.plan.executor_budget), outcome)
+
+
+def create_run_tasks(context: SpawnContext, request: RunRequest, say: Say = quiet) -> _Created:
+    """The run's tasks: planned, from a plan file, or one per prompt."""
+    if request.plan and request.plan_file is None:
+        return _plan_and_create(context, request, say)
+    layout = context.settings.layout
+    repository = repository_for(context, " ".join(request.prompts))
+    fields = dict(request.fields)
+    if repository.greenfield:
+        fields["repo"] = repository.url
+    if request.plan_file is not None:
+        tasks = create_plan(layout, request.plan_file, fields, rename=True)
+    else:
+        tasks = [create_task(layout, {**fields, "prompt": prompt}) for prompt in request.prompts]
+    return _Created(tasks, repository, request.max_workers)
+
+
+def aggregate_run(
+    context: SpawnContext, repository: Repository, tasks: list[Task], output_dir: Path | None,
+    say: Say = quiet,
+) -> Aggregate:
+    """Merge what succeeded and export it, saying what was merged where."""
+    result = aggregate(context, repository, [task.id for task in tasks], output_dir)
+    say(f"merged into {result.merge.integration_branch} in the volume's mirror of {repository.url}:")
+    for line in result.merge.describe().splitlines()[1:]:
+        say(line.replace("pushed to origin/", "pushed as "))
+    if result.output_dir is not None:
+        say(f"merged tree written to {result.output_dir} (a git repository, branch main)")
+    return result
+
+
+def run_document(outcome: PlanOutcome | None, result: Aggregate | None) -> dict[str, Any]:
+    """What ``run --json`` adds to its summary: the plan and the merge."""
+    document: dict[str, Any] = {}
+    if outcome is not None:
+        document["plan"] = plan_document(outcome.plan)
+        document["planning_task"] = outcome.task_id
+        document["planning_cost_usd"] = outcome.cost_usd
+    if result is not None:
+        document["merge"] = result.merge.model_dump(mode="json")
+        document["output_dir"] = str(result.output_dir) if result.output_dir else None
+    return document
+
+
+def run_tasks(
+    context: SpawnContext,
+    request: RunRequest,
+    *,
+    say: Say = quiet,
+    on_tick: Callable[[Tick], None] | None = None,
+) -> RunReport:
+    """Create the run's tasks, run them with up to ``max_workers`` workers until every one is
+    settled, merge them when planned (or greenfield, or exported), and report."""
+    created = create_run_tasks(context, request, say)
+    ids = [task.id for task in created.tasks]
+    say(f"created {', '.join(ids)}; running up to {created.max_workers} at once")
+    dispatcher = Dispatcher(
+        context, max_workers=created.max_workers, scope=ids, profile=request.profile
+    )
+    tick = dispatcher.run(until_settled=True, on_tick=on_tick)
+    dispatcher.wait_for_workers()
+    layout = context.settings.layout
+    rows = status_rows(tick.board, tick.states, utc_now(), ids, ledger_cache(layout))
+    merged = None
+    if request.plan or created.repository.greenfield or request.output_dir is not None:
+        merged = aggregate_run(context, created.repository, created.tasks, request.output_dir, say)
+    if created.outcome is not None:
+        say(planning_cost_line(created.outcome))
+    document = run_document(created.outcome, merged)
+    return RunReport(rows, tick.progress, document, merged is None or merged.merge.ok)

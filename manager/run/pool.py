@@ -21,7 +21,6 @@ import dataclasses
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from ..errors import (
     MirrorUnavailable,
     UnknownProfile,
 )
+from ..polling import poll_until
 from ..profiles import Profile
 from ..views.monitor import LiveBoard
 from .recovery import Recovery, fail_unstartable, recover_ended_worker, recover_lost_task
@@ -127,7 +127,7 @@ def worker_of_task(layout: Layout, backend: Backend, task_id: str, default: str)
     from orchestration_protocol import read_snapshot
 
     snapshot = read_snapshot(layout, task_id)
-    names = {worker.name for worker in backend.workers()}
+    names = {worker.name for worker in backend.workers.all()}
     status = snapshot.current_status
     for name in (status.container if status else None, snapshot.claim.worker_id if snapshot.claim else None):
         if name and name in names:
@@ -224,14 +224,14 @@ class WarmPool:
 
     def members(self, workers: list[WorkerRecord] | None = None) -> list[WorkerRecord]:
         """This pool's workers, running or ended, busy ones with their tasks."""
-        found = self.backend.workers() if workers is None else workers
+        found = self.backend.workers.all() if workers is None else workers
         mine = [worker for worker in found if worker.pool == self.name]
         return with_pool_tasks(self.layout, mine)
 
     def tick(self) -> PoolTick:
         """Recover and remove ended workers, mirror new tasks' repositories, top up."""
         tick = PoolTick()
-        workers = with_pool_tasks(self.layout, self.backend.workers())
+        workers = with_pool_tasks(self.layout, self.backend.workers.all())
         members = self.members(workers)
         for worker in members:
             if not worker.running:
@@ -264,7 +264,7 @@ class WarmPool:
                 logger.warning("%s", recovery.error)
                 tick.recovered.append(recovery)
         if remove or not worker.task_id:
-            self.backend.remove(worker.name)
+            self.backend.workers.remove(worker.name)
             remove_pool_worker(self.layout, self.name, worker.name)
             tick.removed.append(worker.name)
 
@@ -301,11 +301,11 @@ class WarmPool:
 
     def start_worker(self) -> str:
         """Start one idle worker; its name."""
-        name = f"pool-{self.name}-{secrets.token_hex(4)}"
+        name = self.backend.names.pool_worker(self.name, secrets.token_hex(4))
         env = worker_env_named(self.context, name, self.profile)
         env[ENV_POOL] = self.name
         env[ENV_POOL_PROFILE] = self.profile.name
-        self.backend.spawn_idle(
+        self.backend.workers.spawn_idle(
             IdleSpawnRequest(
                 name=name,
                 pool=self.name,
@@ -335,7 +335,7 @@ class WarmPool:
         try:
             with live:
                 self._live = live
-                self.backend.watch_exits(
+                self.backend.workers.watch_exits(
                     lambda worker: live.wake.set() if worker.pool == self.name else None,
                     halt_exits,
                 )
@@ -368,7 +368,7 @@ class WarmPool:
 
         def end(worker: WorkerRecord) -> str:
             if worker.running:
-                self.backend.stop(worker.name, timeout_s=STOP_TIMEOUT_S)
+                self.backend.workers.stop(worker.name, timeout_s=STOP_TIMEOUT_S)
             ended = dataclasses.replace(worker, running=False)
             with contextlib.suppress(ManagerError, OSError):
                 self._retire(ended, PoolTick(), remove=True)
@@ -391,11 +391,10 @@ def wait_for_pool(
     layout: Layout, backend: Backend, pool: str, size: int, timeout_s: float = 60.0
 ) -> bool:
     """Until ``size`` workers of ``pool`` wait idle (for tests and benchmarks); True if they do."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        members = [worker for worker in backend.workers() if worker.pool == pool]
+
+    def enough_idle() -> bool:
+        members = [worker for worker in backend.workers.all() if worker.pool == pool]
         idle = idle_pool_workers(layout, with_pool_tasks(layout, members))
-        if sum(idle.values()) >= size:
-            return True
-        time.sleep(0.1)
-    return False
+        return sum(idle.values()) >= size
+
+    return bool(poll_until(enough_idle, timeout_s=timeout_s, interval_s=0.1))

@@ -2,7 +2,7 @@
 
 Each failure is one sentence naming the thing and the fix (an EnvironmentNotReady error); the
 doctor runs every check and reports each, the spawning commands stop at the first. The engine's
-own checks (engine, images, volume) are the backend's (:meth:`Backend.doctor_checks`).
+own checks (engine, images, volume) are the backend's (``backend.doctor.checks``).
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ def prepare_root(settings: ManagerSettings, backend: Backend) -> Layout:
             f"{error.strerror or error}); fix its permissions (chmod -R a+rwX {root}) or choose "
             "another root with --root."
         ) from error
-    backend.prepare_root(layout)
+    backend.doctor.prepare_root(layout)
     return layout
 
 
 def doctor(settings: ManagerSettings, *, simulate: bool = False) -> list[Check]:
     """Every check the spawning commands make, each reported."""
-    backend = make_backend(settings)
+    backend = make_backend(settings.engine_config())
     try:
         checks = [run_check("root", _check_root, settings, backend)]
         profiles = run_check("profiles", _check_profiles, settings)
@@ -51,8 +51,8 @@ def doctor(settings: ManagerSettings, *, simulate: bool = False) -> list[Check]:
             loaded = load_profiles(settings.root, settings.profiles_path)
             default_image = loaded["default"].image
             images = {profile.image: profile.image == default_image for profile in loaded.values()}
-        checks += backend.doctor_checks(images)
-        checks.append(run_check("credentials", _check_credentials, simulate))
+        checks += backend.doctor.checks(images)
+        checks.append(run_check("credentials", _check_credentials, settings, simulate))
         return checks
     finally:
         backend.close()
@@ -68,9 +68,9 @@ def _check_profiles(settings: ManagerSettings) -> str:
     return "profiles: " + ", ".join(f"{name} -> {p.image}" for name, p in sorted(profiles.items()))
 
 
-def _check_credentials(simulate: bool) -> str:
+def _check_credentials(settings: ManagerSettings, simulate: bool) -> str:
     if simulate:
         return "simulation: the scripted model needs no credentials"
     secrets = collect_secrets()
-    require_model_credentials(secrets)
+    require_model_credentials(secrets, settings.model_switches)
     return "credentials: " + ", ".join(sorted(secrets)) if secrets else "credentials from env"

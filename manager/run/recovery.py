@@ -61,7 +61,7 @@ def describe_exit(name: str, info: ExitInfo) -> str:
 
 
 def _log_tail(layout: Layout, backend: Backend, worker: str, task_id: str) -> str:
-    text = backend.logs(worker, tail=LOG_TAIL_LINES)
+    text = backend.workers.logs(worker, tail=LOG_TAIL_LINES)
     if not text.strip():
         try:
             text = layout.log_file(task_id).read_text(errors="replace")
@@ -117,7 +117,7 @@ def recover_ended_worker(
     result = snapshot.result
     if result is not None and worker.attempt is not None and result.attempt >= worker.attempt:
         return None
-    info = backend.exit_info(worker.name)
+    info = backend.workers.exit_info(worker.name)
     if info.exit_code is None and worker.exit_code is not None:
         info = ExitInfo(exit_code=worker.exit_code, oom_killed=info.oom_killed)
     if WorkerExit.NOTHING_TO_CLAIM in (worker.exit_code, info.exit_code):

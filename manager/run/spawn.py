@@ -9,7 +9,6 @@ the task's state with the protocol's own :func:`next_attempt` first.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,13 +25,12 @@ from orchestration_protocol import (
 )
 from orchestration_protocol import contract as worker_env
 
-from ..backends import Backend, WorkerRecord, worker_name
+from ..backends import Backend, WorkerRecord
 from ..backends.services import DEFAULT_UPSTREAM, GatewaySpec, require_external_gateway
 from ..config import ManagerSettings
 from ..credentials import (
     MODEL_SECRETS,
     collect_secrets,
-    passthrough_env,
     require_model_credentials,
 )
 from ..errors import BadInput, MirrorUnavailable, NoRepository, TaskNotSpawnable, TaskUnknown
@@ -49,9 +47,6 @@ GATEWAY_SECRETS = (
     "GOOGLE_OAUTH_ACCESS_TOKEN",
 )
 """The secrets the gateway gets; git credentials stay with the manager (mirror, push)."""
-GATEWAY_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION", "GATEWAY_BEDROCK_UPSTREAM", "GATEWAY_VERTEX_UPSTREAM")
-"""Non-secret settings the gateway takes from the manager's environment."""
-FORWARDED_ENV = ("GIT_USER_NAME", "GIT_USER_EMAIL")
 MIRROR_REFRESH_S = 60.0
 """A long command (``dispatch``) refreshes a mirror again when its last refresh is this old."""
 
@@ -82,9 +77,9 @@ class SpawnContext:
                 volume=self.settings.volume,
                 protected=[str(self.settings.root)],
             )
-            self.backend.preflight(profile)
+            self.backend.doctor.preflight(profile)
             if profile.network and self.settings.gateway == "managed":
-                self.backend.connect_gateway(profile.network)
+                self.backend.services.connect_gateway(profile.network)
             self.checked_profiles.add(profile.name)
         return profile
 
@@ -126,11 +121,10 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
     """Check the root, gather the manager's secrets and model settings, start the scripted model
     if simulating, and the gateway that holds the credentials workers never get."""
     check_widening(settings)
-    backend.require_engine()
+    backend.doctor.require_engine()
     prepare_root(settings, backend)
     secrets = collect_secrets()
-    env = passthrough_env()
-    env.update({name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)})
+    env = dict(settings.worker_env)
     networks = [settings.network] if settings.network else []
     if settings.simulate:
         for name in ("ANTHROPIC_MODEL", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX"):
@@ -139,7 +133,7 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
         require_external_gateway(settings.layout)
         return SpawnContext(settings, backend, secrets, env, settings.network)
     if settings.simulate:
-        simulation = backend.start_scripted_model()
+        simulation = backend.services.start_scripted_model()
         spec = GatewaySpec(
             upstream=simulation.upstream,
             credentials=simulation.credentials,
@@ -147,12 +141,12 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
         )
     else:
         spec = GatewaySpec(
-            upstream=os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_UPSTREAM,
+            upstream=settings.upstream or DEFAULT_UPSTREAM,
             credentials={name: value for name, value in secrets.items() if name in GATEWAY_SECRETS},
             networks=tuple(networks),
-            env={name: os.environ[name] for name in GATEWAY_ENV if os.environ.get(name)},
+            env=dict(settings.gateway_env),
         )
-    backend.start_gateway(spec)
+    backend.services.start_gateway(spec)
     return SpawnContext(settings, backend, secrets, env, settings.network)
 
 
@@ -168,7 +162,7 @@ def check_widening(settings: ManagerSettings) -> None:
 
 def worker_env_for(context: SpawnContext, task: Task, profile: Profile) -> dict[str, str]:
     """The plain environment of a task's worker (no secrets: those go as files)."""
-    return worker_env_named(context, worker_name(task.id), profile)
+    return worker_env_named(context, context.backend.names.worker(task.id), profile)
 
 
 def worker_env_named(context: SpawnContext, name: str, profile: Profile) -> dict[str, str]:
@@ -177,7 +171,7 @@ def worker_env_named(context: SpawnContext, name: str, profile: Profile) -> dict
     env = dict(context.env)
     env.update(profile.env)
     env[worker_env.ENV_WORKER_ID] = name
-    env.update(context.backend.worker_env(name, profile))
+    env.update(context.backend.names.worker_env(name, profile))
     if profile.egress_allow:
         env[worker_env.ENV_EGRESS_ALLOW] = ",".join(profile.egress_allow)
     if settings.repo_url:
@@ -207,17 +201,18 @@ def spawn_attempt(
     profile = context.preflight(profile_name or task.profile)
     managed = context.settings.gateway == "managed"  # else the gateway holds the credential
     if task.agent == AgentKind.CLAUDE and not context.settings.simulate and managed:
-        require_model_credentials(context.secrets)
+        require_model_credentials(context.secrets, context.settings.model_switches)
     context.mirror(task)
     request = SpawnRequest(
         task_id=task.id,
         attempt=attempt,
+        name=context.backend.names.worker(task.id),
         profile=profile,
         env=worker_env_for(context, task, profile),
         mounts=tuple(context.settings.mounts),
         force=force,
     )
-    return context.backend.spawn(request)
+    return context.backend.workers.spawn(request)
 
 
 def why_not_spawnable(snapshot: TaskSnapshot, state: TaskState) -> str:

@@ -24,29 +24,71 @@ It prints markdown tables for the README's Performance section:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from manager.polling import poll_until
 from orchestration_protocol import (
     Layout,
     ProtocolWatcher,
+    Result,
+    ResultStatus,
     Task,
+    try_claim_attempt,
+    utc_now,
     write_task,
 )
-from tests.dashboard_helpers import finished_task, served
 
 VENV_BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def finished_task(layout: Layout, task_id: str, status: str, **result: object) -> None:
+    """A task claimed and ended with ``status`` in one attempt, as a worker leaves it."""
+    write_task(layout, Task(id=task_id, prompt=f"prompt of {task_id}"))
+    handle = try_claim_attempt(layout, task_id, 1, worker_id=f"worker-{task_id}")
+    assert handle is not None
+    ended = Result(task_id=task_id, status=ResultStatus(status), completed_at=utc_now(), **result)  # type: ignore[arg-type]
+    handle.publish_result(ended)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@contextlib.contextmanager
+def served(root: Path) -> Iterator[str]:
+    """``orchestrator --root ROOT dashboard`` on a free port, in its own process; yields its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    command = [str(VENV_BIN / "orchestrator"), "--root", str(root), "dashboard", "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        poll_until(lambda: process.poll() is not None or _answers(url), timeout_s=30)
+        if not _answers(url):
+            raise SystemExit(f"The dashboard on {url} did not answer within 30 s.")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 OBSERVER = """
 window.__seen = {};

@@ -47,12 +47,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    from tests.gitrepo import make_remote
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-plan-"))
     os.chmod(scratch, 0o755)
     try:
-        remote = make_remote(scratch, {"README.md": "# demo\n", "app/settings.js": "x\n"})
+        remote = scratch / "remote.git"
+        subprocess.run([str(REPO_ROOT / "scripts" / "demo-repo.sh"), str(remote)], check=True,
+                       capture_output=True)
         root = scratch / "orchestration"
         env = {**os.environ, "REPO_URL": str(remote), "ORCHESTRATION_DIR": str(root),
                "ORCHESTRATOR_BACKEND": "docker", "PYTHONPATH": str(REPO_ROOT)}

@@ -109,7 +109,7 @@ def written_to_claim(layout: Layout, task_id: str, start) -> tuple[float, float]
 def bench_claim(env: dict[str, str], layout: Layout, reps: int) -> list[str]:
     os.environ.update(env)
     settings = resolve_settings(layout.root)
-    backend = make_backend(settings)
+    backend = make_backend(settings.engine_config())
     context = prepare_spawning(settings, backend)
     cold = [written_to_claim(layout, f"cold-{n}", lambda t: spawn_task(context, t)) for n in range(reps)]
     pool = start_pool(env, layout, 4)

@@ -113,7 +113,7 @@ def spawn_to_heartbeat(env: dict[str, str], layout: Layout, task_id: str) -> tup
     write_task(layout, Task(id=task_id, prompt="true", agent="command"))
     os.environ.update(env)
     settings = resolve_settings(layout.root)
-    backend = make_backend(settings)
+    backend = make_backend(settings.engine_config())
     context = prepare_spawning(settings, backend)
     status = layout.status_file(task_id)
     started = time.monotonic()

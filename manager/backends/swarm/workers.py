@@ -21,10 +21,10 @@ checked with the engine:
   as with Docker, through its Unix sockets in the volume. The network goes with the service.
 
 Names: a service name must be a DNS label of at most 63 characters, and services cannot be
-renamed, so every attempt has its own service (``worker-<id>-attempt-<n>``, with a hash when the
-id does not fit). In the views, the newest attempt's service is ``worker-<task-id>`` and an
-earlier one ``worker-<task-id>.attempt-<n>``, as with Docker, so logs and recovery find them by
-the same names.
+renamed, so every attempt has its own service (``worker-<root>-<id>-attempt-<n>``, with a hash
+when the id does not fit; its network ``<service>-net``). In the views, the newest attempt's
+service is ``worker-<root>-<task-id>`` and an earlier one ``worker-<root>-<task-id>.attempt-<n>``,
+as with Docker, so logs and recovery find them by the same names.
 
 The gateway and the scripted model run as containers of this (the manager's) engine, as the
 Docker backend runs them, and every job is placed on this engine's node (``node.id==...``):
@@ -38,15 +38,14 @@ import contextlib
 import hashlib
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..errors import BadInput, EnvironmentNotReady, SpawnFailed, TaskNotSpawnable
-from ..profiles import Profile
-from .base import (
+from ...errors import BadInput, EnvironmentNotReady, SpawnFailed, TaskNotSpawnable
+from ...polling import poll_until
+from ..base import (
     LABEL_ATTEMPT,
     LABEL_PROFILE,
     LABEL_ROLE,
@@ -57,18 +56,12 @@ from .base import (
     IdleSpawnRequest,
     SpawnRequest,
     WorkerRecord,
+    Workers,
     archived_worker_name,
     worker_name,
 )
-from .docker import (
-    FINISHING_S,
-    RUNTIME_CAPS,
-    WORKER_ROOT,
-    DockerBackend,
-    _parse_mount,
-    swarm_confinement,
-)
-from .services import Check, run_check
+from ..docker.connection import DockerConnection, parse_mount
+from ..docker.workers import FINISHING_S, RUNTIME_CAPS, WORKER_ROOT, swarm_confinement
 
 ROLE_NETWORK = "worker-network"
 NO_NEW_PRIVS = ["setpriv", "--no-new-privs", "orchestrator-worker"]
@@ -86,15 +79,16 @@ class SwarmNotReady(EnvironmentNotReady):
     """The engine is not a manager of an active swarm."""
 
 
-def service_name(task_id: str, attempt: int) -> str:
-    """``worker-<id>-attempt-<n>`` when that is a valid service name, else the id cut to fit,
-    its other characters turned into ``-``, with a hash of the id (no two ids share a name)."""
-    plain = f"worker-{task_id}-attempt-{attempt}"
+def service_name(task_id: str, attempt: int, scope: str = "") -> str:
+    """``worker-<root>-<id>-attempt-<n>`` when that is a valid service name, else the id cut to
+    fit, its other characters turned into ``-``, with a hash of the id (no two ids share a name)."""
+    prefix = f"worker-{scope}-" if scope else "worker-"
+    plain = f"{prefix}{task_id}-attempt-{attempt}"
     if SERVICE_NAME.match(plain):
         return plain
     digest = hashlib.sha256(task_id.encode()).hexdigest()[:10]
-    cleaned = re.sub(r"[^A-Za-z0-9-]", "-", task_id)[:30].strip("-")
-    return f"worker-{cleaned}-{digest}-attempt-{attempt}"
+    cleaned = re.sub(r"[^A-Za-z0-9-]", "-", task_id)[:24].strip("-")
+    return f"{prefix}{cleaned}-{digest}-attempt-{attempt}"
 
 
 @dataclass(frozen=True)
@@ -171,20 +165,17 @@ def _newest(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(tasks, key=lambda task: task.get("CreatedAt", ""), default=None)
 
 
-class SwarmBackend(DockerBackend):
-    """Workers as Swarm ``replicated-job`` services; the gateway and the scripted model as
-    containers of the manager's engine (inherited from :class:`DockerBackend`)."""
+class SwarmManager:
+    """The engine as a swarm manager: checked before use, and the node the gateway runs on."""
 
-    name = "swarm"
-    keeps_warm_pools = False  # a pool worker is a container of one engine, not a Swarm job
-    _node_id = ""
-    """This engine's node, where the gateway runs (set by :meth:`check_swarm`)."""
+    def __init__(self, docker: DockerConnection) -> None:
+        self.docker = docker
+        self.node_id = ""
+        """This engine's node, where the gateway runs (set by :meth:`check`)."""
 
-    # --- checks ------------------------------------------------------------------------------
-
-    def check_swarm(self) -> str:
+    def check(self) -> str:
         """One sentence on the swarm; SwarmNotReady with the fix unless this engine manages one."""
-        swarm = self.client.info().get("Swarm") or {}
+        swarm = self.docker.client.info().get("Swarm") or {}
         state = swarm.get("LocalNodeState") or "inactive"
         if state != "active" or not swarm.get("ControlAvailable"):
             role = "a worker node" if state == "active" else f"swarm: {state}"
@@ -192,29 +183,27 @@ class SwarmBackend(DockerBackend):
                 f"This Docker engine is not a swarm manager ({role}); run 'docker swarm init' "
                 "here (or point DOCKER_HOST at a manager), or use --backend docker."
             )
-        self._node_id = str(swarm.get("NodeID") or "")
+        self.node_id = str(swarm.get("NodeID") or "")
         return f"swarm manager of {swarm.get('Nodes', '?')} node(s) (node {swarm.get('NodeID', '?')})"
 
-    def require_engine(self) -> None:
-        self.check_swarm()
+
+class SwarmWorkers(Workers):
+    """Workers as Swarm ``replicated-job`` services, placed on this engine's node."""
+
+    keeps_warm_pools = False  # a pool worker is a container of one engine, not a Swarm job
+
+    def __init__(self, docker: DockerConnection, swarm: SwarmManager) -> None:
+        self.docker = docker
+        self.swarm = swarm
+
+    @property
+    def client(self) -> Any:
+        return self.docker.client
 
     def spawn_idle(self, request: IdleSpawnRequest) -> WorkerRecord:
         raise BadInput(
             "The swarm backend starts every worker cold; run the warm pool with --backend docker."
         )
-
-    def preflight(self, profile: Profile) -> None:
-        self.check_swarm()
-        super().preflight(profile)
-
-    def doctor_checks(self, images: dict[str, bool]) -> list[Check]:
-        checks = super().doctor_checks(images)
-        if checks and checks[0].ok:  # the engine answers: is it a swarm manager?
-            checks.insert(1, run_check("swarm", self.check_swarm))
-        return checks
-
-    def follow_hint(self, worker: str, task_id: str) -> str:
-        return f"orchestrator logs {task_id} -f"
 
     # --- finding jobs ------------------------------------------------------------------------
 
@@ -222,12 +211,12 @@ class SwarmBackend(DockerBackend):
         from docker.errors import APIError
 
         try:
-            services = self.client.api.services(filters=self._filters)
+            services = self.client.api.services(filters=self.docker.filters())
             if not services:
                 return []
             tasks = self.client.api.tasks(filters={"service": [s["ID"] for s in services]})
         except APIError:
-            self.check_swarm()  # the sentence with the fix when the swarm is gone
+            self.swarm.check()  # the sentence with the fix when the swarm is gone
             raise
         by_service: dict[str, list[dict[str, Any]]] = {}
         for task in tasks:
@@ -243,9 +232,11 @@ class SwarmBackend(DockerBackend):
             newest[job.task_id] = max(newest.get(job.task_id, -1), job.attempt or 0)
         return [
             (
-                worker_name(job.task_id)
+                worker_name(job.task_id, self.docker.scope)
                 if (job.attempt or 0) == newest[job.task_id]
-                else archived_worker_name(job.task_id, job.attempt),
+                else archived_worker_name(
+                    worker_name(job.task_id, self.docker.scope), job.attempt
+                ),
                 job,
             )
             for job in jobs
@@ -257,24 +248,25 @@ class SwarmBackend(DockerBackend):
                 return job
         return None
 
-    def workers(self) -> list[WorkerRecord]:
+    def all(self) -> list[WorkerRecord]:
         return [job.record(name) for name, job in self._named_jobs()]
 
     # --- starting ----------------------------------------------------------------------------
 
     def _make_room(self, request: SpawnRequest) -> None:
         """Wait briefly for the task's previous worker to end; refuse while it runs."""
-        previous = self._job(request.name)
-        deadline = time.monotonic() + FINISHING_S
-        while previous is not None and previous.running and time.monotonic() < deadline:
-            time.sleep(0.2)
-            previous = self._job(request.name)
+        def ended() -> tuple[Job | None] | None:
+            job = self._job(request.name)
+            return None if job is not None and job.running else (job,)
+
+        found = poll_until(ended, timeout_s=FINISHING_S, interval_s=0.2)
+        previous = self._job(request.name) if found is None else found[0]
         if previous is not None and previous.running:
             raise TaskNotSpawnable(
                 f"The worker of task {request.task_id} (attempt {previous.attempt}) is still "
                 f"running; wait for it, or stop it (orchestrator task cancel {request.task_id})."
             )
-        name = service_name(request.task_id, request.attempt)
+        name = service_name(request.task_id, request.attempt, self.docker.scope)
         for job in self._jobs():
             if job.service.get("Spec", {}).get("Name") == name:  # an ended job of this attempt
                 self._remove_job(job)
@@ -288,7 +280,7 @@ class SwarmBackend(DockerBackend):
             check_duplicate=True,
             labels={
                 LABEL_ROLE: ROLE_NETWORK,
-                LABEL_ROOT: self.root_label,
+                LABEL_ROOT: self.docker.root_label,
                 LABEL_TASK: request.task_id,
                 LABEL_ATTEMPT: str(request.attempt),
             },
@@ -296,9 +288,9 @@ class SwarmBackend(DockerBackend):
         return str(network.id)
 
     def _mounts(self, request: SpawnRequest) -> list[dict[str, Any]]:
-        mounts = [_mount(self.volume, WORKER_ROOT, read_only=False)]
+        mounts = [_mount(self.docker.volume, WORKER_ROOT, read_only=False)]
         for spec in (*request.profile.mounts, *request.mounts):
-            source, bind = _parse_mount(spec)
+            source, bind = parse_mount(spec)
             mounts.append(_mount(source, bind["bind"], read_only=bind["mode"] == "ro"))
         return mounts
 
@@ -334,7 +326,7 @@ class SwarmBackend(DockerBackend):
             "Resources": {"Limits": limits},
             "RestartPolicy": {"Condition": "none", "MaxAttempts": 0},
             "Networks": [{"Target": network_id}],
-            "Placement": {"Constraints": [f"node.id=={self._node_id}"]},
+            "Placement": {"Constraints": [f"node.id=={self.swarm.node_id}"]},
         }
 
     def _labels(self, request: SpawnRequest) -> dict[str, str]:
@@ -342,16 +334,16 @@ class SwarmBackend(DockerBackend):
             LABEL_TASK: request.task_id,
             LABEL_ROLE: ROLE_WORKER,
             LABEL_ATTEMPT: str(request.attempt),
-            LABEL_ROOT: self.root_label,
+            LABEL_ROOT: self.docker.root_label,
             LABEL_PROFILE: request.profile.name,
         }
 
     def spawn(self, request: SpawnRequest) -> WorkerRecord:
         from docker.errors import APIError
 
-        self.check_swarm()
+        self.swarm.check()
         self._make_room(request)
-        name = service_name(request.task_id, request.attempt)
+        name = service_name(request.task_id, request.attempt, self.docker.scope)
         try:
             network_id = self._network(request, name)
             self.client.api.create_service(
@@ -387,7 +379,7 @@ class SwarmBackend(DockerBackend):
         """The job's container when it runs on this engine's node; None elsewhere or gone."""
         if job.container_id is None:
             return None
-        return self._container(job.container_id)
+        return self.docker.container(job.container_id)
 
     def logs(self, name: str, *, tail: int | None = None) -> str:
         job = self._job(name)
@@ -451,17 +443,16 @@ class SwarmBackend(DockerBackend):
         containers after the service)."""
         from docker.errors import APIError, NotFound
 
-        deadline = time.monotonic() + wait_s
-        while True:
+        def removed() -> bool:
             try:
                 self.client.networks.get(name).remove()
-                return
             except NotFound:
-                return
+                return True
             except APIError:
-                if time.monotonic() >= deadline:
-                    return  # still in use; cleanup_networks takes it later
-                time.sleep(0.25)
+                return False  # still in use; cleanup_networks takes it later
+            return True
+
+        poll_until(removed, timeout_s=wait_s, interval_s=0.25)
 
     def tidy(self) -> None:
         """Remove the worker networks a manager that died mid-spawn left."""
@@ -469,8 +460,8 @@ class SwarmBackend(DockerBackend):
 
     def cleanup_networks(self) -> list[str]:
         """Remove this root's worker networks whose service is gone."""
-        services = {s["Spec"]["Name"] for s in self.client.api.services(filters=self._filters)}
-        filters = {"label": [f"{LABEL_ROLE}={ROLE_NETWORK}", f"{LABEL_ROOT}={self.root_label}"]}
+        services = {s["Spec"]["Name"] for s in self.client.api.services(filters=self.docker.filters())}
+        filters = {"label": [f"{LABEL_ROLE}={ROLE_NETWORK}", f"{LABEL_ROOT}={self.docker.root_label}"]}
         removed = []
         for network in self.client.networks.list(filters=filters):
             if network.name.removesuffix("-net") not in services:
@@ -495,7 +486,7 @@ class SwarmBackend(DockerBackend):
         reported: set[tuple[str, int | None]] | None = None
         while not stop.is_set():
             try:
-                records = self.workers()
+                records = self.all()
             except Exception:  # engine restarting: try again shortly
                 stop.wait(2)
                 continue

@@ -1,5 +1,5 @@
-"""The local backend: workers as processes on this host, for fast tests and for hosts without
-Docker. Each worker runs under a small supervisor (:mod:`manager.backends.processes`) that
+"""The local engine: workers as processes on this host, for fast tests and for hosts without
+Docker. Each worker runs under a small supervisor (:mod:`manager.backends.local.processes`) that
 forwards SIGTERM, records the worker's exit code and removes its private secrets directory.
 
 Records live in ``<root>/.workers/`` (hidden names are never protocol files), so a restarted
@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import shutil
 import signal
 import sys
@@ -27,33 +26,29 @@ from pathlib import Path
 from orchestration_protocol import atomic_write_bytes, is_valid_task_id
 from orchestration_protocol.contract import SECRET_NAMES
 
-from ..config import ManagerSettings
-from ..errors import TaskNotSpawnable, WorkerCommandMissing
-from ..polling import poll_until
-from ..profiles import Profile
-from . import local_services
-from .base import (
-    Backend,
+from ...errors import TaskNotSpawnable, WorkerCommandMissing
+from ...polling import poll_until
+from ..base import (
     ExitInfo,
     IdleSpawnRequest,
     SpawnRequest,
     WorkerRecord,
+    Workers,
     archived_worker_name,
 )
+from ..config import LocalConfig
 from .processes import RECORDS_DIR, process_start_ticks, start_detached
-from .services import Check, GatewaySpec, Simulation, run_check
 
-WORKER_COMMAND_ENV = "ORCHESTRATOR_WORKER_COMMAND"
 POLL_S = 0.25
 FINISHING_S = 5.0
 """How long a spawn waits for the previous worker of the task to exit."""
 
 
-def worker_command() -> list[str]:
-    """``$ORCHESTRATOR_WORKER_COMMAND``, else ``orchestrator-worker`` beside this Python."""
-    configured = os.environ.get(WORKER_COMMAND_ENV)
+def worker_command(configured: tuple[str, ...] | None = None) -> list[str]:
+    """``configured`` (``$ORCHESTRATOR_WORKER_COMMAND``), else ``orchestrator-worker`` beside
+    this Python, else on the PATH."""
     if configured:
-        return shlex.split(configured)
+        return list(configured)
     beside = Path(sys.executable).parent / "orchestrator-worker"
     if beside.exists():
         return [str(beside)]
@@ -66,20 +61,15 @@ def worker_command() -> list[str]:
     )
 
 
-class LocalBackend(Backend):
+class LocalWorkers(Workers):
     """Workers as supervised processes on this host."""
 
-    name = "local"
-
-    def __init__(self, settings: ManagerSettings) -> None:
-        self.settings = settings
-        self.records_dir = settings.root / RECORDS_DIR
+    def __init__(self, config: LocalConfig) -> None:
+        self.config = config
+        self.records_dir = config.root / RECORDS_DIR
 
     def _path(self, name: str, suffix: str) -> Path:
         return self.records_dir / f"{name}{suffix}"
-
-    def preflight(self, profile: Profile) -> None:
-        worker_command()
 
     def _archive_previous(self, name: str, task_id: str) -> None:
         record = self._read(name)
@@ -98,7 +88,7 @@ class LocalBackend(Backend):
                 f"Task {task_id} already has a running worker {name}; wait for it, or stop it "
                 f"with 'orchestrator task cancel {task_id}'."
             )
-        target = archived_worker_name(task_id, record.attempt)
+        target = archived_worker_name(name, record.attempt)
         for suffix in (".json", ".out", ".exit", ".pid"):
             with contextlib.suppress(FileNotFoundError):
                 os.replace(self._path(name, suffix), self._path(target, suffix))
@@ -111,7 +101,7 @@ class LocalBackend(Backend):
             request.worker_args,
             request.env,
             {"task_id": request.task_id, "attempt": request.attempt},
-            request.profile,
+            request.profile.name,
         )
         return WorkerRecord.just_started(request)
 
@@ -122,7 +112,7 @@ class LocalBackend(Backend):
             list(request.worker_args),
             request.env,
             {"task_id": "", "pool": request.pool},
-            request.profile,
+            request.profile.name,
         )
         return WorkerRecord.idle_started(request)
 
@@ -132,14 +122,15 @@ class LocalBackend(Backend):
         args: list[str],
         extra_env: dict[str, str],
         fields: dict[str, object],
-        profile: Profile,
+        profile: str,
     ) -> None:
         """Start the worker ``name`` under its supervisor and file its record."""
-        command = worker_command()
+        command = worker_command(self.config.worker_command)
+        # the environment handed to a child process: this one's, less every secret
         env = {key: value for key, value in os.environ.items() if key not in SECRET_NAMES}
         env.update(extra_env)
         pid = start_detached(
-            [*command, *args, "--root", str(self.settings.root)],
+            [*command, *args, "--root", str(self.config.root)],
             output=self._path(name, ".out"),
             env=env,
             exit_file=self._path(name, ".exit"),
@@ -147,7 +138,7 @@ class LocalBackend(Backend):
         record = {
             "name": name,
             **fields,
-            "profile": profile.name,
+            "profile": profile,
             "pid": pid,
             "start_ticks": process_start_ticks(pid),
             "created_at": datetime.now(UTC).isoformat(),
@@ -192,7 +183,7 @@ class LocalBackend(Backend):
             pool=pool if isinstance(pool, str) else None,
         )
 
-    def workers(self) -> list[WorkerRecord]:
+    def all(self) -> list[WorkerRecord]:
         try:
             names = sorted(os.listdir(self.records_dir))
         except FileNotFoundError:
@@ -251,9 +242,9 @@ class LocalBackend(Backend):
         self, callback: Callable[[WorkerRecord], None], stop: threading.Event
     ) -> threading.Thread:
         def follow() -> None:
-            running = {record.name for record in self.workers() if record.running}
+            running = {record.name for record in self.all() if record.running}
             while not stop.wait(POLL_S):
-                records = {record.name: record for record in self.workers()}
+                records = {record.name: record for record in self.all()}
                 for name in list(running):
                     record = records.get(name)
                     if record is None or not record.running:
@@ -265,20 +256,3 @@ class LocalBackend(Backend):
         thread = threading.Thread(target=follow, name="local-exits", daemon=True)
         thread.start()
         return thread
-
-    # --- what runs beside the workers: processes on this host (local_services) ------------------
-
-    def start_scripted_model(self) -> Simulation:
-        return local_services.start_scripted_model(self.settings)
-
-    def stop_scripted_model(self) -> bool:
-        return local_services.stop_scripted_model(self.settings)
-
-    def start_gateway(self, spec: GatewaySpec) -> None:
-        local_services.start_gateway(self.settings, spec)
-
-    def stop_gateway(self) -> bool:
-        return local_services.stop_gateway(self.settings)
-
-    def doctor_checks(self, images: dict[str, bool]) -> list[Check]:
-        return [run_check("engine", lambda: f"local workers run {' '.join(worker_command())}")]

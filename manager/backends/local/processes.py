@@ -1,6 +1,6 @@
 """Processes on this host that outlive the command that started them (local workers, the local
 scripted model and gateway): started under a small supervisor (``python -m
-manager.backends.processes``) in a session of their own, recognised later by pid and start time.
+manager.backends.local.processes``) in a session of their own, recognised later by pid and start time.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from orchestration_protocol import atomic_write_bytes
 
-from ..errors import SpawnFailed
+from ...errors import SpawnFailed
 
 RECORDS_DIR = ".workers"
 """Where local workers and services are recorded under the root (hidden: never a protocol file)."""
@@ -33,7 +33,7 @@ def start_detached(
 ) -> int:
     """Start ``command`` under a supervisor in its own session that outlives this process (and
     is not this process's child, so nothing is left to reap); return the supervisor's pid."""
-    launcher = [sys.executable, "-m", "manager.backends.processes", "--output", str(output)]
+    launcher = [sys.executable, "-m", "manager.backends.local.processes", "--output", str(output)]
     if exit_file is not None:
         launcher += ["--exit-file", str(exit_file)]
     if secrets_dir is not None:
@@ -70,7 +70,7 @@ def supervise(argv: Sequence[str] | None = None) -> int:
     """Detach (print the supervisor's pid and let the launcher return), then run the command
     with its output in ``--output``, forward SIGTERM/SIGINT to it, record its exit code and
     remove its secrets directory."""
-    parser = argparse.ArgumentParser(prog="python -m manager.backends.processes")
+    parser = argparse.ArgumentParser(prog="python -m manager.backends.local.processes")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--exit-file", type=Path)
     parser.add_argument("--secrets-dir", type=Path)

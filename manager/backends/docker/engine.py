@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
 import shutil
 import socket
@@ -15,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import (
+from ...errors import (
     DockerUnavailable,
     VolumeNotWritable,
 )
@@ -28,9 +27,10 @@ BUILD_HINTS = {
 }
 
 
-def describe_docker_failure(error: BaseException) -> str:
-    """One sentence saying why the engine cannot be reached and what to do."""
-    host = os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+def describe_docker_failure(error: BaseException, docker_host: str | None = None) -> str:
+    """One sentence saying why the engine at ``docker_host`` (``$DOCKER_HOST``; None for the
+    default socket) cannot be reached and what to do."""
+    host = docker_host or DEFAULT_SOCKET
     text = f"{error!r} {error.__cause__!r} {error.__context__!r}"
     if "Permission denied" in text or "PermissionError" in text:
         return (
@@ -38,7 +38,7 @@ def describe_docker_failure(error: BaseException) -> str:
             "group and log in again, or run as root."
         )
     if "FileNotFoundError" in text or "No such file" in text:
-        if os.environ.get("DOCKER_HOST"):
+        if docker_host:
             return (
                 f"No Docker engine listens at DOCKER_HOST={host}; start the engine there, "
                 "or fix or unset DOCKER_HOST."
@@ -61,7 +61,7 @@ def describe_docker_failure(error: BaseException) -> str:
     return f"The Docker engine at {host} cannot be reached ({first}); start it or fix DOCKER_HOST."
 
 
-def probe_unix_socket(host: str) -> None:
+def probe_unix_socket(host: str, docker_host: str | None = None) -> None:
     """Connect to a unix-socket engine once ourselves (docker-py leaks the socket of a failed
     connect); DockerUnavailable with the sentence for what went wrong."""
     if not host.startswith("unix://"):
@@ -71,21 +71,22 @@ def probe_unix_socket(host: str) -> None:
     try:
         probe.connect(host.removeprefix("unix://"))
     except OSError as error:
-        raise DockerUnavailable(describe_docker_failure(error)) from error
+        raise DockerUnavailable(describe_docker_failure(error, docker_host)) from error
     finally:
         probe.close()
 
 
-def connect_docker(timeout_s: float = 30) -> Any:
-    """A live docker-py client, or DockerUnavailable with one sentence and the fix."""
-    probe_unix_socket(os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET)
+def connect_docker(docker_host: str | None = None, timeout_s: float = 30) -> Any:
+    """A live docker-py client for ``docker_host`` (``$DOCKER_HOST``, which docker-py reads
+    itself; None for the default socket), or DockerUnavailable with one sentence and the fix."""
+    probe_unix_socket(docker_host or DEFAULT_SOCKET, docker_host)
     try:
         import docker
 
         client = docker.from_env(timeout=int(timeout_s))
         client.ping()
     except Exception as error:  # docker-py wraps engine trouble in many exception types
-        raise DockerUnavailable(describe_docker_failure(error)) from error
+        raise DockerUnavailable(describe_docker_failure(error, docker_host)) from error
     return client
 
 

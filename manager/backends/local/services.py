@@ -14,17 +14,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..config import ManagerSettings
-from ..errors import SpawnFailed
-from ..polling import poll_until
-from .processes import RECORDS_DIR, process_start_ticks, start_detached
-from .services import (
+from orchestration_protocol import Layout
+
+from ...errors import SpawnFailed
+from ...polling import poll_until
+from ..base import Services
+from ..config import LocalConfig
+from ..services import (
     READY_TIMEOUT_S,
     SIMULATED_API_KEY,
     GatewaySpec,
     Simulation,
     wait_until_answering,
 )
+from .processes import RECORDS_DIR, process_start_ticks, start_detached
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
@@ -51,17 +54,17 @@ def _stop(path: Path) -> bool:
 # --- the scripted model ---------------------------------------------------------------------
 
 
-def _model_record(settings: ManagerSettings) -> Path:
+def _model_record(settings: LocalConfig) -> Path:
     return settings.root / RECORDS_DIR / "scripted-model.json"
 
 
-def start_scripted_model(settings: ManagerSettings) -> Simulation:
+def start_scripted_model(settings: LocalConfig) -> Simulation:
     """The scripted model on loopback, started unless it runs."""
     record = _read_record(_model_record(settings)) or _spawn_model(settings)
     return Simulation(upstream=record["url"], credentials={"ANTHROPIC_API_KEY": SIMULATED_API_KEY})
 
 
-def _spawn_model(settings: ManagerSettings) -> dict[str, Any]:
+def _spawn_model(settings: LocalConfig) -> dict[str, Any]:
     records = settings.root / RECORDS_DIR
     records.mkdir(parents=True, exist_ok=True)
     port_file = records / "scripted-model.port"
@@ -88,24 +91,24 @@ def _spawn_model(settings: ManagerSettings) -> dict[str, Any]:
     return record
 
 
-def stop_scripted_model(settings: ManagerSettings) -> bool:
+def stop_scripted_model(settings: LocalConfig) -> bool:
     return _stop(_model_record(settings))
 
 
 # --- the gateway ----------------------------------------------------------------------------
 
 
-def _gateway_record(settings: ManagerSettings) -> Path:
+def _gateway_record(settings: LocalConfig) -> Path:
     return settings.root / RECORDS_DIR / "gateway.json"
 
 
-def start_gateway(settings: ManagerSettings, spec: GatewaySpec) -> None:
+def start_gateway(settings: LocalConfig, spec: GatewaySpec) -> None:
     """The gateway as a process with the credentials in a private directory, replaced when
     ``spec`` changed."""
     fingerprint = spec.fingerprint()
     record = _read_record(_gateway_record(settings))
     if record is not None and record.get("config") == fingerprint:
-        wait_until_answering(settings.layout)
+        wait_until_answering(Layout(settings.root))
         return
     if record is not None:
         stop_gateway(settings)
@@ -115,6 +118,7 @@ def start_gateway(settings: ManagerSettings, spec: GatewaySpec) -> None:
     for name, value in spec.credentials.items():
         (secrets_dir / name).write_text(value)
         (secrets_dir / name).chmod(0o400)
+    # the environment handed to a child process: this one's, less the credentials
     env = {key: value for key, value in os.environ.items() if key not in spec.credentials}
     env.update(spec.env)
     env["ORCHESTRATOR_SECRETS_DIR"] = str(secrets_dir)
@@ -124,15 +128,34 @@ def start_gateway(settings: ManagerSettings, spec: GatewaySpec) -> None:
         json.dumps({"pid": pid, "start_ticks": process_start_ticks(pid), "config": fingerprint})
     )
     wait_until_answering(
-        settings.layout,
+        Layout(settings.root),
         lambda: None if process_start_ticks(pid) else f"it exited; see {records / 'gateway.out'}",
     )
 
 
-def stop_gateway(settings: ManagerSettings) -> bool:
+def stop_gateway(settings: LocalConfig) -> bool:
     return _stop(_gateway_record(settings))
 
 
 def _gateway_command() -> str:
     beside = Path(sys.executable).parent / "orchestrator-gateway"
     return str(beside) if beside.exists() else (shutil.which("orchestrator-gateway") or str(beside))
+
+
+class LocalServices(Services):
+    """The scripted model and the gateway as processes on this host, recorded in the root."""
+
+    def __init__(self, config: LocalConfig) -> None:
+        self.config = config
+
+    def start_scripted_model(self) -> Simulation:
+        return start_scripted_model(self.config)
+
+    def stop_scripted_model(self) -> bool:
+        return stop_scripted_model(self.config)
+
+    def start_gateway(self, spec: GatewaySpec) -> None:
+        start_gateway(self.config, spec)
+
+    def stop_gateway(self) -> bool:
+        return stop_gateway(self.config)

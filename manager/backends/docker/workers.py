@@ -1,7 +1,8 @@
-"""The Docker backend: one hardened container per attempt, found again by its labels.
+"""The Docker engine's workers: one hardened container per attempt, found again by its labels.
 
-Containers are named ``worker-<task-id>``; an ended one of an earlier attempt is renamed to
-``worker-<task-id>.attempt-<n>`` before the next starts, so its logs stay readable until
+Containers are named ``worker-<root>-<task-id>`` (``<root>``: the root's short id, so roots
+with the same task ids share an engine); an ended one of an earlier attempt is renamed to
+``worker-<root>-<task-id>.attempt-<n>`` before the next starts, so its logs stay readable until
 ``orchestrator cleanup``.
 
 A worker container has no network (``--network none``: only loopback; the gateway is reached
@@ -16,26 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import re
-import stat
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestration_protocol import Layout
-from orchestration_protocol.contract import ENV_AGENT_USER, ENV_CONTAINER
-
-from ..config import ManagerSettings
-from ..errors import (
-    EngineBusy,
-    ImageMissing,
-    SpawnFailed,
-    TaskNotSpawnable,
-    VolumeNotWritable,
-)
-from ..profiles import WORKER_UID, Profile
-from . import docker_services
-from .base import (
+from ...errors import EngineBusy, SpawnFailed, TaskNotSpawnable
+from ...profiles import Profile
+from ..base import (
     LABEL_ATTEMPT,
     LABEL_POOL,
     LABEL_PROFILE,
@@ -43,20 +32,14 @@ from .base import (
     LABEL_ROOT,
     LABEL_TASK,
     ROLE_WORKER,
-    Backend,
     ExitInfo,
     IdleSpawnRequest,
     SpawnRequest,
     WorkerRecord,
+    Workers,
     archived_worker_name,
-    worker_name,
 )
-from .engine import (
-    build_hint,
-    connect_docker,
-    find_volume,
-)
-from .services import Check, GatewaySpec, Simulation, run_check
+from .connection import DockerConnection, parse_mount
 
 WORKER_ROOT = "/runtime/orchestration"
 """Where workers see the volume: ``/runtime`` is root's alone (0700) in the worker image."""
@@ -68,12 +51,6 @@ WORKER_LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 FINISHING_S = 5
 """How long a spawn waits for the previous container of the task to exit."""
 EXITED = re.compile(r"Exited \((-?\d+)\)")
-
-
-def _parse_mount(spec: str) -> tuple[str, dict[str, str]]:
-    source, _, rest = spec.partition(":")
-    target, _, mode = rest.partition(":")
-    return source, {"bind": target, "mode": mode or "rw"}
 
 
 def _record(summary: dict[str, Any]) -> WorkerRecord | None:
@@ -100,78 +77,27 @@ def _record(summary: dict[str, Any]) -> WorkerRecord | None:
     )
 
 
-class DockerBackend(Backend):
+class DockerWorkers(Workers):
     """Workers as containers of the local Docker engine."""
 
-    name = "docker"
-
-    def __init__(self, settings: ManagerSettings, client: Any = None) -> None:
-        self.settings = settings
-        self._client = client
-        self._volume = settings.volume
-
-    @property
-    def volume(self) -> str:
-        """What workers mount at /orchestration (found out from Docker once, unless given)."""
-        if self._volume is None:
-            self._volume = find_volume(self.client, self.settings.root)
-        return self._volume
-
-    @property
-    def root_label(self) -> str:
-        """Names this root in labels, so each root sees only its own workers."""
-        kind = "bind" if self.volume.startswith("/") else "volume"
-        return f"{kind}:{self.volume}"
+    def __init__(self, docker: DockerConnection) -> None:
+        self.docker = docker
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            self._client = connect_docker()
-        return self._client
+        return self.docker.client
 
-    @property
-    def _filters(self) -> dict[str, list[str]]:
-        return {"label": [f"{LABEL_ROLE}={ROLE_WORKER}", f"{LABEL_ROOT}={self.root_label}"]}
-
-    def require_image(self, image: str) -> None:
-        from docker.errors import ImageNotFound
-
-        try:
-            self.client.images.get(image)
-        except ImageNotFound:
-            raise ImageMissing(
-                f"The image {image} is not built; build it with '{build_hint(image)}'."
-            ) from None
-
-    def require_network(self, network: str | None) -> None:
+    def _archive_previous(self, name: str, task_id: str) -> None:
+        """Make the worker's name free: keep our earlier attempt's ended container under an
+        archived name; remove one that never started or belongs to another root."""
         from docker.errors import NotFound
 
-        if not network:
-            return
-        try:
-            self.client.networks.get(network)
-        except NotFound:
-            raise SpawnFailed(
-                f"The Docker network {network} does not exist; create it with "
-                f"'docker network create {network}' or choose another with --network."
-            ) from None
-
-    def preflight(self, profile: Profile) -> None:
-        self.require_image(profile.image)
-        self.require_network(profile.network)
-
-    def _archive_previous(self, task_id: str) -> None:
-        """Make the name ``worker-<id>`` free: keep our earlier attempt's ended container under
-        an archived name; remove one that never started or belongs to another root."""
-        from docker.errors import NotFound
-
-        name = worker_name(task_id)
         try:
             previous = self.client.containers.get(name)
         except NotFound:
             return
         labels = previous.labels or {}
-        ours = labels.get(LABEL_ROOT) == self.root_label and labels.get(LABEL_TASK) == task_id
+        ours = labels.get(LABEL_ROOT) == self.docker.root_label and labels.get(LABEL_TASK) == task_id
         if previous.status == "running" and ours:
             with contextlib.suppress(Exception):  # it may be exiting after its result
                 previous.wait(timeout=FINISHING_S)
@@ -186,7 +112,7 @@ class DockerBackend(Backend):
             previous.remove(force=True)  # never ran, or not ours: nothing worth keeping
             return
         attempt = labels.get(LABEL_ATTEMPT)
-        target = archived_worker_name(task_id, int(attempt) if attempt and attempt.isdigit() else 0)
+        target = archived_worker_name(name, int(attempt) if attempt and attempt.isdigit() else 0)
         with contextlib.suppress(NotFound):
             self.client.containers.get(target).remove(force=True)
         previous.rename(target)
@@ -210,9 +136,9 @@ class DockerBackend(Backend):
         command: list[str] | tuple[str, ...],
     ) -> dict[str, Any]:
         """The container options every worker gets, a task's or a pool's."""
-        volumes = {self.volume: {"bind": WORKER_ROOT, "mode": "rw"}}
+        volumes = {self.docker.volume: {"bind": WORKER_ROOT, "mode": "rw"}}
         for spec in (*profile.mounts, *mounts):
-            source, bind = _parse_mount(spec)
+            source, bind = parse_mount(spec)
             volumes[source] = bind
         kwargs: dict[str, Any] = {
             "image": profile.image,
@@ -221,7 +147,7 @@ class DockerBackend(Backend):
             "labels": {
                 **labels,
                 LABEL_ROLE: ROLE_WORKER,
-                LABEL_ROOT: self.root_label,
+                LABEL_ROOT: self.docker.root_label,
                 LABEL_PROFILE: profile.name,
             },
             "environment": {**env, "ORCHESTRATION_DIR": WORKER_ROOT},
@@ -278,7 +204,7 @@ class DockerBackend(Backend):
             ) from error
 
     def spawn(self, request: SpawnRequest) -> WorkerRecord:
-        self._archive_previous(request.task_id)
+        self._archive_previous(request.name, request.task_id)
         self._create_and_start(self._run_kwargs(request))
         return WorkerRecord.just_started(request)
 
@@ -296,21 +222,13 @@ class DockerBackend(Backend):
         )
         return WorkerRecord.idle_started(request)
 
-    def workers(self) -> list[WorkerRecord]:
-        summaries = self.client.api.containers(all=True, filters=self._filters)
+    def all(self) -> list[WorkerRecord]:
+        summaries = self.client.api.containers(all=True, filters=self.docker.filters())
         records = (_record(summary) for summary in summaries)
         return [record for record in records if record is not None]
 
-    def _container(self, name: str) -> Any:
-        from docker.errors import NotFound
-
-        try:
-            return self.client.containers.get(name)
-        except NotFound:
-            return None
-
     def exit_info(self, name: str) -> ExitInfo:
-        container = self._container(name)
+        container = self.docker.container(name)
         if container is None:
             return ExitInfo(exit_code=None, error="container is gone")
         state = container.attrs.get("State", {})
@@ -321,7 +239,7 @@ class DockerBackend(Backend):
         )
 
     def logs(self, name: str, *, tail: int | None = None) -> str:
-        container = self._container(name)
+        container = self.docker.container(name)
         if container is None:
             return ""
         data = container.logs(stdout=True, stderr=True, tail=tail if tail else "all")
@@ -330,7 +248,7 @@ class DockerBackend(Backend):
     def stop(self, name: str, timeout_s: float = 10) -> None:
         from docker.errors import APIError
 
-        container = self._container(name)
+        container = self.docker.container(name)
         if container is not None:
             with contextlib.suppress(APIError):
                 if container.status == "paused":  # a paused container cannot be stopped
@@ -340,7 +258,7 @@ class DockerBackend(Backend):
     def remove(self, name: str) -> None:
         from docker.errors import APIError
 
-        container = self._container(name)
+        container = self.docker.container(name)
         if container is not None:
             with contextlib.suppress(APIError):
                 container.remove(force=True)
@@ -357,7 +275,7 @@ class DockerBackend(Backend):
     def _follow_exits(
         self, callback: Callable[[WorkerRecord], None], stop: threading.Event
     ) -> None:
-        filters = {"type": "container", "event": "die", **self._filters}
+        filters = {"type": "container", "event": "die", **self.docker.filters()}
         while not stop.is_set():
             try:
                 stream = self.client.events(filters=filters, decode=True)
@@ -373,53 +291,6 @@ class DockerBackend(Backend):
                         callback(record)
             except Exception:  # the stream broke (engine restart, close()): reconnect
                 stop.wait(1)
-
-    # --- what runs beside the workers ----------------------------------------------------------
-
-    def start_scripted_model(self) -> Simulation:
-        return docker_services.start_scripted_model(self)
-
-    def stop_scripted_model(self) -> bool:
-        return docker_services.stop_scripted_model(self)
-
-    def start_gateway(self, spec: GatewaySpec) -> None:
-        docker_services.start_gateway(self, spec)
-
-    def stop_gateway(self) -> bool:
-        return docker_services.stop_gateway(self)
-
-    def connect_gateway(self, network: str) -> None:
-        docker_services.connect_gateway(self, network)
-
-    # --- the root, the doctor, hints ----------------------------------------------------------
-
-    def prepare_root(self, layout: Layout) -> None:
-        share_with_workers(layout)
-
-    def doctor_checks(self, images: dict[str, bool]) -> list[Check]:
-        engine = run_check("engine", docker_services.engine_summary, self)
-        if not engine.ok:
-            return [engine]
-        checks = [engine]
-        checks += [
-            run_check(f"image {image}", docker_services.image_summary, self, image, required=needed)
-            for image, needed in sorted(images.items())
-        ]
-        default = next((image for image, needed in images.items() if needed), None)
-        if default is not None:
-            checks.append(run_check("volume", docker_services.volume_summary, self, default))
-        return checks
-
-    def worker_env(self, worker: str, profile: Profile) -> dict[str, str]:
-        return {ENV_CONTAINER: worker, ENV_AGENT_USER: profile.user}
-
-    def follow_hint(self, worker: str, task_id: str) -> str:
-        return f"docker logs -f {worker}"
-
-    def close(self) -> None:
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.close()
 
 
 def worker_confinement(profile: Profile) -> dict[str, Any]:
@@ -452,23 +323,6 @@ def swarm_confinement() -> tuple[dict[str, Any], dict[str, Any]]:
     return {"Init": True}, {"LogDriver": log}
 
 
-def share_with_workers(layout: Layout) -> None:
-    """Let workers running as another uid write the protocol directories of a bind-mounted root."""
-    for directory in (layout.root, *layout.directories()):
-        info = directory.stat()
-        wanted = 0o777 if directory != layout.root else 0o755
-        if info.st_uid == WORKER_UID or stat.S_IMODE(info.st_mode) & wanted == wanted:
-            continue
-        try:
-            directory.chmod(stat.S_IMODE(info.st_mode) | wanted)
-        except OSError as error:
-            raise VolumeNotWritable(
-                f"The orchestration root {layout.root} is not writable ({directory}: workers run "
-                f"as uid {WORKER_UID}: {error.strerror}); fix its permissions "
-                f"(chmod -R a+rwX {layout.root}) or choose another root with --root."
-            ) from error
-
-
 def _close_when(stop: threading.Event, stream: Any) -> None:
     stop.wait()
     with contextlib.suppress(Exception):
@@ -484,7 +338,7 @@ def _exit_record(event: dict[str, Any]) -> WorkerRecord | None:
     attempt = attributes.get(LABEL_ATTEMPT, "")
     code = attributes.get("exitCode", "")
     return WorkerRecord(
-        name=attributes.get("name") or worker_name(task_id or ""),
+        name=attributes.get("name") or "",
         task_id=task_id or "",
         attempt=int(attempt) if attempt.isdigit() else None,
         running=False,
