@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
+
+import pytest
 
 from orchestration_protocol import (
     Layout,
@@ -77,3 +80,24 @@ def test_an_interrupted_archive_is_finished_by_the_next(layout: Layout) -> None:
     assert finish_moves(layout) == ["done"]
     assert target.result_file("done").is_file() and not layout.result_file("done").exists()
     archive_task(layout, "done")  # again: nothing left to move, nothing fails
+
+
+@pytest.fixture
+def remote(tmp_path):  # the cli fixture's $REPO_URL: these commands need no repository
+    return tmp_path / "no-remote.git"
+
+
+def test_the_archive_command_and_reading_an_archived_task(cli, layout: Layout) -> None:
+    finished_task(layout, "done", output="all good")
+    layout.log_file("done").write_text("the agent's log\n")
+    write_task(layout, Task(id="waiting", prompt="not yet"))
+    code, out, _ = cli("archive", "--state", "success", "--json")
+    assert code == 0 and json.loads(out)["archived"] == ["done"]
+    code, out, _ = cli("result", "done", "--json")
+    assert code == 0 and json.loads(out)["output"] == "all good"
+    code, out, _ = cli("logs", "done")
+    assert code == 0 and "the agent's log" in out
+    code, out, _ = cli("status", "--json")
+    assert [row["id"] for row in json.loads(out)["tasks"]] == ["waiting"]
+    code, _, err = cli("archive", "--state", "pending")
+    assert code != 0 and "not an ended state" in err
