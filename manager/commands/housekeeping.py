@@ -105,11 +105,7 @@ def cleanup(
         gateway_stopped = backend.services.stop_gateway()
     if as_json:
         emit_json(
-            {
-                "removed": removed,
-                "scripted_model_stopped": stopped,
-                "gateway_stopped": gateway_stopped,
-            }
+            {"removed": removed, "scripted_model_stopped": stopped, "gateway_stopped": gateway_stopped}
         )
         return
     typer.echo(f"removed {len(removed)} workers" + (f": {', '.join(removed)}" if removed else ""))
@@ -178,13 +174,8 @@ def merge(
     settings = settings_of(ctx)
     credentials = collect_secrets()
     report = merge_tasks(
-        settings.layout,
-        repo_dir,
-        ids or None,
-        integration_branch=branch,
-        push=push,
-        repo_url=settings.repo_url,
-        credentials=credentials,
+        settings.layout, repo_dir, ids or None, integration_branch=branch, push=push,
+        repo_url=settings.repo_url, credentials=credentials,
     )
     worked = [task.task_id for task in report.tasks if task.outcome != MergeOutcome.SKIPPED]
     branches = PushReport()
@@ -194,13 +185,7 @@ def merge(
         )
     ok = report.ok and branches.ok
     if as_json:
-        emit_json(
-            {
-                **report.model_dump(mode="json"),
-                "branches": branches.model_dump(mode="json"),
-                "ok": ok,
-            }
-        )
+        emit_json({**report.model_dump(mode="json"), "branches": branches.model_dump(mode="json"), "ok": ok})
     else:
         typer.echo(report.describe())
         if branches.tasks:
@@ -228,9 +213,7 @@ def push_command(ctx: typer.Context, ids: IdsArg = None, as_json: JsonOpt = Fals
 
 UrlArg = Annotated[
     str | None,
-    typer.Argument(
-        metavar="URL", help="The repository (default --repo or $REPO_URL).", show_default=False
-    ),
+    typer.Argument(metavar="URL", help="The repository (default --repo or $REPO_URL).", show_default=False),
 ]
 
 
