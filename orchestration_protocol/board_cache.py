@@ -31,6 +31,8 @@ from .files import read_model
 ModelT = TypeVar("ModelT", bound=BaseModel)
 Signature = tuple[int, int, int, int]
 ENV_BOARD_CACHE = "ORCHESTRATOR_BOARD_CACHE"
+ENV_BOARD_CACHE_DIR = "ORCHESTRATOR_BOARD_CACHE_DIR"
+"""Where the saved caches go instead of ``$XDG_CACHE_HOME/claude-orchestrator/boards``."""
 SAVE_EVERY_S = 10.0
 """A long-lived view (dashboard, watch) saves its cache at most this often."""
 FORMAT = 1
@@ -126,8 +128,9 @@ _CACHES: dict[str, FileCache] = {}
 def cache_path(root: Path) -> Path:
     """Where the cache of ``root`` is kept between processes."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    directory = os.environ.get(ENV_BOARD_CACHE_DIR) or base / "claude-orchestrator" / "boards"
     digest = hashlib.sha256(f"{os.getuid()}:{root.resolve()}".encode()).hexdigest()[:24]
-    return base / "claude-orchestrator" / "boards" / f"{digest}.pickle"
+    return Path(directory) / f"{digest}.pickle"
 
 
 def _persisted() -> bool:

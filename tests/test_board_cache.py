@@ -15,7 +15,7 @@ from tests.dashboard_helpers import finished_task
 
 @pytest.fixture(autouse=True)
 def own_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("ORCHESTRATOR_BOARD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(board_cache, "_CACHES", {})
 
 
