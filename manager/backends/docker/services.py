@@ -207,7 +207,7 @@ def start_gateway(docker: DockerConnection, spec: GatewaySpec) -> None:
             security_opt=["no-new-privileges"],
             mem_limit="512m",
             pids_limit=256,
-            restart_policy={"Name": "unless-stopped"},
+            restart_policy={"Name": "on-failure"},  # an idle stop exits 0: it stays stopped
         )
         if spec.credentials:
             container.put_archive("/run", secrets_archive(spec.credentials, "0:0"))
