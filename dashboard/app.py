@@ -44,9 +44,9 @@ from orchestration_views.logs import LogTail
 
 from .details import (
     DashboardError,
-    checked_id,
     egress_entries,
     task_details,
+    task_layout,
     task_patch,
 )
 from .events import BoardHub
@@ -133,7 +133,7 @@ async def log(request: Request) -> Response:
     layout = _hub(request).layout
     task_id = request.path_params["task_id"]
     try:
-        checked_id(layout, task_id)
+        layout = task_layout(layout, task_id)
         offset = int(request.query_params.get("offset", "-1"))
     except DashboardError as error:
         return _error(error)
@@ -151,10 +151,9 @@ async def log_events(request: Request) -> Response:
     hub = _hub(request)
     task_id = request.path_params["task_id"]
     try:
-        checked_id(hub.layout, task_id)
+        reader = LogTail(task_layout(hub.layout, task_id).log_file(task_id))
     except DashboardError as error:
         return _error(error)
-    reader = LogTail(hub.layout.log_file(task_id))
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         with hub.log_waiter(task_id) as written:

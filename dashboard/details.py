@@ -17,6 +17,7 @@ from orchestration_protocol import (
     utc_now,
     validate_task_id,
 )
+from orchestration_protocol.archive import layout_of
 from orchestration_views.egress import egress_log
 from orchestration_views.ledger import LedgerCache
 from orchestration_views.logs import regular_size
@@ -42,13 +43,19 @@ class NotFound(DashboardError):
     status_code = 404
 
 
+def task_layout(layout: Layout, task_id: str) -> Layout:
+    """Where the task's files are: the hot set, or the archive (``orchestrator archive``)."""
+    checked_id(layout, task_id)
+    return layout_of(layout, task_id)
+
+
 def checked_id(layout: Layout, task_id: str) -> str:
-    """``task_id`` if it is valid and the volume has its task file."""
+    """``task_id`` if it is valid and the volume has its task file (archived ones too)."""
     try:
         validate_task_id(task_id)
     except InvalidTaskId as error:
         raise BadRequest(str(error)) from None
-    if not layout.task_file(task_id).exists():
+    if not layout_of(layout, task_id).task_file(task_id).exists():
         raise NotFound(
             f"No task {task_id!r} on the volume at {layout.root}; it may have been removed, "
             "or the link names another root."
@@ -59,7 +66,7 @@ def checked_id(layout: Layout, task_id: str) -> str:
 def task_details(layout: Layout, ledgers: LedgerCache, task_id: str) -> dict[str, Any]:
     """Everything the volume says about a task: its row, the task file, the claim holder's
     heartbeat, the result, whether a patch exists, and its egress log."""
-    checked_id(layout, task_id)
+    layout = task_layout(layout, task_id)
     now = utc_now()
     snapshot, state = read_task_state(layout, task_id, now=now)
     ledger = ledgers.summary(task_id)
@@ -84,7 +91,7 @@ def task_details(layout: Layout, ledgers: LedgerCache, task_id: str) -> dict[str
 
 def task_patch(layout: Layout, task_id: str) -> dict[str, Any]:
     """The task's ``changes.patch`` as text; ``patch`` is None with a ``note`` saying why."""
-    checked_id(layout, task_id)
+    layout = task_layout(layout, task_id)
     path = layout.artifacts_dir(task_id) / PATCH_NAME
     try:
         data = read_bytes_safely(path, PATCH_LIMIT)

@@ -31,6 +31,7 @@ from .cloud_credentials import read_aws_credential, read_vertex_credential
 from .credentials import no_credential_message, read_credential
 from .egress import EgressProxy
 from .errors import EXIT_BAD_SETTING, EXIT_CANNOT_LISTEN, EXIT_OK, BadSetting
+from .idle import stop_when_idle
 from .metrics import serve_metrics_from_env
 from .settings import ENV_NAMES, environment, resolve_settings
 
@@ -153,6 +154,8 @@ async def serve(gateway: Gateway, api_sock: socket.socket, proxy_sock: socket.so
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _stop, server)
     serving = asyncio.create_task(server.serve(sockets=[api_sock]))
+    idle = gateway.settings.idle_stop_s
+    watcher = asyncio.create_task(stop_when_idle(gateway.layout, idle, lambda: _stop(server))) if idle else None
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
     if server.started:
@@ -161,6 +164,8 @@ async def serve(gateway: Gateway, api_sock: socket.socket, proxy_sock: socket.so
     try:
         await serving
     finally:
+        if watcher is not None:
+            watcher.cancel()
         proxy_server.close()
         proxy.close()
         for upstream in gateway.upstreams:

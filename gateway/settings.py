@@ -41,6 +41,7 @@ ENV_NAMES: dict[str, str] = {
     "retry_base_s": "GATEWAY_RETRY_BASE_S",
     "head_timeout_s": "GATEWAY_HEAD_TIMEOUT_S",
     "idle_timeout_s": "GATEWAY_IDLE_TIMEOUT_S",
+    "idle_stop_s": "GATEWAY_IDLE_STOP_S",
     "max_head_bytes": "GATEWAY_MAX_HEAD_BYTES",
     "log_bodies": "GATEWAY_LOG_BODIES",
     "egress_loopback": "GATEWAY_EGRESS_LOOPBACK",
@@ -114,6 +115,8 @@ class GatewaySettings(BaseModel):
     """Egress proxy: time a client has to send its request head."""
     idle_timeout_s: float = Field(default=600.0, gt=0)
     """Egress proxy: a tunnel silent both ways this long is closed."""
+    idle_stop_s: float = Field(default=300.0, ge=0)
+    """Stop after this long with no caller token and no fresh worker heartbeat (0: never)."""
     max_head_bytes: int = Field(default=16 * 1024, ge=1024)
     """Egress proxy: largest request head (request line and headers)."""
     log_bodies: bool = False

@@ -68,7 +68,10 @@ class ProtocolModel(BaseModel):
     """Common settings: unknown fields are errors, values are validated on assignment."""
 
     model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, use_attribute_docstrings=True
+        extra="forbid",
+        validate_assignment=True,
+        use_attribute_docstrings=True,
+        defer_build=True,  # built on first use: a process pays only for the models it uses
     )
 
     def to_json_bytes(self) -> bytes:

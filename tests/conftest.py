@@ -105,6 +105,14 @@ def cli_process(monkeypatch):
     signal.signal(signal.SIGTERM, handler)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def board_caches_in_a_temporary_directory(tmp_path_factory: pytest.TempPathFactory):
+    """The board caches the CLI and the dashboard save (``board_cache``) go under the session's
+    temporary directory, not the user's ~/.cache (one per test root)."""
+    os.environ["ORCHESTRATOR_BOARD_CACHE_DIR"] = str(tmp_path_factory.mktemp("board-caches"))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def stop_local_services(tmp_path: Path):
     """After each test, stop the local gateway and scripted model that the local backend

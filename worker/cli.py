@@ -31,6 +31,7 @@ from orchestration_protocol import claim_task as claim
 from orchestration_protocol.contract import ENV_POOL, ENV_POOL_PROFILE, WorkerExit
 from orchestration_protocol.pool import DEFAULT_PROFILE
 
+from .costs import StepClock
 from .pool import run_warm
 from .runtime import Attempt, StopFlag
 from .settings import WorkerSettings, resolve_worker_settings
@@ -42,7 +43,14 @@ def settings_from_env(args: argparse.Namespace) -> WorkerSettings:
     return resolve_worker_settings(Path(args.root) if args.root else None, args.worker_id)
 
 
-def run_one(settings: WorkerSettings, task_id: str, stop: StopFlag, *, force: bool = False) -> int:
+def run_one(
+    settings: WorkerSettings,
+    task_id: str,
+    stop: StopFlag,
+    *,
+    force: bool = False,
+    clock: StepClock | None = None,
+) -> int:
     """Claim and run one task (``force``: even past max_attempts); the exit code says how."""
     layout = Layout(settings.root)
     try:
@@ -62,7 +70,7 @@ def run_one(settings: WorkerSettings, task_id: str, stop: StopFlag, *, force: bo
             file=sys.stderr,
         )
         return RET_NOTHING_TO_CLAIM
-    result = Attempt(settings, task, handle, stop).run()
+    result = Attempt(settings, task, handle, stop, clock).run()
     return RET_OK if result is not None else RET_CLAIM_LOST
 
 
@@ -151,6 +159,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    clock = StepClock.from_process_start()  # its first step: the interpreter and the imports
     args = parser().parse_args(argv)
     try:
         settings = settings_from_env(args)
@@ -184,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return RET_USAGE
             profile = args.profile or settings.pool_profile or DEFAULT_PROFILE
             return run_warm(settings, stop, pool, profile)
-        return run_one(settings, args.task, stop, force=args.force)
+        return run_one(settings, args.task, stop, force=args.force, clock=clock)
     except ProtocolError as error:
         print(f"orchestrator-worker: {error}", file=sys.stderr)
         return RET_CRASHED

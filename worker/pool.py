@@ -18,13 +18,12 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from orchestration_protocol import (
     ClaimHandle,
     Layout,
     ProtocolError,
-    ProtocolEvent,
-    ProtocolWatcher,
     Task,
     TaskState,
     claim_task,
@@ -46,6 +45,9 @@ from orchestration_protocol.priorities import ordered, read_priorities
 
 from .runtime import Attempt, StopFlag
 from .settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from orchestration_protocol.watcher import ProtocolEvent
 
 CHECK_S = 1.0
 """How often an idle worker looks again without an event (blocked tasks, mirrors, its pool)."""
@@ -156,6 +158,8 @@ def wait_for_task(
     def on_event(event: ProtocolEvent) -> None:
         tasks.note(event.task_id)
         wake.set()
+
+    from orchestration_protocol.watcher import ProtocolWatcher  # not at start: see the package
 
     watcher = ProtocolWatcher(settings.root, on_event, kinds=("task", "result", "cancel"))
     with watcher:

@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -116,7 +115,8 @@ def signal_every_process_of(user: tuple[int, int], signal_name: str) -> None:
     if signal_name not in ("SIGKILL", "SIGSTOP", "SIGCONT"):
         raise ValueError(f"signal {signal_name!r} is not one the runtime sends to the agent")
     subprocess.run(
-        [sys.executable, "-c", f"import os, signal; os.kill(-1, signal.{signal_name})"],
+        # the shell's builtin: no interpreter to start; kill(-1) spares the shell itself
+        ["/bin/sh", "-c", f"kill -{signal_name.removeprefix('SIG')} -1"],
         user=user[0],
         group=user[1],
         extra_groups=[],

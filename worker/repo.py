@@ -19,6 +19,7 @@ import re
 import shutil
 import stat
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -93,6 +94,11 @@ class Workspace:
         return self.agent_root / "repo"
 
     @property
+    def base_repo(self) -> Path:
+        """The base commit and its history, for the agent to read (see ``prepare``)."""
+        return self.agent_root / "base.git"
+
+    @property
     def agent_home(self) -> Path:
         return self.agent_root / "home"
 
@@ -155,10 +161,12 @@ def prepare(
     branch: str | None,
     task_id: str,
     agent_owner: tuple[int, int] | None,
+    mark: Callable[[str], None] = lambda _step: None,
 ) -> tuple[str, str]:
-    """Clone the mirror twice: the runtime's private repository (sharing the mirror's objects)
-    and the agent's work tree with its own ``.git``, on the task's branch. Return the base commit
-    and the branch."""
+    """Clone the mirror once, into the runtime's private repository (sharing the mirror's
+    objects), on the task's branch; then give the agent its tree (see :func:`_agent_tree`).
+    Return the base commit and the branch. ``mark`` ends the ``clone`` and ``ownership`` steps
+    of the attempt's cost line."""
     if not (mirror / "HEAD").is_file():
         raise NoRepository(
             f"The volume holds no mirror of {redact(url)} (expected {mirror}); make it with "
@@ -167,9 +175,9 @@ def prepare(
         )
     env = workspace.env()
     pick = ["--branch", branch] if branch else []
-    base_args = ["clone", "--quiet", "--no-tags", "--single-branch", *pick]
     try:
-        git([*base_args, "--shared", "--bare", str(mirror), str(workspace.git_dir)], env)
+        git(["clone", "--quiet", "--no-tags", "--single-branch", *pick, "--shared", "--bare",
+             str(mirror), str(workspace.git_dir)], env)  # fmt: skip
     except GitFailed as error:
         where = f"branch {branch!r} of " if branch else ""
         raise GitFailed(
@@ -177,25 +185,90 @@ def prepare(
             "(--branch) and the repository."
         ) from error
     env = workspace.env()
-    git(["config", "core.bare", "false"], env)
     base = _base_commit(env, url, branch)
     name = task_branch(task_id)
-    git(["update-ref", f"refs/heads/{name}", base], env)
-    git(["symbolic-ref", "HEAD", f"refs/heads/{name}"], env)
-    git(["read-tree", base], env)
-    workspace.agent_root.mkdir(parents=True, exist_ok=True)
+    _write_head(workspace.git_dir, name, base)  # a fresh repository of the runtime's own
+    git(["read-tree", base], env)  # core.bare stays true: GIT_WORK_TREE gives the work tree
+    _publish_base(workspace, name, base)
+    mark("clone")
+    for path in (workspace.work_tree, workspace.agent_home):
+        path.mkdir(mode=0o755)
+        if agent_owner is not None:
+            os.chown(path, *agent_owner)
+    mark("ownership")
+    _agent_tree(workspace, name, agent_owner)
+    mark("checkout")
+    return base, name
+
+
+def _publish_base(workspace: Workspace, name: str, base: str) -> None:
+    """``<agent_root>/base.git``: the base commit and its history, packed from the runtime's
+    repository into a bare repository the agent can read and not write (root's, mode 0755, in
+    the agent root the agent cannot write either). The runtime never reads it back, and the
+    mirror, which the agent cannot reach, is not in it: an agent that rewrites or corrupts
+    objects changes only its own ``.git``, which nothing trusted reads."""
+    base_repo = workspace.base_repo
     plain = workspace.env(work_tree=False)
     plain.pop("GIT_DIR", None)
-    git([*base_args, "--no-hardlinks", str(mirror), str(workspace.work_tree)], plain)
-    git(["checkout", "--quiet", "-B", name, base], plain, cwd=workspace.work_tree)
-    git(["remote", "remove", "origin"], plain, cwd=workspace.work_tree)
-    for key, value in (("user.name", workspace.author_name), ("user.email", workspace.author_email)):
-        git(["config", key, value], plain, cwd=workspace.work_tree)
-    workspace.agent_home.mkdir(exist_ok=True)
-    if agent_owner is not None:
-        for path in (workspace.work_tree, workspace.agent_home):
-            _chown_tree(path, *agent_owner)
-    return base, name
+    git(["init", "--quiet", "--bare", str(base_repo)], plain)
+    pack = subprocess.run(
+        ["git", "pack-objects", "--quiet", "--revs", str(base_repo / "objects/pack/pack")],
+        input=f"{base}\n",
+        env=workspace.env(work_tree=False),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if pack.returncode != 0:
+        raise GitFailed(f"git pack-objects failed: {_essence(pack.stderr)}")
+    _write_head(base_repo, name, base)
+
+
+def _write_head(git_dir: Path, name: str, commit: str) -> None:
+    """Point ``refs/heads/<name>`` at ``commit`` and ``HEAD`` at that branch, as files: in a
+    repository the runtime just made (two git processes fewer per task)."""
+    ref = git_dir / "refs/heads" / name
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text(f"{commit}\n")
+    (git_dir / "HEAD").write_text(f"ref: refs/heads/{name}\n")
+
+
+def _agent_tree(workspace: Workspace, name: str, agent_owner: tuple[int, int] | None) -> None:
+    """The agent's work tree and ``.git``: one ``git clone --shared`` of ``base.git`` run as the
+    agent's uid, so every file is the agent's from the start (no chown) and its objects stay in
+    the read-only ``base.git`` (no copy). Nothing of the runtime's config reaches that git: no
+    global or system config, hooks off."""
+    config = workspace.agent_root / "clone.gitconfig"  # root's, 0644: git 2.39 reads
+    config.write_text(  # safe.directory from the global config only
+        f"[core]\n\thooksPath = /dev/null\n[safe]\n\tdirectory = {workspace.base_repo}\n"
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "HOME": str(workspace.agent_home),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": str(config),
+        "GIT_TERMINAL_PROMPT": "0",
+    }
+    command = [
+        "git", "-c", "core.hooksPath=/dev/null", "clone", "--quiet", "--shared", "--branch", name,
+        "--config", f"user.name={workspace.author_name}",
+        "--config", f"user.email={workspace.author_email}",
+        str(workspace.base_repo), str(workspace.work_tree),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        user=agent_owner[0] if agent_owner else None,
+        group=agent_owner[1] if agent_owner else None,
+        extra_groups=[] if agent_owner else None,
+        umask=0o022 if agent_owner else -1,
+    )
+    if done.returncode != 0:
+        raise GitFailed(f"git clone of the agent's tree failed: {_essence(done.stderr)}")
 
 
 def _base_commit(env: dict[str, str], url: str, branch: str | None) -> str:
@@ -211,6 +284,8 @@ def _base_commit(env: dict[str, str], url: str, branch: str | None) -> str:
 
 
 def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    """Give a whole tree to the agent: only after the runtime's git wrote into it (a resolve
+    task's merge, a restored checkpoint); an ordinary task's tree is the agent's from the start."""
     os.chown(path, uid, gid, follow_symlinks=False)
     for directory, dirs, files in os.walk(path):
         for name in (*dirs, *files):
@@ -367,10 +442,10 @@ def check_change(workspace: Workspace, base_commit: str, head_commit: str, limit
         raise WorkTreeRefused(f"The commit was refused: {problem}; nothing was bundled or pushed.")
 
 
-def save_artifacts(
+def save_patch(
     workspace: Workspace, base_commit: str, branch: str, target: Path, limits: Limits
 ) -> Path:
-    """Write ``changes.patch`` and, when there are commits, ``changes.bundle``, within limits."""
+    """Write ``changes.patch`` (base to branch, binary included), within its limit."""
     env = workspace.env(work_tree=False)
     target.mkdir(parents=True, exist_ok=True)
     patch = target / "changes.patch"
@@ -378,19 +453,31 @@ def save_artifacts(
         ["diff", "--binary", base_commit, branch], env, limits.max_patch_bytes, "patch"
     )
     atomic_write_bytes(patch, diff)
-    count = git(["rev-list", "--count", f"{base_commit}..{branch}"], env).strip()
-    if count != "0":
-        scratch = workspace.private / "changes.bundle"
-        git(["bundle", "create", "--quiet", str(scratch), f"{base_commit}..{branch}"], env)
-        size = scratch.stat().st_size
-        if size > limits.max_bundle_bytes:
-            raise WorkTreeRefused(
-                f"The bundle of the changes is {size / MiB:.0f} MiB, over the limit of "
-                f"{limits.max_bundle_bytes / MiB:.0f} MiB; it was not saved."
-            )
-        shutil.copyfile(scratch, target / ".changes.bundle.tmp")
-        os.replace(target / ".changes.bundle.tmp", target / "changes.bundle")
     return patch
+
+
+def save_bundle(
+    workspace: Workspace, base_commit: str, branch: str, target: Path, limits: Limits
+) -> Path | None:
+    """Write ``changes.bundle`` (the branch's commits past the base), within its limit; None when
+    there is no commit. Made only when the branch could not be pushed into the mirror: the
+    manager takes the commits from the mirror first (``manager.git.merge``)."""
+    env = workspace.env(work_tree=False)
+    count = git(["rev-list", "--count", f"{base_commit}..{branch}"], env).strip()
+    if count == "0":
+        return None
+    scratch = workspace.private / "changes.bundle"
+    git(["bundle", "create", "--quiet", str(scratch), f"{base_commit}..{branch}"], env)
+    size = scratch.stat().st_size
+    if size > limits.max_bundle_bytes:
+        raise WorkTreeRefused(
+            f"The bundle of the changes is {size / MiB:.0f} MiB, over the limit of "
+            f"{limits.max_bundle_bytes / MiB:.0f} MiB; it was not saved."
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(scratch, target / ".changes.bundle.tmp")
+    os.replace(target / ".changes.bundle.tmp", target / "changes.bundle")
+    return target / "changes.bundle"
 
 
 def _bounded_output(args: list[str], env: dict[str, str], limit: int, what: str) -> bytes:

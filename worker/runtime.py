@@ -57,6 +57,7 @@ from orchestration_protocol.repair_prompt import escape_controls
 from . import repo, resolve
 from .agents import Agent, agent_for
 from .checks import check_environment
+from .costs import StepClock
 from .errors import GatewayUnavailable, NoRepository, WorkerError
 from .process import run_supervised, signal_every_process_of
 from .relay import Relay
@@ -220,9 +221,16 @@ class Attempt:
     """Runs one claimed attempt and publishes its result."""
 
     def __init__(
-        self, settings: WorkerSettings, task: Task, handle: ClaimHandle, stop: StopFlag
+        self,
+        settings: WorkerSettings,
+        task: Task,
+        handle: ClaimHandle,
+        stop: StopFlag,
+        clock: StepClock | None = None,
     ) -> None:
         self.settings, self.task, self.handle, self.stop = settings, task, handle, stop
+        self.clock = clock or StepClock()
+        """Where the attempt's time and CPU go, step by step (the log's ``-- cost:`` line)."""
         self.layout = Layout(settings.root)
         self.started = time.monotonic()
         self.started_at: datetime = handle.claim.claimed_at
@@ -275,6 +283,7 @@ class Attempt:
         )
         self.heartbeat.enter(WorkerPhase.STARTING)
         self.heartbeat.start()
+        self.clock.mark("claim")
         private = Path(tempfile.mkdtemp(prefix=f"orchestrator-{self.task.id}-"))
         workspace: repo.Workspace | None = None
         try:
@@ -319,7 +328,13 @@ class Attempt:
         mirror = mirror_dir(self.layout, url)
         self.heartbeat.enter(WorkerPhase.CLONING, f"cloning {repo.redact(url)} from the volume")
         base, branch = repo.prepare(
-            workspace, mirror, url, self._start_branch(), self.task.id, self.settings.agent_user
+            workspace,
+            mirror,
+            url,
+            self._start_branch(),
+            self.task.id,
+            self.settings.agent_user,
+            self.clock.mark,
         )
         self.result = self.result.model_copy(update={"base_commit": base, "branch": branch})
         self._begin_round(workspace, mirror, base)
@@ -479,6 +494,7 @@ class Attempt:
         assert self.rounds is not None
         rounds = self.rounds
         env = self._agent_env(workspace, self._open_gateway_access())
+        self.clock.mark("gateway")
         self.heartbeat.enter(WorkerPhase.RUNNING, f"running {self.task.agent.value}")
         agent = agent_for(self.task, self.settings.model, self.settings.max_budget_usd)
         claude = self.task.agent == AgentKind.CLAUDE
@@ -501,6 +517,7 @@ class Attempt:
             reap_user=self.settings.container is not None,
         )
         self._close_gateway_access()
+        self.clock.mark("agent")
         if not self.stop.claim_lost:
             self._end_agent(agent, claude)
             self._record_agent(agent, outcome.exit_code, outcome.stopped_because)
@@ -532,9 +549,12 @@ class Attempt:
             resolve.commit_merge(workspace, branch, message, self.settings.limits)
         summary = repo.commit_all(workspace, message, base)
         repo.check_change(workspace, base, summary.head_commit, self.settings.limits)
+        self.clock.mark("commit")
         # the check judges the commit's tree; what it writes (caches, reports) is not committed
         check = self._run_check(workspace) if self.result.status == ResultStatus.SUCCESS else None
-        patch = repo.save_artifacts(workspace, base, branch, artifacts, self.settings.limits)
+        self.clock.mark("check")
+        patch = repo.save_patch(workspace, base, branch, artifacts, self.settings.limits)
+        self.clock.mark("patch")
         committed = summary.head_commit != base
         if len(summary.files_changed) > MAX_FILES_LISTED:
             self.log.write(
@@ -542,8 +562,11 @@ class Attempt:
                 f"{MAX_FILES_LISTED} (the patch and the branch hold them all)"
             )
         push_problem = repo.push_to_mirror(workspace, mirror, branch) if committed else "nothing to push"
+        self.clock.mark("push")
         if push_problem and committed:
-            self.log.write(f"-- branch not pushed into the mirror: {push_problem}")
+            self.log.write(f"-- branch not pushed into the mirror: {push_problem}; bundled instead")
+            repo.save_bundle(workspace, base, branch, artifacts, self.settings.limits)
+            self.clock.mark("bundle")
         self._end_round(summary.files_changed, check, committed and push_problem is not None)
         self.result = self.result.model_copy(
             update={
@@ -679,9 +702,11 @@ class Attempt:
             self.log.write(f"!! {error}")
             self.log.close()
             return None
+        self.clock.mark("result")
         self.log.write(
             f"== result: {published.status.value}"
             + (f" ({published.error})" if published.error else "")
         )
+        self.log.write(self.clock.line())
         self.log.close()
         return published

@@ -1,13 +1,15 @@
-"""``cleanup``, ``doctor``, ``schema``, ``merge`` and ``push``."""
+"""``cleanup``, ``archive``, ``doctor``, ``schema``, ``merge`` and ``push``."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from orchestration_protocol import json_schemas
+from orchestration_protocol import TaskState, json_schemas, utc_now
+from orchestration_protocol.archive import archive_ended, archive_layout
 
 from ..credentials import collect_secrets
 from ..errors import (
@@ -29,6 +31,52 @@ from .common import (
     handled,
     settings_of,
 )
+
+
+@app.command("archive")
+@handled
+def archive(
+    ctx: typer.Context,
+    before: Annotated[
+        datetime | None,
+        typer.Option(
+            "--before",
+            metavar="DATE",
+            help="Only tasks that ended before DATE (ISO, UTC if no zone).",
+        ),
+    ] = None,
+    state: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--state",
+            help="Only tasks in this state (repeatable): success, failed, cancelled, timeout.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move ended tasks out of the hot set into archive/ (result, logs, task show and the
+    dashboard still read them); a pending, running or lost task, or one that a task staying
+    depends on, is never archived."""
+    layout = settings_of(ctx).layout
+    states = {_final_state(name) for name in state} if state else None
+    when = before.replace(tzinfo=before.tzinfo or UTC) if before else None
+    archived = archive_ended(layout, before=when, states=states, now=utc_now())
+    if as_json:
+        emit_json({"archived": archived, "archive": str(archive_layout(layout).root)})
+    else:
+        typer.echo(f"{len(archived)} tasks archived into {archive_layout(layout).root}")
+
+
+def _final_state(name: str) -> TaskState:
+    try:
+        found = TaskState(name)
+    except ValueError:
+        found = None
+    if found is None or not found.is_final:
+        raise BadInput(
+            f"--state {name!r} is not an ended state; use success, failed, cancelled or timeout."
+        )
+    return found
 
 
 @app.command("cleanup")

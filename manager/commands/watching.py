@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from orchestration_protocol import read_board, utc_now
+from orchestration_protocol.archive import layout_of
 from orchestration_protocol.priorities import read_priorities
 from orchestration_protocol.untrusted import fence
 from orchestration_views.ledger import fleet_budget_view, ledger_cache
@@ -202,7 +203,7 @@ def logs(
             sys.stdout.flush()
         return
     else:
-        text = read_log(settings.layout, task_id, tail)
+        text = read_log(layout_of(settings.layout, task_id), task_id, tail)
     if as_json:
         emit_json({"id": task_id, "log": text})
     else:

@@ -25,6 +25,7 @@ from orchestration_protocol import (
     utc_now,
 )
 from orchestration_protocol import contract as worker_env
+from orchestration_protocol.gateway import api_socket, connect_unix
 
 from ..backends import Backend, WorkerRecord
 from ..backends.services import DEFAULT_UPSTREAM, GatewaySpec, require_external_gateway
@@ -64,6 +65,17 @@ class SpawnContext:
     checked_profiles: set[str] = field(default_factory=set)
     mirrors: dict[str, tuple[float, Path | MirrorUnavailable]] = field(default_factory=dict)
     mirror_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    gateway_spec: GatewaySpec | None = field(default=None, repr=False)
+    """The managed gateway's spec: started again before a spawn when it stopped (idle stop)."""
+
+    def ensure_gateway(self) -> None:
+        """Start the managed gateway again if it does not answer (it stops itself when idle)."""
+        if self.gateway_spec is None:
+            return
+        try:
+            connect_unix(api_socket(self.settings.layout), timeout_s=2).close()
+        except OSError:
+            self.backend.services.start_gateway(self.gateway_spec)
 
     def profile(self, name: str | None) -> Profile:
         return resolve_profile(name, self.settings.root, self.settings.profiles_path)
@@ -148,7 +160,7 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
             env=dict(settings.gateway_env),
         )
     backend.services.start_gateway(spec)
-    return SpawnContext(settings, backend, secrets, env, settings.network)
+    return SpawnContext(settings, backend, secrets, env, settings.network, gateway_spec=spec)
 
 
 def check_widening(settings: ManagerSettings) -> None:
@@ -207,6 +219,7 @@ def spawn_attempt(
     if task.agent == AgentKind.CLAUDE and not context.settings.simulate and managed:
         require_model_credentials(context.secrets, context.settings.model_switches)
     context.mirror(task)
+    context.ensure_gateway()
     request = SpawnRequest(
         task_id=task.id,
         attempt=attempt,

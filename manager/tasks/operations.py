@@ -12,6 +12,7 @@ from orchestration_protocol import (
     request_cancel,
     utc_now,
 )
+from orchestration_protocol.archive import layout_of
 from orchestration_views.ledger import ledger_cache
 from orchestration_views.rows import task_row
 
@@ -19,8 +20,8 @@ from ..errors import NotFinished, TaskUnknown
 
 
 def require_task(layout: Any, task_id: str) -> None:
-    """TaskUnknown (one sentence) unless a task file of that id exists."""
-    if not layout.task_file(task_id).exists():
+    """TaskUnknown (one sentence) unless a task file of that id exists (archived ones too)."""
+    if not layout_of(layout, task_id).task_file(task_id).exists():
         raise TaskUnknown(
             f"No task {task_id!r} in {layout.tasks_dir}; see 'orchestrator task list' for the ids."
         )
@@ -29,6 +30,7 @@ def require_task(layout: Any, task_id: str) -> None:
 def task_details(layout: Any, task_id: str) -> dict[str, Any]:
     """Everything the volume says about a task, JSON-ready."""
     require_task(layout, task_id)
+    layout = layout_of(layout, task_id)
     now = utc_now()
     snapshot, state = read_task_state(layout, task_id, now=now)
     details = task_row(snapshot, state, now, ledger_cache(layout).summary(task_id))
@@ -54,7 +56,7 @@ def cancel_task(layout: Any, task_id: str, reason: str | None) -> TaskState:
 def current_result(layout: Any, task_id: str) -> Result:
     """The task's result; NotFinished (one sentence) while it has none."""
     require_task(layout, task_id)
-    snapshot, state = read_task_state(layout, task_id, now=utc_now())
+    snapshot, state = read_task_state(layout_of(layout, task_id), task_id, now=utc_now())
     if snapshot.current_result is None:
         raise NotFinished(
             f"Task {task_id} has no result yet (it is {state.value}); wait for it with "

@@ -167,7 +167,7 @@ def test_orphans_are_reaped_so_git_can_still_fork(
     assert run(docker_client, worker_image, layout, "hostile").exit == 0
     result = result_of(layout, "hostile")
     assert result.status == "success" and result.pushed, result.error
-    assert (layout.artifacts_dir("hostile") / "changes.bundle").exists()
+    assert show(mirror_dir(layout, str(remote)), "orchestrator/hostile", "done.txt") == "done\n"
 
 
 def test_the_caller_token_is_masked_in_the_results_output(

@@ -16,6 +16,7 @@ from orchestration_protocol import Layout, Result, Task, read_model, request_can
 from orchestration_protocol.mirrors import mirror_dir
 from tests.gitrepo import branches, git, make_remote, show
 from worker.cli import RET_NOTHING_TO_CLAIM, RET_OK, RET_USAGE, main
+from worker.costs import parse_cost_line
 
 
 @pytest.fixture
@@ -74,10 +75,25 @@ def test_success_commits_pushes_and_reports(layout: Layout, remote: Path) -> Non
     assert git("rev-parse", "orchestrator/t1", cwd=mirror).strip() == result.head_commit
     artifacts = layout.artifacts_dir("t1")
     assert "+more" in (artifacts / "changes.patch").read_text()
-    git("bundle", "verify", str(artifacts / "changes.bundle"), cwd=remote)
+    assert not (artifacts / "changes.bundle").exists()  # pushed: no bundle needed
     log = layout.log_file("t1").read_text()
     assert "attempt 1" in log and "finished" in log and "result: success" in log
+    cost = parse_cost_line(log.splitlines()[-1])
+    assert {"startup", "claim", "clone", "agent", "commit", "push", "result"} <= set(cost)
     assert main(["--task", "t1", "--root", str(layout.root)]) == RET_NOTHING_TO_CLAIM
+
+
+def test_a_branch_the_mirror_refuses_is_bundled(layout: Layout, remote: Path) -> None:
+    """The bundle is made only when the push into the mirror fails; then it holds the commits."""
+    mirror = mirror_dir(layout, str(remote))
+    head = git("rev-parse", "HEAD", cwd=mirror).strip()
+    (mirror / "refs/heads/orchestrator").write_text(f"{head}\n")  # orchestrator/t1 cannot exist
+    write_task(layout, command_task("t1", "echo more >> README.md", remote))
+    assert main(["--task", "t1", "--root", str(layout.root)]) == RET_OK
+    result = result_of(layout, "t1")
+    assert result.status == "success" and not result.pushed
+    git("bundle", "verify", str(layout.artifacts_dir("t1") / "changes.bundle"), cwd=remote)
+    assert "bundled instead" in layout.log_file("t1").read_text()
 
 
 def test_failing_command_still_saves_its_partial_changes(layout: Layout, remote: Path) -> None:

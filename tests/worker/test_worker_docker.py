@@ -130,7 +130,7 @@ def test_hardened_worker_container_completes_a_task(
     assert result.status == "success" and result.pushed and result.worker_id == container.name
     assert show(mirror_dir(layout, str(remote)), "orchestrator/t1", "uid.txt") == "1000\n"
     assert sorted(result.files_changed) == ["README.md", "uid.txt"]
-    assert (layout.artifacts_dir("t1") / "changes.bundle").exists()
+    assert not (layout.artifacts_dir("t1") / "changes.bundle").exists()  # pushed: not needed
     assert "result: success" in logs and "result: success" in layout.log_file("t1").read_text()
     host_config = container.attrs["HostConfig"]
     assert host_config["CapDrop"] == ["ALL"] and host_config["PidsLimit"] == 256

@@ -192,7 +192,7 @@ def _gateway_options(docker: DockerConnection, spec: GatewaySpec, fingerprint: s
         "security_opt": ["no-new-privileges"],
         "mem_limit": "512m",
         "pids_limit": 256,
-        "restart_policy": {"Name": "unless-stopped"},
+        "restart_policy": {"Name": "on-failure"},  # an idle stop exits 0: it stays stopped
         "healthcheck": {
             "test": health_probe(spec.upstream, f"{CONTAINER_ROOT}/gateway/api.sock"),
             "interval": 10 * SECOND, "timeout": 5 * SECOND, "retries": 3,

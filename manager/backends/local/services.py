@@ -107,7 +107,10 @@ def start_gateway(settings: LocalConfig, spec: GatewaySpec) -> None:
     ``spec`` changed."""
     fingerprint = spec.fingerprint()
     record = _read_record(_gateway_record(settings))
-    if record is not None and record.get("config") == fingerprint:
+    alive = record is not None and process_start_ticks(int(record.get("pid", 0))) == record.get(
+        "start_ticks"
+    )  # a gateway that stopped itself when idle (gateway.idle) is started again
+    if record is not None and alive and record.get("config") == fingerprint:
         wait_until_answering(Layout(settings.root))
         return
     if record is not None:
