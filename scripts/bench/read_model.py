@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from orchestration_protocol import Layout, Task, write_task
-from tests.dashboard_helpers import finished_task
+from scripts.bench.dashboard import finished_task  # the benches share it; none imports tests/
 
 VENV_BIN = Path(sys.executable).parent
 TEMPLATE_ID = "template-task-000000"
