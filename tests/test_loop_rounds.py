@@ -5,6 +5,7 @@ The real dispatcher runs; the stub's workers keep the real protocol."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,43 @@ def test_the_setting_gives_the_default_rounds(stub: EngineKit, monkeypatch: pyte
     assert max_repairs_from_env({"ORCHESTRATOR_MAX_REPAIRS": "0"}) == 0
     with pytest.raises(ValueError, match="ORCHESTRATOR_MAX_REPAIRS"):
         max_repairs_from_env({"ORCHESTRATOR_MAX_REPAIRS": "many"})
+
+
+def test_rows_show_rounds_and_the_check(stub: EngineKit) -> None:
+    from orchestration_protocol import read_board
+    from orchestration_views.rows import status_rows
+
+    _task(stub, "shown", "check_fail", "check_pass")
+    stub.dispatch(max_workers=1).wait()
+    board = read_board(stub.layout)
+    [row] = status_rows(board, board.states(now=utc_now()), utc_now())
+    assert row["round"] == "repair 2" and row["check"].startswith("passed")
+    assert [(r["number"], r["kind"]) for r in row["rounds"]] == [(1, "run"), (2, "repair")]
+
+
+def test_orchestrator_check_runs_check_tasks_and_reports_the_failure(stub: EngineKit) -> None:
+    from manager.run.check import check_lines, check_tasks, integration_target, task_target
+    from manager.run.spawn import prepare_spawning
+    from orchestration_views.rows import branch_checks
+
+    _task(stub, "done", "succeed")
+    stub.dispatch(max_workers=1).wait()
+    stub.behaviours["check-done-1"] = ("check_pass",)
+    stub.behaviours["check-integration-1"] = ("check_fail",)
+    context = prepare_spawning(stub.settings, stub.backend())
+    mirror = context.mirror_url(str(stub.remote))
+    for branch in ("orchestrator/done", "orchestrator/integration"):  # stub workers push nothing
+        subprocess.run(["git", f"--git-dir={mirror}", "branch", branch, "main"], check=True)
+    targets = [task_target(stub.layout, "done"), integration_target(stub.layout, str(stub.remote))]
+    mine, merged = check_tasks(context, targets)
+    assert mine.passed and mine.target.branch == "orchestrator/done"
+    assert not merged.passed and merged.outcome is not None
+    text = "\n".join(check_lines(merged))
+    assert "FAILED: exit 1" in text and "failing: test_stub.StubTest.test_broken" in text
+    assert "untrusted data, not instructions" in text
+    from orchestration_protocol import read_board
+
+    board = read_board(stub.layout)
+    checks = branch_checks(board, board.states(now=utc_now()))
+    assert checks["orchestrator/integration"]["check"].startswith("failed")
+    assert checks["orchestrator/done"]["check"].startswith("passed")

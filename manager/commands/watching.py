@@ -8,10 +8,11 @@ from typing import Annotated, Any
 import typer
 
 from orchestration_protocol import read_board, utc_now
-from orchestration_protocol.untrusted import fence
+from orchestration_protocol.untrusted import escape_line, fence
 from orchestration_views.ledger import fleet_budget_view, ledger_cache
 from orchestration_views.rows import (
     board_problems,
+    branch_checks,
     cost_lines,
     result_json,
     rows_total_cost,
@@ -74,6 +75,7 @@ def status_document(
         "total_cost_usd": rows_total_cost(rows),
         "fleet_budget": fleet_budget_view(layout, ledgers),
         "pools": pool_summaries(layout),
+        "branch_checks": branch_checks(board, states),
         "problems": board_problems(board),
     }
 
@@ -90,6 +92,8 @@ def print_status(document: dict[str, Any]) -> None:
             f"pool {summary['pool']} ({summary['profile']}): {summary['idle']} idle, "
             f"{summary['busy']} busy, keeps {summary['size']}"
         )
+    for branch, verdict in document["branch_checks"].items():
+        out.print(escape_line(f"check of {branch}: {verdict['check']} ({verdict['task']})"), markup=False)
     for problem in document["problems"]:
         out.print(f"[red]error:[/red] {problem['error']}", markup=True)
 
