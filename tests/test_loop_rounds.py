@@ -122,3 +122,19 @@ def test_orchestrator_check_runs_check_tasks_and_reports_the_failure(stub: Engin
     checks = branch_checks(board, board.states(now=utc_now()))
     assert checks["orchestrator/integration"]["check"].startswith("failed")
     assert checks["orchestrator/done"]["check"].startswith("passed")
+
+
+def test_the_check_that_applies_is_stated(tmp_path: Path, layout: Layout, cli_process: None) -> None:
+    from manager.git.check_config import applicable_check, describe_applicable
+    from manager.git.mirror import ensure_mirror
+
+    remote = make_remote(tmp_path, {"app.py": "x = 1\n", "test_app.py": "import unittest\n"})
+    kit = EngineKit("stub", layout, remote)
+    task = Task(id="t", prompt="p")
+    assert "not known yet" in describe_applicable(applicable_check(kit.settings, task))
+    ensure_mirror(layout, str(remote), credentials={})
+    assert describe_applicable(applicable_check(kit.settings, task)) == (
+        "python3 -m unittest (detected: Python tests, no pytest installed)"
+    )
+    own = Task(id="u", prompt="p", check=["make lint"])
+    assert describe_applicable(applicable_check(kit.settings, own)) == "make lint (task)"

@@ -25,6 +25,7 @@ from ..errors import (
     EXIT_TASKS_FAILED,
     TaskUnknown,
 )
+from ..git.check_config import applicable_check, describe_applicable
 from ..output import console, emit_json
 from ..run.pool import pool_summaries, with_pool_tasks
 from ..tasks.operations import current_result
@@ -69,6 +70,7 @@ def status_document(
     scope = check_scope(board, ids) if ids else None
     ledgers = ledger_cache(layout)
     rows = status_rows(board, states, now, scope, ledgers)
+    add_applicable_checks(settings, board, rows)
     return {
         "root": str(settings.root),
         "tasks": rows,
@@ -78,6 +80,20 @@ def status_document(
         "branch_checks": branch_checks(board, states),
         "problems": board_problems(board),
     }
+
+
+def add_applicable_checks(settings: ManagerSettings, board: Any, rows: list[dict[str, Any]]) -> None:
+    """Each change task's row gets ``check_applies``: the check it gets (read once per
+    repository, branch, profile and task check)."""
+    seen: dict[tuple[object, ...], str] = {}
+    for row in rows:
+        task = board.snapshots[row["id"]].task
+        if task is None or row["kind"] not in ("change", "resolve"):
+            continue
+        key = (task.repo, task.branch, task.profile, tuple(task.check or ()) if task.check is not None else None)
+        if key not in seen:
+            seen[key] = describe_applicable(applicable_check(settings, task))
+        row["check_applies"] = seen[key]
 
 
 def print_status(document: dict[str, Any]) -> None:
@@ -92,6 +108,9 @@ def print_status(document: dict[str, Any]) -> None:
             f"pool {summary['pool']} ({summary['profile']}): {summary['idle']} idle, "
             f"{summary['busy']} busy, keeps {summary['size']}"
         )
+    applies = sorted({row["check_applies"] for row in rows if row.get("check_applies")})
+    for said in applies:
+        out.print(escape_line(f"check: {said}"), markup=False)
     for branch, verdict in document["branch_checks"].items():
         out.print(escape_line(f"check of {branch}: {verdict['check']} ({verdict['task']})"), markup=False)
     for problem in document["problems"]:

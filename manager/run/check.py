@@ -3,9 +3,8 @@ as a task of kind ``check`` in the ordinary hardened worker (the normal spawn pa
 no network, the check as the agent's user), and what the check that applies is.
 
 :func:`check_tasks` writes one check task per branch and runs them with the dispatcher;
-:func:`check_lines` prints an outcome for people (the output excerpt fenced as untrusted data);
-:func:`applicable_check` says which check a task gets (the task's, ``.orchestrator.yaml``, the
-profile's, or a detected default), for ``plan``, ``status`` and ``task show``.
+:func:`check_lines` prints an outcome for people (the output excerpt fenced as untrusted data).
+Which check applies to a task: :mod:`manager.git.check_config`.
 """
 
 from __future__ import annotations
@@ -23,20 +22,12 @@ from orchestration_protocol import (
     utc_now,
     write_task,
 )
-from orchestration_protocol.checkconfig import (
-    CheckConfigInvalid,
-    GitTree,
-    ResolvedCheck,
-    git_runner,
-    resolve_check,
-)
-from orchestration_protocol.mirrors import mirror_dir, task_branch
+from orchestration_protocol.mirrors import task_branch
 from orchestration_protocol.outcomes import CheckOutcome
 from orchestration_protocol.untrusted import escape_line, fence
 
 from ..errors import BadInput
 from ..git.merge import DEFAULT_INTEGRATION_BRANCH
-from ..git.mirror import is_mirror
 from .dispatch import Dispatcher
 from .spawn import SpawnContext
 
@@ -185,27 +176,3 @@ def check_lines(report: CheckReport) -> list[str]:
     if not outcome.passed and outcome.output_excerpt:
         lines.append(fence(outcome.output_excerpt, "the end of the check's output", limit=EXCERPT_SHOWN))
     return lines
-
-
-def applicable_check(layout: Layout, task: Task, repo_url: str | None, default_branch: str | None,
-                     profile: tuple[str, list[str] | None] | None = None) -> ResolvedCheck | str:
-    """The check ``task`` gets, read from its start commit in the volume's mirror; a sentence
-    instead when it cannot be known yet (no mirror) or the repository's config is unusable."""
-    url = task.repo or repo_url
-    mirror = mirror_dir(layout, url) if url else None
-    if mirror is None or not is_mirror(mirror):
-        return "not known yet (the repository is not mirrored in the volume)"
-    revision = task.branch if task.kind == TaskKind.CHECK else (task.branch or default_branch or "HEAD")
-    tree = GitTree(git_runner(mirror), revision or "HEAD")
-    try:
-        return resolve_check(
-            tree, task_check=task.check, task_timeout_s=task.check_timeout_s, profile=profile,
-            where=f".orchestrator.yaml of {revision}",
-        )
-    except CheckConfigInvalid as error:
-        return str(error)
-
-
-def describe_applicable(found: ResolvedCheck | str) -> str:
-    """One line for people."""
-    return found.describe if isinstance(found, ResolvedCheck) else found

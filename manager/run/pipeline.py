@@ -25,6 +25,7 @@ from orchestration_views.rows import status_rows
 from ..backends import make_backend
 from ..credentials import MODEL_SECRETS
 from ..errors import BadInput
+from ..git.check_config import applicable_check, describe_applicable
 from ..git.greenfield import create_greenfield, export_tree, greenfield_name, integrate
 from ..git.merge import MergeReport
 from ..git.mirror import ensure_mirror
@@ -325,6 +326,8 @@ def run_tasks(
     created = create_run_tasks(context, request, say)
     ids = [task.id for task in created.tasks]
     say(f"created {', '.join(ids)}; running up to {created.max_workers} at once")
+    if created.tasks:
+        say(f"check: {describe_applicable(applicable_check(context.settings, created.tasks[0]))}")
     dispatcher = Dispatcher(
         context, max_workers=created.max_workers, scope=ids, profile=request.profile
     )
