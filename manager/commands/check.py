@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_TASKS_FAILED, BadInput
+from ..git.mirror import fast_forward_from_origin
 from ..output import emit_json
 from ..run.check import check_lines, check_tasks, integration_target, task_target
 from .common import JsonOpt, ProfileOpt, SimulateOpt, app, handled, spawning
@@ -39,7 +40,11 @@ def check(
     layout = context.settings.layout
     targets = [task_target(layout, task_id) for task_id in ids or []]
     if integration:
-        targets.append(integration_target(layout, context.settings.repo_url))
+        target = integration_target(layout, context.settings.repo_url)
+        if target.repo:  # 'orchestrator merge --push' put it on origin; the workers read the mirror
+            context.mirror_url(target.repo)
+            fast_forward_from_origin(layout, target.repo, target.branch, credentials=context.secrets)
+        targets.append(target)
     reports = check_tasks(context, targets, profile=profile)
     if as_json:
         emit_json({"checks": [report.document() for report in reports]})
