@@ -164,7 +164,9 @@ class ModelEndpoint:
 
     async def handle(self, request: Request) -> ASGIApp:
         """Admit, check and forward one request; the answer relays the upstream reply."""
-        exchange = Exchange(self.gateway.budgets, request.url.path, self.metered)
+        exchange = Exchange(
+            self.gateway.budgets, request.url.path, self.metered, node=self.gateway.settings.node
+        )
         try:
             return await self._forward(request, exchange)
         except RequestRefused as refused:
@@ -182,7 +184,7 @@ class ModelEndpoint:
     async def _forward(self, request: Request, exchange: Exchange) -> ASGIApp:
         gateway = self.gateway
         caller = exchange.caller = await asyncio.to_thread(
-            admit, gateway.layout, api_token(request.headers))
+            admit, gateway.layout, api_token(request.headers), None, gateway.settings.node)
         body = await read_body(request, gateway.settings.max_body_bytes)
         payload = parse_payload(body) if self.json_body or body else {}
         if (model := self.model(request, payload)) is not None:

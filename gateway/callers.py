@@ -46,14 +46,16 @@ def proxy_credentials(value: str | None) -> tuple[str, str] | None:
     return (task, token) if sep and token else None
 
 
-def admit(layout: Layout, token: str | None, task_id: str | None = None) -> GatewayCaller:
+def admit(
+    layout: Layout, token: str | None, task_id: str | None = None, node: str | None = None
+) -> GatewayCaller:
     """The caller a token speaks for, if its attempt may be served now; else
     :class:`RequestRefused` (401 unknown, 403 refused). ``task_id``, when the client named
-    one (egress), must match the token's."""
+    one (egress), must match the token's; ``node``, this gateway's node, the token's."""
     caller = find_caller(layout, token) if token else None
     if caller is None or (task_id is not None and task_id != caller.task_id):
         raise RequestRefused(401, "authentication_error", UNKNOWN_CALLER)
-    refusal = caller_refusal(layout, caller)
+    refusal = caller_refusal(layout, caller, node=node)
     if refusal is not None:
         message = f"the gateway refuses this caller: {refusal}"
         raise RequestRefused(403, "permission_error", message, caller)

@@ -214,7 +214,7 @@ class EgressProxy:
         credentials = proxy_credentials(head.header("proxy-authorization"))
         task, token = credentials or (None, None)
         try:
-            return await asyncio.to_thread(admit, self.layout, token, task)
+            return await asyncio.to_thread(admit, self.layout, token, task, self.settings.node)
         except RequestRefused as refused:
             if refused.caller is None:
                 log.info("egress: unknown caller %s %s:%d refused (407)", head.method, host, port)

@@ -38,6 +38,8 @@ class Exchange:
     """When it arrived (monotonic clock)."""
     finished: bool = False
     """Whether :meth:`finish` ran."""
+    node: str | None = None
+    """The node whose gateway serves it (written into its ledger line); None on one host."""
     hold: Hold | None = None
     """The money held for it while in flight (released when it ends)."""
     max_tokens: int | None = None
@@ -64,7 +66,7 @@ class Exchange:
             entry = LedgerEntry(
                 at=utc_now(), task_id=self.caller.task_id, attempt=self.caller.attempt,
                 model=self.model, path=self.path, outcome=outcome, status_code=status,
-                error=error, retries=retries, **(usage or {}),
+                error=error, retries=retries, node=self.node, **(usage or {}),
             )
             entry.cost_usd = cost_usd(entry)
             if unsettled:

@@ -115,9 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_SETTING
     layout = Layout(settings.root)
     try:
-        api_sock, proxy_sock = bind_unix(api_socket(layout)), bind_unix(proxy_socket(layout))
+        api_sock, proxy_sock = bind_unix(api_socket(layout, settings.socket_dir)), bind_unix(
+            proxy_socket(layout, settings.socket_dir))
     except OSError as error:
-        print(f"{PROG}: cannot listen in {api_socket(layout).parent}: {error.strerror}",
+        print(f"{PROG}: cannot listen in {api_socket(layout, settings.socket_dir).parent}: {error.strerror}",
               file=sys.stderr)
         return EXIT_CANNOT_LISTEN
     gateway = Gateway.create(settings, credential, aws, vertex)
@@ -153,8 +154,8 @@ async def serve(gateway: Gateway, api_sock: socket.socket, proxy_sock: socket.so
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
     if server.started:
-        print(f"gateway ready: api {api_socket(gateway.layout)}, proxy "
-              f"{proxy_socket(gateway.layout)}, upstream {gateway.settings.upstream}", flush=True)
+        print(f"gateway ready: api {api_socket(gateway.layout, gateway.settings.socket_dir)}, proxy "
+              f"{proxy_socket(gateway.layout, gateway.settings.socket_dir)}, upstream {gateway.settings.upstream}", flush=True)
     try:
         await serving
     finally:
@@ -163,7 +164,8 @@ async def serve(gateway: Gateway, api_sock: socket.socket, proxy_sock: socket.so
         for upstream in gateway.upstreams:
             await upstream.aclose()
         gateway.book.close()
-        for path in (api_socket(gateway.layout), proxy_socket(gateway.layout)):
+        sockets = gateway.settings.socket_dir
+        for path in (api_socket(gateway.layout, sockets), proxy_socket(gateway.layout, sockets)):
             with contextlib.suppress(OSError):
                 path.unlink()
         log.info("stopped")

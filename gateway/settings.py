@@ -13,7 +13,13 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestration_protocol.contract import DEFAULT_SECRETS_DIR, ENV_ROOT, ENV_SECRETS_DIR
+from orchestration_protocol.contract import (
+    DEFAULT_SECRETS_DIR,
+    ENV_GATEWAY_DIR,
+    ENV_GATEWAY_NODE,
+    ENV_ROOT,
+    ENV_SECRETS_DIR,
+)
 
 from .errors import BadSetting
 
@@ -47,6 +53,8 @@ ENV_NAMES: dict[str, str] = {
     "allow_betas": "GATEWAY_ALLOW_BETAS",
     "allow_headers": "GATEWAY_ALLOW_HEADERS",
     "allow_server_tools": "GATEWAY_ALLOW_SERVER_TOOLS",
+    "socket_dir": ENV_GATEWAY_DIR,
+    "node": ENV_GATEWAY_NODE,
 }
 """The environment variable each setting falls back to."""
 
@@ -113,6 +121,11 @@ class GatewaySettings(BaseModel):
     egress_loopback: bool = False
     """Egress proxy: let an allowed name that resolves to a loopback address through (a registry
     mirror on the gateway's own host); off, such a name is refused like a link-local one."""
+    socket_dir: Path | None = None
+    """Where to listen (``api.sock``, ``proxy.sock``); None: ``gateway/`` in the root. On a
+    multi-node engine a node-local directory only this node's workers mount."""
+    node: str | None = None
+    """The node this gateway serves, written into each ledger line (None on one host)."""
 
     @field_validator("upstream", "bedrock_upstream", "vertex_upstream")
     @classmethod

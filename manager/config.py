@@ -21,7 +21,7 @@ from .profiles import worker_image as default_worker_image
 if TYPE_CHECKING:
     from .backends.config import EngineConfig
 
-BackendName = Literal["docker", "swarm", "local", "stub"]
+BackendName = Literal["docker", "swarm", "slurm", "local", "stub"]
 GatewayMode = Literal["managed", "external"]
 
 BACKEND_ENV = "ORCHESTRATOR_BACKEND"
@@ -39,14 +39,17 @@ commands check that it answers and never start one, nor the scripted model. Defa
 WORKER_COMMAND_ENV = "ORCHESTRATOR_WORKER_COMMAND"
 """The local engine's worker command (split as a shell would)."""
 DOCKER_HOST_ENV = "DOCKER_HOST"
+SLURM_RUNTIME_ENV = "ORCHESTRATOR_SLURM_RUNTIME"
+"""``docker`` (default) or ``podman``: what starts a SLURM job's worker container on its node."""
 ALIVE_FILE_ENV = "ORCHESTRATOR_ALIVE_FILE"
 """A file ``dispatch`` touches on every pass of its loop, for a healthcheck to judge."""
 PROFILES_ENV = "ORCHESTRATOR_PROFILES"
 """The profiles file, when ``--profiles`` is not given."""
 UPSTREAM_ENV = "ANTHROPIC_BASE_URL"
 """The model API the gateway forwards to (Anthropic's when unset)."""
-WORKER_FORWARDED_ENV = ("GIT_USER_NAME", "GIT_USER_EMAIL")
-"""Forwarded to workers beside the model settings: the identity of their commits."""
+WORKER_FORWARDED_ENV = ("GIT_USER_NAME", "GIT_USER_EMAIL", *contract.LIMIT_ENV)
+"""Forwarded to workers beside the model settings: the identity of their commits and the
+limits on what an attempt may write (change size, log and output bytes)."""
 GATEWAY_PASSED_ENV = (
     "AWS_REGION", "AWS_DEFAULT_REGION", "GATEWAY_BEDROCK_UPSTREAM", "GATEWAY_VERTEX_UPSTREAM"
 )
@@ -66,7 +69,8 @@ class ManagerSettings(BaseModel):
     root: Path
     """The orchestration root as this process sees it."""
     backend: BackendName = "docker"
-    """Where workers run: Docker containers, Swarm jobs (``swarm``), processes on this host
+    """Where workers run: Docker containers, Swarm jobs (``swarm``), SLURM batch jobs that start
+    the same containers on their nodes (``slurm``), processes on this host
     (``local``), or threads of this process that keep the protocol (``stub``, for tests)."""
     volume: str | None = None
     """What workers mount at /orchestration: a named volume, or an absolute host path; None to
@@ -122,6 +126,8 @@ class ManagerSettings(BaseModel):
     ``orchestrator-worker``."""
     docker_host: str | None = None
     """``$DOCKER_HOST`` (docker-py reads it itself; named in the sentences of engine errors)."""
+    slurm_runtime: Literal["docker", "podman"] = "docker"
+    """The container runtime of the SLURM engine's nodes (``$ORCHESTRATOR_SLURM_RUNTIME``)."""
 
     @property
     def layout(self) -> Layout:
@@ -129,7 +135,13 @@ class ManagerSettings(BaseModel):
 
     def engine_config(self) -> EngineConfig:
         """The config of the engine ``backend`` names, from these settings."""
-        from .backends.config import DockerConfig, LocalConfig, StubConfig, SwarmConfig
+        from .backends.config import (
+            DockerConfig,
+            LocalConfig,
+            SlurmConfig,
+            StubConfig,
+            SwarmConfig,
+        )
 
         if self.backend == "local":
             return LocalConfig(root=self.root, worker_command=self.worker_command)
@@ -144,6 +156,8 @@ class ManagerSettings(BaseModel):
         }
         if self.backend == "swarm":
             return SwarmConfig(**docker)
+        if self.backend == "slurm":
+            return SlurmConfig(**docker, runtime=self.slurm_runtime)
         return DockerConfig(**docker)
 
 
@@ -250,8 +264,17 @@ def resolve_settings(
         worker_command=tuple(shlex.split(command)) if (command := env.get(WORKER_COMMAND_ENV)) else None,
         docker_host=env.get(DOCKER_HOST_ENV) or None,
         worker_image=env.get(WORKER_IMAGE_ENV) or "claude-worker",
+        slurm_runtime=slurm_runtime_from_env(env),
     )
 
 
 def _present(env: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
     return {name: env[name] for name in names if env.get(name)}
+
+
+def slurm_runtime_from_env(env: Mapping[str, str]) -> Literal["docker", "podman"]:
+    """``$ORCHESTRATOR_SLURM_RUNTIME`` (``docker`` when unset); BadInput for another value."""
+    value = env.get(SLURM_RUNTIME_ENV, "").strip().lower() or "docker"
+    if value not in ("docker", "podman"):
+        raise BadInput(f"${SLURM_RUNTIME_ENV}={value!r} is not docker or podman; fix or unset it.")
+    return "podman" if value == "podman" else "docker"

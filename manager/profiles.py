@@ -70,6 +70,21 @@ class Profile(BaseModel):
     """Model for tasks created with this profile when none is given."""
     mounts: list[str] = Field(default_factory=list)
     """Extra bind mounts ``HOST:CONTAINER[:ro|rw]`` (caches, a local repository)."""
+    check: list[str] | None = Field(default=None, max_length=20)
+    """Commands that check this profile's tasks' work, when neither the task nor the
+    repository's ``.orchestrator.yaml`` says; None: a default detected from the tree."""
+
+    @field_validator("check", mode="before")
+    @classmethod
+    def _check_is_commands(cls, check: object) -> object:
+        if isinstance(check, str):
+            return [check]  # one command, as in .orchestrator.yaml
+        if isinstance(check, list) and any(not str(command).strip() for command in check):
+            raise ValueError("check holds an empty command; remove it or write the command")
+        return check
+    placement: list[str] = Field(default_factory=list)
+    """Swarm placement constraints for this profile's workers (``node.labels.gpu==true``,
+    ``node.role==worker``); empty: any node. Other engines ignore them."""
 
     @field_validator("env")
     @classmethod

@@ -52,6 +52,18 @@ ENV_MAX_OUTPUT_BYTES = "ORCHESTRATOR_MAX_OUTPUT_BYTES"
 """Most bytes of the result's ``output`` (default 256 KiB; the rest is cut with a marker)."""
 ENV_MAX_BUDGET_USD = "ORCHESTRATOR_MAX_BUDGET_USD"
 """The task's budget, passed to Claude Code as ``--max-budget-usd``."""
+ENV_PROFILE = "ORCHESTRATOR_PROFILE"
+"""The name of the profile the worker was started with (named in a check's ``source``)."""
+ENV_PROFILE_CHECK = "ORCHESTRATOR_PROFILE_CHECK"
+"""The profile's ``check`` as a JSON list of commands (unset: the profile has none)."""
+LIMIT_ENV = (ENV_MAX_CHANGE_BYTES, ENV_MAX_LOG_BYTES, ENV_MAX_OUTPUT_BYTES)
+"""Limits the manager forwards from its environment to every worker."""
+ENV_GATEWAY_DIR = "ORCHESTRATOR_GATEWAY_DIR"
+"""Where the gateway's sockets (``api.sock``, ``proxy.sock``) are; default ``gateway/`` in the
+root. On a multi-node engine a node-local directory that only that node's gateway and workers
+mount (a Unix socket connects processes of one host only)."""
+ENV_GATEWAY_NODE = "ORCHESTRATOR_GATEWAY_NODE"
+"""The node a gateway runs on (its engine's node id), written into its ledger lines."""
 DEFAULT_SECRETS_DIR = Path("/run/orchestrator-secrets")
 
 SECRET_NAMES = (

@@ -63,6 +63,9 @@ class GatewayCaller(ProtocolModel):
     api_allow: dict[str, list[str]] = Field(default_factory=dict)
     """What the model API forwards for this caller beyond the gateway's allowlists (from the
     task's profile): ``body_keys``, ``betas``, ``headers``, ``server_tools``."""
+    node: str | None = Field(default=None, max_length=200)
+    """The node whose gateway alone may serve the token (``$ORCHESTRATOR_GATEWAY_NODE`` of the
+    worker); None on one host. A gateway of another node refuses it."""
     schema_version: SchemaVersion = 1
     """Protocol version of this file."""
 
@@ -101,6 +104,8 @@ class LedgerEntry(ProtocolModel):
     """Why it was refused or failed, in one sentence."""
     retries: int = Field(default=0, ge=0)
     """How often the gateway retried it upstream (429/529)."""
+    node: str | None = Field(default=None, max_length=200)
+    """The node whose gateway served it (``$ORCHESTRATOR_GATEWAY_NODE``); None on one host."""
     schema_version: SchemaVersion = 1
     """Protocol version of this line."""
 
@@ -148,12 +153,15 @@ def callers_dir(layout: Layout) -> Path:
     return gateway_dir(layout) / "callers"
 
 
-def api_socket(layout: Layout) -> Path:
-    return gateway_dir(layout) / API_SOCKET
+def api_socket(layout: Layout, socket_dir: Path | None = None) -> Path:
+    """The model socket: in ``socket_dir`` (``$ORCHESTRATOR_GATEWAY_DIR``) when given, else in
+    the root's ``gateway/``."""
+    return (socket_dir or gateway_dir(layout)) / API_SOCKET
 
 
-def proxy_socket(layout: Layout) -> Path:
-    return gateway_dir(layout) / PROXY_SOCKET
+def proxy_socket(layout: Layout, socket_dir: Path | None = None) -> Path:
+    """The egress proxy's socket, beside :func:`api_socket`."""
+    return (socket_dir or gateway_dir(layout)) / PROXY_SOCKET
 
 
 def budget_file(layout: Layout) -> Path:
@@ -202,11 +210,16 @@ def find_caller(layout: Layout, token: str) -> GatewayCaller | None:
         return None
 
 
-def caller_refusal(layout: Layout, caller: GatewayCaller, now: datetime | None = None) -> str | None:
-    """None while the caller's attempt holds a live claim; else why it is refused, one sentence."""
+def caller_refusal(
+    layout: Layout, caller: GatewayCaller, now: datetime | None = None, node: str | None = None
+) -> str | None:
+    """None while the caller's attempt holds a live claim (and, when ``node`` names the
+    gateway's node, its token was issued there); else why it is refused, one sentence."""
     now = now or utc_now()
-    snapshot, state = read_task_state(layout, caller.task_id, now=now)
     who = f"task {caller.task_id} attempt {caller.attempt}"
+    if node is not None and caller.node != node:
+        return f"{who} has a token for node {caller.node or '(none)'}, not this gateway's node {node}"
+    snapshot, state = read_task_state(layout, caller.task_id, now=now)
     if snapshot.claim is None:
         return f"{who} holds no claim"
     if snapshot.claim.attempt != caller.attempt:

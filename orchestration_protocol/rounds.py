@@ -8,7 +8,7 @@ for the session and ``orchestration_protocol.repair_prompt`` for the prompt buil
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import Field
@@ -84,3 +84,31 @@ def read_round_for_attempt(layout: Layout, task_id: str, attempt: int) -> RoundR
         if request.attempt == attempt:
             return request
     return None
+
+
+def rounds_requested(layout: Layout, task_id: str) -> list[int]:
+    """The round numbers already requested for ``task_id`` (from the names of its files)."""
+    folder = layout.root / ROUNDS_DIR / validate_task_id(task_id)
+    if not folder.is_dir():
+        return []
+    return sorted(int(path.stem) for path in folder.glob("*.json") if path.stem.isdigit())
+
+
+def request_repair(
+    layout: Layout,
+    task_id: str,
+    attempt: int,
+    failure: CheckOutcome,
+    *,
+    integration: bool = False,
+    resume_session: bool = True,
+) -> RoundRequest | None:
+    """Ask for the task's next repair round, run by ``attempt`` (the claim number the next
+    worker will take): the published request, or None when that round was asked for already.
+    The caller counts rounds against ``max_repairs`` (``len(rounds_requested(...))``)."""
+    number = max([1, *rounds_requested(layout, task_id)]) + 1
+    request = RoundRequest(
+        task_id=task_id, number=number, attempt=attempt, kind=RoundKind.REPAIR, failure=failure,
+        integration=integration, resume_session=resume_session, requested_at=datetime.now(UTC),
+    )
+    return request if write_round(layout, request) else None

@@ -121,4 +121,5 @@ def stop_local_services(tmp_path: Path):
             services.stop_scripted_model()
 
 
+from tests.clusters.slurm_cluster import slurm_cluster  # noqa: E402, F401 - each_engine's slurm
 from tests.engines import each_engine  # noqa: E402, F401 - the fixture over every engine

@@ -31,7 +31,7 @@ from tests.conftest import require
 from tests.gitrepo import make_remote
 
 WORKER_IMAGE = os.environ.get("ORCHESTRATOR_WORKER_IMAGE") or "claude-worker"
-SLOW_S = {"stub": 0.5, "local": 4.0, "docker": 6.0}
+SLOW_S = {"stub": 0.5, "local": 4.0, "docker": 6.0, "slurm": 8.0}
 """How long a slow task works on each engine (a stub's ``slow``, a real worker's ``sleep``):
 long enough to be seen running and killed."""
 
@@ -64,6 +64,8 @@ class EngineKit:
     remote: Path
     behaviours: dict[str, tuple[StubBehaviour, ...]] = field(default_factory=dict)
     backends: list[Backend] = field(default_factory=list)
+    profiles: Path | None = None
+    """A profiles file (the slurm engine's asks for one CPU a worker: the node has two)."""
 
     @property
     def settings(self) -> ManagerSettings:
@@ -71,9 +73,10 @@ class EngineKit:
         return ManagerSettings(
             root=root,
             backend=cast(BackendName, self.name),
-            volume=str(root.resolve()) if self.name == "docker" else None,
+            volume=str(root.resolve()) if self.name in ("docker", "slurm") else None,
             repo_url=str(self.remote),
             heartbeat_s=0.5,
+            profiles_path=self.profiles,
         )
 
     def backend(self) -> Backend:
@@ -122,7 +125,7 @@ class EngineKit:
         elif self.name == "local":
             pid = int((self.layout.root / RECORDS_DIR / f"{name}.pid").read_text())
             os.kill(pid, signal.SIGKILL)
-        else:
+        else:  # a SLURM job's container runs on this host's Docker (one-node cluster)
             subprocess.run(["docker", "kill", name], check=True, capture_output=True)
 
     def close(self) -> None:
@@ -151,14 +154,23 @@ def _docker_ready() -> None:
                 "scripts/build-images.sh --offline")
 
 
-@pytest.fixture(params=["stub", "local", pytest.param("docker", marks=pytest.mark.docker)])
+SLURM = pytest.param("slurm", marks=[pytest.mark.slurm, pytest.mark.docker, pytest.mark.slow])
+"""On the one-node SLURM cluster (``slurm_cluster``), deselected with ``-m 'not slurm'``."""
+
+
+@pytest.fixture(params=["stub", "local", pytest.param("docker", marks=pytest.mark.docker), SLURM])
 def each_engine(
     request: pytest.FixtureRequest, tmp_path: Path, layout: Layout, cli_process: None
 ) -> Iterator[EngineKit]:
-    """The scenario's engine (stub, local, docker) for a fresh root with a remote repository."""
-    if request.param == "docker":
-        _docker_ready()
+    """The scenario's engine (stub, local, docker, slurm) for a fresh root with a remote
+    repository."""
     kit = EngineKit(request.param, layout, make_remote(tmp_path))
+    if request.param in ("docker", "slurm"):
+        _docker_ready()
+    if request.param == "slurm":
+        request.getfixturevalue("slurm_cluster")
+        kit.profiles = tmp_path / "profiles.yaml"
+        kit.profiles.write_text(f"default:\n  image: {WORKER_IMAGE}\n  memory: 512m\n  cpus: 1\n")
     try:
         yield kit
     finally:

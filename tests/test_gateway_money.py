@@ -163,7 +163,9 @@ def test_one_task_holding_every_slot_does_not_starve_another(
             thread.join(timeout=120)
     order = [r.prompt for r in model.requests]
     assert victim_reply.status_code == 200 and statuses == [200] * 6
-    assert order.index("reply: victim") == 2, order  # the next slot freed is the victim's
+    # fair: the victim takes one of the first slots freed (2, or 3 on a loaded machine where it
+    # reached the queue after the first one freed); a FIFO queue served it after all six hogs
+    assert order.index("reply: victim") <= 3, order
 
 
 def test_a_task_over_its_slot_cap_waits_and_a_bounded_wait_ends_in_529(

@@ -6,8 +6,8 @@ own made after the init: after a ``swarm leave`` every container then on a user-
 has lost its embedded-DNS name (other containers cannot resolve it) until it is reconnected, so
 the fixture reconnects the ones other tests reach by name, and removes its own.
 
-Workers are Swarm ``replicated-job`` services; the gateway and the scripted model are containers
-of the same engine. Tasks use ``agent: command`` unless a test is about the scripted model
+Workers are Swarm ``replicated-job`` services; the gateway (``global``) and the scripted model
+are services of the same swarm. Tasks use ``agent: command`` unless a test is about the scripted model
 (``--simulate``), which runs the real ``claude`` binary.
 """
 
@@ -91,7 +91,7 @@ def swarm(docker_client, tmp_path_factory) -> Iterator[dict[str, str]]:
         docker("swarm", "init", "--advertise-addr", "127.0.0.1")
     else:
         require(docker_client.info()["Swarm"].get("ControlAvailable"), "this engine is a swarm worker, not a manager")
-    docker("network", "create", NETWORK)
+    docker("network", "create", "--driver", "overlay", "--attachable", NETWORK)  # services join it
     try:
         yield before
     finally:
@@ -175,8 +175,7 @@ def test_a_simulated_run_as_swarm_jobs_with_status_logs_and_cleanup(
     container_spec, template = spec["TaskTemplate"]["ContainerSpec"], spec["TaskTemplate"]
     assert spec["Name"] == f"worker-{docker_scope(layout.root)}-task-001-attempt-1" and "ReplicatedJob" in spec["Mode"]
     assert template["RestartPolicy"]["Condition"] == "none"
-    node = docker_client.info()["Swarm"]["NodeID"]
-    assert template["Placement"]["Constraints"] == [f"node.id=={node}"]  # where the gateway is
+    assert template["Placement"]["Constraints"] == []  # any node: every node has a gateway
     assert container_spec["User"] == "0:0" and container_spec["CapabilityDrop"] == ["ALL"]
     assert set(container_spec["CapabilityAdd"]) == {
         f"CAP_{cap}" for cap in ("SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL")

@@ -57,7 +57,7 @@ def one_attempt(server, tmp_path: Path, volume, attempt: int, *, commit: bool = 
     base, name = repo.prepare(workspace, mirror, str(remote), branch, "t1", None)
     rounds = TaskRounds(layout, TASK, attempt, workspace, mirror, None, repo.Limits())
     plan = rounds.begin(base)
-    rounds.start_checkpoints()
+    rounds.start_checkpoints(None)
     env = claude_env(server.url, home=workspace.agent_home)
     env["CLAUDE_CONFIG_DIR"] = str(rounds.config_dir)
     transcript: list[str] = []

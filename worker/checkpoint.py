@@ -25,6 +25,7 @@ from orchestration_protocol.mirrors import task_branch
 
 from . import repo
 from .errors import GitFailed, WorkerError
+from .ownership import chown_tree
 
 WIP_SUFFIX = ".wip"
 CHECKPOINT_INTERVAL_S = 30.0
@@ -103,7 +104,7 @@ def restore_checkpoint(
     repo.git(["read-tree", "--reset", "-u", commit], env)
     repo.git(["read-tree", base], env)  # the runtime's index back at the base: commit_all adds all
     if owner is not None:
-        repo._chown_tree(workspace.work_tree, *owner)  # files the runtime wrote go to the agent
+        chown_tree(workspace.work_tree, owner)  # files the runtime wrote go to the agent
     return commit, None
 
 

@@ -106,8 +106,17 @@ def _start(
 def kill_every_process_of(user: tuple[int, int]) -> None:
     """SIGKILL every process of ``user``'s uid in this pid namespace: ``kill(-1)`` as that uid,
     which the kernel applies to all of them at once (none can fork away meanwhile)."""
+    signal_every_process_of(user, "SIGKILL")
+
+
+def signal_every_process_of(user: tuple[int, int], signal_name: str) -> None:
+    """Send ``signal_name`` (``SIGKILL``, ``SIGSTOP``, ``SIGCONT``) to every process of
+    ``user``'s uid in this pid namespace, as that uid (``kill(-1)``): only for a uid of its own,
+    as in a worker container."""
+    if signal_name not in ("SIGKILL", "SIGSTOP", "SIGCONT"):
+        raise ValueError(f"signal {signal_name!r} is not one the runtime sends to the agent")
     subprocess.run(
-        [sys.executable, "-c", "import os, signal; os.kill(-1, signal.SIGKILL)"],
+        [sys.executable, "-c", f"import os, signal; os.kill(-1, signal.{signal_name})"],
         user=user[0],
         group=user[1],
         extra_groups=[],

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import repo
 from .errors import GitFailed, WorkTreeRefused
+from .ownership import chown_tree
 
 MARKERS = (b"<<<<<<< ", b">>>>>>> ")
 """Line starts that show an unresolved conflict (``=======`` alone is too common to count)."""
@@ -39,7 +40,7 @@ def start_merge(
     repo.git(["merge", "--no-commit", "--no-ff", "--quiet", _MERGE_REF], env, check=False)
     conflicted = repo.git(["diff", "--name-only", "--diff-filter=U", "-z"], env)
     if owner is not None:
-        repo._chown_tree(workspace.work_tree, *owner)  # the merged files go to the agent
+        chown_tree(workspace.work_tree, owner)  # the merged files go to the agent
     return [path for path in conflicted.split("\0") if path]
 
 

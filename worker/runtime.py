@@ -11,11 +11,13 @@ bound to this attempt's claim and two loopback ports (model API, egress proxy), 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -24,6 +26,7 @@ from orchestration_protocol import (
     AgentKind,
     ClaimHandle,
     ClaimLost,
+    InvalidFile,
     Layout,
     Result,
     ResultStatus,
@@ -48,13 +51,17 @@ from orchestration_protocol.gateway import (
     revoke_caller_token,
 )
 from orchestration_protocol.mirrors import mirror_dir
+from orchestration_protocol.outcomes import CheckOutcome
+from orchestration_protocol.repair_prompt import escape_controls
 
-from . import repo
+from . import repo, resolve
 from .agents import Agent, agent_for
+from .checks import check_environment
 from .errors import GatewayUnavailable, NoRepository, WorkerError
-from .process import run_supervised
+from .process import run_supervised, signal_every_process_of
 from .relay import Relay
 from .settings import WorkerSettings
+from .task_rounds import Hold, RoundPlan, TaskRounds, stable_agent_root, start_branch
 
 AGENT_BASE_ENV = {
     "LANG": "C.UTF-8",
@@ -83,6 +90,21 @@ def model_access(url: str, token: str, settings: WorkerSettings) -> dict[str, st
     if settings.provider == "vertex":
         return {"CLAUDE_CODE_SKIP_VERTEX_AUTH": "1", "ANTHROPIC_VERTEX_BASE_URL": through}
     return {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": token}
+
+
+def check_failure(check: CheckOutcome) -> str:
+    """One sentence for a failing check: the command, its exit, counts and failing tests."""
+    if check.error:
+        return f"check failed: {check.error}"
+    counts = check.counts
+    said = f"{check.failed_command or 'the check'} exited {check.exit_code}"
+    if counts.total:
+        said += f" ({counts.failed} failed, {counts.errors} errors, {counts.passed} passed)"
+    if check.failing_tests:
+        names = ", ".join(check.failing_tests[:5])
+        more = len(check.failing_tests) - 5
+        said += f": {names}" + (f" and {more} more" if more > 0 else "")
+    return escape_controls(f"check failed: {said}")
 
 
 class StopFlag:
@@ -207,6 +229,8 @@ class Attempt:
         self.deadline = self.started + task.timeout_s if task.timeout_s else None
         self.token: str | None = None
         self.structured_output: object = None
+        self.rounds: TaskRounds | None = None
+        self.plan = RoundPlan(prompt=task.prompt)
         self.relays: list[Relay] = []
         self.last_output = time.monotonic()
         self.log = TaskLog(
@@ -221,12 +245,20 @@ class Attempt:
         )
 
     def stop_reason(self) -> str | None:
+        """Why the agent must stop now (a signal, the claim, the time limit, silence, a cancel)."""
+        return self._stop_reason(idle=True)
+
+    def check_stop_reason(self) -> str | None:
+        """Why the check must stop now: as for the agent, but a quiet check is not idle."""
+        return self._stop_reason(idle=False)
+
+    def _stop_reason(self, *, idle: bool) -> str | None:
         if self.stop.reason:
             return self.stop.reason
         now = time.monotonic()
         if self.deadline is not None and now > self.deadline:
             return f"timed out after {self.task.timeout_s:g}s"
-        if now - self.last_output > self.settings.idle_timeout_s:
+        if idle and now - self.last_output > self.settings.idle_timeout_s:
             return (
                 f"timed out: the agent printed nothing for {self.settings.idle_timeout_s:g}s "
                 "(a model endpoint that does not answer?)"
@@ -243,26 +275,35 @@ class Attempt:
         )
         self.heartbeat.enter(WorkerPhase.STARTING)
         self.heartbeat.start()
-        workspace = repo.Workspace(
-            private=Path(tempfile.mkdtemp(prefix=f"orchestrator-{self.task.id}-")),
-            agent_root=Path(tempfile.mkdtemp(prefix=f"agent-{self.task.id}-")),
-            author_name=self.settings.author_name,
-            author_email=self.settings.author_email,
-        )
-        workspace.agent_root.chmod(0o755)  # the agent may enter, not replace what is inside
+        private = Path(tempfile.mkdtemp(prefix=f"orchestrator-{self.task.id}-"))
+        workspace: repo.Workspace | None = None
         try:
+            # the same cwd in every round: Claude Code resumes a session only there
+            workspace = repo.Workspace(
+                private=private,
+                agent_root=stable_agent_root(self.task.id),
+                author_name=self.settings.author_name,
+                author_email=self.settings.author_email,
+            )
             self._work(workspace)
         except WorkerError as error:
             self._fail(str(error))
         except Exception as error:  # the result must say what happened, whatever it was
             self._fail(f"worker crashed: {type(error).__name__}: {error}")
         finally:
+            self._stop_checkpoints()
             self._close_gateway_access()
             self.heartbeat.done.set()
             if not self.settings.keep_workdir:
-                shutil.rmtree(workspace.private, ignore_errors=True)
-                shutil.rmtree(workspace.agent_root, ignore_errors=True)
+                shutil.rmtree(private, ignore_errors=True)
+                if workspace is not None:
+                    shutil.rmtree(workspace.agent_root, ignore_errors=True)
         return self._publish()
+
+    def _stop_checkpoints(self) -> None:
+        checkpointer = self.rounds.checkpointer if self.rounds is not None else None
+        if checkpointer is not None and checkpointer.is_alive():
+            checkpointer.stop()
 
     def _fail(self, error: str) -> None:
         self.log.write(f"!! {error}")
@@ -278,14 +319,13 @@ class Attempt:
         mirror = mirror_dir(self.layout, url)
         self.heartbeat.enter(WorkerPhase.CLONING, f"cloning {repo.redact(url)} from the volume")
         base, branch = repo.prepare(
-            workspace,
-            mirror,
-            url,
-            self.task.branch or self.settings.repo_branch,
-            self.task.id,
-            self.settings.agent_user,
+            workspace, mirror, url, self._start_branch(), self.task.id, self.settings.agent_user
         )
         self.result = self.result.model_copy(update={"base_commit": base, "branch": branch})
+        self._begin_round(workspace, mirror, base)
+        if self.task.kind == TaskKind.CHECK:
+            self._check_only(workspace)
+            return
         agent = self._run_agent(workspace)
         if self.stop.claim_lost:
             return
@@ -293,6 +333,92 @@ class Attempt:
             self._keep_plan()  # a planner's changes are never committed nor pushed
         else:
             self._keep_changes(agent, workspace, mirror, base, branch)
+
+    def _start_branch(self) -> str | None:
+        """The branch to clone: the task's own for a repair round, else the task's or worker's."""
+        default = self.task.branch or self.settings.repo_branch
+        try:
+            return start_branch(self.layout, self.task, self.handle.attempt, default)
+        except InvalidFile:
+            return default  # TaskRounds says why, and the attempt runs as a plain retry
+
+    def _begin_round(self, workspace: repo.Workspace, mirror: Path, base: str) -> None:
+        """Which round this attempt is; restore its checkpoint or session, merge for a resolver."""
+        self.rounds = TaskRounds(
+            self.layout, self.task, self.handle.attempt, workspace, mirror,
+            self.settings.agent_user, self.settings.limits,
+        )
+        conflicted = None
+        if self.task.kind == TaskKind.RESOLVE and self.task.merge_branch:
+            conflicted = resolve.start_merge(
+                workspace, mirror, self.task.merge_branch, self.settings.agent_user
+            )
+            self.log.write(f"-- merged {self.task.merge_branch}: {len(conflicted)} files in conflict")
+        self.plan = self.rounds.begin(base, conflicted)
+        report = self.plan.report
+        self.log.write(f"-- round {report.number} ({report.kind.value}), session {report.session.value}")
+        for note in self.plan.notes:
+            self.log.write(f"-- {self.log.mask(note)}")
+
+    def _run_check(self, workspace: repo.Workspace) -> CheckOutcome | None:
+        """The task's check on the work tree, as the agent's user, with no secret and no
+        network (the caller token is revoked, no proxy is set); None when it has none."""
+        assert self.rounds is not None
+        self.heartbeat.enter(WorkerPhase.COMMITTING, "running the check")
+        env = check_environment(self._agent_env(workspace, {}))
+
+        def on_line(line: str) -> None:
+            self.last_output = time.monotonic()
+            self.log.write_agent([f"check| {escape_controls(line)}"])
+
+        check = self.rounds.run_check(
+            env, self.check_stop_reason, on_line,
+            profile=self.settings.check_profile, reap_user=self.settings.container is not None,
+        )
+        if check is not None:
+            state = "passed" if check.passed else check_failure(check)
+            self.log.write(f"== check ({check.source}): {state} in {check.duration_s:.1f}s")
+        return check
+
+    def _check_only(self, workspace: repo.Workspace) -> None:
+        """A task of kind ``check``: the check alone on the branch; nothing is committed."""
+        assert self.rounds is not None
+        check = self._run_check(workspace)
+        error = None
+        if check is None:
+            error = (
+                f"Task {self.task.id} is a check but no check is set; add 'check:' to the "
+                "repository's .orchestrator.yaml, the profile or the task."
+            )
+        elif not check.passed:
+            error = check_failure(check)
+        self.result = self.result.model_copy(
+            update={
+                "status": self._check_status() if error else ResultStatus.SUCCESS,
+                "error": error,
+                "branch": None,
+                "check": check,
+                "round": self.rounds.report([], check, None),
+            }
+        )
+
+    def _hold(self) -> Hold | None:
+        """How a checkpoint freezes the agent while it reads the tree: SIGSTOP and SIGCONT to
+        every process of the agent's uid, which is its own only in a container; None without
+        an agent uid (the agent has the runtime's rights already: nothing to freeze for)."""
+        user = self.settings.agent_user
+        if user is None or self.settings.container is None:
+            return None
+
+        @contextlib.contextmanager
+        def frozen() -> Iterator[None]:
+            signal_every_process_of(user, "SIGSTOP")
+            try:
+                yield
+            finally:
+                signal_every_process_of(user, "SIGCONT")
+
+        return frozen
 
     def _check_separation(self) -> None:
         if self.settings.agent_user is not None and os.geteuid() != 0:
@@ -311,8 +437,9 @@ class Attempt:
             worker_id=self.handle.claim.worker_id,
             issued_at=utc_now(),
             egress_allow=self.settings.egress_allow,
+            node=self.settings.gateway_node,
         )
-        api = api_socket(self.layout)
+        api = api_socket(self.layout, self.settings.gateway_dir)
         try:
             connect_unix(api, timeout_s=5).close()
         except OSError as error:
@@ -329,7 +456,7 @@ class Attempt:
             self.log,
             max_agent_bytes=self.settings.max_log_bytes,
         )
-        model, egress = Relay(api), Relay(proxy_socket(self.layout))
+        model, egress = Relay(api), Relay(proxy_socket(self.layout, self.settings.gateway_dir))
         self.relays = [model, egress]
         proxy = f"http://{self.task.id}:{self.token}@127.0.0.1:{egress.port}"
         return {
@@ -349,29 +476,43 @@ class Attempt:
 
     def _run_agent(self, workspace: repo.Workspace) -> Agent:
         """Run the agent in its work tree until it ends or is stopped; record what it reported."""
+        assert self.rounds is not None
+        rounds = self.rounds
         env = self._agent_env(workspace, self._open_gateway_access())
         self.heartbeat.enter(WorkerPhase.RUNNING, f"running {self.task.agent.value}")
         agent = agent_for(self.task, self.settings.model, self.settings.max_budget_usd)
+        claude = self.task.agent == AgentKind.CLAUDE
 
         def on_line(line: str) -> None:
             self.last_output = time.monotonic()
             self.log.write_agent(agent.render(line))
+            rounds.on_agent_line(line)
 
         self.last_output = time.monotonic()
+        rounds.start_checkpoints(self._hold())
         outcome = run_supervised(
-            agent.command(),
+            agent.command() + (self.plan.extra_args if claude else []),
             cwd=workspace.work_tree,
             env=env,
             on_line=on_line,
             should_stop=self.stop_reason,
-            stdin_text=agent.stdin_text(),
+            stdin_text=self.plan.prompt if claude else agent.stdin_text(),
             user=self.settings.agent_user,
             reap_user=self.settings.container is not None,
         )
         self._close_gateway_access()
         if not self.stop.claim_lost:
+            self._end_agent(agent, claude)
             self._record_agent(agent, outcome.exit_code, outcome.stopped_because)
         return agent
+
+    def _end_agent(self, agent: Agent, claude: bool) -> None:
+        """Stop checkpointing, save the session; log what went wrong with either."""
+        assert self.rounds is not None
+        note = self.rounds.end_agent(agent.transcript)
+        problems = [*dict.fromkeys(self.rounds.problems), *([note] if note and claude else [])]
+        for problem in problems[:10]:
+            self.log.write(f"-- {self.log.mask(problem)}")
 
     def _keep_changes(
         self, agent: Agent, workspace: repo.Workspace, mirror: Path, base: str, branch: str
@@ -386,10 +527,13 @@ class Attempt:
             "".join(f"{self.log.mask(line)}\n" for line in agent.transcript).encode(),
         )
         repo.check_work_tree(workspace, self.settings.limits)
-        summary = repo.commit_all(
-            workspace, f"{self.task.id}: {self.task.prompt.splitlines()[0][:60]}", base
-        )
+        message = f"{self.task.id}: {self.task.prompt.splitlines()[0][:60]}"
+        if self.task.kind == TaskKind.RESOLVE and self.result.status == ResultStatus.SUCCESS:
+            resolve.commit_merge(workspace, branch, message, self.settings.limits)
+        summary = repo.commit_all(workspace, message, base)
         repo.check_change(workspace, base, summary.head_commit, self.settings.limits)
+        # the check judges the commit's tree; what it writes (caches, reports) is not committed
+        check = self._run_check(workspace) if self.result.status == ResultStatus.SUCCESS else None
         patch = repo.save_artifacts(workspace, base, branch, artifacts, self.settings.limits)
         committed = summary.head_commit != base
         if len(summary.files_changed) > MAX_FILES_LISTED:
@@ -400,6 +544,7 @@ class Attempt:
         push_problem = repo.push_to_mirror(workspace, mirror, branch) if committed else "nothing to push"
         if push_problem and committed:
             self.log.write(f"-- branch not pushed into the mirror: {push_problem}")
+        self._end_round(summary.files_changed, check, committed and push_problem is not None)
         self.result = self.result.model_copy(
             update={
                 "head_commit": summary.head_commit,
@@ -410,6 +555,29 @@ class Attempt:
                 "pushed": push_problem is None,
             }
         )
+
+    def _end_round(self, changed: list[str], check: CheckOutcome | None, unpushed: bool) -> None:
+        """The round's report and check into the result (a failing check fails the task); the
+        WIP branch dropped once the task's branch holds the work."""
+        assert self.rounds is not None
+        if not unpushed:
+            problem = self.rounds.finish()
+            if problem:
+                self.log.write(f"-- the checkpoint branch was not deleted: {problem}")
+        update: dict[str, object] = {
+            "check": check,
+            "round": self.rounds.report(changed[:MAX_FILES_LISTED], check, self.result.output),
+        }
+        if check is not None and not check.passed:
+            update.update(status=self._check_status(), error=check_failure(check))
+        self.result = self.result.model_copy(update=update)
+
+    def _check_status(self) -> ResultStatus:
+        """A failing check fails the task, unless the task's time limit or a cancel stopped it."""
+        reason = self.check_stop_reason()
+        if reason is None:
+            return ResultStatus.FAILED
+        return ResultStatus.TIMEOUT if reason.startswith("timed out") else ResultStatus.CANCELLED
 
     def _keep_plan(self) -> None:
         """Put the agent's plan into the result: checked field by field and as a whole, so a

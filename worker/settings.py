@@ -3,6 +3,7 @@ contract names (``orchestration_protocol.contract``)."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,8 @@ from orchestration_protocol.contract import (
     ENV_AGENT_USER,
     ENV_CONTAINER,
     ENV_EGRESS_ALLOW,
+    ENV_GATEWAY_DIR,
+    ENV_GATEWAY_NODE,
     ENV_HEARTBEAT_S,
     ENV_IDLE_TIMEOUT_S,
     ENV_LEASE_S,
@@ -25,6 +28,8 @@ from orchestration_protocol.contract import (
     ENV_MODEL,
     ENV_POOL,
     ENV_POOL_PROFILE,
+    ENV_PROFILE,
+    ENV_PROFILE_CHECK,
     ENV_REPO_BRANCH,
     ENV_REPO_URL,
     ENV_WORKER_ID,
@@ -90,6 +95,21 @@ class WorkerSettings(BaseModel):
     """A warm pool worker's pool (``--pool-name`` wins)."""
     pool_profile: str | None = None
     """A warm pool worker's profile (``--profile`` wins)."""
+    profile: str | None = None
+    """The profile the worker was started with (named in a check's ``source``)."""
+    profile_check: list[str] | None = None
+    """The profile's check commands (None: the profile names none)."""
+
+    @property
+    def check_profile(self) -> tuple[str, list[str] | None] | None:
+        """The profile's check as ``resolve_check`` takes it (its name and commands)."""
+        if self.profile_check is None:
+            return None
+        return (self.profile or self.pool_profile or "default", self.profile_check)
+    gateway_dir: Path | None = None
+    """Where the gateway's sockets are (``$ORCHESTRATOR_GATEWAY_DIR``); None: in the root."""
+    gateway_node: str | None = None
+    """The node of that gateway (``$ORCHESTRATOR_GATEWAY_NODE``): only it serves the token."""
 
 
 def parse_user(value: str) -> tuple[int, int]:
@@ -131,7 +151,27 @@ def resolve_worker_settings(
         aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         pool=env.get(ENV_POOL) or None,
         pool_profile=env.get(ENV_POOL_PROFILE) or None,
+        profile=env.get(ENV_PROFILE) or None,
+        profile_check=_profile_check(env.get(ENV_PROFILE_CHECK)),
+        gateway_dir=Path(env[ENV_GATEWAY_DIR]) if env.get(ENV_GATEWAY_DIR) else None,
+        gateway_node=env.get(ENV_GATEWAY_NODE) or None,
     )
+
+
+def _profile_check(value: str | None) -> list[str] | None:
+    """``ORCHESTRATOR_PROFILE_CHECK``: a JSON list of commands; ValueError naming it otherwise."""
+    if not value:
+        return None
+    try:
+        commands = json.loads(value)
+    except ValueError:
+        commands = None
+    if not isinstance(commands, list) or not all(isinstance(c, str) and c.strip() for c in commands):
+        raise ValueError(
+            f"{ENV_PROFILE_CHECK} is not a JSON list of commands; the manager writes it from the "
+            "profile's 'check', so set that instead."
+        )
+    return commands
 
 
 def _provider(env: Mapping[str, str]) -> Provider:

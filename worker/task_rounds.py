@@ -16,19 +16,30 @@ The runtime (``worker.runtime.Attempt``) keeps its flow and calls, around the ag
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestration_protocol import InvalidFile, Layout, Task, TaskKind
+from orchestration_protocol import (
+    AgentKind,
+    InvalidFile,
+    Layout,
+    Result,
+    Task,
+    TaskKind,
+    read_model,
+)
 from orchestration_protocol.checkconfig import ResolvedCheck
 from orchestration_protocol.mirrors import task_branch
 from orchestration_protocol.models import DEFAULT_MAX_REPAIRS
 from orchestration_protocol.outcomes import CheckOutcome, RoundKind, RoundReport, SessionUse
-from orchestration_protocol.repair_prompt import interrupted_note, repair_prompt
+from orchestration_protocol.repair_prompt import interrupted_note, repair_prompt, resolve_prompt
 from orchestration_protocol.rounds import RoundRequest, read_round_for_attempt
 
 from . import repo
@@ -40,9 +51,14 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .checks import make_scratch, pytest_installed, resolve_for_workspace, run_check
+from .errors import WorkerError
 from .session_store import restore_session, resume_args, save_session, session_id_of
 
 AGENTS_DIR = "orchestrator-agents"
+MANAGER_ID = "manager"
+"""The worker id of a result the manager wrote for an attempt whose worker left none (lost)."""
+Hold = Callable[[], contextlib.AbstractContextManager[None]]
+"""Freezes the agent while a checkpoint reads its tree (see ``Attempt._frozen_agent``)."""
 TURN_END_TYPES = frozenset({"user", "result"})
 """Stream-json lines after which the tree is checkpointed: ``user`` carries the results of the
 tools the agent called (they ran), ``result`` ends the run."""
@@ -51,13 +67,39 @@ tools the agent called (they ran), ``result`` ends the run."""
 def stable_agent_root(task_id: str) -> Path:
     """The agent's root for every attempt of ``task_id`` on this machine: Claude Code resumes a
     session only in the identical working directory, so the work tree's path must not change
-    between rounds (a container's ``/tmp`` is its own; on a host, one attempt runs at a time)."""
-    root = Path(tempfile.gettempdir()) / AGENTS_DIR / task_id
+    between rounds (a container's ``/tmp`` is its own; on a host, one attempt runs at a time).
+    On a host the parent is this uid's own directory (``orchestrator-agents-<uid>``), made here
+    or refused when another user made it or it is a link: nobody else can swap the tree."""
+    parent = Path(tempfile.gettempdir()) / f"{AGENTS_DIR}-{os.geteuid()}"
+    with contextlib.suppress(FileExistsError):
+        parent.mkdir(mode=0o755)
+    info = parent.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise WorkerError(
+            f"{parent} is not a directory of this user that only it may write; remove it, so "
+            "the worker makes its agents' directories there again."
+        )
+    parent.chmod(0o755)  # the agent may pass through, not replace what is inside
+    root = parent / task_id
     shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    root.parent.chmod(0o755)
+    root.mkdir()
     root.chmod(0o755)
     return root
+
+
+def previous_attempt_lost(layout: Layout, task_id: str, attempt: int) -> bool:
+    """Whether attempt ``attempt - 1`` was lost (its worker wrote no result: the manager wrote
+    one, or none exists), rather than ended and reported by its own worker."""
+    if attempt <= 1:
+        return False
+    for path in (layout.archived_result_file(task_id, attempt - 1), layout.result_file(task_id)):
+        try:
+            result = read_model(path, Result, task_id)
+        except (InvalidFile, OSError):
+            continue
+        if result.attempt == attempt - 1:
+            return result.worker_id in (None, MANAGER_ID)
+    return True
 
 
 def start_branch(layout: Layout, task: Task, attempt: int, default: str | None) -> str | None:
@@ -108,6 +150,12 @@ class TaskRounds:
             self.plan.notes.append(f"{error} This attempt runs as a plain retry.")
         self.checkpointer: Checkpointer | None = None
         self.base: str | None = None
+        self.session_id: str | None = None
+        """The agent's session id, from its first stream-json line."""
+        self.problems: list[str] = []
+        """Checkpoints or session saves that failed while the agent ran (for the log)."""
+        self.agent_running = False
+        """Whether the agent may be changing the tree (a checkpoint then freezes it)."""
 
     @property
     def max_repairs(self) -> int:
@@ -126,22 +174,29 @@ class TaskRounds:
             self.task.kind, RoundKind.RUN
         )
 
-    def begin(self, base: str) -> RoundPlan:
-        """Restore what this round continues; the prompt and arguments for the agent."""
+    def begin(self, base: str, conflicted: list[str] | None = None) -> RoundPlan:
+        """Restore what this round continues; the prompt and arguments for the agent
+        (``conflicted``: a resolver's files in conflict)."""
         self.base = base
         number = self.request.number if self.request else 1
         report = RoundReport(kind=self.kind(), number=number)
-        lost = self.request is None and self.attempt > 1
+        lost = (
+            self.request is None
+            and self.task.kind in (TaskKind.CHANGE, TaskKind.RESOLVE)
+            and previous_attempt_lost(self.layout, self.task.id, self.attempt)
+        )
         if lost:
             self.plan.checkpoint, problem = restore_checkpoint(
                 self.workspace, self.mirror, self.task.id, base, self.owner
             )
             if problem:
                 self.plan.notes.append(f"{problem}; the attempt starts from its base commit.")
-        wants_session = lost or (self.request is not None and self.request.resume_session)
+        wants_session = self.task.agent == AgentKind.CLAUDE and (
+            lost or (self.request is not None and self.request.resume_session)
+        )
         session = self._restore_session(report) if wants_session else None
         self.plan.extra_args = resume_args(session)
-        self.plan.prompt = self._prompt(session is not None)
+        self.plan.prompt = self._prompt(session is not None, lost, conflicted)
         self.plan.report = report
         return self.plan
 
@@ -155,7 +210,7 @@ class TaskRounds:
             self.plan.notes.append(restored.note)
         return restored.session_id
 
-    def _prompt(self, resumed: bool) -> str:
+    def _prompt(self, resumed: bool, lost: bool, conflicted: list[str] | None) -> str:
         request = self.request
         if request is not None and request.kind == RoundKind.REPAIR and request.failure is not None:
             return repair_prompt(
@@ -166,22 +221,60 @@ class TaskRounds:
                 resumed=resumed,
                 integration=request.integration,
             )
-        if self.plan.checkpoint is not None or (request is None and self.attempt > 1 and resumed):
+        prompt = self.task.prompt
+        if self.task.kind == TaskKind.RESOLVE and self.task.merge_branch and conflicted is not None:
+            prompt = resolve_prompt(
+                branch=self.task.branch or "the integration branch",
+                merge_branch=self.task.merge_branch,
+                conflicted=conflicted,
+                intents=self._intents(),
+            )
+        if lost and (self.plan.checkpoint is not None or resumed):
             note = interrupted_note(self.attempt - 1)
-            return note if resumed else f"{note}\n\nThe task:\n\n{self.task.prompt}"
-        return self.task.prompt
+            return note if resumed else f"{note}\n\nThe task:\n\n{prompt}"
+        return prompt
 
-    def start_checkpoints(self) -> None:
-        """Checkpoint the tree while the agent runs (at turn ends, and every 30 s if changed)."""
+    def _intents(self) -> list[tuple[str, str]]:
+        """What each side of a resolver's merge was asked: the resolver's own prompt (the
+        manager writes the integration side's intent there) and the merged branch's task."""
+        intents = [(self.task.id, self.task.prompt)]
+        merged = (self.task.merge_branch or "").removeprefix("orchestrator/")
+        with contextlib.suppress(InvalidFile, OSError, ValueError):
+            other = read_model(self.layout.task_file(merged), Task, merged)
+            intents.append((other.id, other.prompt))
+        return intents
+
+    def start_checkpoints(self, hold: Hold | None) -> None:
+        """Checkpoint the tree while the agent runs (at turn ends, and every 30 s if changed),
+        each with the agent frozen by ``hold``; with no way to freeze it (an agent uid on a
+        host), only once it ended, so the runtime never reads a tree that changes under it."""
         base = self.base
         if base is None or self.task.kind not in (TaskKind.CHANGE, TaskKind.RESOLVE):
             return
 
         def write(last: Checkpoint | None) -> Checkpoint | None:
-            return write_checkpoint(self.workspace, self.mirror, self.task.id, base, self.limits, last)
+            frozen = hold() if hold is not None and self.agent_running else None
+            with frozen or contextlib.nullcontext():
+                made = write_checkpoint(
+                    self.workspace, self.mirror, self.task.id, base, self.limits, last
+                )
+                self._save_session()
+            return made
 
-        self.checkpointer = Checkpointer(write)
-        self.checkpointer.start()
+        self.checkpointer = Checkpointer(write, on_problem=self.problems.append)
+        self.agent_running = True
+        if hold is not None or self.owner is None:
+            self.checkpointer.start()
+
+    def _save_session(self) -> None:
+        if self.session_id is None:
+            return
+        problem = save_session(
+            self.layout, self.task.id, self.attempt, self.config_dir, self.workspace.work_tree,
+            self.session_id,
+        )
+        if problem:
+            self.problems.append(problem)
 
     def on_agent_line(self, line: str) -> None:
         """Feed each line of the agent's output: a finished turn asks for a checkpoint."""
@@ -191,13 +284,19 @@ class TaskRounds:
             event = json.loads(line)
         except json.JSONDecodeError:
             return
-        if isinstance(event, dict) and event.get("type") in TURN_END_TYPES:
+        if not isinstance(event, dict):
+            return
+        if self.session_id is None:
+            self.session_id = session_id_of([line])
+        if event.get("type") in TURN_END_TYPES:
             self.checkpointer.poke()
 
     def end_agent(self, transcript: list[str]) -> str | None:
         """The agent ended: stop checkpointing and save its session; None, or why not saved."""
+        self.agent_running = False
         if self.checkpointer is not None:
-            self.checkpointer.stop()
+            if self.checkpointer.is_alive():
+                self.checkpointer.stop()
             self.checkpointer.checkpoint_now()  # the tree as the agent left it
         session = session_id_of(transcript)
         self.plan.report.session_id = session

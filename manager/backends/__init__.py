@@ -18,7 +18,14 @@ from .base import (
     root_scope,
     worker_name,
 )
-from .config import DockerConfig, EngineConfig, LocalConfig, StubConfig, SwarmConfig
+from .config import (
+    DockerConfig,
+    EngineConfig,
+    LocalConfig,
+    SlurmConfig,
+    StubConfig,
+    SwarmConfig,
+)
 
 
 def make_backend(config: EngineConfig) -> Backend:
@@ -31,6 +38,10 @@ def make_backend(config: EngineConfig) -> Backend:
         from .stub import make_stub
 
         return make_stub(config)
+    if isinstance(config, SlurmConfig):
+        from .slurm import make_slurm
+
+        return make_slurm(config)
     if isinstance(config, SwarmConfig):
         from .swarm import make_swarm
 
@@ -50,6 +61,7 @@ __all__ = [
     "LocalConfig",
     "Names",
     "Services",
+    "SlurmConfig",
     "SpawnRequest",
     "StubConfig",
     "SwarmConfig",

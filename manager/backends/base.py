@@ -67,6 +67,9 @@ class SpawnRequest:
     mounts: tuple[str, ...] = ()
     force: bool = False
     """Claim even when ``max_attempts`` is used up (``task retry``)."""
+    timeout_s: float | None = None
+    """The task's wall-clock limit for one attempt (the worker enforces it); an engine with
+    limits of its own (SLURM's ``--time``) sets its limit a margin above."""
 
     @property
     def worker_args(self) -> list[str]:

@@ -53,6 +53,28 @@ class SwarmConfig(_DockerFields):
     """The engine: ``swarm``."""
 
 
+ContainerRuntime = Literal["docker", "podman"]
+"""The container runtime on a SLURM node that starts the worker's container."""
+
+
+class SlurmConfig(_DockerFields):
+    """Workers as SLURM batch jobs, each starting the hardened worker container on its node
+    with the node's container runtime; the gateway and the scripted model as containers of
+    this host's Docker engine (the nodes see the root at the same host path)."""
+
+    type: Literal["slurm"] = "slurm"
+    """The engine: ``slurm``."""
+    runtime: ContainerRuntime = "docker"
+    """What starts the worker's container on the node: ``docker`` or ``podman`` (as root)."""
+    partition: str | None = None
+    """The partition jobs are submitted to; None for the cluster's default."""
+    time_margin_min: int = Field(default=5, ge=0)
+    """Minutes added to a task's ``timeout_s`` (rounded up to minutes) for the job's
+    ``--time``: the worker ends the attempt at its timeout, SLURM only if it could not."""
+    poll_s: float = Field(default=1.0, gt=0)
+    """How often ``watch_exits`` asks ``squeue``/``sacct`` which jobs ended."""
+
+
 class LocalConfig(_EngineConfig):
     """Workers as supervised processes on this host."""
 
@@ -83,7 +105,8 @@ class StubConfig(_EngineConfig):
 
 
 EngineConfig = Annotated[
-    DockerConfig | SwarmConfig | LocalConfig | StubConfig, Field(discriminator="type")
+    DockerConfig | SwarmConfig | SlurmConfig | LocalConfig | StubConfig,
+    Field(discriminator="type"),
 ]
 """Any engine's config, told apart by ``type``."""
-EngineName = Literal["docker", "swarm", "local", "stub"]
+EngineName = Literal["docker", "swarm", "slurm", "local", "stub"]

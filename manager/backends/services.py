@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ParamSpec
+from urllib.parse import urlsplit
 
 from orchestration_protocol import Layout
 from orchestration_protocol.gateway import api_socket, connect_unix, proxy_socket
@@ -98,6 +99,33 @@ def wait_until_answering(
     raise SpawnFailed(
         f"The gateway did not answer at {api_socket(layout)} ({error.strerror or error})."
     ) from error
+
+
+def upstream_probe(upstream: str) -> str:
+    """Python that exits non-zero unless an upstream inside the stack (plain ``http://``: the
+    scripted model, a proxy of the site) resolves and takes a connection; a public upstream
+    (``https://``) is not probed, so an outage out there never restarts a gateway."""
+    parts = urlsplit(upstream)
+    if parts.scheme != "http" or not parts.hostname:
+        return ""
+    return (
+        "import socket\n"
+        f"socket.create_connection(('{parts.hostname}',{parts.port or 80}),timeout=3).close()\n"
+    )
+
+
+def health_probe(upstream: str, api_sock: str) -> list[str]:
+    """The gateway's health check: its ``/health`` answers on its own socket ``api_sock``, and
+    :func:`upstream_probe` passes, so a gateway that lost its network (the names on it after a
+    ``docker swarm leave``, a vanished overlay) is not healthy."""
+    script = (
+        "import socket\n"
+        "s=socket.socket(socket.AF_UNIX);s.settimeout(3)\n"
+        f"s.connect('{api_sock}')\n"
+        "s.sendall(b'GET /health HTTP/1.0\\r\\nhost: gateway\\r\\n\\r\\n')\n"
+        "assert b' 200 ' in s.recv(64)\n"
+    )
+    return ["CMD", "python3", "-c", script + upstream_probe(upstream)]
 
 
 P = ParamSpec("P")

@@ -154,7 +154,7 @@ BackendOpt = Annotated[
     str | None,
     typer.Option(
         "--backend",
-        help="Where workers run: docker, swarm or local (default $ORCHESTRATOR_BACKEND or docker).",
+        help="Where workers run: docker, swarm, slurm or local (default $ORCHESTRATOR_BACKEND or docker).",
     ),
 ]
 VolumeOpt = Annotated[

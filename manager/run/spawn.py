@@ -9,6 +9,7 @@ the task's state with the protocol's own :func:`next_attempt` first.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -175,6 +176,9 @@ def worker_env_named(context: SpawnContext, name: str, profile: Profile) -> dict
     env.update(context.backend.names.worker_env(name, profile))
     if profile.egress_allow:
         env[worker_env.ENV_EGRESS_ALLOW] = ",".join(profile.egress_allow)
+    env[worker_env.ENV_PROFILE] = profile.name
+    if profile.check is not None:
+        env[worker_env.ENV_PROFILE_CHECK] = json.dumps(profile.check)
     if settings.repo_url:
         env[worker_env.ENV_REPO_URL] = settings.repo_url
     if settings.repo_branch:
@@ -213,6 +217,7 @@ def spawn_attempt(
         env=worker_env_for(context, task, profile),
         mounts=tuple(context.settings.mounts),
         force=force,
+        timeout_s=task.timeout_s,
     )
     return context.backend.workers.spawn(request)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...errors import ImageMissing, SpawnFailed
 from ..base import LABEL_ROLE, LABEL_ROOT, ROLE_WORKER, root_scope
-from ..config import DockerConfig, SwarmConfig
+from ..config import DockerConfig, SlurmConfig, SwarmConfig
 from .engine import build_hint, connect_docker, find_volume
 
 
@@ -23,7 +23,9 @@ def parse_mount(spec: str) -> tuple[str, dict[str, str]]:
 class DockerConnection:
     """The engine as one root's parts meet it, connected on first use."""
 
-    def __init__(self, config: DockerConfig | SwarmConfig, client: Any = None) -> None:
+    def __init__(
+        self, config: DockerConfig | SwarmConfig | SlurmConfig, client: Any = None
+    ) -> None:
         self.config = config
         self._client = client
         self._volume = config.volume

@@ -62,7 +62,28 @@ class DockerDoctor(Doctor):
         default = next((image for image, needed in images.items() if needed), None)
         if default is not None:
             checks.append(run_check("volume", self.volume_summary, default))
+        if (gateway := self.gateway_check()) is not None:
+            checks.append(gateway)
         return checks
+
+    def gateway_check(self) -> Check | None:
+        """The running gateway's own health check (its socket, and an upstream inside the
+        stack); None when this root has no gateway container running."""
+        from .services import gateway_container_name
+
+        name = gateway_container_name(self.docker.scope)
+        container = self.docker.container(name)
+        if container is None or container.status != "running":
+            return None
+        health = container.attrs.get("State", {}).get("Health") or {}
+        if health.get("Status") != "unhealthy":
+            return Check("gateway", True, f"{name} runs ({health.get('Status', 'no health check')})")
+        last = (health.get("Log") or [{}])[-1].get("Output", "").strip().splitlines()
+        return Check("gateway", False, (
+            f"The gateway {name} is unhealthy ({last[-1] if last else 'no output'}), as after "
+            "'docker swarm leave' or an engine restart; the next 'orchestrator run' or 'spawn' "
+            "reconnects it, or remove it with 'orchestrator cleanup --gateway --simulation'."
+        ))
 
     def engine_summary(self) -> str:
         version = self.docker.client.version()

@@ -125,9 +125,13 @@ def own_container_ids() -> list[str]:
     """Ids this process's container may have: its hostname (Docker's default), then the ids in
     its mount table and cgroups (right even when ``--hostname`` was given)."""
     ids = [socket.gethostname()]
-    for source in ("/proc/self/mountinfo", "/proc/self/cgroup"):
-        with contextlib.suppress(OSError):
-            ids += CONTAINER_ID.findall(Path(source).read_text())
+    with contextlib.suppress(OSError):  # only the files Docker binds into its own container:
+        # a host's table also lists the mounts of the containers of every engine on it
+        own = [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+               if line.split(" ")[4:5] in (["/etc/hostname"], ["/etc/hosts"], ["/etc/resolv.conf"])]
+        ids += CONTAINER_ID.findall("\n".join(own))
+    with contextlib.suppress(OSError):
+        ids += CONTAINER_ID.findall(Path("/proc/self/cgroup").read_text())
     return list(dict.fromkeys(ids))
 
 

@@ -32,6 +32,8 @@ from ..services import (
     SIMULATED_API_KEY,
     GatewaySpec,
     Simulation,
+    health_probe,
+    upstream_probe,
     wait_until_answering,
 )
 from .connection import DockerConnection
@@ -40,6 +42,7 @@ from .engine import secrets_archive
 CONTAINER_ROOT = "/orchestration"
 """Where the gateway sees the volume."""
 ROLE_NETWORK = "network"
+SECOND = 1_000_000_000
 
 
 SIMULATION_NETWORK = "orchestrator-net"
@@ -189,7 +192,8 @@ def start_gateway(docker: DockerConnection, spec: GatewaySpec) -> None:
         fresh = (container.labels or {}).get(LABEL_CONFIG) == fingerprint
         if fresh and container.status == "running":
             wait_until_answering(layout, lambda: _exited(container))
-            return
+            if repaired(docker, container, spec):
+                return
         container.remove(force=True)
     try:
         container = client.containers.create(
@@ -208,6 +212,11 @@ def start_gateway(docker: DockerConnection, spec: GatewaySpec) -> None:
             mem_limit="512m",
             pids_limit=256,
             restart_policy={"Name": "unless-stopped"},
+            healthcheck={
+                "test": health_probe(spec.upstream, f"{CONTAINER_ROOT}/gateway/api.sock"),
+                "interval": 10 * SECOND, "timeout": 5 * SECOND, "retries": 3,
+                "start_period": 2 * SECOND,
+            },
         )
         if spec.credentials:
             container.put_archive("/run", secrets_archive(spec.credentials, "0:0"))
@@ -220,6 +229,49 @@ def start_gateway(docker: DockerConnection, spec: GatewaySpec) -> None:
             f"'docker logs {name}'."
         ) from error
     wait_until_answering(layout, lambda: _exited(container))
+
+
+def upstream_problem(container: Any, upstream: str) -> str | None:
+    """Why the gateway container cannot reach an upstream inside the stack; None when it can
+    (or the upstream is public, and not probed)."""
+    probe = upstream_probe(upstream)
+    if not probe:
+        return None
+    code, output = container.exec_run(["python3", "-c", probe])
+    if code == 0:
+        return None
+    lines = bytes(output or b"").decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else f"exit {code}"
+
+
+def reconnect(docker: DockerConnection, container: Any) -> None:
+    """Take ``container`` off its user-defined networks and put it back (with its aliases): after
+    a ``docker swarm leave`` or an engine restart, that gives back its name on them."""
+    from docker.errors import APIError
+
+    container.reload()
+    for name, attached in container.attrs["NetworkSettings"]["Networks"].items():
+        if name in ("bridge", "host", "none"):
+            continue
+        with contextlib.suppress(APIError):
+            network = docker.client.networks.get(name)
+            network.disconnect(container, force=True)
+            network.connect(container, aliases=attached.get("Aliases") or None)
+
+
+def repaired(docker: DockerConnection, gateway: Any, spec: GatewaySpec) -> bool:
+    """Whether the running gateway reaches its upstream, once the scripted model and the gateway
+    are reconnected if it did not (their names lost, as after ``docker swarm leave``)."""
+    if upstream_problem(gateway, spec.upstream) is None:
+        return True
+    model = docker.container(model_container_name(docker.scope))
+    for container in (model, gateway):
+        if container is not None:
+            reconnect(docker, container)
+    reached = poll_until(
+        lambda: upstream_problem(gateway, spec.upstream) is None, timeout_s=10, interval_s=0.5
+    )
+    return bool(reached)
 
 
 def _exited(container: Any) -> str | None:

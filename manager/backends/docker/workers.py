@@ -19,6 +19,7 @@ import contextlib
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +52,58 @@ WORKER_LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 FINISHING_S = 5
 """How long a spawn waits for the previous container of the task to exit."""
 EXITED = re.compile(r"Exited \((-?\d+)\)")
+
+
+@dataclass(frozen=True)
+class WorkerContainer:
+    """What one worker container is for: its name, profile, environment, extra mounts, labels
+    (besides the role, root and profile ones) and command."""
+
+    name: str
+    profile: Profile
+    env: dict[str, str]
+    mounts: tuple[str, ...]
+    labels: dict[str, str]
+    command: tuple[str, ...]
+
+
+def hardened_options(worker: WorkerContainer, *, volume: str, root_label: str) -> dict[str, Any]:
+    """The container options (docker-py ``containers.create`` keywords) every worker gets: no
+    network, no capability but the runtime's, no new privileges, the profile's limits, the
+    volume ``volume`` at ``/runtime/orchestration``. The Docker engine passes them to docker-py;
+    the SLURM engine renders them as a ``docker run``/``podman run`` command line."""
+    profile = worker.profile
+    volumes = {volume: {"bind": WORKER_ROOT, "mode": "rw"}}
+    for spec in (*profile.mounts, *worker.mounts):
+        source, bind = parse_mount(spec)
+        volumes[source] = bind
+    kwargs: dict[str, Any] = {
+        "image": profile.image,
+        "command": list(worker.command),
+        "name": worker.name,
+        "labels": {
+            **worker.labels,
+            LABEL_ROLE: ROLE_WORKER,
+            LABEL_ROOT: root_label,
+            LABEL_PROFILE: profile.name,
+        },
+        "environment": {**worker.env, "ORCHESTRATION_DIR": WORKER_ROOT},
+        "user": "0:0",
+        "cap_drop": ["ALL"],
+        "cap_add": RUNTIME_CAPS,
+        "security_opt": ["no-new-privileges"],
+        "network_mode": "none",
+        "volumes": volumes,
+        "detach": True,
+    }
+    kwargs.update(worker_confinement(profile))
+    if profile.memory:
+        kwargs["mem_limit"] = profile.memory
+    if profile.cpus:
+        kwargs["nano_cpus"] = int(profile.cpus * 1e9)
+    if profile.pids_limit:
+        kwargs["pids_limit"] = profile.pids_limit
+    return kwargs
 
 
 def _record(summary: dict[str, Any]) -> WorkerRecord | None:
@@ -136,37 +189,11 @@ class DockerWorkers(Workers):
         command: list[str] | tuple[str, ...],
     ) -> dict[str, Any]:
         """The container options every worker gets, a task's or a pool's."""
-        volumes = {self.docker.volume: {"bind": WORKER_ROOT, "mode": "rw"}}
-        for spec in (*profile.mounts, *mounts):
-            source, bind = parse_mount(spec)
-            volumes[source] = bind
-        kwargs: dict[str, Any] = {
-            "image": profile.image,
-            "command": list(command),
-            "name": name,
-            "labels": {
-                **labels,
-                LABEL_ROLE: ROLE_WORKER,
-                LABEL_ROOT: self.docker.root_label,
-                LABEL_PROFILE: profile.name,
-            },
-            "environment": {**env, "ORCHESTRATION_DIR": WORKER_ROOT},
-            "user": "0:0",
-            "cap_drop": ["ALL"],
-            "cap_add": RUNTIME_CAPS,
-            "security_opt": ["no-new-privileges"],
-            "network_mode": "none",
-            "volumes": volumes,
-            "detach": True,
-        }
-        kwargs.update(worker_confinement(profile))
-        if profile.memory:
-            kwargs["mem_limit"] = profile.memory
-        if profile.cpus:
-            kwargs["nano_cpus"] = int(profile.cpus * 1e9)
-        if profile.pids_limit:
-            kwargs["pids_limit"] = profile.pids_limit
-        return kwargs
+        return hardened_options(
+            WorkerContainer(name, profile, env, mounts, labels, tuple(command)),
+            volume=self.docker.volume,
+            root_label=self.docker.root_label,
+        )
 
     def _create_and_start(self, kwargs: dict[str, Any]) -> None:
         from docker.errors import APIError

@@ -1,6 +1,6 @@
-"""The Swarm engine: workers as ``replicated-job`` services (``workers``); the gateway and the
-scripted model as containers of the manager's engine (the Docker engine's ``services``, by
-composition); the Docker checks plus the swarm's own (``doctor``)."""
+"""The Swarm engine: workers as ``replicated-job`` services placed on any node (``workers``); a
+gateway on every node (a ``global`` service) and the scripted model as a service (``services``);
+the Docker checks plus the swarm's own and which node lacks which image (``doctor``)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from ..base import Backend, Doctor
 from ..config import SwarmConfig
 from ..docker.connection import DockerConnection
 from ..docker.doctor import DockerDoctor, DockerNames
-from ..docker.services import DockerServices
 from ..services import Check, run_check
+from .images import missing_sentence, probe_images
+from .services import SwarmServices
 from .workers import SERVICE_NAME, Job, SwarmManager, SwarmNotReady, SwarmWorkers, service_name
 
 
@@ -42,8 +43,25 @@ class SwarmDoctor(Doctor):
     def checks(self, images: dict[str, bool]) -> list[Check]:
         checks = self.docker_doctor.checks(images)
         if checks and checks[0].ok:  # the engine answers: is it a swarm manager?
-            checks.insert(1, run_check("swarm", self.swarm.check))
+            swarm = run_check("swarm", self.swarm.check)
+            checks.insert(1, swarm)
+            if swarm.ok:
+                checks.insert(2, self.node_images(images))
         return checks
+
+    def node_images(self, images: dict[str, bool]) -> Check:
+        """Whether every ready node has every image the default profile needs (a probe job per
+        node and image); the others are named but do not fail the check."""
+        found = probe_images(self.swarm.docker.client, self.swarm.docker.root_label, list(images))
+        needed = [f for f in found if images.get(f.image)]
+        problem = missing_sentence(needed)
+        if problem is not None:
+            return Check("node images", False, problem)
+        nodes = len({f.node for f in found})
+        message = f"{nodes} node(s) have {', '.join(i for i, need in images.items() if need)}"
+        if other := missing_sentence([f for f in found if not images.get(f.image)]):
+            message += f" (for other profiles: {other.split(': load')[0]})"
+        return Check("node images", True, message)
 
     def prepare_root(self, layout: Layout) -> None:
         self.docker_doctor.prepare_root(layout)
@@ -56,7 +74,7 @@ def make_swarm(config: SwarmConfig, client: Any = None) -> Backend:
     return Backend(
         name="swarm",
         workers=SwarmWorkers(docker, swarm),
-        services=DockerServices(docker),
+        services=SwarmServices(docker),
         doctor=SwarmDoctor(docker, swarm),
         names=SwarmNames(docker),
         closers=(docker.close,),

@@ -26,10 +26,11 @@ when the id does not fit; its network ``<service>-net``). In the views, the newe
 service is ``worker-<root>-<task-id>`` and an earlier one ``worker-<root>-<task-id>.attempt-<n>``,
 as with Docker, so logs and recovery find them by the same names.
 
-The gateway and the scripted model run as containers of this (the manager's) engine, as the
-Docker backend runs them, and every job is placed on this engine's node (``node.id==...``):
-a Unix socket on NFS connects only processes of one host, so a worker elsewhere would need a
-gateway on its own node (one per node, e.g. a ``global`` service; not built yet).
+Swarm places each job on any node the profile's ``placement`` constraints allow, with the
+profile's limits. The worker reaches its own node's gateway (a ``global`` service, see
+``services.py``) through the node-local socket volume, mounted read-only at
+``$ORCHESTRATOR_GATEWAY_DIR``. A job whose node Swarm holds for ``down`` is a lost worker: it is
+reported ended (no exit code), and the next attempt lands on a node that is up.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from orchestration_protocol.contract import ENV_GATEWAY_DIR, ENV_GATEWAY_NODE
 
 from ...errors import BadInput, EnvironmentNotReady, SpawnFailed, TaskNotSpawnable
 from ...polling import poll_until
@@ -62,6 +65,8 @@ from ..base import (
 )
 from ..docker.connection import DockerConnection, parse_mount
 from ..docker.workers import FINISHING_S, RUNTIME_CAPS, WORKER_ROOT, swarm_confinement
+from ..exits import poll_exits
+from .services import GATEWAY_SOCKETS, socket_mount
 
 ROLE_NETWORK = "worker-network"
 NO_NEW_PRIVS = ["setpriv", "--no-new-privs", "orchestrator-worker"]
@@ -98,6 +103,8 @@ class Job:
     service: dict[str, Any]
     task: dict[str, Any] | None
     """Its newest Swarm task; None until the orchestrator has made one."""
+    node_down: bool = False
+    """The task's node is down (its engine stopped, or the node left): the worker is lost."""
 
     @property
     def labels(self) -> dict[str, str]:
@@ -118,7 +125,7 @@ class Job:
 
     @property
     def running(self) -> bool:
-        return self.state not in ENDED_STATES
+        return self.state not in ENDED_STATES and not self.node_down
 
     @property
     def container_id(self) -> str | None:
@@ -127,7 +134,7 @@ class Job:
 
     @property
     def exit_code(self) -> int | None:
-        if self.running:
+        if self.running or self.node_down:
             return None
         status = (self.task or {}).get("Status") or {}
         if self.state == "complete":
@@ -137,6 +144,8 @@ class Job:
 
     @property
     def error(self) -> str | None:
+        if self.node_down:
+            return f"its node {(self.task or {}).get('NodeID', '?')} is down"
         status = (self.task or {}).get("Status") or {}
         return status.get("Err") or None
 
@@ -187,8 +196,17 @@ class SwarmManager:
         return f"swarm manager of {swarm.get('Nodes', '?')} node(s) (node {swarm.get('NodeID', '?')})"
 
 
+    def down_nodes(self) -> set[str]:
+        """The nodes Swarm holds for down (their engine stopped answering, or they left)."""
+        return {
+            str(node["ID"]) for node in self.docker.client.api.nodes()
+            if (node.get("Status") or {}).get("State") == "down"
+        }
+
+
 class SwarmWorkers(Workers):
-    """Workers as Swarm ``replicated-job`` services, placed on this engine's node."""
+    """Workers as Swarm ``replicated-job`` services, placed by Swarm on any node the profile's
+    constraints allow."""
 
     keeps_warm_pools = False  # a pool worker is a container of one engine, not a Swarm job
 
@@ -221,7 +239,12 @@ class SwarmWorkers(Workers):
         by_service: dict[str, list[dict[str, Any]]] = {}
         for task in tasks:
             by_service.setdefault(task.get("ServiceID", ""), []).append(task)
-        return [Job(s, _newest(by_service.get(s["ID"], []))) for s in services]
+        down = self.swarm.down_nodes()
+        jobs = [Job(s, _newest(by_service.get(s["ID"], []))) for s in services]
+        return [
+            Job(job.service, job.task, node_down=(job.task or {}).get("NodeID") in down)
+            for job in jobs
+        ]
 
     def _named_jobs(self) -> list[tuple[str, Job]]:
         """Every job with its name in the views: the newest attempt of a task is
@@ -288,7 +311,11 @@ class SwarmWorkers(Workers):
         return str(network.id)
 
     def _mounts(self, request: SpawnRequest) -> list[dict[str, Any]]:
-        mounts = [_mount(self.docker.volume, WORKER_ROOT, read_only=False)]
+        mounts = [
+            _mount(self.docker.volume, WORKER_ROOT, read_only=False),
+            # this node's gateway sockets (a local volume: each node's engine has its own)
+            socket_mount(self.docker.scope, self.docker.root_label, read_only=True),
+        ]
         for spec in (*request.profile.mounts, *request.mounts):
             source, bind = parse_mount(spec)
             mounts.append(_mount(source, bind["bind"], read_only=bind["mode"] == "ro"))
@@ -299,7 +326,8 @@ class SwarmWorkers(Workers):
 
         profile = request.profile
         labels = self._labels(request)
-        env = {**request.env, "ORCHESTRATION_DIR": WORKER_ROOT}
+        env = {**request.env, "ORCHESTRATION_DIR": WORKER_ROOT, ENV_GATEWAY_DIR: GATEWAY_SOCKETS,
+               ENV_GATEWAY_NODE: "{{.Node.ID}}"}
         limits: dict[str, int] = {}
         if profile.memory:
             limits["MemoryBytes"] = parse_bytes(profile.memory)
@@ -326,7 +354,7 @@ class SwarmWorkers(Workers):
             "Resources": {"Limits": limits},
             "RestartPolicy": {"Condition": "none", "MaxAttempts": 0},
             "Networks": [{"Target": network_id}],
-            "Placement": {"Constraints": [f"node.id=={self.swarm.node_id}"]},
+            "Placement": {"Constraints": list(profile.placement)},
         }
 
     def _labels(self, request: SpawnRequest) -> dict[str, str]:
@@ -474,30 +502,9 @@ class SwarmWorkers(Workers):
     def watch_exits(
         self, callback: Callable[[WorkerRecord], None], stop: threading.Event
     ) -> threading.Thread:
-        thread = threading.Thread(
-            target=self._poll_exits, args=(callback, stop), name="swarm-exits", daemon=True
-        )
-        thread.start()
-        return thread
-
-    def _poll_exits(self, callback: Callable[[WorkerRecord], None], stop: threading.Event) -> None:
         """Swarm reports task states to its managers from every node (container events stay on
         each node), so poll them: each job that ends is reported once."""
-        reported: set[tuple[str, int | None]] | None = None
-        while not stop.is_set():
-            try:
-                records = self.all()
-            except Exception:  # engine restarting: try again shortly
-                stop.wait(2)
-                continue
-            ended = {(r.task_id, r.attempt): r for r in records if not r.running}
-            if reported is None:
-                reported = set(ended)  # ended before we started watching: not news
-            for key, record in ended.items():
-                if key not in reported:
-                    reported.add(key)
-                    callback(record)
-            stop.wait(POLL_S)
+        return poll_exits(self.all, callback, stop, interval_s=POLL_S, name="swarm-exits")
 
 
 def _mount(source: str, target: str, *, read_only: bool) -> dict[str, Any]:
