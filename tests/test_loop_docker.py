@@ -93,3 +93,28 @@ def test_an_integration_failure_goes_back_to_the_branch_that_broke_it(
     snapshot, _ = read_task_state(layout, "greeter", now=utc_now())
     assert [(r.kind, r.integration) for r in snapshot.rounds] == [("repair", True)]
     assert result_of(layout, "greeter").round.session == "resumed"  # type: ignore[union-attr]
+
+
+def test_a_conflict_gets_a_resolver_and_the_merge_goes_on(
+    simulation: dict[str, str], layout: Layout, tmp_path: Path
+) -> None:
+    remote = make_remote(tmp_path / "conflict", {"README.md": "# app\n", "test_base.py": PASSING_TEST})
+    settings = resolve_settings(layout.root, simulate=True, repo_url=str(remote), env=simulation)
+    context = prepare_spawning(settings, make_backend(settings.engine_config()))
+    for task_id, colour in (("blue", "blue"), ("green", "green")):
+        write_task(layout, Task(id=task_id, prompt=f"printf 'accent: {colour}\\n' > accent.txt",
+                                agent=AgentKind.COMMAND, repo=str(remote)))
+    dispatcher = Dispatcher(context, max_workers=2, scope=["blue", "green"])
+    assert dispatcher.run(until_settled=True).progress.succeeded
+    dispatcher.wait_for_workers()
+    report, clone = close_the_loop(context, str(remote), "main", ["blue", "green"])
+    try:
+        merged = (clone / "accent.txt").read_text()
+    finally:
+        shutil.rmtree(clone.parent, ignore_errors=True)
+    assert report.resolvers == {"green": "resolve-green-1"}
+    assert report.repaired == ["green: conflict resolved by resolve-green-1"]
+    assert "accent: blue" in merged and "accent: green" in merged and "<<<<<<<" not in merged
+    assert report.merge.ok and report.check_state == "passed", report.check
+    resolver = result_of(layout, "resolve-green-1")
+    assert resolver.round is not None and resolver.round.kind == "resolve"
