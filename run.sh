@@ -46,12 +46,22 @@ Options:
   --max-workers N     most workers the manager runs at once (default 4)
   --simulate          dry run: a scripted model stands in for Claude (no credentials, no cost)
   --continue          resume the manager's last conversation kept in the volume (same --repo)
-  --volume NAME       shared volume for tasks and results (default orchestration-volume)
-  --network NAME      Docker network for the manager and workers (default orchestrator-net)
-  --name NAME         the manager container's name (default orchestrator-manager)
+  --volume NAME       shared volume for tasks and results (default: orchestration-PROJECT)
+  --network NAME      Docker network for the manager and its gateway (default:
+                      orchestrator-net-PROJECT)
+  --name NAME         the manager container's name (default: orchestrator-manager-PROJECT)
+  --list              list the managers running on this engine (name, repository, volume)
   -h, --help          show this help
 
-  -- COMMAND...       run COMMAND in the prepared container instead of claude (e.g. -- bash)
+  -- COMMAND...       run COMMAND in the prepared container instead of claude (e.g. -- bash);
+                      when the project's manager runs already, COMMAND runs in it (docker exec)
+
+Projects: PROJECT is the repository's name and a short hash of its URL (or resolved path), e.g.
+app-3f2a9c1e for git@github.com:you/app.git, so each repository gets its own volume, network and
+manager, and two repositories run side by side. The same repository again while its manager
+runs: `./run.sh --repo URL -- bash` opens a shell in that manager, `docker attach NAME` reaches
+its prompt. The state of an older run.sh (volume orchestration-volume) stays reachable with
+--volume orchestration-volume.
 
 Environment: ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, ANTHROPIC_BASE_URL; Bedrock:
 CLAUDE_CODE_USE_BEDROCK=1 with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
@@ -73,6 +83,20 @@ need_value() {  # OPTION COUNT
     [[ $2 -ge 2 ]] || die $RET_USAGE "$1 needs a value (see ./run.sh --help)."
 }
 
+require_docker() {
+    command -v docker >/dev/null 2>&1 \
+        || die $RET_ENVIRONMENT "Docker is not installed; install it (on Debian: apt-get install docker.io) and run again."
+    local docker_err
+    if ! docker_err=$(docker info --format '{{.ServerVersion}}' 2>&1 >/dev/null); then
+        case "$docker_err" in
+            *"permission denied"*)
+                die $RET_ENVIRONMENT "no permission to use the Docker socket; run as root or join the 'docker' group (then log in again)." ;;
+            *)
+                die $RET_ENVIRONMENT "the Docker engine is not running; start it (systemctl start docker) or point DOCKER_HOST at one." ;;
+        esac
+    fi
+}
+
 repo=${REPO_URL:-}
 branch=${REPO_BRANCH:-main}
 token_file=~/.claude-token
@@ -82,9 +106,10 @@ key_given=0
 model=${ANTHROPIC_MODEL:-}
 max_workers=${ORCHESTRATOR_MAX_WORKERS:-4}
 simulate=0
-volume=${ORCHESTRATOR_VOLUME:-orchestration-volume}
-network=${ORCHESTRATOR_NETWORK:-orchestrator-net}
-name=orchestrator-manager
+volume=${ORCHESTRATOR_VOLUME:-}
+network=${ORCHESTRATOR_NETWORK:-}
+name=""
+list=0
 command=()
 
 while [[ $# -gt 0 ]]; do
@@ -109,12 +134,22 @@ while [[ $# -gt 0 ]]; do
         --network=*) network=${1#*=} ;;
         --name) need_value "$1" $#; name=$2; shift ;;
         --name=*) name=${1#*=} ;;
+        --list) list=1 ;;
         -h|--help) usage; exit 0 ;;
         --) shift; command=("$@"); break ;;
         *) die $RET_USAGE "unknown option '$1' (see ./run.sh --help)." ;;
     esac
     shift
 done
+
+# --- the managers running on this engine ------------------------------------------------------
+
+if [[ "$list" == 1 ]]; then
+    require_docker
+    printf 'MANAGER\tREPOSITORY\tVOLUME\tSTATUS\n'
+    exec docker ps --filter label=orchestrator.role=manager \
+        --format '{{.Names}}\t{{.Label "orchestrator.repo"}}\t{{.Label "orchestrator.volume"}}\t{{.Status}}'
+fi
 
 # --- the request -------------------------------------------------------------------------------
 
@@ -147,21 +182,52 @@ fi
 
 # --- Docker ------------------------------------------------------------------------------------
 
-command -v docker >/dev/null 2>&1 \
-    || die $RET_ENVIRONMENT "Docker is not installed; install it (on Debian: apt-get install docker.io) and run again."
-if ! docker_err=$(docker info --format '{{.ServerVersion}}' 2>&1 >/dev/null); then
-    case "$docker_err" in
-        *"permission denied"*)
-            die $RET_ENVIRONMENT "no permission to use the Docker socket; run as root or join the 'docker' group (then log in again)." ;;
-        *)
-            die $RET_ENVIRONMENT "the Docker engine is not running; start it (systemctl start docker) or point DOCKER_HOST at one." ;;
-    esac
-fi
+require_docker
 socket=/var/run/docker.sock
 if [[ "${DOCKER_HOST:-}" == unix://* ]]; then
     socket=${DOCKER_HOST#unix://}
 elif [[ -n "${DOCKER_HOST:-}" ]]; then
     die $RET_ENVIRONMENT "DOCKER_HOST=$DOCKER_HOST is not a local socket; the manager needs the engine's unix socket to start workers."
+fi
+
+# --- the project: its volume, network and manager ----------------------------------------------
+
+# PROJECT = the repository's name and the first 8 hex digits of the SHA-256 of its URL (or of
+# its resolved path), so every repository gets names of its own and the same one always the same.
+project_of() {  # REPO
+    local url=${1%/} base hash
+    base=${url%.git}
+    base=${base##*/}
+    base=${base##*:}
+    base=${base,,}
+    base=${base//[^a-z0-9]/-}
+    base=${base:0:24}
+    base=${base##-}
+    base=${base%%-}
+    hash=$(printf '%s' "$url" | sha256sum)
+    printf '%s-%s' "${base:-repo}" "${hash:0:8}"
+}
+project=$(project_of "$repo")
+volume=${volume:-orchestration-$project}
+network=${network:-orchestrator-net-$project}
+name=${name:-orchestrator-manager-$project}
+
+tty_args=(-i)
+[[ -t 0 && -t 1 ]] && tty_args=(-it)
+
+# The same project again: a command runs in its running manager; else one sentence says how.
+if [[ "$(docker container inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" == true ]]; then
+    if [[ ${#command[@]} -gt 0 ]]; then
+        exec docker exec "${tty_args[@]}" "$name" "${command[@]}"
+    fi
+    die $RET_ENVIRONMENT "the manager $name runs already for $repo; reach its prompt with 'docker attach $name' (leave with Ctrl-P Ctrl-Q), or run a command in it with './run.sh --repo $repo -- bash'."
+fi
+if docker container inspect "$name" >/dev/null 2>&1; then
+    die $RET_ENVIRONMENT "a container named $name exists already but does not run; remove it with 'docker rm -f $name' and run again."
+fi
+other=$(docker ps --filter label=orchestrator.role=manager --filter "label=orchestrator.volume=$volume" --format '{{.Names}}' 2>/dev/null || true)
+if [[ -n "$other" ]]; then
+    die $RET_ENVIRONMENT "the volume $volume is in use by the manager ${other%%$'\n'*}; reach it with 'docker attach ${other%%$'\n'*}', or give this one its own with --volume NAME."
 fi
 
 # --- credentials -------------------------------------------------------------------------------
@@ -219,10 +285,10 @@ if ! image_exists "$MANAGER_IMAGE" || ! image_exists "$WORKER_IMAGE"; then
         || die $RET_ENVIRONMENT "building the images failed (see above); run scripts/build-images.sh --offline and try again."
 fi
 docker volume inspect "$volume" >/dev/null 2>&1 || docker volume create "$volume" >/dev/null
-docker network inspect "$network" >/dev/null 2>&1 \
-    || docker network create --label orchestrator.role=network "$network" >/dev/null
-if docker container inspect "$name" >/dev/null 2>&1; then
-    die $RET_ENVIRONMENT "a container named $name exists already (another manager?); attach with 'docker attach $name', or remove it with 'docker rm -f $name'."
+network_made=0
+if ! docker network inspect "$network" >/dev/null 2>&1; then
+    docker network create --label orchestrator.role=network --label "orchestrator.project=$project" "$network" >/dev/null
+    network_made=1
 fi
 
 # --- the manager -------------------------------------------------------------------------------
@@ -248,9 +314,6 @@ if [[ -n "$repo_mount" ]]; then
     mounts+=(--mount "type=bind,source=$repo_mount,target=$repo_mount")
 fi
 
-tty_args=(-i)
-[[ -t 0 && -t 1 ]] && tty_args=(-it)
-
 # Closing the terminal (SIGHUP) or `kill` (SIGTERM) ends the docker client, not the container:
 # stop the manager then too. Detaching on purpose (Ctrl-P Ctrl-Q) leaves it running.
 # shellcheck disable=SC2317  # called from traps
@@ -273,6 +336,8 @@ end_simulation() {
             | xargs -r docker inspect -f '{{join .Args " "}}' 2>/dev/null | grep -c "http://${model#/}:" || true)
         [[ "$users" -gt 0 ]] || docker rm -f "$id" >/dev/null 2>&1 || true
     done
+    # the network it made goes too, unless something (a shared scripted model) still uses it
+    [[ "$network_made" == 0 ]] || docker network rm "$network" >/dev/null 2>&1 || true
 }
 trap 'stop_manager; end_simulation; cleanup; exit 129' HUP
 trap 'stop_manager; end_simulation; cleanup; exit 143' TERM
@@ -281,6 +346,9 @@ status=0
 docker run --rm --init "${tty_args[@]}" \
     --name "$name" \
     --label orchestrator.role=manager \
+    --label "orchestrator.project=$project" \
+    --label "orchestrator.repo=$repo" \
+    --label "orchestrator.volume=$volume" \
     --network "$network" \
     --mount "type=bind,source=$socket,target=/var/run/docker.sock" \
     --mount "type=volume,source=$volume,target=/orchestration" \

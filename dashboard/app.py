@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from anyio import to_thread
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -49,6 +50,8 @@ from .details import (
     task_patch,
 )
 from .events import BoardHub
+from .metrics import fleet_registry
+from .project import project_info
 from .security import SecurityHeaders, TokenGate
 from .static_files import INDEX, STATIC_DIR
 
@@ -77,6 +80,16 @@ async def index(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
+
+
+async def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics
+    text = await to_thread.run_sync(generate_latest, registry)
+    return Response(text, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+
+
+async def project(request: Request) -> Response:
+    return _json(project_info().model_dump())
 
 
 async def board(request: Request) -> Response:
@@ -202,6 +215,8 @@ def create_app(
         Route("/", index, methods=get),
         Route("/healthz", healthz, methods=get),
         Route("/api/board", board, methods=get),
+        Route("/api/project", project, methods=get),
+        Route("/metrics", metrics, methods=get),
         Route("/api/events", events, methods=get),
         Route("/api/egress", egress, methods=get),
         Route("/api/tasks/{task_id}", task, methods=get),
@@ -216,4 +231,5 @@ def create_app(
         exception_handlers={404: not_found, 500: server_error},
     )
     app.state.hub = hub
+    app.state.metrics = fleet_registry(layout)
     return SecurityHeaders(TokenGate(app, token=token, allowed_hosts=allowed_hosts))

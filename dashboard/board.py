@@ -29,6 +29,7 @@ from orchestration_protocol import (
     read_snapshot,
     utc_now,
 )
+from orchestration_protocol.priorities import Priorities, read_priorities
 from orchestration_views.ledger import LedgerCache, LedgerSummary, fleet_budget_view
 from orchestration_views.rows import board_problems, root_problem, task_row
 
@@ -51,7 +52,11 @@ def attempt_spans(
     for attempt in range(1, snapshot.attempt + 1):
         claim = _quiet_read(layout.claim_file(snapshot.task_id, attempt), Claim, snapshot.task_id)
         result = _result_of(layout, snapshot, attempt)
-        status = snapshot.current_status if snapshot.claim and snapshot.claim.attempt == attempt else None
+        status = (
+            snapshot.current_status
+            if snapshot.claim and snapshot.claim.attempt == attempt
+            else None
+        )
         started = (
             (result.started_at if result else None)
             or (status.started_at if status else None)
@@ -73,9 +78,9 @@ def attempt_spans(
                 "heartbeat_at": _iso(status.heartbeat_at) if status else None,
                 "outcome": outcome,
                 "error": result.error if result else None,
-                "cost_usd": ledger.by_attempt.get(attempt) if ledger else (
-                    result.cost_usd if result else None
-                ),
+                "cost_usd": ledger.by_attempt.get(attempt)
+                if ledger
+                else (result.cost_usd if result else None),
             }
         )
     return spans
@@ -91,7 +96,9 @@ def _quiet_read(path: Path, model: type[Any], task_id: str) -> Any:
 def _result_of(layout: Layout, snapshot: TaskSnapshot, attempt: int) -> Result | None:
     if snapshot.result is not None and snapshot.result.attempt == attempt:
         return snapshot.result
-    found = _quiet_read(layout.archived_result_file(snapshot.task_id, attempt), Result, snapshot.task_id)
+    found = _quiet_read(
+        layout.archived_result_file(snapshot.task_id, attempt), Result, snapshot.task_id
+    )
     return found if isinstance(found, Result) else None
 
 
@@ -101,10 +108,11 @@ def dashboard_row(
     state: TaskState,
     now: datetime,
     ledger: LedgerSummary | None,
+    priorities: Priorities | None = None,
 ) -> dict[str, Any]:
     """``orchestrator status``'s row of a task, plus what the board draws: its attempts, the
     files it changed and the times of its current attempt."""
-    row = task_row(snapshot, state, now, ledger)
+    row = task_row(snapshot, state, now, ledger, priorities)
     for moving in ("age_s", "heartbeat_age_s"):  # the page counts these itself, from the times
         row.pop(moving, None)
     if row["prompt"] and len(row["prompt"]) > PROMPT_IN_ROW:  # the whole one is in the details
@@ -146,6 +154,7 @@ class BoardModel:
         self.rows: dict[str, dict[str, Any]] = {}
         self.states: dict[str, TaskState] = {}
         self.summary: dict[str, Any] = {}
+        self.priorities = Priorities()
         self._next_full_read = 0.0
         self._lock = threading.Lock()
 
@@ -177,6 +186,10 @@ class BoardModel:
         now = utc_now()
         states = self.board.states(now=now)
         changed = set(dirty) | {i for i, s in states.items() if self.states.get(i) != s}
+        priorities = read_priorities(self.layout.root)
+        if priorities != self.priorities:  # every row may have a new priority
+            self.priorities = priorities
+            changed |= set(states)
         changed |= {i for i, s in states.items() if s == TaskState.RUNNING}  # cost, heartbeat
         delta = Delta()
         rows = dict(self.rows)  # readers hold the old dict meanwhile: no lock on their side
@@ -187,7 +200,12 @@ class BoardModel:
                     delta.removed.append(task_id)
                 continue
             row = dashboard_row(
-                self.layout, snapshot, states[task_id], now, self.ledgers.summary(task_id)
+                self.layout,
+                snapshot,
+                states[task_id],
+                now,
+                self.ledgers.summary(task_id),
+                self.priorities,
             )
             if rows.get(task_id) != row:
                 rows[task_id] = row
@@ -210,14 +228,17 @@ class BoardModel:
             "counts": dict(sorted(counts.items())),
             "total_cost_usd": sum(costs),
             "fleet_budget": fleet,
-            "problems": board_problems(self.board) if problem is None else [],
+            "problems": board_problems(self.board, self.priorities) if problem is None else [],
         }
 
     def ordered_rows(self) -> list[dict[str, Any]]:
-        """Every row, oldest task first (as ``orchestrator status`` orders them). Never waits
-        for a refresh: it reads the rows a refresh last swapped in whole."""
+        """Every row in the queue's order (as ``orchestrator status`` orders them: the highest
+        priority first, then the oldest). Never waits for a refresh: it reads the rows a refresh
+        last swapped in whole."""
         rows = list(self.rows.values())
-        return sorted(rows, key=lambda row: (row["created_at"] or "", row["id"]))
+        return sorted(
+            rows, key=lambda row: (-(row["priority"] or 0), row["created_at"] or "", row["id"])
+        )
 
     def board_message(self) -> dict[str, Any]:
         """The whole board: what the page gets first, and what ``/api/board`` answers."""

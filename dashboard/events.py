@@ -37,7 +37,7 @@ ROOT_RETRY_S = 2.0
 RESCAN_S = 30.0
 QUEUE_LIMIT = 256
 """Messages a slow page may fall behind by; past that it is dropped and reconnects afresh."""
-WATCHED: tuple[WatchKind, ...] = ("task", "status", "result", "cancel", "log")
+WATCHED: tuple[WatchKind, ...] = ("task", "status", "result", "cancel", "log", "priorities")
 
 
 class Subscription:
@@ -132,7 +132,8 @@ class BoardHub:
             for waiter in self.log_waiters.get(task_id, ()):
                 waiter.set()
             return
-        self._dirty.add(task_id)
+        if task_id:  # priorities.csv names none: the refresh reads it, and redraws what changed
+            self._dirty.add(task_id)
         self._wake.set()
 
     async def _run(self) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from orchestration_protocol import Layout
 
+from .project import project_info
+
 TOKEN_ENV = "ORCHESTRATOR_DASHBOARD_TOKEN"
 PUBLIC_URL_ENV = "ORCHESTRATOR_DASHBOARD_URL"
 """Where people open the dashboard when that is not where it listens (a published container
@@ -116,7 +118,9 @@ def serve(settings: DashboardSettings, *, quiet: bool = False) -> None:
     )
     server = uvicorn.Server(config)
     if not quiet:
-        print(f"dashboard: {settings.root} at {settings.url}", file=sys.stderr, flush=True)
+        served = project_info().project
+        served = f" (project {served})" if served else ""
+        print(f"dashboard: {settings.root}{served} at {settings.url}", file=sys.stderr, flush=True)
     server.run()
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from orchestration_protocol import utc_now
 from orchestration_protocol.gateway import GatewayCaller, LedgerEntry
 
+from . import metrics
 from .budgets import Budgets
 from .holds import Hold
 from .prices import cost_usd
@@ -73,6 +74,7 @@ class Exchange:
                 self._charge_unsettled(entry)
         self.budgets.settle(self.hold, entry if self.metered else None)
         self._log(status, outcome, entry, retries, error)
+        metrics.exchange_ended(self.path, status, outcome, error, time.monotonic() - self.started)
         return entry
 
     def _charge_unsettled(self, entry: LedgerEntry) -> None:

@@ -31,6 +31,7 @@ from .cloud_credentials import read_aws_credential, read_vertex_credential
 from .credentials import no_credential_message, read_credential
 from .egress import EgressProxy
 from .errors import EXIT_BAD_SETTING, EXIT_CANNOT_LISTEN, EXIT_OK, BadSetting
+from .metrics import serve_metrics_from_env
 from .settings import ENV_NAMES, environment, resolve_settings
 
 log = logging.getLogger("gateway")
@@ -110,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         credential = read_credential(settings.secrets_dir, environment())
         aws = read_aws_credential(settings.secrets_dir, environment())
         vertex = read_vertex_credential(settings.secrets_dir, environment())
+        serve_metrics_from_env(environment())
     except BadSetting as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_BAD_SETTING

@@ -41,6 +41,8 @@ WORKER_COMMAND_ENV = "ORCHESTRATOR_WORKER_COMMAND"
 DOCKER_HOST_ENV = "DOCKER_HOST"
 SLURM_RUNTIME_ENV = "ORCHESTRATOR_SLURM_RUNTIME"
 """``docker`` (default) or ``podman``: what starts a SLURM job's worker container on its node."""
+REMOVE_ENDED_ENV = "ORCHESTRATOR_REMOVE_ENDED_AFTER_S"
+"""Seconds after its result before an ended worker is removed (``never``: keep them)."""
 ALIVE_FILE_ENV = "ORCHESTRATOR_ALIVE_FILE"
 """A file ``dispatch`` touches on every pass of its loop, for a healthcheck to judge."""
 PROFILES_ENV = "ORCHESTRATOR_PROFILES"
@@ -105,6 +107,10 @@ class ManagerSettings(BaseModel):
     checked."""
     alive_file: Path | None = None
     """Touched by ``dispatch`` on every pass (``$ORCHESTRATOR_ALIVE_FILE``); None for none."""
+    remove_ended_after_s: float | None = Field(default=600.0, ge=0)
+    """Seconds after its attempt's result before an ended worker (container, job) is removed,
+    its own last output kept in the volume (``$ORCHESTRATOR_REMOVE_ENDED_AFTER_S``); None
+    (``never``) keeps them for ``orchestrator cleanup``."""
     budget_usd: float | None = Field(default=None, gt=0)
     """The fleet budget ``run`` and ``dispatch`` set (``--budget``, ``$ORCHESTRATOR_BUDGET_USD``):
     the most all tasks together may spend from then on; None to leave the budget as it is."""
@@ -265,6 +271,7 @@ def resolve_settings(
         docker_host=env.get(DOCKER_HOST_ENV) or None,
         worker_image=env.get(WORKER_IMAGE_ENV) or "claude-worker",
         slurm_runtime=slurm_runtime_from_env(env),
+        remove_ended_after_s=remove_ended_from_env(env),
     )
 
 
@@ -278,3 +285,22 @@ def slurm_runtime_from_env(env: Mapping[str, str]) -> Literal["docker", "podman"
     if value not in ("docker", "podman"):
         raise BadInput(f"${SLURM_RUNTIME_ENV}={value!r} is not docker or podman; fix or unset it.")
     return "podman" if value == "podman" else "docker"
+
+
+def remove_ended_from_env(env: Mapping[str, str]) -> float | None:
+    """``$ORCHESTRATOR_REMOVE_ENDED_AFTER_S`` (600 when unset, None for ``never``); BadInput
+    for anything but a number of at least 0 or ``never``."""
+    value = env.get(REMOVE_ENDED_ENV, "").strip().lower()
+    if not value:
+        return 600.0
+    if value == "never":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise BadInput(
+            f"${REMOVE_ENDED_ENV}={value!r} is not a number of seconds or 'never'; fix or unset it."
+        )
+    return seconds

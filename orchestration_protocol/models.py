@@ -60,6 +60,10 @@ def _check_schema_version(version: int) -> int:
 SchemaVersion = Annotated[int, AfterValidator(_check_schema_version)]
 
 
+PRIORITY_LIMIT = 1_000_000
+"""A task's priority runs from ``-PRIORITY_LIMIT`` to ``PRIORITY_LIMIT``."""
+
+
 class ProtocolModel(BaseModel):
     """Common settings: unknown fields are errors, values are validated on assignment."""
 
@@ -143,6 +147,11 @@ class Task(ProtocolModel):
     worker of an earlier version still reads the task."""
     merge_branch: str | None = Field(default=None, min_length=1, max_length=250)
     """For kind ``resolve``: the branch merged into ``branch`` whose conflicts the agent resolves."""
+    # issue 17: the queue's order (see orchestration_protocol/priorities.py)
+    priority: int | None = Field(default=None, ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT)
+    """Higher starts first among ready tasks (ties: the older first); None counts as 0 and stays
+    out of the file (a worker of an earlier version still reads it); ``priorities.csv`` in the
+    root overrides it without rewriting this file."""
     created_at: datetime | None = None
     """When the task was written."""
     schema_version: SchemaVersion = SCHEMA_VERSION

@@ -25,13 +25,17 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from .paths import Layout, is_hidden, task_id_from_filename
+from .priorities import PRIORITIES_FILE
 
 logger = logging.getLogger(__name__)
 
-WatchKind = Literal["task", "status", "result", "cancel", "log"]
+WatchKind = Literal["task", "status", "result", "cancel", "log", "priorities"]
 ALL_KINDS: tuple[WatchKind, ...] = ("task", "status", "result", "cancel")
 """The kinds a watcher follows unless told otherwise; ``log`` (``logs/<id>.log`` growing, as a
-worker appends its agent's output) is asked for by name, by views that show logs live."""
+worker appends its agent's output) is asked for by name, by views that show logs live, and so is
+``priorities`` (``<root>/priorities.csv`` written: its events carry no task id, ``""``)."""
+ROOT_FILES: dict[str, WatchKind] = {PRIORITIES_FILE: "priorities"}
+"""Files of the root itself that a watcher can follow, by kind."""
 _DIRECTORY_KINDS: dict[str, tuple[WatchKind, str]] = {
     "tasks": ("task", ".json"),
     "status": ("status", ".json"),
@@ -169,11 +173,14 @@ class ProtocolWatcher:
         self._threads: list[threading.Thread] = []
 
     def _watched_dirs(self) -> list[tuple[Path, WatchKind, str]]:
-        return [
+        watched = [
             (self.layout.root / name, kind, suffix)
             for name, (kind, suffix) in _DIRECTORY_KINDS.items()
             if kind in self.kinds
         ]
+        if self.kinds & set(ROOT_FILES.values()):
+            watched.append((self.layout.root, "priorities", ""))  # the root: its files alone
+        return watched
 
     def _start_observer(self, polling: bool) -> BaseObserver:
         if not polling:
@@ -238,6 +245,11 @@ class ProtocolWatcher:
     def _classify(self, path: Path) -> ProtocolEvent | None:
         if is_hidden(path.name):
             return None
+        if path.parent == self.layout.root:
+            kind = ROOT_FILES.get(path.name)
+            if kind is None or kind not in self.kinds:
+                return None
+            return ProtocolEvent(kind, "", path)
         for directory, kind, suffix in self._watched_dirs():
             if path.parent == directory:
                 task_id = task_id_from_filename(path.name, suffix)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestration_protocol import Board, Layout, Result, TaskKind, TaskSnapshot, TaskState
+from orchestration_protocol.priorities import PRIORITIES_FILE, Priorities
 
 from .ledger import LedgerCache, LedgerSummary, task_cost, total_cost
 
@@ -54,9 +55,11 @@ def task_row(
     state: TaskState,
     now: datetime,
     ledger: LedgerSummary | None = None,
+    priorities: Priorities | None = None,
 ) -> dict[str, Any]:
     """Everything ``status`` shows about one task, JSON-ready; its cost from ``ledger`` (the
-    gateway's), else from its result."""
+    gateway's), else from its result; its priority by ``priorities`` (the root's
+    priorities.csv), else its file's."""
     task, claim, result = snapshot.task, snapshot.claim, snapshot.current_result
     status = snapshot.current_status
     cost = task_cost(snapshot, ledger)
@@ -68,6 +71,7 @@ def task_row(
         "profile": task.profile if task else None,
         "agent": task.agent.value if task else None,
         "kind": task.kind.value if task else None,
+        "priority": (priorities or Priorities()).priority_of(task) if task else None,
         "depends_on": list(task.depends_on) if task else [],
         "created_at": task.created_at.isoformat() if task and task.created_at else None,
         "age_s": _since(
@@ -159,16 +163,22 @@ def status_rows(
     now: datetime,
     ids: list[str] | None = None,
     ledgers: LedgerCache | None = None,
+    priorities: Priorities | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows for ``ids`` (every task when None), oldest first; costs from ``ledgers`` if given."""
+    """Rows for ``ids`` (every task when None) in the queue's order (the highest priority
+    first, then the oldest); costs from ``ledgers`` if given."""
     chosen = [
         i for i in (ids if ids is not None else list(board.snapshots)) if i in board.snapshots
     ]
     rows = [
-        task_row(board.snapshots[i], states[i], now, ledgers.summary(i) if ledgers else None)
+        task_row(
+            board.snapshots[i], states[i], now, ledgers.summary(i) if ledgers else None, priorities
+        )
         for i in chosen
     ]
-    return sorted(rows, key=lambda row: (row["created_at"] or "", row["id"]))
+    return sorted(
+        rows, key=lambda row: (-(row["priority"] or 0), row["created_at"] or "", row["id"])
+    )
 
 
 def rows_total_cost(rows: list[dict[str, Any]]) -> float:
@@ -187,9 +197,13 @@ def cost_lines(rows: list[dict[str, Any]], fleet: dict[str, Any] | None) -> list
     return lines
 
 
-def board_problems(board: Board) -> list[dict[str, str]]:
-    """Files that could not be used: stray names in tasks/, and unreadable files of any task."""
+def board_problems(board: Board, priorities: Priorities | None = None) -> list[dict[str, str]]:
+    """Files that could not be used: stray names in tasks/, unreadable files of any task, and
+    the bad lines of the priorities file."""
     problems = [{"file": str(error.path), "error": str(error)} for error in board.stray_files]
+    if priorities is not None:
+        file = str(priorities.path or PRIORITIES_FILE)
+        problems.extend({"file": file, "error": bad.message} for bad in priorities.problems)
     for snapshot in board.snapshots.values():
         problems.extend(
             {"file": str(problem.path), "error": str(problem)} for problem in snapshot.problems

@@ -66,6 +66,8 @@ class EngineKit:
     backends: list[Backend] = field(default_factory=list)
     profiles: Path | None = None
     """A profiles file (the slurm engine's asks for one CPU a worker: the node has two)."""
+    remove_ended_after_s: float | None = None
+    """When the dispatcher removes ended workers (None: never, so a test can read them)."""
 
     @property
     def settings(self) -> ManagerSettings:
@@ -77,6 +79,7 @@ class EngineKit:
             repo_url=str(self.remote),
             heartbeat_s=0.5,
             profiles_path=self.profiles,
+            remove_ended_after_s=self.remove_ended_after_s,
         )
 
     def backend(self) -> Backend:

@@ -36,25 +36,38 @@ TOKEN = "compose-test-token-" + "0" * 16
 class Stack:
     """One Compose project of this test's own."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, env_file: dict[str, str] | None = None) -> None:
+        """``env_file``: the project's settings, written to a file given with --env-file (the
+        several-projects way, docs/service.md), else they come from the environment."""
         self.project = f"orchtest{uuid.uuid4().hex[:8]}"
-        self.volume = f"{self.project}-volume"
+        self.volume = f"{self.project}_orchestration"  # Compose names it after the project
         self.port = free_port()
-        self.env = {
-            **os.environ,
-            "ORCHESTRATOR_WORKER_IMAGE": WORKER_IMAGE,
-            "ORCHESTRATOR_MANAGER_IMAGE": MANAGER_IMAGE,
-            "ORCHESTRATOR_VOLUME": self.volume,
+        settings = {
+            "COMPOSE_PROJECT_NAME": self.project,
             "ORCHESTRATOR_DASHBOARD_PORT": str(self.port),
-            "ORCHESTRATOR_DASHBOARD_TOKEN": TOKEN,
             "ORCHESTRATOR_MAX_WORKERS": "2",
             "REPO_URL": "/orchestration/remote.git",
         }
+        inherited = {k: v for k, v in os.environ.items() if k not in ("ORCHESTRATOR_VOLUME",)}
+        self.env = {
+            **inherited,
+            "ORCHESTRATOR_WORKER_IMAGE": WORKER_IMAGE,
+            "ORCHESTRATOR_MANAGER_IMAGE": MANAGER_IMAGE,
+            "ORCHESTRATOR_DASHBOARD_TOKEN": TOKEN,
+        }
+        self.env_file: Path | None = None
+        if env_file is None:
+            self.env.update(settings)
+        else:
+            self.env_file = tmp_path / f"{self.project}.env"
+            lines = [f"{key}={value}" for key, value in {**settings, **env_file}.items()]
+            self.env_file.write_text("# a project of the service\n" + "\n".join(lines) + "\n")
         self.remote = make_remote(tmp_path)
 
     def compose(self, *args: str, timeout: float = 300, check: bool = True,
                 stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        command = ["docker-compose", "-p", self.project, "-f", str(REPO / "compose.yaml"),
+        project = ["--env-file", str(self.env_file)] if self.env_file else ["-p", self.project]
+        command = ["docker-compose", *project, "-f", str(REPO / "compose.yaml"),
                    "-f", str(REPO / "compose.simulate.yaml"), *args]
         done = subprocess.run(command, env=self.env, cwd=REPO, capture_output=True, text=True,
                               timeout=timeout, input=stdin)
@@ -99,8 +112,7 @@ def wait_until(condition, timeout: float, what: str, step: float = 0.5) -> None:
         time.sleep(step)
 
 
-@pytest.fixture
-def stack(docker_client, tmp_path: Path) -> Iterator[Stack]:
+def require_compose(docker_client) -> None:
     require(shutil.which("docker-compose") is not None,
             "docker-compose is missing; apt-get install docker-compose")
     for image in (WORKER_IMAGE, MANAGER_IMAGE):
@@ -108,6 +120,11 @@ def stack(docker_client, tmp_path: Path) -> Iterator[Stack]:
             docker_client.images.get(image)
         except Exception:
             require(False, f"the {image} image is missing; build it with scripts/build-images.sh --offline")
+
+
+@pytest.fixture
+def stack(docker_client, tmp_path: Path) -> Iterator[Stack]:
+    require_compose(docker_client)
     stack = Stack(tmp_path)
     try:
         yield stack
@@ -169,3 +186,83 @@ def test_the_stack_runs_tasks_as_a_service_and_a_killed_dispatcher_loses_nothing
     assert states == {"dark-mode": "success", "sleeper": "success", "after": "success"}
     assert board["summary"]["problems"] == [] and board["summary"]["total_cost_usd"] > 0
     assert f"http://127.0.0.1:{stack.port}/" in stack.compose("logs", "dashboard").stdout
+
+
+@pytest.fixture
+def two_stacks(docker_client, tmp_path: Path) -> Iterator[tuple[Stack, Stack]]:
+    """Two projects of the service, each from its own env file, each linking to the other."""
+    require_compose(docker_client)
+    stacks: list[Stack] = []
+    try:
+        for side, budget in (("a", "5"), ("b", "7")):
+            (tmp_path / side).mkdir()
+            stacks.append(Stack(tmp_path / side, env_file={"ORCHESTRATOR_BUDGET_USD": budget}))
+        a, b = stacks
+        for this, other in ((a, b), (b, a)):
+            assert this.env_file is not None
+            link = f"ORCHESTRATOR_DASHBOARD_LINKS={other.project}=http://127.0.0.1:{other.port}/\n"
+            this.env_file.write_text(this.env_file.read_text() + link)
+        yield a, b
+    finally:
+        for stack in stacks:
+            stack.down()
+
+
+def drop_task(stack: Stack, task_id: str, prompt: str) -> None:
+    task = json.dumps({"id": task_id, "prompt": prompt})
+    stack.compose("exec", "-T", "dispatcher", "sh", "-c",
+                  f"cat > /orchestration/tasks/.new && mv /orchestration/tasks/.new /orchestration/tasks/{task_id}.json",
+                  stdin=task)  # fmt: skip
+
+
+def test_two_projects_run_side_by_side_each_on_its_own_volume_gateway_network_and_budget(
+    docker_client, two_stacks: tuple[Stack, Stack]
+) -> None:
+    a, b = two_stacks
+    for stack in (a, b):
+        stack.compose("up", "-d")
+    for stack in (a, b):
+        wait_until(lambda s=stack: healthy(s, "dispatcher"), 180, f"{stack.project}'s dispatcher")
+        subprocess.run(["docker", "cp", str(stack.remote), f"{stack.container('dispatcher')}:/orchestration/"],
+                       check=True, capture_output=True)  # fmt: skip
+    # ids of their own: worker containers are named worker-<id> engine-wide (until scoped names)
+    drop_task(a, "dark-mode-a", "Add dark mode support")
+    drop_task(b, "dark-mode-b", "Add dark mode support")
+    for stack, task_id in ((a, "dark-mode-a"), (b, "dark-mode-b")):
+        stack.orchestrator("wait", task_id, "--timeout", "240", timeout=300)
+        result = stack.result(task_id)
+        assert result["status"] == "success" and result["files_changed"], result
+        assert result["ledger_cost_usd"] > 0  # its own gateway metered it
+
+    # neither sees the other's files: each volume holds its own task alone
+    for stack, own, other in ((a, "dark-mode-a", "dark-mode-b"), (b, "dark-mode-b", "dark-mode-a")):
+        listed = stack.orchestrator("status", "--json").stdout
+        assert [row["id"] for row in json.loads(listed)["tasks"]] == [own]
+        files = stack.compose("exec", "-T", "dispatcher", "sh", "-c",
+                              "ls /orchestration/tasks /orchestration/results").stdout  # fmt: skip
+        assert own in files and other not in files
+        assert stack.orchestrator("result", other, check=False).returncode != 0
+        mounts = [m.get("Name") for m in stack.inspect("dispatcher")["Mounts"]]
+        assert stack.volume in mounts
+        label = {"label": [f"orchestrator.root=volume:{stack.volume}", "orchestrator.role=worker"]}
+        workers = docker_client.containers.list(all=True, filters=label)
+        assert workers and all(
+            any(m.get("Name") == stack.volume for m in w.attrs["Mounts"]) for w in workers
+        )
+
+    # its own gateway, network and budget; its dashboard names it and links to the other
+    gateways = {a.container("gateway"), b.container("gateway")}
+    assert len(gateways) == 2 and "" not in gateways
+    networks = [set(s.inspect("dispatcher")["NetworkSettings"]["Networks"]) for s in (a, b)]
+    assert networks[0] == {f"{a.project}_default"} and networks[1] == {f"{b.project}_default"}
+    for stack, other, budget in ((a, b, 5.0), (b, a, 7.0)):
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        url = f"http://127.0.0.1:{stack.port}"
+        wait_until(lambda s=stack: healthy(s, "dashboard"), 60, f"{stack.project}'s dashboard")
+        info = httpx.get(f"{url}/api/project", headers=headers).json()
+        assert info == {"project": stack.project,
+                        "links": [{"name": other.project, "url": f"http://127.0.0.1:{other.port}/"}]}  # fmt: skip
+        board = httpx.get(f"{url}/api/board", headers=headers).json()
+        assert [row["id"] for row in board["rows"]] == [f"dark-mode-{'a' if stack is a else 'b'}"]
+        assert board["summary"]["fleet_budget"]["usd"] == budget
+        assert f"(project {stack.project})" in stack.compose("logs", "dashboard").stdout

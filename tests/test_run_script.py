@@ -3,6 +3,7 @@ the one-sentence errors, and that secrets reach the container only as mounted fi
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,14 +14,17 @@ from tests.gitrepo import make_remote
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_SH = REPO_ROOT / "run.sh"
-TOOLS = ("bash", "dirname", "mktemp", "chmod", "rm", "cat", "git", "sed", "tr", "env")
+TOOLS = ("bash", "dirname", "mktemp", "chmod", "rm", "cat", "git", "sed", "tr", "env", "sha256sum")
 FAKE_DOCKER = """#!/bin/bash
 printf '%s\\n' "$*" >> "$DOCKER_LOG"
 case "$1" in
   info) [ -n "$DOCKER_INFO_ERROR" ] && { echo "$DOCKER_INFO_ERROR" >&2; exit 1; }; echo 20.10 ;;
-  image|volume|network) [ "$2" = inspect ] && exit 0 ;;
-  container) [ -n "$DOCKER_CONTAINER_EXISTS" ] && exit 0; exit 1 ;;
-  run) printf '%s\\n' "$@" > "$DOCKER_RUN_ARGS" ;;
+  network) [ "$2" = inspect ] && [ -n "$DOCKER_NO_NETWORK" ] && exit 1; [ "$2" = inspect ] && exit 0 ;;
+  image|volume) [ "$2" = inspect ] && exit 0 ;;
+  container) [ -n "$DOCKER_CONTAINER_RUNNING" ] && { echo true; exit 0; }
+             [ -n "$DOCKER_CONTAINER_EXISTS" ] && exit 0; exit 1 ;;
+  ps) [ -n "$DOCKER_PS_OUTPUT" ] && echo "$DOCKER_PS_OUTPUT" ;;
+  run|exec) printf '%s\\n' "$@" > "$DOCKER_RUN_ARGS" ;;
 esac
 exit 0
 """
@@ -59,6 +63,9 @@ def run_sh(
         "DOCKER_RUN_ARGS": str(tools.parent / "run-args"),
         "DOCKER_INFO_ERROR": "",
         "DOCKER_CONTAINER_EXISTS": "",
+        "DOCKER_CONTAINER_RUNNING": "",
+        "DOCKER_PS_OUTPUT": "",
+        "DOCKER_NO_NETWORK": "",
     }
     return subprocess.run(
         [str(RUN_SH), *args],
@@ -87,6 +94,9 @@ def test_help_names_every_option(tools: Path, home: Path) -> None:
         "--model",
         "--max-workers",
         "--simulate",
+        "--list",
+        "orchestration-PROJECT",
+        "orchestrator-manager-PROJECT",
         "ANTHROPIC_API_KEY",
         "CLAUDE_CODE_USE_BEDROCK",
         "root",
@@ -118,7 +128,7 @@ def test_help_names_every_option(tools: Path, home: Path) -> None:
             ["--repo", "git@x:y.git", "--simulate"],
             {"DOCKER_CONTAINER_EXISTS": "1"},
             3,
-            "a container named orchestrator-manager exists already",
+            "a container named orchestrator-manager-y-",
         ),
         (
             ["--repo", "git@x:y.git", "--simulate", "--ssh-key", "/no/key"],
@@ -195,7 +205,8 @@ def test_token_key_socket_volume_and_settings(tools: Path, home: Path) -> None:
         in args
     )
     assert "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock" in args
-    assert "type=volume,source=orchestration-volume,target=/orchestration" in args
+    project = f"app-{hashlib.sha256(b'git@github.com:me/app.git').hexdigest()[:8]}"
+    assert f"type=volume,source=orchestration-{project},target=/orchestration" in args
     for setting in (
         "REPO_URL=git@github.com:me/app.git",
         "REPO_BRANCH=dev",
@@ -209,7 +220,8 @@ def test_token_key_socket_volume_and_settings(tools: Path, home: Path) -> None:
     assert args[1:4] == ["--rm", "--init", "-i"] and args[-1] == "claude-orchestrator"
     log = (tools.parent / "docker.log").read_text()
     assert (
-        "volume inspect orchestration-volume" in log and "network inspect orchestrator-net" in log
+        f"volume inspect orchestration-{project}" in log
+        and f"network inspect orchestrator-net-{project}" in log
     )
 
 
@@ -227,3 +239,124 @@ def test_simulate_needs_no_token_and_mounts_a_local_repo_at_its_path(
     assert not any("ORCHESTRATOR_WORKER_MOUNTS" in arg for arg in args)  # workers use the mirror
     assert not any("orchestrator-secrets" in arg for arg in args)
     assert args[-2:] == ["claude-orchestrator", "bash"]
+
+
+def project_of(repo: str) -> str:
+    """What run.sh derives from a repository: its name and 8 hex digits of its URL's SHA-256."""
+    return "-".join(
+        [repo.rstrip("/").removesuffix(".git").rsplit("/", 1)[-1].rsplit(":", 1)[-1].lower(),
+         hashlib.sha256(repo.rstrip("/").encode()).hexdigest()[:8]]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("repo", "name"),
+    [
+        ("git@github.com:me/app.git", "app"),
+        ("https://github.com/me/Web_Site/", "web-site"),
+        ("git@host:Only.git", "only"),
+    ],
+)
+def test_each_repository_gets_its_own_volume_network_and_manager(
+    tools: Path, home: Path, repo: str, name: str
+) -> None:
+    done = run_sh("--simulate", "--repo", repo, tools=tools, home=home)
+    assert done.returncode == 0, done.stderr
+    project = f"{name}-{hashlib.sha256(repo.rstrip('/').encode()).hexdigest()[:8]}"
+    args = run_args(tools)
+    assert args[args.index("--name") + 1] == f"orchestrator-manager-{project}"
+    assert args[args.index("--network") + 1] == f"orchestrator-net-{project}"
+    assert f"type=volume,source=orchestration-{project},target=/orchestration" in args
+    assert f"ORCHESTRATOR_VOLUME=orchestration-{project}" in args
+    assert f"ORCHESTRATOR_NETWORK=orchestrator-net-{project}" in args
+    for label in (f"orchestrator.project={project}", f"orchestrator.repo={repo}",
+                  f"orchestrator.volume=orchestration-{project}"):  # fmt: skip
+        assert label in args
+
+
+def test_two_repositories_never_share_a_name_and_options_override(tools: Path, home: Path) -> None:
+    names = set()
+    for repo in ("git@github.com:me/app.git", "git@github.com:you/app.git"):
+        assert run_sh("--simulate", "--repo", repo, tools=tools, home=home).returncode == 0
+        args = run_args(tools)
+        names.add(args[args.index("--name") + 1])
+    assert len(names) == 2
+    done = run_sh("--simulate", "--repo", "git@x:y.git", "--volume", "v", "--network", "n",
+                  "--name", "m", tools=tools, home=home)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    args = run_args(tools)
+    assert args[args.index("--name") + 1] == "m" and args[args.index("--network") + 1] == "n"
+    assert "type=volume,source=v,target=/orchestration" in args
+
+
+def test_the_demo_app_gets_names_of_its_own(tools: Path, home: Path) -> None:
+    for tool in ("mkdir", "ls", "cp", "mv", "basename"):
+        if not (tools / tool).exists() and shutil.which(tool):
+            (tools / tool).symlink_to(shutil.which(tool))  # type: ignore[arg-type]
+    done = run_sh("--simulate", tools=tools, home=home)
+    assert done.returncode == 0, done.stderr
+    demo = f"{home}/.cache/claude-orchestrator/demo-app.git"
+    args = run_args(tools)
+    assert args[args.index("--name") + 1] == f"orchestrator-manager-{project_of(demo)}"
+    assert project_of(demo).startswith("demo-app-")
+
+
+def test_the_same_repository_again_runs_a_command_in_its_manager(tools: Path, home: Path) -> None:
+    repo = "git@github.com:me/app.git"
+    done = run_sh("--simulate", "--repo", repo, "--", "orchestrator", "status", tools=tools,
+                  home=home, DOCKER_CONTAINER_RUNNING="1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert run_args(tools) == [
+        "exec",
+        "-i",
+        f"orchestrator-manager-{project_of(repo)}",
+        "orchestrator",
+        "status",
+    ]
+    log = (tools.parent / "docker.log").read_text()
+    assert "volume create" not in log and "\nrun " not in log
+
+
+def test_the_same_repository_again_says_how_to_reach_its_manager(tools: Path, home: Path) -> None:
+    repo = "git@github.com:me/app.git"
+    done = run_sh("--simulate", "--repo", repo, tools=tools, home=home,
+                  DOCKER_CONTAINER_RUNNING="1")  # fmt: skip
+    assert done.returncode == 3
+    name = f"orchestrator-manager-{project_of(repo)}"
+    assert done.stderr.strip() == (
+        f"run.sh: the manager {name} runs already for {repo}; reach its prompt with "
+        f"'docker attach {name}' (leave with Ctrl-P Ctrl-Q), or run a command in it with "
+        f"'./run.sh --repo {repo} -- bash'."
+    )
+
+
+def test_a_volume_in_use_by_another_manager_is_refused(tools: Path, home: Path) -> None:
+    done = run_sh("--simulate", "--repo", "git@x:y.git", "--name", "second", tools=tools,
+                  home=home, DOCKER_PS_OUTPUT="first")  # fmt: skip
+    assert done.returncode == 3
+    assert "the volume orchestration-y-" in done.stderr and "manager first" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_list_shows_the_running_managers(tools: Path, home: Path) -> None:
+    done = run_sh("--list", tools=tools, home=home, DOCKER_PS_OUTPUT="m1\tgit@x:y.git\tv1\tUp")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "MANAGER\tREPOSITORY\tVOLUME\tSTATUS",
+        "m1\tgit@x:y.git\tv1\tUp",
+    ]
+    assert (
+        "ps --filter label=orchestrator.role=manager" in (tools.parent / "docker.log").read_text()
+    )
+
+
+def test_a_dry_run_removes_the_network_it_made_and_only_that(tools: Path, home: Path) -> None:
+    repo = "git@github.com:me/app.git"
+    network = f"orchestrator-net-{project_of(repo)}"
+    log = tools.parent / "docker.log"
+    assert run_sh("--simulate", "--repo", repo, tools=tools, home=home).returncode == 0
+    assert f"network rm {network}" not in log.read_text()  # it was there before: it stays
+    done = run_sh("--simulate", "--repo", repo, tools=tools, home=home, DOCKER_NO_NETWORK="1")
+    assert done.returncode == 0, done.stderr
+    made = log.read_text().split("network create", 1)[1]
+    assert f"network rm {network}" in made

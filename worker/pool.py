@@ -18,7 +18,6 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from datetime import datetime
 
 from orchestration_protocol import (
     ClaimHandle,
@@ -43,6 +42,7 @@ from orchestration_protocol.pool import (
     task_profile,
     write_pool_worker,
 )
+from orchestration_protocol.priorities import ordered, read_priorities
 
 from .runtime import Attempt, StopFlag
 from .settings import WorkerSettings
@@ -77,7 +77,8 @@ class OpenTasks:
         return not url or (mirror_dir(self.layout, url) / "HEAD").is_file()
 
     def candidates(self) -> list[Task]:
-        """Tasks this worker may claim now, oldest first; drops those it never may."""
+        """Tasks this worker may claim now, in the queue's order (priorities.csv, then the tasks'
+        own priority, then the oldest); drops those it never may."""
         with self.lock:
             ids = sorted(self.ids)
         now, found, dropped = utc_now(), [], []
@@ -98,8 +99,7 @@ class OpenTasks:
                 found.append(task)
         with self.lock:
             self.ids.difference_update(dropped)
-        latest = datetime.max.replace(tzinfo=now.tzinfo)
-        return sorted(found, key=lambda task: (task.created_at or latest, task.id))
+        return ordered(found, read_priorities(self.layout.root))  # the highest, then the oldest
 
     def claim(self) -> tuple[Task, ClaimHandle] | None:
         for task in self.candidates():

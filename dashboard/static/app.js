@@ -156,10 +156,12 @@ function renderSummary() {
 // --- the table -------------------------------------------------------------------------------
 
 function sortedRows() {
-  // what needs attention first: running, then waiting, then the rest; newest first within
+  // what needs attention first: running, then waiting (in the queue's order: the highest
+  // priority first, then the oldest), then the rest, newest first
   const rank = (row) => (row.state === "running" ? 0 : ACTIVE.has(row.state) ? 1 : 2);
+  const queued = (a, b) => (b.priority || 0) - (a.priority || 0) || (a.created_at || "").localeCompare(b.created_at || "");
   return [...model.rows.values()].sort((a, b) =>
-    rank(a) - rank(b) || (b.created_at || "").localeCompare(a.created_at || "") || a.id.localeCompare(b.id));
+    rank(a) - rank(b) || (rank(a) === 1 ? queued(a, b) : (b.created_at || "").localeCompare(a.created_at || "")) || a.id.localeCompare(b.id));
 }
 
 function visible(row) {
@@ -188,6 +190,7 @@ function rowElement(row) {
     row.error || row.budget_error || row.problems.length
       ? h("td", { class: `prompt why s-${row.state}`, text: (row.error || row.budget_error || row.problems[0]).split("\n")[0], title: `${row.prompt || ""}\n\n${row.error || row.budget_error || row.problems[0]}` })
       : h("td", { class: "prompt", text: (row.prompt || "").split("\n")[0], title: row.prompt || "" }),
+    h("td", { class: "num priority", text: String(row.priority || 0) }),
     h("td", { class: "num", text: tries }),
     h("td", { class: "num time", text: duration(rowTime(row)) }),
     h("td", { class: "num" }, ...changes),
@@ -554,6 +557,21 @@ async function loadEgress() {
 
 // --- start ------------------------------------------------------------------------------------------
 
+// --- the project served, and the others' dashboards (issue 17) -----------------------------
+
+async function loadProject() {
+  let info;
+  try { info = await getJSON("/api/project"); } catch { return; }
+  const project = $("project");
+  project.hidden = !info.project;
+  project.textContent = info.project || "";
+  if (info.project) document.title = `${info.project} · claude-orchestrator`;
+  const links = info.links.filter((link) => /^https?:\/\//.test(link.url));
+  $("projects").hidden = links.length === 0;
+  $("projects").replaceChildren(...links.map((link) =>
+    h("a", { href: link.url, class: "project-link", rel: "noopener noreferrer", text: link.name })));
+}
+
 function renderAll() {
   renderSummary();
   renderTimeline(); // first: it measures the page, which is cheap before the table is filled
@@ -578,6 +596,7 @@ function tick() {
 renderLegend();
 renderFilters();
 renderSummary();
+loadProject();
 connect();
 loadEgress();
 fromHash();

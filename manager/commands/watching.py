@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from orchestration_protocol import read_board, utc_now
+from orchestration_protocol.priorities import read_priorities
 from orchestration_protocol.untrusted import escape_line, fence
 from orchestration_views.ledger import fleet_budget_view, ledger_cache
 from orchestration_views.rows import (
@@ -69,7 +70,8 @@ def status_document(
     states = board.states(now=now, container_alive=alive)
     scope = check_scope(board, ids) if ids else None
     ledgers = ledger_cache(layout)
-    rows = status_rows(board, states, now, scope, ledgers)
+    priorities = read_priorities(layout.root)
+    rows = status_rows(board, states, now, scope, ledgers, priorities)
     add_applicable_checks(settings, board, rows)
     return {
         "root": str(settings.root),
@@ -78,7 +80,7 @@ def status_document(
         "fleet_budget": fleet_budget_view(layout, ledgers),
         "pools": pool_summaries(layout),
         "branch_checks": branch_checks(board, states),
-        "problems": board_problems(board),
+        "problems": board_problems(board, priorities),
     }
 
 

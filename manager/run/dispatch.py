@@ -31,6 +31,8 @@ from orchestration_protocol import (
     utc_now,
 )
 from orchestration_protocol.pool import task_profile
+from orchestration_protocol.priorities import ordered_by, read_priorities
+from orchestration_protocol.watcher import ALL_KINDS
 from orchestration_views.progress import Progress, assess
 
 from ..backends import WorkerRecord
@@ -48,6 +50,7 @@ from ..polling import poll_until
 from ..views.monitor import LiveBoard
 from .pool import GRACE_S as POOL_GRACE_S
 from .pool import idle_pool_workers, with_pool_tasks
+from .reaper import remove_ended_workers
 from .recovery import Recovery, fail_unstartable, recover_ended_worker, recover_lost_task
 from .rounds import RoundAsked, request_repairs
 from .spawn import SpawnContext, spawn_attempt
@@ -139,6 +142,9 @@ class Dispatcher:
         tick = Tick(board, states, assess(board, states, self.scope), recovered=recovered)
         tick.stopped, tick.repairs = stopped, repairs
         self._spawn_ready(tick, workers)
+        remove_ended_workers(
+            self.layout, self.backend, workers, now, self.settings.remove_ended_after_s
+        )
         return tick
 
     def _states(
@@ -194,7 +200,7 @@ class Dispatcher:
         return stopped
 
     def _candidates(self, tick: Tick, busy: set[str]) -> list[tuple[str, int]]:
-        ready = []
+        ready: list[tuple[Task, int]] = []
         for task_id, state in tick.states.items():
             if not state.may_start_attempt or task_id in busy:
                 continue
@@ -205,9 +211,9 @@ class Dispatcher:
             snapshot = tick.board.snapshots[task_id]
             attempt = next_attempt(snapshot, state)
             if attempt is not None and snapshot.task is not None:
-                created = snapshot.task.created_at or datetime.max.replace(tzinfo=utc_now().tzinfo)
-                ready.append((created, task_id, attempt))
-        return [(task_id, attempt) for _, task_id, attempt in sorted(ready)]
+                ready.append((snapshot.task, attempt))
+        queue = ordered_by(ready, read_priorities(self.layout.root), lambda pair: pair[0])
+        return [(task.id, attempt) for task, attempt in queue]  # the highest, then the oldest
 
     def _spawn_ready(self, tick: Tick, workers: list[WorkerRecord]) -> None:
         """Start the ready tasks that fit under ``max_workers``, a few at a time in parallel
@@ -288,7 +294,10 @@ class Dispatcher:
         """Tick on every event until stopped, or until the scope is settled; the last tick."""
 
         stop = stop or threading.Event()
-        live = LiveBoard(self.layout, wake_on=("task", "result", "cancel"))
+        kinds = (*ALL_KINDS, "priorities")  # an edited priorities.csv applies at once
+        live = LiveBoard(
+            self.layout, kinds=kinds, wake_on=("task", "result", "cancel", "priorities")
+        )
         wake = live.wake
         halt_exits = threading.Event()
         with self.lock(), live:

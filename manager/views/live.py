@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.text import Text
 
 from orchestration_protocol import Layout
+from orchestration_protocol.priorities import Priorities, read_priorities
 from orchestration_views.ledger import LedgerCache, fleet_budget_view, ledger_cache
 from orchestration_views.rows import board_problems, cost_lines, status_rows
 
@@ -21,10 +22,15 @@ from .table import status_table
 MAX_ROWS = 30
 
 
-def render(view: View, scope: list[str] | None, ledgers: LedgerCache | None = None) -> Group:
-    """Counts, the table of active and recent tasks, the total cost and the fleet budget, and
-    unusable files."""
-    rows = status_rows(view.board, view.states, view.now, scope, ledgers)
+def render(
+    view: View,
+    scope: list[str] | None,
+    ledgers: LedgerCache | None = None,
+    priorities: Priorities | None = None,
+) -> Group:
+    """Counts, the table of active and recent tasks (in the queue's order), the total cost and
+    the fleet budget, and unusable files (the priorities file's bad lines too)."""
+    rows = status_rows(view.board, view.states, view.now, scope, ledgers, priorities)
     active = [row for row in rows if row["state"] in ("running", "pending", "blocked", "lost")]
     finished = [row for row in rows if row not in active]
     shown = active[:MAX_ROWS] + finished[-max(0, MAX_ROWS - len(active)) :]
@@ -34,7 +40,8 @@ def render(view: View, scope: list[str] | None, ledgers: LedgerCache | None = No
     parts: list[Text | object] = [header, status_table(shown)]
     parts.extend(Text(line) for line in cost_lines(rows, fleet))
     parts.extend(
-        Text(f"error: {problem['error']}", style="red") for problem in board_problems(view.board)
+        Text(f"error: {problem['error']}", style="red")
+        for problem in board_problems(view.board, priorities)
     )
     return Group(*parts)  # type: ignore[arg-type]
 
@@ -46,7 +53,8 @@ def watch_live(layout: Layout, scope: list[str] | None, *, until_done: bool) -> 
     with Live(console=out, auto_refresh=False, transient=False) as live:
 
         def on_view(view: View) -> bool:
-            live.update(render(view, scope, ledgers), refresh=True)
+            priorities = read_priorities(layout.root)
+            live.update(render(view, scope, ledgers, priorities), refresh=True)
             return until_done and view.progress.done
 
-        follow(layout, scope, on_view, kinds=("task", "status", "result", "cancel"))
+        follow(layout, scope, on_view, kinds=("task", "status", "result", "cancel", "priorities"))

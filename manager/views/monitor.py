@@ -61,8 +61,9 @@ class LiveBoard:
         )
 
     def _on_event(self, event: ProtocolEvent) -> None:
-        with self._lock:
-            self._dirty.add(event.task_id)
+        if event.task_id:  # a priorities.csv event names no task
+            with self._lock:
+                self._dirty.add(event.task_id)
         if event.kind in self._wake_on:
             self.wake.set()
 
@@ -137,7 +138,9 @@ def follow(
     when ``timeout_s`` runs out first."""
     stop = stop or threading.Event()
     deadline = time.monotonic() + timeout_s if timeout_s is not None else None
-    with LiveBoard(layout, wake_on=kinds) as live:  # heartbeats update it without waking
+    kinds = tuple(kinds)
+    watched = (*ALL_KINDS, *(kind for kind in kinds if kind not in ALL_KINDS))
+    with LiveBoard(layout, kinds=watched, wake_on=kinds) as live:  # heartbeats: no wake
         while True:
             live.wake.clear()
             view = view_of(live.refresh(), scope)

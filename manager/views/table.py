@@ -26,20 +26,6 @@ STATE_STYLES = {
 }
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def _note(row: dict[str, Any]) -> str:
     if row["problems"]:
         return str(row["problems"][0])
@@ -59,11 +45,12 @@ def _note(row: dict[str, Any]) -> str:
 
 
 def status_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
-    """The status table: state, age, worker, cost, branch and a note per task."""
+    """The status table: state, priority, age, worker, cost, branch and a note per task."""
     table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
     for column, justify in (
         ("task", "left"),
         ("state", "left"),
+        ("priority", "right"),
         ("try", "right"),
         ("age", "right"),
         ("worker", "left"),
@@ -79,6 +66,7 @@ def status_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
         table.add_row(
             row["id"],
             Text(state.value, style=STATE_STYLES[state]),
+            str(row.get("priority") or 0),
             tries,
             format_age(row["age_s"]),
             row["worker"] or "",
@@ -117,7 +105,9 @@ def result_text(result: Result, ledger: LedgerSummary | None = None) -> str:
     if result.output:
         lines.append("output:")
         lines.append(
-            fence(result.output.rstrip(), f"the output of task {result.task_id}'s agent", limit=8000)
+            fence(
+                result.output.rstrip(), f"the output of task {result.task_id}'s agent", limit=8000
+            )
         )
     return "\n".join(lines)
 
@@ -147,4 +137,3 @@ def _cost_text(result: Result, ledger: LedgerSummary | None) -> list[str]:
     if len(ledger.by_attempt) > 1 or result.attempt not in ledger.by_attempt:
         lines.append(f"cost of every attempt: ${ledger.cost_usd:.4f}")
     return lines
-
