@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestration_protocol import Layout, Plan, Task, utc_now
+from orchestration_protocol import Layout, Plan, Task, read_board, utc_now
 from orchestration_protocol.mirrors import mirror_dir
 from orchestration_views.ledger import ledger_cache
-from orchestration_views.progress import Progress
+from orchestration_views.progress import Progress, assess
 from orchestration_views.rows import status_rows
 
 from ..backends import make_backend
@@ -204,7 +204,8 @@ class RunReport:
     progress: Progress
     document: dict[str, Any]
     merged: bool
-    """False when a merge conflict kept some work off the integration branch."""
+    """False when a merge conflict kept some work off the integration branch, or the
+    integration branch's check failed."""
 
 
 @dataclass
@@ -331,10 +332,9 @@ def run_tasks(
     dispatcher = Dispatcher(
         context, max_workers=created.max_workers, scope=ids, profile=request.profile
     )
-    tick = dispatcher.run(until_settled=True, on_tick=on_tick)
+    dispatcher.run(until_settled=True, on_tick=on_tick)
     dispatcher.wait_for_workers()
     layout = context.settings.layout
-    rows = status_rows(tick.board, tick.states, utc_now(), ids, ledger_cache(layout))
     merged = None
     if request.plan or created.repository.greenfield or request.output_dir is not None:
         merged = aggregate_run(
@@ -343,5 +343,9 @@ def run_tasks(
         )
     if created.outcome is not None:
         say(planning_cost_line(created.outcome))
+    board = read_board(layout)  # repairs after the merge may have run tasks again
+    states = board.states(now=utc_now())
+    rows = status_rows(board, states, utc_now(), ids, ledger_cache(layout))
     document = run_document(created.outcome, merged)
-    return RunReport(rows, tick.progress, document, merged is None or merged.merge.ok)
+    ok = merged is None or (merged.merge.ok and (merged.loop is None or merged.loop.check_state != "failed"))
+    return RunReport(rows, assess(board, states, ids), document, ok)
