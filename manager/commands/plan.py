@@ -75,8 +75,8 @@ def plan(
     if as_json:
         emit_json(outcome.plan.model_dump(mode="json", exclude_none=True))
         return
-    for line in plan_lines(outcome, output):
-        typer.echo(line)
     probe = Task(id="check-probe", prompt="check", repo=repository.url, branch=repository.branch,
                  profile=profile)
     typer.echo(f"check: {describe_applicable(applicable_check(context.settings, probe))}")
+    for line in plan_lines(outcome, output):
+        typer.echo(line)
