@@ -10,6 +10,8 @@
 # (default /run/orchestrator-secrets), one per name: CLAUDE_CODE_OAUTH_TOKEN, ANTHROPIC_API_KEY,
 # ANTHROPIC_AUTH_TOKEN, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, GIT_SSH_KEY,
 # GIT_TOKEN. They are read here into claude's environment, never echoed.
+# ORCHESTRATOR_CONTINUE=1 (./run.sh --continue): resume the newest manager session of this
+# volume for the same clone (sessions are kept in /orchestration/manager/sessions/).
 set -euo pipefail
 
 SECRETS_DIR=${ORCHESTRATOR_SECRETS_DIR:-/run/orchestrator-secrets}
@@ -109,6 +111,53 @@ clone_repository() {
     fi
 }
 
+# --- the manager's own conversation, kept in the volume (./run.sh --continue) ------------------
+SESSIONS_DIR=${ORCHESTRATOR_SESSIONS_DIR:-${ORCHESTRATION_DIR:-/orchestration}/manager/sessions}
+SESSION_SAVE_S=${ORCHESTRATOR_SESSION_SAVE_S:-30}
+
+project_dir() {
+    # Claude Code's folder of the sessions started in $WORKDIR: every character of the path
+    # that is not a letter or a digit becomes '-'.
+    printf '%s/projects/%s' "${CLAUDE_CONFIG_DIR:-$HOME/.claude}" "$(printf '%s' "$WORKDIR" | sed 's/[^a-zA-Z0-9]/-/g')"
+}
+
+save_sessions() {
+    # Only regular *.jsonl session files, into a folder only this user may read (workers' agents
+    # share the volume): never a link, never anything else of the config dir.
+    local from to file
+    from=$(project_dir)
+    to=$SESSIONS_DIR/$(basename "$from")
+    [[ -d "$from" ]] || return 0
+    install -d -m 0700 "$SESSIONS_DIR" "$to" 2>/dev/null || return 0
+    for file in "$from"/*.jsonl; do
+        [[ -f "$file" && ! -L "$file" ]] || continue
+        cp --no-dereference --preserve=timestamps "$file" "$to/.$(basename "$file").tmp" \
+            && mv -f "$to/.$(basename "$file").tmp" "$to/$(basename "$file")"
+    done
+}
+
+restore_sessions() {
+    local from to file
+    to=$(project_dir)
+    from=$SESSIONS_DIR/$(basename "$to")
+    [[ -d "$from" && ! -L "$from" ]] || return 0
+    mkdir -p "$to"
+    for file in "$from"/*.jsonl; do
+        [[ -f "$file" && ! -L "$file" ]] || continue
+        cp --no-dereference --preserve=timestamps "$file" "$to/"
+    done
+}
+
+last_session() {
+    # The id of the newest session file of $WORKDIR (restored from the volume), if any.
+    local newest
+    newest=$(ls -t "$(project_dir)"/*.jsonl 2>/dev/null | head -n 1) || true
+    [[ -n "$newest" ]] || return 1
+    newest=$(basename "$newest" .jsonl)
+    [[ "$newest" =~ ^[0-9a-fA-F-]{8,64}$ ]] || return 1
+    printf '%s' "$newest"
+}
+
 mkdir -p "$STATE_DIR" "$HOME"
 simulate=${ORCHESTRATOR_SIMULATE:-0}
 [[ "$simulate" == 1 ]] && start_scripted_model
@@ -128,4 +177,21 @@ if [[ $# -gt 0 ]]; then
 fi
 claude_args=(--append-system-prompt "$(cat "$STATE_DIR/system-prompt.md")")
 [[ -z "${ANTHROPIC_MODEL:-}" ]] || claude_args+=(--model "$ANTHROPIC_MODEL")
-exec claude "${claude_args[@]}"
+restore_sessions
+if [[ "${ORCHESTRATOR_CONTINUE:-0}" == 1 ]]; then
+    if last=$(last_session); then
+        echo "entrypoint: resuming the manager's last session $last" >&2
+        claude_args+=(--resume "$last")
+    else
+        echo "entrypoint: no earlier manager session in this volume for $WORKDIR; starting a new one." >&2
+    fi
+fi
+# Claude Code keeps the conversation under $CLAUDE_CONFIG_DIR/projects/<cwd>/, which goes with the
+# container: it is saved into the volume every SESSION_SAVE_S and when claude ends.
+( while sleep "$SESSION_SAVE_S"; do save_sessions; done ) </dev/null >/dev/null 2>&1 &
+saver=$!
+status=0
+claude "${claude_args[@]}" || status=$?
+kill "$saver" 2>/dev/null || true
+save_sessions
+exit "$status"

@@ -45,6 +45,7 @@ Options:
   --model NAME        model for the manager and its workers (ANTHROPIC_MODEL)
   --max-workers N     most workers the manager runs at once (default 4)
   --simulate          dry run: a scripted model stands in for Claude (no credentials, no cost)
+  --continue          resume the manager's last conversation kept in the volume (same --repo)
   --volume NAME       shared volume for tasks and results (default: orchestration-PROJECT)
   --network NAME      Docker network for the manager and its gateway (default:
                       orchestrator-net-PROJECT)
@@ -126,6 +127,7 @@ while [[ $# -gt 0 ]]; do
         --max-workers) need_value "$1" $#; max_workers=$2; shift ;;
         --max-workers=*) max_workers=${1#*=} ;;
         --simulate) simulate=1 ;;
+        --continue) continue_session=1 ;;
         --volume) need_value "$1" $#; volume=$2; shift ;;
         --volume=*) volume=${1#*=} ;;
         --network) need_value "$1" $#; network=$2; shift ;;
@@ -302,6 +304,7 @@ env_args=(
     -e "TERM=${TERM:-xterm-256color}"
 )
 [[ -z "$model" ]] || env_args+=(-e "ANTHROPIC_MODEL=$model")
+[[ "${continue_session:-0}" != 1 ]] || env_args+=(-e "ORCHESTRATOR_CONTINUE=1")
 GIT_USER_NAME=${GIT_USER_NAME:-$(git config --get user.name 2>/dev/null || true)}
 GIT_USER_EMAIL=${GIT_USER_EMAIL:-$(git config --get user.email 2>/dev/null || true)}
 for var in "${PASSTHROUGH_ENV[@]}"; do

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal, cast, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestration_protocol import Layout, contract, default_root
+from orchestration_protocol.models import DEFAULT_MAX_REPAIRS
 
 from .errors import BadInput
 from .profiles import WORKER_IMAGE_ENV
@@ -27,6 +28,8 @@ BACKEND_ENV = "ORCHESTRATOR_BACKEND"
 VOLUME_ENV = "ORCHESTRATOR_VOLUME"
 NETWORK_ENV = "ORCHESTRATOR_NETWORK"
 BUDGET_ENV = "ORCHESTRATOR_BUDGET_USD"
+MAX_REPAIRS_ENV = "ORCHESTRATOR_MAX_REPAIRS"
+"""Repair rounds a failing check gets when the task does not say (default 2)."""
 """The fleet budget in US dollars that ``run`` and ``dispatch`` set when ``--budget`` is not given."""
 SIMULATE_ENV = "ORCHESTRATOR_SIMULATE"
 """``1`` makes every spawning command simulate (run.sh --simulate sets it for the manager)."""
@@ -89,6 +92,9 @@ class ManagerSettings(BaseModel):
     """Lease given to workers (``$ORCHESTRATOR_LEASE_S``); None for the worker's default."""
     heartbeat_s: float | None = Field(default=None, gt=0)
     """Heartbeat interval given to workers; None for the worker's default."""
+    max_repairs: int = Field(default=DEFAULT_MAX_REPAIRS, ge=0, le=20)
+    """Repair rounds a task whose check fails gets when its own ``max_repairs`` is unset
+    (``$ORCHESTRATOR_MAX_REPAIRS``, default 2)."""
     simulate: bool = False
     """Point workers at the scripted model instead of a real one."""
     profiles_path: Path | None = None
@@ -195,6 +201,18 @@ def budget_from_env(env: Mapping[str, str]) -> float | None:
     return usd
 
 
+def max_repairs_from_env(env: Mapping[str, str]) -> int:
+    """``$ORCHESTRATOR_MAX_REPAIRS`` (default 2); BadInput unless it is a whole number 0-20."""
+    value = env.get(MAX_REPAIRS_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_REPAIRS
+    if not value.isdigit() or int(value) > 20:
+        raise BadInput(
+            f"${MAX_REPAIRS_ENV}={value!r} is not a number of repair rounds from 0 to 20; fix or unset it."
+        )
+    return int(value)
+
+
 def gateway_from_env(env: Mapping[str, str]) -> GatewayMode:
     """``$ORCHESTRATOR_GATEWAY`` (``managed`` when unset); BadInput for another value."""
     value = env.get(GATEWAY_ENV, "").strip().lower() or "managed"
@@ -238,6 +256,7 @@ def resolve_settings(
         repo_branch=repo_branch or env.get(contract.ENV_REPO_BRANCH) or None,
         lease_s=_env_float(env, contract.ENV_LEASE_S),
         heartbeat_s=_env_float(env, contract.ENV_HEARTBEAT_S),
+        max_repairs=max_repairs_from_env(env),
         simulate=simulate or env.get(SIMULATE_ENV, "").lower() in ("1", "true", "yes"),
         profiles_path=profiles_path or (Path(env[PROFILES_ENV]) if env.get(PROFILES_ENV) else None),
         mounts=mounts or [],

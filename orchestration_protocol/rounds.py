@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from .errors import InvalidFile
 from .files import create_exclusive, read_model
 from .models import SCHEMA_VERSION, ProtocolModel, SchemaVersion, TaskId
 from .outcomes import CheckOutcome, RoundKind
@@ -55,6 +56,22 @@ def write_round(layout: Layout, request: RoundRequest) -> bool:
     path = round_file(layout, request.task_id, request.number)
     path.parent.mkdir(parents=True, exist_ok=True)
     return create_exclusive(path, request.to_json_bytes())
+
+
+def read_rounds(layout: Layout, task_id: str) -> tuple[list[RoundRequest], list[InvalidFile]]:
+    """Every round requested for ``task_id``, by number, and the round files that are unusable."""
+    folder = layout.root / ROUNDS_DIR / validate_task_id(task_id)
+    if not folder.is_dir():
+        return [], []
+    rounds, problems = [], []
+    for path in sorted(folder.glob("*.json"), key=lambda p: (len(p.name), p.name)):
+        try:
+            rounds.append(read_model(path, RoundRequest, task_id))
+        except InvalidFile as error:
+            problems.append(error)
+        except FileNotFoundError:
+            continue
+    return rounds, problems
 
 
 def read_round_for_attempt(layout: Layout, task_id: str, attempt: int) -> RoundRequest | None:

@@ -18,7 +18,9 @@ from .board_cache import FileCache, cache_for, save_cache
 from .errors import InvalidFile, ProtocolError
 from .files import read_model_if_exists
 from .models import CancelRequest, Claim, Result, ResultStatus, Task, WorkerStatus
+from .outcomes import RoundKind
 from .paths import JSON_SUFFIX, Layout, is_hidden, task_id_from_filename, validate_task_id
+from .rounds import RoundRequest, read_rounds
 
 
 class TaskState(StrEnum):
@@ -83,7 +85,35 @@ class TaskSnapshot:
     status: WorkerStatus | None = None
     result: Result | None = None
     cancel: CancelRequest | None = None
+    rounds: tuple[RoundRequest, ...] = ()
+    """The later rounds the manager asked for (``rounds/<id>/<n>.json``), by number."""
     problems: tuple[ProtocolError, ...] = ()
+
+    @property
+    def repairs_requested(self) -> int:
+        """How many repair rounds were asked for (a resolver's own round is not a repair)."""
+        return sum(1 for request in self.rounds if request.kind == RoundKind.REPAIR)
+
+    @property
+    def attempt_allowance(self) -> int:
+        """How many attempts the task may have: ``max_attempts`` runs, plus one attempt per
+        round the manager asked for (a round is never paid for out of the retries)."""
+        return (self.task.max_attempts if self.task else 0) + len(self.rounds)
+
+    @property
+    def failed_its_check(self) -> bool:
+        """The latest attempt ran and failed because its check did not pass."""
+        result = self.current_result
+        return (
+            result is not None
+            and result.status == ResultStatus.FAILED
+            and result.check is not None
+            and not result.check.passed
+        )
+
+    def round_for(self, attempt: int) -> RoundRequest | None:
+        """The round request that attempt ``attempt`` runs, or None (a first run or a retry)."""
+        return next((request for request in self.rounds if request.attempt == attempt), None)
 
     @property
     def attempt(self) -> int:
@@ -131,6 +161,8 @@ def derive_state(
         return TaskState.INVALID
     result = snapshot.current_result
     if result is not None:
+        if snapshot.round_for(result.attempt + 1) is not None and snapshot.cancel is None:
+            return TaskState.PENDING  # the manager asked for another round: it waits for it
         return TaskState(result.status.value)
     if snapshot.claim is not None:
         expires = lease_expires_at(snapshot)
@@ -144,14 +176,18 @@ def derive_state(
 
 
 def next_attempt(snapshot: TaskSnapshot, state: TaskState, *, force: bool = False) -> int | None:
-    """The attempt that may be claimed now, or None. ``force`` ignores ``max_attempts``."""
+    """The attempt that may be claimed now, or None. ``force`` ignores ``max_attempts``. The
+    allowance is ``max_attempts`` plus one per round the manager asked for; a failing check is
+    followed only by such a round, never by a plain retry."""
     if snapshot.task is None or (snapshot.cancel is not None and not force):
         return None
     if state == TaskState.PENDING:
         return snapshot.attempt + 1
     if not (state.ended_unsuccessfully or (force and state == TaskState.CANCELLED)):
         return None
-    if force or snapshot.attempt < snapshot.task.max_attempts:
+    if snapshot.failed_its_check and not force:
+        return None  # only a repair round (the manager's) follows a failing check, no retry
+    if force or snapshot.attempt < snapshot.attempt_allowance:
         return snapshot.attempt + 1
     return None
 
@@ -195,7 +231,9 @@ def read_snapshot(layout: Layout, task_id: str, cache: FileCache | None = None) 
     status = _read_part(lambda: read(layout.status_file(task_id), WorkerStatus, task_id), problems)
     result = _read_part(lambda: read(layout.result_file(task_id), Result, task_id), problems)
     cancel = _read_part(lambda: read(layout.cancel_file(task_id), CancelRequest, task_id), problems)
-    return _snapshot(task_id, task, claim, status, result, cancel, problems)
+    rounds, round_problems = read_rounds(layout, task_id)
+    problems.extend(round_problems)
+    return _snapshot(task_id, task, claim, status, result, cancel, rounds, problems)
 
 
 def _cached_snapshot(layout: Layout, task_id: str, cache: FileCache) -> TaskSnapshot:
@@ -215,7 +253,9 @@ def _cached_snapshot(layout: Layout, task_id: str, cache: FileCache) -> TaskSnap
     status = part(f"status/{task_id}.json", WorkerStatus)
     result = part(f"results/{task_id}.json", Result)
     cancel = part(f"control/{task_id}.cancel", CancelRequest)
-    return _snapshot(task_id, task, claim, status, result, cancel, problems)
+    rounds, round_problems = read_rounds(layout, task_id)
+    problems.extend(round_problems)
+    return _snapshot(task_id, task, claim, status, result, cancel, rounds, problems)
 
 
 def _snapshot(
@@ -225,6 +265,7 @@ def _snapshot(
     status: object,
     result: object,
     cancel: object,
+    rounds: list[RoundRequest],
     problems: list[ProtocolError],
 ) -> TaskSnapshot:
     return TaskSnapshot(
@@ -234,6 +275,7 @@ def _snapshot(
         status=status if isinstance(status, WorkerStatus) else None,
         result=result if isinstance(result, Result) else None,
         cancel=cancel if isinstance(cancel, CancelRequest) else None,
+        rounds=tuple(rounds),
         problems=tuple(problems),
     )
 

@@ -7,7 +7,7 @@ import os
 from datetime import datetime
 from typing import Any
 
-from orchestration_protocol import Board, Layout, Result, TaskSnapshot, TaskState
+from orchestration_protocol import Board, Layout, Result, TaskKind, TaskSnapshot, TaskState
 from orchestration_protocol.priorities import PRIORITIES_FILE, Priorities
 
 from .ledger import LedgerCache, LedgerSummary, task_cost, total_cost
@@ -91,8 +91,70 @@ def task_row(
         "error": result.error if result else None,
         "problems": [str(problem) for problem in snapshot.problems],
         "prompt": task.prompt if task else None,
+        "round": _round_label(snapshot),
+        "rounds": task_rounds(snapshot),
+        "check": check_state(result),
+        "checked_branch": task.branch if task and task.kind == TaskKind.CHECK else None,
     }
     return row
+
+
+def _round_label(snapshot: TaskSnapshot) -> str | None:
+    """``repair 2`` etc: the round the task's latest attempt ran, or waits for."""
+    result = snapshot.current_result
+    if result is not None and result.round is not None:
+        return f"{result.round.kind.value} {result.round.number}"
+    asked = snapshot.round_for(snapshot.attempt) or snapshot.round_for(snapshot.attempt + 1)
+    if asked is not None:
+        return f"{asked.kind.value} {asked.number}"
+    return None
+
+
+def task_rounds(snapshot: TaskSnapshot) -> list[dict[str, Any]]:
+    """The task's rounds: its first run (or check, or resolve), then each round asked for, with
+    how it ended when its result is the one on the volume."""
+    task = snapshot.task
+    first = "run" if task is None or task.kind in (TaskKind.CHANGE, TaskKind.PLAN) else task.kind.value
+    rounds: list[dict[str, Any]] = [{"number": 1, "kind": first, "attempt": 1, "integration": False}]
+    rounds += [
+        {"number": r.number, "kind": r.kind.value, "attempt": r.attempt, "integration": r.integration}
+        for r in snapshot.rounds
+    ]
+    result = snapshot.result
+    for entry in rounds:
+        if result is not None and result.round is not None and result.round.number == entry["number"]:
+            entry["check_passes"] = result.round.check_passes
+            entry["session"] = result.round.session.value
+    return rounds
+
+
+def check_state(result: Result | None) -> str | None:
+    """``passed``, ``failed``, or None (no check ran) for a result; with its counts."""
+    if result is None or result.check is None:
+        return None
+    check = result.check
+    counts = check.counts
+    said = "passed" if check.passed else "failed"
+    return f"{said} ({counts.passed} passed, {counts.failed + counts.errors} failing)"
+
+
+def branch_checks(board: Board, states: dict[str, TaskState]) -> dict[str, dict[str, Any]]:
+    """Per branch, its latest check task's verdict: ``{"task", "state", "check"}`` (the
+    integration branch included), from the tasks of kind ``check`` on the board."""
+    latest: dict[str, tuple[str, dict[str, Any]]] = {}
+    for task_id, snapshot in board.snapshots.items():
+        task = snapshot.task
+        if task is None or task.kind != TaskKind.CHECK or not task.branch:
+            continue
+        made = task.created_at.isoformat() if task.created_at else ""
+        if task.branch in latest and latest[task.branch][0] > made:
+            continue
+        result = snapshot.current_result
+        verdict = check_state(result) or (
+            "running" if not states.get(task_id, TaskState.PENDING).is_final else "no check ran"
+        )
+        latest[task.branch] = (made, {"task": task_id, "state": states.get(task_id, TaskState.PENDING).value, "check": verdict})
+    return {branch: entry for branch, (_, entry) in sorted(latest.items())}
 
 
 def status_rows(

@@ -219,24 +219,43 @@ def manage_program(conversation: Conversation) -> Step:
     if merged is None:
         return Step("Merging the branches that succeeded into orchestrator/integration.",
                     [_bash(f"orchestrator merge {joined} --push --json", "Merge the branches")])
+    checked = _by(conversation, "Check the merge")
+    if checked is None:
+        return Step("Running the repository's check on orchestrator/integration.",
+                    [_bash("orchestrator check --integration --simulate --json", "Check the merge", 600000)])
     status = _by(conversation, "Read the results")
     if status is None:
         return Step("", [_bash(f"orchestrator status {joined} --json", "Read the results")])
-    return Step(summary(request, ids, _json_of(merged.result), _json_of(status.result)))
+    return Step(summary(request, ids, _json_of(merged.result), _json_of(status.result),
+                        _json_of(checked.result)))
 
 
-def summary(request: str, ids: list[str], merge: Any, status: Any) -> str:
-    """The manager's final message, from what ``merge --json`` and ``status --json`` printed."""
+def check_verdict(check: Any) -> str:
+    """``passed``, ``failed`` or ``none`` from what ``check --json`` printed (None: not run)."""
+    checks = [c for c in (check or {}).get("checks", []) if isinstance(c, dict)]
+    if not checks or all(c.get("check") is None for c in checks):
+        return "none"
+    return "passed" if all(c.get("passed") for c in checks) else "failed"
+
+
+def summary(request: str, ids: list[str], merge: Any, status: Any, check: Any = None) -> str:
+    """The manager's final message, from what ``merge --json``, ``status --json`` and
+    ``check --integration --json`` printed: "checks passed" only when they did."""
     rows = {row.get("id"): row for row in (status or {}).get("tasks", []) if isinstance(row, dict)}
     merges = {t.get("task_id"): t for t in (merge or {}).get("tasks", []) if isinstance(t, dict)}
     failed = [i for i in ids if rows.get(i, {}).get("state") != "success"]
     conflicts = [i for i in ids if merges.get(i, {}).get("outcome") == "conflict"]
+    verdict = check_verdict(check)
     lines = []
-    if not failed and not conflicts and merge:
-        lines.append(f"Done: \"{request}\" is ready for review on branch orchestrator/integration.")
+    if not failed and not conflicts and merge and verdict == "passed":
+        lines.append(f"Done: \"{request}\" is ready for review on branch orchestrator/integration: checks passed.")
+    elif not failed and not conflicts and merge and verdict == "none":
+        lines.append(f"Merged: \"{request}\" is on branch orchestrator/integration, but no check "
+                     "applies, so nothing tested it (add 'check:' to .orchestrator.yaml).")
     else:
         problems = [f"{len(failed)} of {len(ids)} tasks did not succeed" if failed else "",
-                    f"{len(conflicts)} conflicted" if conflicts else ""]
+                    f"{len(conflicts)} conflicted" if conflicts else "",
+                    "the check failed on orchestrator/integration" if verdict == "failed" else ""]
         lines.append(f"Not done: {' and '.join(p for p in problems if p)}.")
     lines.append("")
     total = 0.0

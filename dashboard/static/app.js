@@ -171,6 +171,14 @@ function visible(row) {
   return row.id.toLowerCase().includes(needle) || (row.prompt || "").toLowerCase().includes(needle);
 }
 
+function roundNote(row) {
+  // rounds (run, check, repair, resolve) and the check of the task's branch, as text
+  const parts = [];
+  if (row.round && row.round !== "run 1") parts.push(row.round);
+  if (row.check) parts.push(`check ${row.check.split(" ")[0]}`);
+  return parts.length ? ` · ${parts.join(" · ")}` : "";
+}
+
 function rowElement(row) {
   const tries = row.max_attempts ? `${row.attempt}/${row.max_attempts}` : String(row.attempt || "");
   const changes = row.files_changed.length
@@ -178,7 +186,7 @@ function rowElement(row) {
     : [];
   const tr = h("tr", { data: { id: row.id }, class: row.id === model.selected ? "selected" : "", onclick: () => select(row.id) },
     h("td", {}, stateBadge(row.state)),
-    h("td", { class: "id", text: row.id }),
+    h("td", { class: "id", text: row.id + roundNote(row), title: (row.rounds || []).map((r) => `${r.number} ${r.kind}`).join(", ") }),
     row.error || row.budget_error || row.problems.length
       ? h("td", { class: `prompt why s-${row.state}`, text: (row.error || row.budget_error || row.problems[0]).split("\n")[0], title: `${row.prompt || ""}\n\n${row.error || row.budget_error || row.problems[0]}` })
       : h("td", { class: "prompt", text: (row.prompt || "").split("\n")[0], title: row.prompt || "" }),

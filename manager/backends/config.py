@@ -9,10 +9,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-StubBehaviour = Literal["succeed", "fail", "crash", "oom", "slow"]
+StubBehaviour = Literal["succeed", "fail", "crash", "oom", "slow", "check_fail", "check_pass"]
 """What a stub worker does with its task: publish success, publish a failed result, die without
-a result (exit 137, as ``docker kill``), die as the kernel's OOM killer ends it (137, OOM), or
-succeed after ``slow_s``."""
+a result (exit 137, as ``docker kill``), die as the kernel's OOM killer ends it (137, OOM),
+succeed after ``slow_s``, or end with its check failing (a failed result whose ``check`` did not
+pass, as a real worker's) or passing (a success with a passed ``check``)."""
 
 
 class _EngineConfig(BaseModel):

@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from orchestration_protocol import Task
+
+from ..git.check_config import applicable_check, describe_applicable
 from ..output import emit_json
 from ..planning.planner import save_plan
 from ..run.pipeline import make_plan, plan_lines, repository_for
@@ -72,5 +75,8 @@ def plan(
     if as_json:
         emit_json(outcome.plan.model_dump(mode="json", exclude_none=True))
         return
+    probe = Task(id="check-probe", prompt="check", repo=repository.url, branch=repository.branch,
+                 profile=profile)
+    typer.echo(f"check: {describe_applicable(applicable_check(context.settings, probe))}")
     for line in plan_lines(outcome, output):
         typer.echo(line)

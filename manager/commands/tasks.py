@@ -7,14 +7,15 @@ from typing import Annotated
 
 import typer
 
-from orchestration_protocol import read_board, utc_now
-from orchestration_protocol.untrusted import fence
+from orchestration_protocol import Task, read_board, utc_now
+from orchestration_protocol.untrusted import escape_line, fence
 from orchestration_views.rows import status_rows
 
 from ..config import positive_usd
 from ..errors import (
     BadInput,
 )
+from ..git.check_config import applicable_check, describe_applicable
 from ..output import emit_json
 from ..run.retry import retry_task
 from ..tasks import create as task_files
@@ -154,7 +155,11 @@ def task_list(
 @handled
 def task_show(ctx: typer.Context, task_id: str, as_json: JsonOpt = False) -> None:
     """Show everything about one task: the task, its claim, heartbeat and result."""
-    details = task_details(settings_of(ctx).layout, task_id)
+    settings = settings_of(ctx)
+    details = task_details(settings.layout, task_id)
+    if details["task"] is not None:
+        found = applicable_check(settings, Task.model_validate(details["task"]))
+        details["check_applies"] = describe_applicable(found)
     if as_json:
         emit_json(details)
         return
@@ -169,6 +174,9 @@ def task_show(ctx: typer.Context, task_id: str, as_json: JsonOpt = False) -> Non
         "worker",
         "phase",
         "branch",
+        "round",
+        "check",
+        "check_applies",
         "cost_usd",
         "cost_source",
         "max_budget_usd",
@@ -177,7 +185,10 @@ def task_show(ctx: typer.Context, task_id: str, as_json: JsonOpt = False) -> Non
         "log_file",
     ):
         if details.get(key) not in (None, [], ""):
-            typer.echo(f"{key}: {details[key]}")
+            typer.echo(escape_line(f"{key}: {details[key]}"))
+    for entry in details["rounds"][1:]:
+        where = " (integration failure)" if entry["integration"] else ""
+        typer.echo(f"round {entry['number']}: {entry['kind']}, attempt {entry['attempt']}{where}")
     typer.echo("prompt:")
     typer.echo(fence(details["prompt"] or "", f"the prompt of task {details['id']}", limit=8000))
     for problem in details["problems"]:

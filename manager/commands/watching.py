@@ -10,10 +10,11 @@ import typer
 from orchestration_protocol import read_board, utc_now
 from orchestration_protocol.archive import layout_of
 from orchestration_protocol.priorities import read_priorities
-from orchestration_protocol.untrusted import fence
+from orchestration_protocol.untrusted import escape_line, fence
 from orchestration_views.ledger import fleet_budget_view, ledger_cache
 from orchestration_views.rows import (
     board_problems,
+    branch_checks,
     cost_lines,
     result_json,
     rows_total_cost,
@@ -26,6 +27,7 @@ from ..errors import (
     EXIT_TASKS_FAILED,
     TaskUnknown,
 )
+from ..git.check_config import applicable_check, describe_applicable
 from ..output import console, emit_json
 from ..run.pool import pool_summaries, with_pool_tasks
 from ..tasks.operations import current_result
@@ -71,14 +73,30 @@ def status_document(
     ledgers = ledger_cache(layout)
     priorities = read_priorities(layout.root)
     rows = status_rows(board, states, now, scope, ledgers, priorities)
+    add_applicable_checks(settings, board, rows)
     return {
         "root": str(settings.root),
         "tasks": rows,
         "total_cost_usd": rows_total_cost(rows),
         "fleet_budget": fleet_budget_view(layout, ledgers),
         "pools": pool_summaries(layout),
+        "branch_checks": branch_checks(board, states),
         "problems": board_problems(board, priorities),
     }
+
+
+def add_applicable_checks(settings: ManagerSettings, board: Any, rows: list[dict[str, Any]]) -> None:
+    """Each change task's row gets ``check_applies``: the check it gets (read once per
+    repository, branch, profile and task check)."""
+    seen: dict[tuple[object, ...], str] = {}
+    for row in rows:
+        task = board.snapshots[row["id"]].task
+        if task is None or row["kind"] not in ("change", "resolve"):
+            continue
+        key = (task.repo, task.branch, task.profile, tuple(task.check or ()) if task.check is not None else None)
+        if key not in seen:
+            seen[key] = describe_applicable(applicable_check(settings, task))
+        row["check_applies"] = seen[key]
 
 
 def print_status(document: dict[str, Any]) -> None:
@@ -93,6 +111,11 @@ def print_status(document: dict[str, Any]) -> None:
             f"pool {summary['pool']} ({summary['profile']}): {summary['idle']} idle, "
             f"{summary['busy']} busy, keeps {summary['size']}"
         )
+    applies = sorted({row["check_applies"] for row in rows if row.get("check_applies")})
+    for said in applies:
+        out.print(escape_line(f"check: {said}"), markup=False)
+    for branch, verdict in document["branch_checks"].items():
+        out.print(escape_line(f"check of {branch}: {verdict['check']} ({verdict['task']})"), markup=False)
     for problem in document["problems"]:
         out.print(f"[red]error:[/red] {problem['error']}", markup=True)
 

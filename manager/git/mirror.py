@@ -266,3 +266,19 @@ def _push_one(
             "remote's branch protection.",
         }
     )
+
+
+def fast_forward_from_origin(layout: Layout, url: str, branch: str, *, credentials: Mapping[str, str]) -> bool:
+    """Bring ``branch`` from ``url`` into the volume's mirror when origin has it and the mirror's
+    is missing or behind (a fast-forward only: a branch the manager built in the mirror is never
+    replaced by another). True when the mirror's branch moved."""
+    target = mirror_dir(layout, url)
+    if not is_mirror(target):
+        return False
+    before = mirror_commit(target, f"refs/heads/{branch}")
+    with git_access(credentials) as access:
+        access.run(
+            f"--git-dir={target}", "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--",
+            url, f"refs/heads/{branch}:refs/heads/{branch}",
+        )
+    return mirror_commit(target, f"refs/heads/{branch}") != before

@@ -52,6 +52,7 @@ from .pool import GRACE_S as POOL_GRACE_S
 from .pool import idle_pool_workers, with_pool_tasks
 from .reaper import remove_ended_workers
 from .recovery import Recovery, fail_unstartable, recover_ended_worker, recover_lost_task
+from .rounds import RoundAsked, request_repairs
 from .spawn import SpawnContext, spawn_attempt
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ class Tick:
     spawned: list[WorkerRecord] = field(default_factory=list)
     recovered: list[Recovery] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
+    repairs: list[RoundAsked] = field(default_factory=list)
+    """Repair rounds asked for in this pass (a failing check, rounds left)."""
     running: int = 0
 
 
@@ -109,9 +112,12 @@ class Dispatcher:
     # --- one pass ------------------------------------------------------------------------------
 
     def _read(self, changed: list[Recovery]) -> Board:
+        return self._reread(recovery.task_id for recovery in changed)
+
+    def _reread(self, task_ids: Iterable[str]) -> Board:
         if self._live is None:
             return read_board(self.layout)
-        self._live.invalidate(recovery.task_id for recovery in changed)
+        self._live.invalidate(task_ids)
         return self._live.refresh()
 
     def tick(self, now: datetime | None = None) -> Tick:
@@ -127,8 +133,14 @@ class Dispatcher:
         if lost:
             board = self._read(lost)
             states = self._states(board, workers, now)
+        repairs = request_repairs(
+            self.layout, board, states, default_max=self.settings.max_repairs, scope=self.scope
+        )
+        if repairs:
+            board = self._reread(asked.task_id for asked in repairs)
+            states = self._states(board, workers, now)
         tick = Tick(board, states, assess(board, states, self.scope), recovered=recovered)
-        tick.stopped = stopped
+        tick.stopped, tick.repairs = stopped, repairs
         self._spawn_ready(tick, workers)
         remove_ended_workers(
             self.layout, self.backend, workers, now, self.settings.remove_ended_after_s

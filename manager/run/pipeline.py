@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestration_protocol import Layout, Plan, Task, utc_now
+from orchestration_protocol import Layout, Plan, Task, read_board, utc_now
 from orchestration_protocol.mirrors import mirror_dir
 from orchestration_views.ledger import ledger_cache
-from orchestration_views.progress import Progress
+from orchestration_views.progress import Progress, assess
 from orchestration_views.rows import status_rows
 
 from ..backends import make_backend
 from ..credentials import MODEL_SECRETS
 from ..errors import BadInput
+from ..git.check_config import applicable_check, describe_applicable
 from ..git.greenfield import create_greenfield, export_tree, greenfield_name, integrate
 from ..git.merge import MergeReport
 from ..git.mirror import ensure_mirror
@@ -36,7 +37,9 @@ from ..planning.planner import (
     plan_locally,
 )
 from ..tasks.create import create_entries, create_plan, create_task, task_entries
+from .check import check_lines
 from .dispatch import Dispatcher, Tick
+from .integration import LoopReport, close_the_loop
 from .plan_task import plan_in_worker
 from .spawn import SpawnContext
 
@@ -133,6 +136,8 @@ class Aggregate:
 
     merge: MergeReport
     output_dir: Path | None = None
+    loop: LoopReport | None = None
+    """The checks after the merge: conflicts resolved, the integration check, repairs."""
 
 
 def aggregate(
@@ -199,7 +204,8 @@ class RunReport:
     progress: Progress
     document: dict[str, Any]
     merged: bool
-    """False when a merge conflict kept some work off the integration branch."""
+    """False when a merge conflict kept some work off the integration branch, or the
+    integration branch's check failed."""
 
 
 @dataclass
@@ -240,18 +246,56 @@ def create_run_tasks(context: SpawnContext, request: RunRequest, say: Say = quie
     return _Created(tasks, repository, request.max_workers)
 
 
+def checked_aggregate(
+    context: SpawnContext, repository: Repository, task_ids: list[str], output_dir: Path | None,
+    max_workers: int, say: Say = quiet,
+) -> Aggregate:
+    """Merge into ``orchestrator/integration``, resolve conflicts, check the merge and send its
+    failures back (:func:`close_the_loop`), then export the merged tree to ``output_dir``."""
+    layout = context.settings.layout
+    if not mirror_dir(layout, repository.url).exists():
+        raise BadInput(f"No mirror of {repository.url} in the volume; nothing was run there.")
+    loop, clone = close_the_loop(
+        context, repository.url, repository.branch, task_ids, max_workers=max_workers, say=say
+    )
+    try:
+        exported = export_tree(clone, output_dir) if output_dir is not None else None
+    finally:
+        shutil.rmtree(clone.parent, ignore_errors=True)
+    return Aggregate(loop.merge, exported, loop)
+
+
 def aggregate_run(
     context: SpawnContext, repository: Repository, tasks: list[Task], output_dir: Path | None,
-    say: Say = quiet,
+    say: Say = quiet, max_workers: int = 4,
 ) -> Aggregate:
-    """Merge what succeeded and export it, saying what was merged where."""
-    result = aggregate(context, repository, [task.id for task in tasks], output_dir)
+    """Merge what succeeded, check it, and export it, saying what was merged where."""
+    result = checked_aggregate(
+        context, repository, [task.id for task in tasks], output_dir, max_workers, say
+    )
     say(f"merged into {result.merge.integration_branch} in the volume's mirror of {repository.url}:")
     for line in result.merge.describe().splitlines()[1:]:
         say(line.replace("pushed to origin/", "pushed as "))
     if result.output_dir is not None:
         say(f"merged tree written to {result.output_dir} (a git repository, branch main)")
+    if result.loop is not None:
+        for line in loop_lines(result.loop):
+            say(line)
     return result
+
+
+def loop_lines(loop: LoopReport) -> list[str]:
+    """What the checks after the merge found, for people: "checks passed" only when they did."""
+    said = {
+        "passed": "integration check passed: checks passed",
+        "failed": "integration check FAILED: not ready for review",
+        "none": "integration check: no check applies (add 'check:' to .orchestrator.yaml)",
+    }[loop.check_state]
+    lines = [said]
+    if loop.check is not None and loop.check.outcome is not None and not loop.check.passed:
+        lines += [f"  {line}" for line in check_lines(loop.check)]
+    lines += [f"repaired: {item}" for item in loop.repaired]
+    return lines
 
 
 def run_document(outcome: PlanOutcome | None, result: Aggregate | None) -> dict[str, Any]:
@@ -264,6 +308,10 @@ def run_document(outcome: PlanOutcome | None, result: Aggregate | None) -> dict[
     if result is not None:
         document["merge"] = result.merge.model_dump(mode="json")
         document["output_dir"] = str(result.output_dir) if result.output_dir else None
+    if result is not None and result.loop is not None:
+        document["integration_check"] = result.loop.check.document() if result.loop.check else None
+        document["checks"] = result.loop.check_state
+        document["repaired"] = result.loop.repaired
     return document
 
 
@@ -279,17 +327,25 @@ def run_tasks(
     created = create_run_tasks(context, request, say)
     ids = [task.id for task in created.tasks]
     say(f"created {', '.join(ids)}; running up to {created.max_workers} at once")
+    if created.tasks:
+        say(f"check: {describe_applicable(applicable_check(context.settings, created.tasks[0]))}")
     dispatcher = Dispatcher(
         context, max_workers=created.max_workers, scope=ids, profile=request.profile
     )
-    tick = dispatcher.run(until_settled=True, on_tick=on_tick)
+    dispatcher.run(until_settled=True, on_tick=on_tick)
     dispatcher.wait_for_workers()
     layout = context.settings.layout
-    rows = status_rows(tick.board, tick.states, utc_now(), ids, ledger_cache(layout))
     merged = None
     if request.plan or created.repository.greenfield or request.output_dir is not None:
-        merged = aggregate_run(context, created.repository, created.tasks, request.output_dir, say)
+        merged = aggregate_run(
+            context, created.repository, created.tasks, request.output_dir, say,
+            created.max_workers,
+        )
     if created.outcome is not None:
         say(planning_cost_line(created.outcome))
+    board = read_board(layout)  # repairs after the merge may have run tasks again
+    states = board.states(now=utc_now())
+    rows = status_rows(board, states, utc_now(), ids, ledger_cache(layout))
     document = run_document(created.outcome, merged)
-    return RunReport(rows, tick.progress, document, merged is None or merged.merge.ok)
+    ok = merged is None or (merged.merge.ok and (merged.loop is None or merged.loop.check_state != "failed"))
+    return RunReport(rows, assess(board, states, ids), document, ok)

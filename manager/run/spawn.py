@@ -18,6 +18,7 @@ from pathlib import Path
 from orchestration_protocol import (
     AgentKind,
     Task,
+    TaskKind,
     TaskSnapshot,
     TaskState,
     next_attempt,
@@ -216,7 +217,8 @@ def spawn_attempt(
 
     profile = context.preflight(profile_name or task.profile)
     managed = context.settings.gateway == "managed"  # else the gateway holds the credential
-    if task.agent == AgentKind.CLAUDE and not context.settings.simulate and managed:
+    calls_model = task.agent == AgentKind.CLAUDE and task.kind != TaskKind.CHECK  # a check has no agent
+    if calls_model and not context.settings.simulate and managed:
         require_model_credentials(context.secrets, context.settings.model_switches)
     context.mirror(task)
     context.ensure_gateway()

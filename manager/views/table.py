@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestration_protocol import Result, TaskState
-from orchestration_protocol.untrusted import fence
+from orchestration_protocol.untrusted import escape_line, fence
 from orchestration_views.ledger import LedgerSummary
 from orchestration_views.rows import format_age
 
@@ -34,7 +34,11 @@ def _note(row: dict[str, Any]) -> str:
     if row["budget_error"]:
         return str(row["budget_error"])
     if row["phase"]:
-        return f"{row['phase']}, beat {format_age(row['heartbeat_age_s'])} ago"
+        round_note = f"{row['round']}, " if row.get("round") else ""
+        return f"{round_note}{row['phase']}, beat {format_age(row['heartbeat_age_s'])} ago"
+    if row.get("check"):
+        on = f" on {row['checked_branch']}" if row.get("checked_branch") else ""
+        return f"check {row['check']}{on}" + (f" after {row['round']}" if row.get("round") else "")
     if row["state"] == "blocked":
         return "waits for " + ", ".join(row["depends_on"])
     return ""
@@ -85,6 +89,11 @@ def result_text(result: Result, ledger: LedgerSummary | None = None) -> str:
     if result.branch:
         pushed = "pushed" if result.pushed else "not pushed"
         lines.append(f"branch: {result.branch} ({pushed}) {result.head_commit or ''}".rstrip())
+    if result.round is not None:
+        session = f", session {result.round.session.value}" if result.round.session.value != "none" else ""
+        lines.append(f"round: {result.round.kind.value} {result.round.number}{session}")
+    if result.check is not None:
+        lines.extend(_check_text(result))
     if result.files_changed:
         lines.append(
             f"changed: {len(result.files_changed)} files, +{result.insertions} "
@@ -101,6 +110,22 @@ def result_text(result: Result, ledger: LedgerSummary | None = None) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def _check_text(result: Result) -> list[str]:
+    check = result.check
+    assert check is not None
+    counts = check.counts
+    verdict = "passed" if check.passed else "FAILED"
+    lines = [
+        f"check: {verdict} ({escape_line(check.source or '?')}): exit {check.exit_code}, "
+        f"{counts.passed} passed, {counts.failed} failed, {counts.errors} errors, "
+        f"{check.duration_s:.1f}s"
+    ]
+    lines += [f"  failing: {escape_line(name)}" for name in check.failing_tests[:20]]
+    if not check.passed and check.output_excerpt:
+        lines.append(fence(check.output_excerpt, f"the end of task {result.task_id}'s check output", limit=3000))
+    return lines
 
 
 def _cost_text(result: Result, ledger: LedgerSummary | None) -> list[str]:

@@ -107,7 +107,8 @@ SCENARIOS = {
         tasks=["dark-theme", "dark-settings", "dark-toggle"],
         merged=["dark-theme", "dark-settings", "dark-toggle"],
         on_screen=[
-            "Dark mode support is ready for review on branch orchestrator/integration.",
+            "Dark mode support is merged on branch orchestrator/integration;",
+            "VERDICT: checks passed on orchestrator/integration",
             "dark-theme: merged (app/styles.css)",
             "dark-settings: merged (app/settings.js)",
             "dark-toggle: merged (app/theme-toggle.js)",

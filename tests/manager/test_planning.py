@@ -250,7 +250,9 @@ def test_the_scripted_managers_summary_is_honest() -> None:
         {"task_id": "a", "outcome": "merged", "files": ["app/a.js"]},
         {"task_id": "b", "outcome": "skipped"},
     ]}
-    text = summary("Do it", ["a", "b"], merge, status)
+    passed = {"checks": [{"passed": True, "check": {"passed": True}}]}
+    failing = {"checks": [{"passed": False, "check": {"passed": False}}]}
+    text = summary("Do it", ["a", "b"], merge, status, passed)
     assert text.startswith("Not done: 1 of 2 tasks did not succeed.")
     assert "ready for review" not in text
     assert "- b: failed, skipped (no files), $0.01: claude failed: api_error" in text
@@ -258,4 +260,8 @@ def test_the_scripted_managers_summary_is_honest() -> None:
     assert "orchestrator task retry b" in text
     merge["tasks"][1] = {"task_id": "b", "outcome": "merged", "files": ["b.js"]}
     status["tasks"][1].update(state="success", error=None)
-    assert summary("Do it", ["a", "b"], merge, status).startswith('Done: "Do it" is ready for review')
+    assert summary("Do it", ["a", "b"], merge, status, passed).startswith(
+        'Done: "Do it" is ready for review on branch orchestrator/integration: checks passed.')
+    assert summary("Do it", ["a", "b"], merge, status, failing).startswith(
+        "Not done: the check failed on orchestrator/integration.")
+    assert "nothing tested it" in summary("Do it", ["a", "b"], merge, status, None)

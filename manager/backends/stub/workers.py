@@ -21,6 +21,7 @@ from orchestration_protocol import Layout, Result, ResultStatus, WorkerPhase, ut
 from orchestration_protocol.claims import ClaimHandle, claim_task
 from orchestration_protocol.contract import WorkerExit
 from orchestration_protocol.errors import ProtocolError
+from orchestration_protocol.outcomes import CheckCounts, CheckOutcome, RoundKind, RoundReport
 from orchestration_protocol.pool import (
     PoolWorker,
     PoolWorkerState,
@@ -29,6 +30,7 @@ from orchestration_protocol.pool import (
     task_profile,
     write_pool_worker,
 )
+from orchestration_protocol.rounds import read_round_for_attempt
 from orchestration_protocol.state import TaskState, next_attempt, read_task_state
 
 from ...errors import TaskNotSpawnable
@@ -97,6 +99,35 @@ def fleet_of(root: Path) -> Fleet:
     """The one table of stub workers of ``root`` in this process."""
     with FLEETS_LOCK:
         return FLEETS.setdefault(root.resolve(), Fleet())
+
+
+def stub_check(passed: bool) -> CheckOutcome:
+    """The check a stub worker reports: one test passing, and one failing unless ``passed``."""
+    return CheckOutcome(
+        passed=passed,
+        exit_code=0 if passed else 1,
+        commands=["python3 -m unittest"],
+        failed_command=None if passed else "python3 -m unittest",
+        source="stub",
+        runner="unittest",
+        counts=CheckCounts(passed=2 if passed else 1, failed=0 if passed else 1),
+        counts_from="summary",
+        failing_tests=[] if passed else ["test_stub.StubTest.test_broken"],
+        output_excerpt="OK" if passed else "FAIL: test_broken (test_stub.StubTest)\nFAILED (failures=1)",
+    )
+
+
+def stub_round(layout: Layout, handle: ClaimHandle, check: CheckOutcome | None) -> RoundReport:
+    """The round a stub attempt was: the round file naming its attempt, else a first run."""
+    try:
+        request = read_round_for_attempt(layout, handle.task_id, handle.attempt)
+    except ProtocolError:
+        request = None
+    return RoundReport(
+        kind=request.kind if request else RoundKind.RUN,
+        number=request.number if request else 1,
+        check_passes=None if check is None else check.passed,
+    )
 
 
 class StubWorkers(Workers):
@@ -243,8 +274,9 @@ class StubWorkers(Workers):
         ended = self._heartbeat_for(worker, handle, working_s)
         if ended is not None:
             return ended, False
-        status = ResultStatus.FAILED if behaviour == "fail" else ResultStatus.SUCCESS
-        self._publish(handle, worker, status, started)
+        status = ResultStatus.FAILED if behaviour in ("fail", "check_fail") else ResultStatus.SUCCESS
+        check = stub_check(behaviour == "check_pass") if behaviour.startswith("check_") else None
+        self._publish(handle, worker, status, started, check)
         return int(WorkerExit.OK), False
 
     def _heartbeat_for(self, worker: StubWorker, handle: ClaimHandle, working_s: float) -> int | None:
@@ -270,16 +302,26 @@ class StubWorkers(Workers):
         return None
 
     def _publish(
-        self, handle: ClaimHandle, worker: StubWorker, status: ResultStatus, started: datetime
+        self,
+        handle: ClaimHandle,
+        worker: StubWorker,
+        status: ResultStatus,
+        started: datetime,
+        check: CheckOutcome | None = None,
     ) -> None:
         failed = status != ResultStatus.SUCCESS
+        error = f"the stub worker was told to end {status.value}" if failed else None
+        if check is not None and not check.passed:
+            error = f"check failed: {check.failed_command} exited 1 (1 failed, 0 errors, 1 passed)"
         handle.publish_result(
             Result(
                 task_id=handle.task_id,
                 status=status,
                 output=f"stub {status.value}",
                 completed_at=utc_now(),
-                error=f"the stub worker was told to end {status.value}" if failed else None,
+                error=error,
+                check=check,
+                round=stub_round(self.layout, handle, check),
                 exit_code=1 if status == ResultStatus.FAILED else 0,
                 attempt=handle.attempt,
                 worker_id=worker.name,
