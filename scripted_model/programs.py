@@ -24,35 +24,16 @@ import json
 import re
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
 from .conversation import STRUCTURED_OUTPUT_TOOL, Conversation, Exchange
 from .planner import OWNED_LINE, derive_plan
+from .repairs import REPAIR_PROGRAMS
+from .steps import Step, _bash, _done
 
 REQUEST = re.compile(r"<request>\s*(.*?)\s*</request>", re.S)
 EXECUTORS = re.compile(r"at most (\d+) (?:executors|workers)", re.I)
-
-
-@dataclass(frozen=True)
-class Step:
-    """The program's next reply: tool calls (stop reason ``tool_use``) or, with none, the final
-    text (``end_turn``)."""
-
-    text: str = ""
-    tool_uses: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-
-def _bash(command: str, description: str, timeout_ms: int | None = None) -> tuple[str, dict[str, Any]]:
-    tool_input: dict[str, Any] = {"command": command, "description": description}
-    if timeout_ms:
-        tool_input["timeout"] = timeout_ms
-    return ("Bash", tool_input)
-
-
-def _done(conversation: Conversation, name: str) -> list[Exchange]:
-    return [e for e in conversation.exchanges if e.name == name]
 
 
 # --- plan ------------------------------------------------------------------------------------
@@ -289,7 +270,5 @@ PROGRAMS: dict[str, Callable[[Conversation], Step]] = {
     "manage": manage_program,
 }
 """The programs a scenario may name."""
-
-from .repairs import REPAIR_PROGRAMS  # noqa: E402  (it builds on Step and the helpers above)
 
 PROGRAMS.update(REPAIR_PROGRAMS)

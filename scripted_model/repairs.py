@@ -19,7 +19,7 @@ import shlex
 from typing import Any
 
 from .conversation import Conversation, Exchange
-from .programs import Step, _bash, _done
+from .steps import Step, _bash, _done
 
 BREAK_MARK = "scripted: break the check"
 UNFIXABLE_MARK = "scripted: unfixable"
