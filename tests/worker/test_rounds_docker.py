@@ -24,6 +24,7 @@ from orchestration_protocol.mirrors import mirror_dir
 from orchestration_protocol.models import utc_now
 from orchestration_protocol.repair_prompt import repair_prompt
 from orchestration_protocol.rounds import RoundRequest, write_round
+from tests.conftest import docker_worker
 from tests.gitrepo import IDENTITY, git, make_remote
 from tests.manager.test_manager_docker import (
     engine,
@@ -83,7 +84,7 @@ def test_a_repair_round_resumes_the_task_s_session_on_its_branch_and_passes(
     spawned = orchestrator(simulation, "spawn", "--simulate", "default", "t1")
     assert spawned.returncode == 0, spawned.stdout + spawned.stderr
     first = settled(simulation, "t1")
-    environment = engine.containers.get("worker-t1").attrs["Config"]["Env"]
+    environment = engine.containers.get(docker_worker(layout.root, "t1")).attrs["Config"]["Env"]
     assert {"ORCHESTRATOR_MAX_OUTPUT_BYTES=100000", "ORCHESTRATOR_PROFILE=default"} <= set(environment)
     assert first.status == "failed" and (first.error or "").startswith("check failed:"), first.error
     assert first.check is not None and first.check.source == "profile default"
@@ -126,7 +127,8 @@ def test_a_killed_worker_s_next_attempt_resumes_from_the_checkpoint_and_the_sess
 
         wait_until(lambda: mirror_dir(layout, str(remote)).exists() and checkpointed(),
                    timeout=150, what="a checkpoint holding progress.txt")
-        subprocess.run(["docker", "kill", "worker-task-001"], check=True, capture_output=True)
+        subprocess.run(["docker", "kill", docker_worker(layout.root, "task-001")], check=True,
+                       capture_output=True)
         out, _ = run.communicate(timeout=240)
     finally:
         if run.poll() is None:
