@@ -95,7 +95,8 @@ def test_a_repair_round_resumes_the_task_s_session_on_its_branch_and_passes(
 
     write_round(layout, RoundRequest(task_id="t1", number=2, attempt=2, kind="repair",
                                      failure=first.check, requested_at=utc_now()))
-    retried = orchestrator(simulation, "task", "retry", "t1", "--simulate")
+    # a requested round makes the task pending again: spawning it starts the round's attempt
+    retried = orchestrator(simulation, "spawn", "--simulate", "default", "t1")
     assert retried.returncode == 0, retried.stdout + retried.stderr
     second = settled(simulation, "t1")
     log = layout.log_file("t1").read_text()
