@@ -33,6 +33,10 @@ class ProcessOutcome:
     """Why the worker stopped it (the stop reason), or None when it ended by itself."""
 
 
+READER_DRAIN_S = 30.0
+"""How long the agent's output may take to drain after it exited."""
+
+
 def run_supervised(
     command: Sequence[str],
     *,
@@ -73,7 +77,10 @@ def run_supervised(
     exit_code = process.wait()
     if user is not None and reap_user:
         kill_every_process_of(user)
-    reader.join(timeout=5)
+    # the last lines may still be in the pipe: on a loaded machine the reader can take seconds to
+    # drain it (an empty output was seen at a load of 20); a process the agent left holding the
+    # pipe open ends the wait after READER_DRAIN_S instead of never
+    reader.join(timeout=READER_DRAIN_S)
     if process.stdout is not None:
         process.stdout.close()
     return ProcessOutcome(exit_code=exit_code, stopped_because=stopped_because)
