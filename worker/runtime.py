@@ -52,7 +52,7 @@ from orchestration_protocol.gateway import (
 )
 from orchestration_protocol.mirrors import mirror_dir
 from orchestration_protocol.outcomes import CheckOutcome
-from orchestration_protocol.repair_prompt import escape_controls
+from orchestration_protocol.untrusted import escape_controls
 
 from . import repo, resolve
 from .agents import Agent, agent_for
