@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -36,6 +37,29 @@ gateway's and the scripted model's; run.sh passes it on to the manager."""
 USER_PROFILES = Path("~/.config/claude-orchestrator/profiles.yaml")
 DEFAULT_PROFILE = "default"
 MOUNT_PATTERN = re.compile(r"^[^:]+:/[^:]*(:(ro|rw))?$")
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """One ``HOST:CONTAINER[:ro|rw]`` mount, parsed."""
+
+    source: str
+    """A host path (absolute) or a named volume."""
+    target: str
+    """Where the worker sees it (absolute)."""
+    mode: str = "rw"
+    """``ro`` or ``rw``."""
+
+    @property
+    def is_host_path(self) -> bool:
+        return self.source.startswith("/")
+
+
+def parse_bind_mount(spec: str) -> BindMount:
+    """``HOST:CONTAINER[:ro|rw]`` as a :class:`BindMount` (profiles validate the shape)."""
+    source, _, rest = spec.partition(":")
+    target, _, mode = rest.partition(":")
+    return BindMount(source, target, mode or "rw")
 
 
 class Profile(BaseModel):

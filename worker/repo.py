@@ -283,15 +283,6 @@ def _base_commit(env: dict[str, str], url: str, branch: str | None) -> str:
     )
 
 
-def _chown_tree(path: Path, uid: int, gid: int) -> None:
-    """Give a whole tree to the agent: only after the runtime's git wrote into it (a resolve
-    task's merge, a restored checkpoint); an ordinary task's tree is the agent's from the start."""
-    os.chown(path, uid, gid, follow_symlinks=False)
-    for directory, dirs, files in os.walk(path):
-        for name in (*dirs, *files):
-            os.chown(os.path.join(directory, name), uid, gid, follow_symlinks=False)
-
-
 def check_work_tree(workspace: Workspace, limits: Limits) -> None:
     """Refuse a tree the runtime will not read: a file over the limit, too many files or bytes,
     a symlink that lands out of the clone, or a nested repository (git would run ``status`` in a

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from ..errors import ManagerError
+from ..profiles import parse_bind_mount
 
 SOCKET_DIRS = ("/run", "/var/run", "/run/containerd", "/var/run/containerd")
 SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock")
@@ -51,29 +51,6 @@ class MountRefused(ManagerError, PermissionError):
     """A worker mount, volume or network would give a worker more than its sandbox."""
 
 
-@dataclass(frozen=True)
-class BindMount:
-    """One ``HOST:CONTAINER[:ro|rw]`` mount, parsed."""
-
-    source: str
-    """A host path (absolute) or a named volume."""
-    target: str
-    """Where the worker sees it (absolute)."""
-    mode: str = "rw"
-    """``ro`` or ``rw``."""
-
-    @property
-    def is_host_path(self) -> bool:
-        return self.source.startswith("/")
-
-
-def parse_mount(spec: str) -> BindMount:
-    """``HOST:CONTAINER[:ro|rw]`` as a :class:`BindMount` (profiles validate the shape)."""
-    source, _, rest = spec.partition(":")
-    target, _, mode = rest.partition(":")
-    return BindMount(source, target, mode or "rw")
-
-
 def _normal(path: str) -> PurePosixPath:
     """``path`` with ``..`` and links resolved as far as this machine can see them."""
     return PurePosixPath(os.path.realpath(path) if os.path.exists(path) else os.path.normpath(path))
@@ -84,20 +61,26 @@ def _inside_or_above(path: PurePosixPath, other: str) -> bool:
     return path == other_path or path in other_path.parents or other_path in path.parents
 
 
-def host_path_refusal(path: str, *, protected: Iterable[str] = ()) -> str | None:
-    """Why the host path ``path`` may not reach a worker, or None when it may."""
+def host_path_refusal(
+    path: str, *, protected: Iterable[str] = (), docker_host: str | None = None
+) -> str | None:
+    """Why the host path ``path`` may not reach a worker, or None when it may; ``docker_host``
+    is the engine's ``$DOCKER_HOST`` (its socket is refused too)."""
+    sockets = (*SOCKETS, *_socket_of(docker_host))
     for raw in {path, str(_normal(path))}:
         candidate = PurePosixPath(os.path.normpath(raw))
-        reason = _refusal_of(candidate, tuple(protected))
+        reason = _refusal_of(candidate, tuple(protected), sockets)
         if reason:
             return reason
     return None
 
 
-def _refusal_of(path: PurePosixPath, protected: tuple[str, ...]) -> str | None:
+def _refusal_of(
+    path: PurePosixPath, protected: tuple[str, ...], sockets: tuple[str, ...]
+) -> str | None:
     if path == PurePosixPath("/"):
         return "it is the host's root directory"
-    for socket in (*SOCKETS, *_docker_host_socket()):
+    for socket in sockets:
         if _inside_or_above(path, socket):
             return "it is or holds the Docker engine's socket (root on the host)"
     for system in SYSTEM_DIRS:
@@ -118,8 +101,8 @@ def _refusal_of(path: PurePosixPath, protected: tuple[str, ...]) -> str | None:
     return None
 
 
-def _docker_host_socket() -> tuple[str, ...]:
-    host = os.environ.get("DOCKER_HOST", "")  # the engine's own setting, read where it is used
+def _socket_of(docker_host: str | None) -> tuple[str, ...]:
+    host = docker_host or ""
     return (host.removeprefix("unix://"),) if host.startswith("unix://") else ()
 
 
@@ -133,13 +116,19 @@ def target_refusal(target: str) -> str | None:
     return None
 
 
-def check_mount(spec: str, *, volume: str | None = None, protected: Iterable[str] = ()) -> None:
+def check_mount(
+    spec: str,
+    *,
+    volume: str | None = None,
+    protected: Iterable[str] = (),
+    docker_host: str | None = None,
+) -> None:
     """Raise :class:`MountRefused` unless ``spec`` is a mount a worker may have. ``volume`` is
     the orchestration volume's name (never mounted twice); ``protected`` the host paths of the
     orchestration root."""
-    mount = parse_mount(spec)
+    mount = parse_bind_mount(spec)
     if mount.is_host_path:
-        reason = host_path_refusal(mount.source, protected=protected)
+        reason = host_path_refusal(mount.source, protected=protected, docker_host=docker_host)
     elif volume and mount.source == volume:
         reason = "it is the orchestration volume (workers get it only at the runtime's place)"
     else:
@@ -154,20 +143,24 @@ def check_mount(spec: str, *, volume: str | None = None, protected: Iterable[str
 
 
 def check_mounts(
-    specs: Iterable[str], *, volume: str | None = None, protected: Iterable[str] = ()
+    specs: Iterable[str],
+    *,
+    volume: str | None = None,
+    protected: Iterable[str] = (),
+    docker_host: str | None = None,
 ) -> None:
     """:func:`check_mount` for each of ``specs``."""
     protected = tuple(protected)
     for spec in specs:
-        check_mount(spec, volume=volume, protected=protected)
+        check_mount(spec, volume=volume, protected=protected, docker_host=docker_host)
 
 
-def check_volume(volume: str) -> None:
+def check_volume(volume: str, docker_host: str | None = None) -> None:
     """Raise :class:`MountRefused` when the orchestration volume, given as a host path, is one
     that no worker may see (``/``, a system or home directory, the Docker socket)."""
     if not volume.startswith("/"):
         return
-    reason = host_path_refusal(volume)
+    reason = host_path_refusal(volume, docker_host=docker_host)
     if reason:
         raise MountRefused(
             f"The volume {volume} is refused: {reason}; use a named volume or a directory "

@@ -90,6 +90,7 @@ class SpawnContext:
                 [*profile.mounts, *self.settings.mounts],
                 volume=self.settings.volume,
                 protected=[str(self.settings.root)],
+                docker_host=self.settings.docker_host,
             )
             self.backend.doctor.preflight(profile)
             if profile.network and self.settings.gateway == "managed":
@@ -167,11 +168,16 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
 def check_widening(settings: ManagerSettings) -> None:
     """Refuse (MountRefused, one sentence) a volume, network or mount that would give workers
     more than their sandbox, whoever asked: checked before anything starts."""
-    check_volume(settings.volume or "")
+    check_volume(settings.volume or "", settings.docker_host)
     profiles = load_profiles(settings.root, settings.profiles_path)
     configured = {settings.configured_network, *(p.network for p in profiles.values())}
     check_network(settings.network, {name for name in configured if name})
-    check_mounts(settings.mounts, volume=settings.volume, protected=[str(settings.root)])
+    check_mounts(
+        settings.mounts,
+        volume=settings.volume,
+        protected=[str(settings.root)],
+        docker_host=settings.docker_host,
+    )
 
 
 def worker_env_for(context: SpawnContext, task: Task, profile: Profile) -> dict[str, str]:

@@ -8,6 +8,7 @@ import contextlib
 from typing import Any
 
 from ...errors import ImageMissing, SpawnFailed
+from ...profiles import parse_bind_mount
 from ..base import LABEL_ROLE, LABEL_ROOT, ROLE_WORKER, root_scope
 from ..config import DockerConfig, SlurmConfig, SwarmConfig
 from .engine import build_hint, connect_docker, find_volume
@@ -15,9 +16,8 @@ from .engine import build_hint, connect_docker, find_volume
 
 def parse_mount(spec: str) -> tuple[str, dict[str, str]]:
     """``source:target[:mode]`` as docker-py's ``volumes`` entry: (source, {bind, mode})."""
-    source, _, rest = spec.partition(":")
-    target, _, mode = rest.partition(":")
-    return source, {"bind": target, "mode": mode or "rw"}
+    mount = parse_bind_mount(spec)
+    return mount.source, {"bind": mount.target, "mode": mount.mode}
 
 
 class DockerConnection:
