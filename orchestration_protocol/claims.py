@@ -160,6 +160,19 @@ def archive_result(layout: Layout, result: Result) -> None:
     )
 
 
+def attempt_result(layout: Layout, task_id: str, attempt: int) -> Result | None:
+    """The result of ``attempt`` of the task, current or archived; None when it has none (or
+    the file is unreadable: a view never fails on it)."""
+    for path in (layout.result_file(task_id), layout.archived_result_file(task_id, attempt)):
+        try:
+            result = read_model_if_exists(path, Result, task_id)
+        except (InvalidFile, OSError):
+            continue
+        if result is not None and result.attempt == attempt:
+            return result
+    return None
+
+
 def try_claim_attempt(
     layout: Layout,
     task_id: str,

@@ -30,12 +30,12 @@ from orchestration_protocol import (
     AgentKind,
     InvalidFile,
     Layout,
-    Result,
     Task,
     TaskKind,
     read_model,
 )
 from orchestration_protocol.checkconfig import ResolvedCheck
+from orchestration_protocol.claims import attempt_result
 from orchestration_protocol.mirrors import task_branch
 from orchestration_protocol.models import DEFAULT_MAX_REPAIRS
 from orchestration_protocol.outcomes import CheckOutcome, RoundKind, RoundReport, SessionUse
@@ -92,14 +92,8 @@ def previous_attempt_lost(layout: Layout, task_id: str, attempt: int) -> bool:
     one, or none exists), rather than ended and reported by its own worker."""
     if attempt <= 1:
         return False
-    for path in (layout.archived_result_file(task_id, attempt - 1), layout.result_file(task_id)):
-        try:
-            result = read_model(path, Result, task_id)
-        except (InvalidFile, OSError):
-            continue
-        if result.attempt == attempt - 1:
-            return result.worker_id in (None, MANAGER_ID)
-    return True
+    result = attempt_result(layout, task_id, attempt - 1)
+    return result is None or result.worker_id in (None, MANAGER_ID)
 
 
 def start_branch(layout: Layout, task: Task, attempt: int, default: str | None) -> str | None:

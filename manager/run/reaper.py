@@ -19,8 +19,8 @@ import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from orchestration_protocol import Layout, Result, atomic_write_bytes, read_model_if_exists
-from orchestration_protocol.errors import ProtocolError
+from orchestration_protocol import Layout, atomic_write_bytes
+from orchestration_protocol.claims import attempt_result
 
 from ..backends import Backend, WorkerRecord
 
@@ -34,18 +34,6 @@ KEPT_LOG_BYTES = 256 * 1024
 def worker_log_file(layout: Layout, task_id: str, attempt: int) -> Path:
     """Where the ended worker's own output is kept: ``results/<id>/attempts/<n>.worker.log``."""
     return layout.artifacts_dir(task_id) / "attempts" / f"{attempt}.worker.log"
-
-
-def attempt_result(layout: Layout, task_id: str, attempt: int) -> Result | None:
-    """The result of ``attempt`` of the task (current or archived), or None."""
-    for path in (layout.result_file(task_id), layout.archived_result_file(task_id, attempt)):
-        try:
-            result = read_model_if_exists(path, Result, task_id)
-        except ProtocolError:
-            continue
-        if result is not None and result.attempt == attempt:
-            return result
-    return None
 
 
 def removable(layout: Layout, worker: WorkerRecord, now: datetime, after_s: float) -> bool:
