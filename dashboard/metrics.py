@@ -22,7 +22,8 @@ The figures come from :mod:`orchestration_views.figures`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -46,20 +47,22 @@ class FleetCollector(Collector):
         yield from _pools(figures)
 
 
+def _family(kind: type[GaugeMetricFamily | CounterMetricFamily], name: str, doc: str,
+            labels: list[str], values: Mapping[Any, float]) -> Metric:  # fmt: skip
+    """A metric family with one sample per key of ``values`` (a tuple key: one label each)."""
+    family: GaugeMetricFamily | CounterMetricFamily = kind(name, doc, labels=labels)
+    for key, value in sorted(values.items()):
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], value)
+    return family
+
+
 def _tasks(figures: FleetFigures) -> Iterator[Metric]:
-    tasks = GaugeMetricFamily("orchestrator_tasks", "Tasks by state and profile.",
-                              labels=["state", "profile"])  # fmt: skip
-    for (state, profile), count in sorted(figures.tasks.items()):
-        tasks.add_metric([state, profile], count)
-    started = CounterMetricFamily("orchestrator_attempts_started", "Attempts claimed.",
-                                  labels=["profile"])  # fmt: skip
-    for profile, count in sorted(figures.started.items()):
-        started.add_metric([profile], count)
-    ended = CounterMetricFamily("orchestrator_attempts_ended", "Attempts ended, by result.",
-                                labels=["ending", "profile"])  # fmt: skip
-    for (ending, profile), count in sorted(figures.ended.items()):
-        ended.add_metric([ending, profile], count)
-    yield from (tasks, started, ended)
+    yield _family(GaugeMetricFamily, "orchestrator_tasks", "Tasks by state and profile.",
+                  ["state", "profile"], figures.tasks)  # fmt: skip
+    yield _family(CounterMetricFamily, "orchestrator_attempts_started", "Attempts claimed.",
+                  ["profile"], figures.started)  # fmt: skip
+    yield _family(CounterMetricFamily, "orchestrator_attempts_ended",
+                  "Attempts ended, by result.", ["ending", "profile"], figures.ended)  # fmt: skip
 
 
 def _ledgers(figures: FleetFigures) -> Iterator[Metric]:
@@ -90,15 +93,10 @@ def _egress(figures: FleetFigures) -> Iterator[Metric]:
 
 
 def _pools(figures: FleetFigures) -> Iterator[Metric]:
-    workers = GaugeMetricFamily("orchestrator_pool_workers", "Warm pool workers by state.",
-                                labels=["pool", "state"])  # fmt: skip
-    for (pool, state), count in sorted(figures.pool_workers.items()):
-        workers.add_metric([pool, state], count)
-    sizes = GaugeMetricFamily("orchestrator_pool_size", "Workers each pool's manager keeps.",
-                              labels=["pool"])  # fmt: skip
-    for pool, size in sorted(figures.pool_sizes.items()):
-        sizes.add_metric([pool], size)
-    yield from (workers, sizes)
+    yield _family(GaugeMetricFamily, "orchestrator_pool_workers", "Warm pool workers by state.",
+                  ["pool", "state"], figures.pool_workers)  # fmt: skip
+    yield _family(GaugeMetricFamily, "orchestrator_pool_size",
+                  "Workers each pool's manager keeps.", ["pool"], figures.pool_sizes)  # fmt: skip
 
 
 def fleet_registry(layout: Layout) -> CollectorRegistry:
