@@ -50,7 +50,7 @@ from ..polling import poll_until
 from ..views.monitor import LiveBoard
 from .pool import GRACE_S as POOL_GRACE_S
 from .pool import idle_pool_workers, with_pool_tasks
-from .reaper import remove_ended_workers
+from .reaper import EndedAt, remove_ended_workers
 from .recovery import Recovery, fail_unstartable, recover_ended_worker, recover_lost_task
 from .rounds import RoundAsked, request_repairs
 from .spawn import SpawnContext, spawn_attempt
@@ -106,6 +106,8 @@ class Dispatcher:
         self.tick_s = tick_s or (min(DEFAULT_TICK_S, lease / 3) if lease else DEFAULT_TICK_S)
         self._handled: set[tuple[str, int | None]] = set()
         self._live: LiveBoard | None = None
+        self._ended_at: EndedAt = {}
+        """When ended attempts ended, read once from their results (for the reaper)."""
         self._offered: dict[tuple[str, int], float] = {}
         """Ready tasks left to idle pool workers, and since when (monotonic)."""
 
@@ -143,7 +145,8 @@ class Dispatcher:
         tick.stopped, tick.repairs = stopped, repairs
         self._spawn_ready(tick, workers)
         remove_ended_workers(
-            self.layout, self.backend, workers, now, self.settings.remove_ended_after_s
+            self.layout, self.backend, workers, now, self.settings.remove_ended_after_s,
+            self._ended_at,
         )
         return tick
 

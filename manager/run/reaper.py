@@ -36,12 +36,27 @@ def worker_log_file(layout: Layout, task_id: str, attempt: int) -> Path:
     return layout.artifacts_dir(task_id) / "attempts" / f"{attempt}.worker.log"
 
 
-def removable(layout: Layout, worker: WorkerRecord, now: datetime, after_s: float) -> bool:
+EndedAt = dict[tuple[str, int], datetime]
+"""When each (task, attempt) ended, by its result: results are written once per attempt, so a
+long-running dispatcher reads each one once, not on every pass."""
+
+
+def removable(
+    layout: Layout, worker: WorkerRecord, now: datetime, after_s: float, ended: EndedAt | None = None
+) -> bool:
     """Whether ``worker`` has ended, has its attempt's result, and ended ``after_s`` ago."""
     if worker.running or not worker.task_id or worker.attempt is None:
         return False
-    result = attempt_result(layout, worker.task_id, worker.attempt)
-    return result is not None and now - result.completed_at >= timedelta(seconds=after_s)
+    key = (worker.task_id, worker.attempt)
+    completed = ended.get(key) if ended is not None else None
+    if completed is None:
+        result = attempt_result(layout, worker.task_id, worker.attempt)
+        if result is None:
+            return False
+        completed = result.completed_at
+        if ended is not None:
+            ended[key] = completed
+    return now - completed >= timedelta(seconds=after_s)
 
 
 def keep_worker_log(layout: Layout, backend: Backend, worker: WorkerRecord) -> None:
@@ -55,15 +70,21 @@ def keep_worker_log(layout: Layout, backend: Backend, worker: WorkerRecord) -> N
 
 
 def remove_ended_workers(
-    layout: Layout, backend: Backend, workers: list[WorkerRecord], now: datetime, after_s: float | None
+    layout: Layout,
+    backend: Backend,
+    workers: list[WorkerRecord],
+    now: datetime,
+    after_s: float | None,
+    ended: EndedAt | None = None,
 ) -> list[str]:
     """Remove the ended workers whose logs are safe and whose results are ``after_s`` old (None:
-    keep them all); the names removed. A worker the engine will not remove stays, logged."""
+    keep them all); the names removed. A worker the engine will not remove stays, logged.
+    ``ended`` remembers the results already read, across passes."""
     if after_s is None:
         return []
     removed = []
     for worker in workers:
-        if not removable(layout, worker, now, after_s):
+        if not removable(layout, worker, now, after_s, ended):
             continue
         try:
             keep_worker_log(layout, backend, worker)
