@@ -38,7 +38,7 @@ from .common import (
 def archive(
     ctx: typer.Context,
     before: Annotated[
-        datetime | None,
+        str | None,
         typer.Option(
             "--before",
             metavar="DATE",
@@ -59,12 +59,24 @@ def archive(
     depends on, is never archived."""
     layout = settings_of(ctx).layout
     states = {_final_state(name) for name in state} if state else None
-    when = before.replace(tzinfo=before.tzinfo or UTC) if before else None
-    archived = archive_ended(layout, before=when, states=states, now=utc_now())
+    archived = archive_ended(layout, before=_date(before), states=states, now=utc_now())
     if as_json:
         emit_json({"archived": archived, "archive": str(archive_layout(layout).root)})
     else:
         typer.echo(f"{len(archived)} tasks archived into {archive_layout(layout).root}")
+
+
+def _date(text: str | None) -> datetime | None:
+    """``--before``'s DATE as an aware datetime (UTC when it names no zone)."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(
+            f"--before {text!r} is not a date; give one such as 2026-12-01 or 2026-12-01T18:30."
+        ) from None
+    return when.replace(tzinfo=when.tzinfo or UTC)
 
 
 def _final_state(name: str) -> TaskState:
