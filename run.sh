@@ -111,6 +111,8 @@ network=${ORCHESTRATOR_NETWORK:-}
 name=""
 list=0
 command=()
+original_args=()  # what to say again to go on with the conversation (--continue left out)
+for arg in "$@"; do [[ "$arg" == --continue ]] || original_args+=("$arg"); done
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -356,4 +358,9 @@ docker run --rm --init "${tty_args[@]}" \
     "${env_args[@]}" \
     "$MANAGER_IMAGE" "${command[@]+"${command[@]}"}" || status=$?
 end_simulation
+# Claude Code's own "claude --resume ID" hint cannot work here: the container is gone. The
+# session is kept in the volume; this is how to go on with it.
+if [[ ${#command[@]} -eq 0 && -t 1 ]]; then
+    echo "run.sh: go on with this conversation with: $0 ${original_args[*]+${original_args[*]} }--continue" >&2
+fi
 exit "$status"
