@@ -20,7 +20,7 @@ from .files import read_model_if_exists
 from .models import CancelRequest, Claim, Result, ResultStatus, Task, WorkerStatus
 from .outcomes import RoundKind
 from .paths import JSON_SUFFIX, Layout, is_hidden, task_id_from_filename, validate_task_id
-from .rounds import RoundRequest, read_rounds
+from .rounds import ROUNDS_DIR, RoundRequest, read_rounds
 
 
 class TaskState(StrEnum):
@@ -214,11 +214,17 @@ def _read_part(read: Callable[[], object], problems: list[ProtocolError]) -> obj
         return None
 
 
-def read_snapshot(layout: Layout, task_id: str, cache: FileCache | None = None) -> TaskSnapshot:
+def read_snapshot(
+    layout: Layout,
+    task_id: str,
+    cache: FileCache | None = None,
+    with_rounds: frozenset[str] | None = None,
+) -> TaskSnapshot:
     """Read every file about one task; unreadable parts become problems, never exceptions.
-    With a ``cache``, a file whose signature is unchanged is not read again."""
+    With a ``cache``, a file whose signature is unchanged is not read again; ``with_rounds``,
+    the tasks that have a ``rounds/`` folder (a board lists it once), spares the others a look."""
     if cache is not None:
-        return _cached_snapshot(layout, task_id, cache)
+        return _cached_snapshot(layout, task_id, cache, with_rounds)
     problems: list[ProtocolError] = []
     read = read_model_if_exists
     task = _read_part(lambda: read(layout.task_file(task_id), Task, task_id), problems)
@@ -231,12 +237,30 @@ def read_snapshot(layout: Layout, task_id: str, cache: FileCache | None = None) 
     status = _read_part(lambda: read(layout.status_file(task_id), WorkerStatus, task_id), problems)
     result = _read_part(lambda: read(layout.result_file(task_id), Result, task_id), problems)
     cancel = _read_part(lambda: read(layout.cancel_file(task_id), CancelRequest, task_id), problems)
-    rounds, round_problems = read_rounds(layout, task_id)
+    rounds, round_problems = _rounds_of(layout, task_id, with_rounds)
     problems.extend(round_problems)
     return _snapshot(task_id, task, claim, status, result, cancel, rounds, problems)
 
 
-def _cached_snapshot(layout: Layout, task_id: str, cache: FileCache) -> TaskSnapshot:
+def _rounds_of(
+    layout: Layout, task_id: str, with_rounds: frozenset[str] | None
+) -> tuple[list[RoundRequest], list[InvalidFile]]:
+    if with_rounds is not None and task_id not in with_rounds:
+        return [], []
+    return read_rounds(layout, task_id)
+
+
+def _round_folders(layout: Layout) -> frozenset[str]:
+    """The tasks with a ``rounds/<id>/`` folder: one listing for a whole board."""
+    try:
+        return frozenset(os.listdir(layout.root / ROUNDS_DIR))
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
+
+
+def _cached_snapshot(
+    layout: Layout, task_id: str, cache: FileCache, with_rounds: frozenset[str] | None = None
+) -> TaskSnapshot:
     """:func:`read_snapshot` through ``cache``, with the paths as strings (a board of 10,000
     tasks made 135,000 ``Path`` objects, most of its time)."""
     validate_task_id(task_id)
@@ -253,7 +277,7 @@ def _cached_snapshot(layout: Layout, task_id: str, cache: FileCache) -> TaskSnap
     status = part(f"status/{task_id}.json", WorkerStatus)
     result = part(f"results/{task_id}.json", Result)
     cancel = part(f"control/{task_id}.cancel", CancelRequest)
-    rounds, round_problems = read_rounds(layout, task_id)
+    rounds, round_problems = _rounds_of(layout, task_id, with_rounds)
     problems.extend(round_problems)
     return _snapshot(task_id, task, claim, status, result, cancel, rounds, problems)
 
@@ -358,6 +382,7 @@ def _read_board(layout: Layout, cache: FileCache | None) -> Board:
         names = sorted(os.listdir(layout.tasks_dir))
     except FileNotFoundError:
         return board
+    with_rounds = _round_folders(layout)
     for name in names:
         if is_hidden(name):
             continue
@@ -370,5 +395,5 @@ def _read_board(layout: Layout, cache: FileCache | None) -> Board:
                 )
             )
             continue
-        board.snapshots[task_id] = read_snapshot(layout, task_id, cache)
+        board.snapshots[task_id] = read_snapshot(layout, task_id, cache, with_rounds)
     return board
