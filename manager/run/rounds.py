@@ -15,10 +15,10 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from orchestration_protocol import Board, TaskKind, TaskSnapshot, TaskState, utc_now
-from orchestration_protocol.outcomes import CheckOutcome, RoundKind
+from orchestration_protocol import Board, TaskKind, TaskSnapshot, TaskState
+from orchestration_protocol.outcomes import CheckOutcome
 from orchestration_protocol.paths import Layout
-from orchestration_protocol.rounds import RoundRequest, write_round
+from orchestration_protocol.rounds import request_repair
 
 logger = logging.getLogger(__name__)
 
@@ -66,21 +66,12 @@ def request_round(
     layout: Layout, snapshot: TaskSnapshot, failure: CheckOutcome, *, integration: bool = False
 ) -> RoundAsked | None:
     """Write the next repair round of the task (None when that round was already asked for)."""
-    number = len(snapshot.rounds) + 2
     attempt = snapshot.attempt + 1
-    request = RoundRequest(
-        task_id=snapshot.task_id,
-        number=number,
-        attempt=attempt,
-        kind=RoundKind.REPAIR,
-        failure=failure,
-        integration=integration,
-        requested_at=utc_now(),
-    )
-    if not write_round(layout, request):
+    request = request_repair(layout, snapshot.task_id, attempt, failure, integration=integration)
+    if request is None:
         return None
-    logger.info("task %s: repair round %d (attempt %d)", snapshot.task_id, number, attempt)
-    return RoundAsked(snapshot.task_id, number, attempt, integration)
+    logger.info("task %s: repair round %d (attempt %d)", snapshot.task_id, request.number, attempt)
+    return RoundAsked(snapshot.task_id, request.number, attempt, integration)
 
 
 def request_repairs(
