@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -34,6 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -47,6 +50,7 @@ from orchestration_protocol import (
     Result,
     ResultStatus,
     Task,
+    WorkerPhase,
     try_claim_attempt,
     utc_now,
     write_task,
@@ -73,8 +77,9 @@ def _answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def served(root: Path) -> Iterator[str]:
-    """``orchestrator --root ROOT dashboard`` on a free port, in its own process; yields its URL."""
+def served(root: Path) -> Iterator[tuple[str, int]]:
+    """``orchestrator --root ROOT dashboard`` on a free port, in its own process; yields its URL
+    and process id."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
@@ -85,7 +90,7 @@ def served(root: Path) -> Iterator[str]:
         poll_until(lambda: process.poll() is not None or _answers(url), timeout_s=30)
         if not _answers(url):
             raise SystemExit(f"The dashboard on {url} did not answer within 30 s.")
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -140,7 +145,7 @@ def change_latency(root: Path, changes: int) -> tuple[list[float], list[float], 
         root, lambda event: callbacks.setdefault(event.task_id, time.time() * 1000), kinds=("task",)
     )
     page, watched = [], []
-    with served(root) as url, watcher:
+    with served(root) as (url, _pid), watcher:
         driver = browser()
         try:
             wait_live(driver, url)
@@ -170,47 +175,243 @@ def change_latency(root: Path, changes: int) -> tuple[list[float], list[float], 
     return page, watched, statistics.median(fetch)
 
 
-def make_board(root: Path, tasks: int) -> None:
-    layout = Layout(root).ensure()
-    for index in range(tasks):
-        status = "failed" if index % 10 == 3 else "success"
-        finished_task(layout, f"task-{index:04d}", status, files_changed=["a.py"], insertions=3)
+PAINT_PROBE = """
+window.__paint = null;
+window.__stamps = {};
+window.__watch = {};
+const paintProbe = new MutationObserver(() => {
+  const now = performance.timeOrigin + performance.now();
+  for (const [key, test] of Object.entries(window.__watch)) {
+    if (!(key in window.__stamps) && test()) window.__stamps[key] = now;
+  }
+  if (window.__paintSeen) return;
+  if (document.querySelector('#task-rows tr') && document.querySelector('#counts .chip')) {
+    window.__paintSeen = true;
+    requestAnimationFrame(() => setTimeout(() => { window.__paint = performance.now(); }));
+  }
+});
+paintProbe.observe(document, {childList: true, subtree: true, characterData: true});
+window.__complete = null;
+new PerformanceObserver((list) => {
+  if (list.getEntries().some((entry) => entry.name === 'board-rendered') && window.__complete === null) {
+    window.__complete = 0;
+    requestAnimationFrame(() => setTimeout(() => { window.__complete = performance.now(); }));
+  }
+}).observe({type: 'mark'});
+"""
+"""Put into every page before its own script (the DevTools protocol's
+``Page.addScriptToEvaluateOnNewDocument``): it stamps the first paint of the table, and the
+moments the conditions the bench registers in ``window.__watch`` first hold."""
 
 
-def page_load(root: Path, tasks: int, rounds: int) -> tuple[list[float], float, float]:
-    loads = []
-    with served(root) as url:
-        time.sleep(3)  # the start's full read, and the watcher's first scan, are behind it
-        fetch = []
-        with httpx.Client() as client:
+@dataclass
+class LargeBoard:
+    """What one root size measured."""
+
+    tasks: int
+    made_s: float = 0.0
+    status_s: float = 0.0
+    status_cpu_s: float = 0.0
+    status_bytes: int = 0
+    ready_s: float = 0.0
+    api_ms: float = 0.0
+    api_bytes: int = 0
+    first_paint: list[float] = field(default_factory=list)
+    complete: list[float] = field(default_factory=list)
+    claimed: list[float] = field(default_factory=list)
+    ended: list[float] = field(default_factory=list)
+    searched: list[float] = field(default_factory=list)
+    scrolled: list[float] = field(default_factory=list)
+    idle: tuple[float, float] = (0.0, 0.0)
+    watch: tuple[float, float] = (0.0, 0.0)
+
+
+def timed_status(root: Path, board: LargeBoard) -> None:
+    """``orchestrator status --json`` on the root: wall seconds, CPU seconds, bytes out."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(VENV_BIN / "orchestrator"), "--root", str(root), "status", "--json"],
+        capture_output=True, env={**os.environ, "ORCHESTRATOR_BACKEND": "local"},
+    )
+    board.status_s = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    board.status_cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    board.status_bytes = len(done.stdout)
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"orchestrator status --json failed: {done.stderr[-2000:]!r}")
+
+
+def page_stamp(driver, key: str, timeout_s: float = 30) -> float:  # type: ignore[no-untyped-def]
+    """Wall-clock ms at which ``test`` (a JS expression) first held in the page."""
+    deadline = time.monotonic() + timeout_s
+    while (stamp := driver.execute_script(f"return window.__stamps[{key!r}]")) is None:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the page did not show {key} within {timeout_s:g} s")
+        time.sleep(0.005)
+    return float(stamp)
+
+
+def watch_for(driver, key: str, test: str) -> None:  # type: ignore[no-untyped-def]
+    """Register ``test`` (a JS expression); the probe stamps the first mutation after which it
+    holds (checked at once too, in case it holds already)."""
+    driver.execute_script(
+        f"window.__watch[{key!r}] = () => ({test});"
+        f"if (window.__watch[{key!r}]()) window.__stamps[{key!r}] = performance.timeOrigin + performance.now();"
+    )
+
+
+def chip(state: str) -> str:
+    return f"Number((document.querySelector('#counts .chip.s-{state} .n') || {{}}).textContent || 0)"
+
+
+def row_test(task_id: str, state: str) -> str:
+    return f"!!document.querySelector('#task-rows tr[data-id=\"{task_id}\"] .state.s-{state}')"
+
+
+def state_changes(driver, layout: Layout, pending: list[str], board: LargeBoard) -> None:  # type: ignore[no-untyped-def]
+    """Each pending task in turn: claimed and its first heartbeat written, as a worker starts
+    (the page must show its row as running), then its result (the page's counts must show it ended, and no row may still show it running)."""
+    for task_id in pending:
+        success = int(driver.execute_script(f"return {chip('success')}"))
+        watch_for(driver, f"claim-{task_id}", row_test(task_id, "running"))
+        written = time.time() * 1000
+        handle = try_claim_attempt(layout, task_id, 1, worker_id=f"bench-{task_id}")
+        assert handle is not None, task_id
+        handle.heartbeat(WorkerPhase.RUNNING)  # as a worker does at once: the claim has no event
+        board.claimed.append(page_stamp(driver, f"claim-{task_id}") - written)
+        ended_test = (
+            f"{chip('success')} === {success + 1} && "
+            f"!document.querySelector('#task-rows tr[data-id=\"{task_id}\"] .state:not(.s-success)')"
+        )
+        watch_for(driver, f"end-{task_id}", ended_test)
+        written = time.time() * 1000
+        handle.publish_result(Result(task_id=task_id, status=ResultStatus.SUCCESS, completed_at=utc_now()))
+        board.ended.append(page_stamp(driver, f"end-{task_id}") - written)
+        time.sleep(0.2)
+
+
+def far_down(driver, tasks: int, board: LargeBoard, rounds: int) -> None:  # type: ignore[no-untyped-def]
+    """A task at the far end of the list: found by typing its id into the search box, and the
+    next page of rows after scrolling the table to its end (the page fetches it on demand)."""
+    if not driver.execute_script("return !!document.getElementById('more')"):
+        return  # a page that holds every row already has nothing to fetch
+    box = driver.find_element("id", "search")
+    for attempt in range(rounds):
+        task_id = f"task-{tasks - 2 - 2 * attempt:06d}"
+        watch_for(driver, f"search-{task_id}", f"!!document.querySelector('#task-rows tr[data-id=\"{task_id}\"]')")
+        typed = time.time() * 1000
+        box.clear()
+        box.send_keys(task_id)
+        board.searched.append(page_stamp(driver, f"search-{task_id}") - typed)
+    box.clear()
+    driver.execute_script("document.getElementById('search').dispatchEvent(new Event('input'))")
+    time.sleep(1)
+    for attempt in range(rounds):
+        count = int(driver.execute_script("return document.querySelectorAll('#task-rows tr').length"))
+        watch_for(driver, f"scroll-{attempt}", f"document.querySelectorAll('#task-rows tr').length > {count}")
+        scrolled = time.time() * 1000
+        driver.execute_script("const w = document.querySelector('.tasks-card .table-wrap'); w.scrollTop = w.scrollHeight;")
+        board.scrolled.append(page_stamp(driver, f"scroll-{attempt}") - scrolled)
+        time.sleep(0.3)
+
+
+def large_board(directory: Path, tasks: int, rounds: int, changes: int, idle_s: float) -> LargeBoard:
+    """Everything measured on a root of ``tasks`` tasks made by read_model.py's ``make_root``."""
+    from scripts.bench.read_model import make_root  # here: read_model imports this module
+
+    board = LargeBoard(tasks)
+    root = directory / f"board-{tasks}"
+    started = time.perf_counter()
+    layout = make_root(root, tasks)
+    board.made_s = time.perf_counter() - started
+    timed_status(root, board)
+    started = time.perf_counter()
+    with served(root) as (url, pid):
+        with httpx.Client(timeout=300) as client:
+            client.get(f"{url}/api/board")  # answers once the start's full read is done
+            board.ready_s = time.perf_counter() - started
+            fetch = []
             for _ in range(5):
                 started = time.perf_counter()
-                client.get(f"{url}/api/board")
+                answer = client.get(f"{url}/api/board")
                 fetch.append((time.perf_counter() - started) * 1000)
+            board.api_ms, board.api_bytes = statistics.median(fetch), len(answer.content)
         driver = browser()
         try:
+            driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": PAINT_PROBE})
             for _ in range(rounds):
                 driver.get("about:blank")
                 driver.get(url + "/")
-                deadline = time.monotonic() + 60
+                deadline = time.monotonic() + 120
                 while True:
-                    done = driver.execute_script(
-                        "const n = document.querySelectorAll('#task-rows tr').length;"
-                        f"return n >= {tasks} ? performance.now() : null;"
+                    paint, rendered = driver.execute_script(
+                        "return [window.__paint, window.__complete];"
                     )
-                    if done is not None:
-                        loads.append(done)
+                    if paint is not None and rendered:
                         break
                     if time.monotonic() > deadline:
-                        raise SystemExit("the board did not load within 60 s")
+                        raise SystemExit(f"the board of {tasks:,} tasks did not paint within 120 s")
                     time.sleep(0.01)
+                board.first_paint.append(paint)
+                board.complete.append(rendered)
+            wait_live(driver, url)
+            time.sleep(1)
+            pending = [f"task-{index:06d}" for index in range(1, 2 * changes, 2)]
+            state_changes(driver, layout, pending, board)
+            far_down(driver, tasks, board, min(rounds, 5))
+            time.sleep(2)
+            board.idle = process_cost(pid, idle_s)
         finally:
             driver.quit()
-    started = time.perf_counter()
-    subprocess.run([str(VENV_BIN / "orchestrator"), "--root", str(root), "status", "--json"],
-                   capture_output=True, check=True, env={**os.environ, "ORCHESTRATOR_BACKEND": "local"})
-    status_ms = (time.perf_counter() - started) * 1000
-    return loads, statistics.median(fetch), status_ms
+    board.watch = watch_cost(root, idle_s)
+    shutil.rmtree(root, ignore_errors=True)
+    return board
+
+
+def ms_cell(values: list[float], share: float = 0.5) -> str:
+    return f"{percentile(values, share):,.0f} ms" if values else "-"
+
+
+def print_large(boards: list[LargeBoard]) -> None:
+    sizes = " | ".join(f"{board.tasks:,} tasks" for board in boards)
+    ratio = len(boards) > 1
+    head = f"| measure | {sizes} |" + (" ratio last/first |" if ratio else "")
+    print(head)
+    print("|---" * (head.count("|") - 1) + "|")
+
+    def line(name: str, cells: list[str], values: list[float] | None = None) -> None:
+        tail = ""
+        if ratio and values and values[0]:
+            tail = f" {values[-1] / values[0]:.1f}x |"
+        elif ratio:
+            tail = " |"
+        print(f"| {name} | {' | '.join(cells)} |{tail}")
+
+    line("baseline: `orchestrator status --json` (wall, process start included)",
+         [f"{b.status_s:.2f} s" for b in boards], [b.status_s for b in boards])
+    line("baseline: `orchestrator status --json` (CPU seconds)",
+         [f"{b.status_cpu_s:.2f} s" for b in boards], [b.status_cpu_s for b in boards])
+    line("baseline: `orchestrator status --json` (bytes)",
+         [f"{b.status_bytes / 1e6:.1f} MB" for b in boards], [b.status_bytes for b in boards])
+    line("dashboard start -> first `/api/board` answer (the start's full read)",
+         [f"{b.ready_s:.1f} s" for b in boards], [b.ready_s for b in boards])
+    line("`GET /api/board` (median of 5)", [f"{b.api_ms:.0f} ms" for b in boards], [b.api_ms for b in boards])
+    line("`GET /api/board` (bytes)", [f"{b.api_bytes / 1e3:,.0f} kB" for b in boards], [b.api_bytes for b in boards])
+    line("navigation -> first paint of the table (median)", [ms_cell(b.first_paint) for b in boards],
+         [statistics.median(b.first_paint) for b in boards])
+    line("navigation -> complete board (median)", [ms_cell(b.complete) for b in boards],
+         [statistics.median(b.complete) for b in boards])
+    line("claim written -> row shown running (p50)", [ms_cell(b.claimed) for b in boards])
+    line("claim written -> row shown running (max)", [ms_cell(b.claimed, 1) for b in boards])
+    line("result written -> counts and row show it ended (p50)", [ms_cell(b.ended) for b in boards])
+    line("result written -> counts and row show it ended (max)", [ms_cell(b.ended, 1) for b in boards])
+    line("id typed into the search -> that far-down row shown (p50)", [ms_cell(b.searched) for b in boards])
+    line("table scrolled to its end -> the next rows shown (p50)", [ms_cell(b.scrolled) for b in boards])
+    line("idle, one page open: dashboard CPU / RSS",
+         [f"{b.idle[0]:.2f} % / {b.idle[1]:.0f} MB" for b in boards])
+    line("idle baseline: `orchestrator watch --json` CPU / RSS",
+         [f"{b.watch[0]:.2f} % / {b.watch[1]:.0f} MB" for b in boards])
 
 
 def process_cost(pid: int, window_s: float) -> tuple[float, float]:
@@ -230,79 +431,72 @@ def process_cost(pid: int, window_s: float) -> tuple[float, float]:
     return 100 * used / window_s, rss_kb / 1024
 
 
-def idle_cost(root: Path, window_s: float) -> tuple[tuple[float, float], tuple[float, float]]:
-    env = {**os.environ, "ORCHESTRATOR_BACKEND": "local"}
-    port_holder = served(root)
-    url = port_holder.__enter__()
-    try:
-        pid = int(subprocess.run(["pgrep", "-f", f"dashboard --port {url.rsplit(':', 1)[1]}"],
-                                 capture_output=True, text=True).stdout.split()[0])
-        driver = browser()
-        try:
-            wait_live(driver, url)
-            time.sleep(2)
-            dashboard = process_cost(pid, window_s)
-        finally:
-            driver.quit()
-    finally:
-        port_holder.__exit__(None, None, None)
+def watch_cost(root: Path, window_s: float) -> tuple[float, float]:
+    """The baseline of the idle cost: ``orchestrator watch --json`` on the same root, measured
+    once it printed its first board."""
     watch = subprocess.Popen(
         [str(VENV_BIN / "orchestrator"), "--root", str(root), "watch", "--json"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env={**os.environ, "ORCHESTRATOR_BACKEND": "local"},
     )
     try:
-        time.sleep(3)
-        watching = process_cost(watch.pid, window_s)
+        assert watch.stdout is not None
+        watch.stdout.readline()
+        drain = threading.Thread(target=watch.stdout.read, daemon=True)
+        drain.start()
+        time.sleep(2)
+        return process_cost(watch.pid, window_s)
     finally:
         watch.terminate()
         watch.wait()
-    return dashboard, watching
+
+
+def load_line() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} CPUs)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", type=int, default=1000)
-    parser.add_argument("--changes", type=int, default=50)
-    parser.add_argument("--idle", type=float, default=30.0, help="seconds of the idle window")
-    parser.add_argument("--rounds", type=int, default=5, help="page loads")
-    parser.add_argument("--quick", action="store_true", help="200 tasks, 20 changes, 10 s idle")
+    parser.add_argument("--tasks", default="1000,10000",
+                        help="root sizes, comma-separated (default 1000,10000; 100000 takes minutes)")
+    parser.add_argument("--changes", type=int, default=50, help="new task files on a small root")
+    parser.add_argument("--state-changes", type=int, default=10, help="pending tasks claimed and ended per size")
+    parser.add_argument("--idle", type=float, default=20.0, help="seconds of the idle window")
+    parser.add_argument("--rounds", type=int, default=5, help="page loads per size")
+    parser.add_argument("--skip-small", action="store_true", help="leave out the new-file latency")
+    parser.add_argument("--quick", action="store_true", help="200 and 2,000 tasks, 20 changes, 5 s idle")
     args = parser.parse_args()
     if args.quick:
-        args.tasks, args.changes, args.idle, args.rounds = 200, 20, 10.0, 3
+        args.tasks, args.changes, args.idle, args.rounds, args.state_changes = "200,2000", 20, 5.0, 3, 5
+    sizes = [int(size) for size in args.tasks.split(",")]
+    print(f"Start: {load_line()}")
 
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as scratch:
-        page, watched, fetch_ms = change_latency(Path(scratch) / "changes", args.changes)
-        print(f"\n### File change -> browser update ({args.changes} new task files, one every ~0.1 s)\n")
-        print("| path | p50 | p99 | max |")
-        print("|---|---|---|---|")
-        print(f"| baseline: protocol watcher callback (inotify) | {statistics.median(watched):.1f} ms "
-              f"| {percentile(watched, .99):.1f} ms | {max(watched):.1f} ms |")
-        print(f"| dashboard: file -> row in Chromium's table | {statistics.median(page):.1f} ms "
-              f"| {percentile(page, .99):.1f} ms | {max(page):.1f} ms |")
-        print(f"| estimate: a page polling /api/board every 1 s | {500 + fetch_ms:.0f} ms (mean) | "
-              f"~{1000 + fetch_ms:.0f} ms | |")
-        print(f"\nadded by server, stream and page over the watcher, p50: "
-              f"{statistics.median(page) - statistics.median(watched):.1f} ms")
+        if not args.skip_small:
+            page, watched, fetch_ms = change_latency(Path(scratch) / "changes", args.changes)
+            print(f"\n### File change -> browser update ({args.changes} new task files, one every ~0.1 s)\n")
+            print("| path | p50 | p99 | max |")
+            print("|---|---|---|---|")
+            print(f"| baseline: protocol watcher callback (inotify) | {statistics.median(watched):.1f} ms "
+                  f"| {percentile(watched, .99):.1f} ms | {max(watched):.1f} ms |")
+            print(f"| dashboard: file -> row in Chromium's table | {statistics.median(page):.1f} ms "
+                  f"| {percentile(page, .99):.1f} ms | {max(page):.1f} ms |")
+            print(f"| estimate: a page polling /api/board every 1 s | {500 + fetch_ms:.0f} ms (mean) | "
+                  f"~{1000 + fetch_ms:.0f} ms | |")
+            print(f"\nadded by server, stream and page over the watcher, p50: "
+                  f"{statistics.median(page) - statistics.median(watched):.1f} ms ({load_line()})")
 
-        board = Path(scratch) / "board"
-        started = time.perf_counter()
-        make_board(board, args.tasks)
-        print(f"\n(made {args.tasks} finished tasks in {time.perf_counter() - started:.1f} s)")
-        loads, api_ms, status_ms = page_load(board, args.tasks, args.rounds)
-        print(f"\n### Page load with {args.tasks:,} finished tasks ({args.rounds} loads)\n")
-        print("| measure | median | ratio to the CLI |")
-        print("|---|---|---|")
-        print(f"| baseline: `orchestrator status --json` (process start included) | {status_ms:.0f} ms | 1.00 |")
-        print(f"| `GET /api/board` (board held in memory) | {api_ms:.0f} ms | {api_ms / status_ms:.2f} |")
-        print(f"| navigation start -> {args.tasks:,} rows in the table | {statistics.median(loads):.0f} ms "
-              f"| {statistics.median(loads) / status_ms:.2f} |")
-
-        (dash_cpu, dash_rss), (watch_cpu, watch_rss) = idle_cost(board, args.idle)
-        print(f"\n### Idle with {args.tasks:,} finished tasks ({args.idle:g} s window)\n")
-        print("| process | CPU | memory (RSS) |")
-        print("|---|---|---|")
-        print(f"| baseline: `orchestrator watch --json` | {watch_cpu:.2f} % | {watch_rss:.0f} MB |")
-        print(f"| `orchestrator dashboard`, one page open | {dash_cpu:.2f} % | {dash_rss:.0f} MB |")
+        boards = []
+        for size in sizes:
+            boards.append(large_board(Path(scratch), size, args.rounds, args.state_changes, args.idle))
+            board = boards[-1]
+            print(f"\n(made {size:,} tasks, half ended and half pending, in {board.made_s:.1f} s; "
+                  f"{load_line()})", flush=True)
+        print(f"\n### Boards of {', '.join(f'{size:,}' for size in sizes)} tasks (half ended, half pending; "
+              f"{args.rounds} page loads, {args.state_changes} state changes each)\n")
+        print_large(boards)
+    print(f"\nEnd: {load_line()}")
 
 
 if __name__ == "__main__":
