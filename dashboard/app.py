@@ -7,7 +7,9 @@ Routes (every one only reads; there is no route that writes, and no method but G
 ``/``                               the page (``static/index.html``)
 ``/static/...``                     its script and style sheet (package data; nothing fetched
                                     from the internet)
-``/api/board``                      every task's row and the summary (counts, cost, budget)
+``/api/board``                      the summary (counts, cost, budget) and one page of rows:
+                                    ``?state=S&q=TEXT&offset=N&limit=M`` (see
+                                    :mod:`dashboard.window`)
 ``/api/events``                     server-sent events: ``board`` first, then ``delta``
 ``/api/tasks/{id}``                 one task in full
 ``/api/tasks/{id}/patch``           its ``changes.patch``
@@ -54,6 +56,7 @@ from .metrics import fleet_registry
 from .project import project_info
 from .security import SecurityHeaders, TokenGate
 from .static_files import INDEX, STATIC_DIR
+from .window import BadWindowQuery, parse_query
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +97,12 @@ async def project(request: Request) -> Response:
 
 async def board(request: Request) -> Response:
     hub = _hub(request)
+    try:
+        query = parse_query(request.query_params)
+    except BadWindowQuery as error:
+        return _json({"error": str(error)}, 400)
     await hub.ready.wait()
-    return _json(hub.model.board_message())
+    return _json(await to_thread.run_sync(hub.model.window, query))
 
 
 async def events(request: Request) -> Response:

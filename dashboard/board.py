@@ -3,14 +3,15 @@
 :class:`BoardModel` holds the board between changes: it reads the whole volume once, then only
 the tasks the watcher names, and turns what changed into rows (one JSON object per task, with
 its attempts for the timeline) and a summary (counts by state, total cost, fleet budget,
-unusable files). Everything here only reads; nothing writes to the volume.
+unusable files), each version numbered (``seq``); :mod:`dashboard.window` cuts the part a page
+shows out of a version. Everything here only reads; nothing writes to the volume.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,8 @@ from orchestration_protocol import (
 from orchestration_protocol.priorities import Priorities, read_priorities
 from orchestration_views.ledger import LedgerCache, LedgerSummary, fleet_budget_view
 from orchestration_views.rows import board_problems, root_problem, task_row
+
+from .window import View, WindowQuery, page_order
 
 PROMPT_IN_ROW = 300
 """Characters of a prompt in the board's rows (a thousand long prompts would weigh megabytes)."""
@@ -138,10 +141,26 @@ class Delta:
     rows: list[dict[str, Any]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0
+    """The board's version after this refresh; one more than before when anything changed."""
 
     @property
     def empty(self) -> bool:
         return not self.rows and not self.removed
+
+
+@dataclass(frozen=True)
+class Published:
+    """One version of the board, swapped in whole: a reader sees rows and summary of the same
+    refresh, and the version that names them."""
+
+    seq: int = 0
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+VIEWS_KEPT = 8
+"""Views (ordered and filtered rows) kept per version of the board: the pages open at once."""
 
 
 class BoardModel:
@@ -155,32 +174,44 @@ class BoardModel:
         self.states: dict[str, TaskState] = {}
         self.summary: dict[str, Any] = {}
         self.priorities = Priorities()
+        self.published = Published()
         self._next_full_read = 0.0
         self._lock = threading.Lock()
+        self._views: OrderedDict[tuple[int, str | None, str], View] = OrderedDict()
+        self._views_lock = threading.Lock()
 
     def refresh(self, dirty: set[str] | None, *, monotonic: float) -> Delta:
         """Read the tasks in ``dirty`` again (everything when None, or when a full read is
         due), derive every state, and return the rows whose task or state changed."""
         with self._lock:
-            problem = root_problem(self.layout)
-            if problem is not None:
-                removed = list(self.rows)
-                self.board, self.rows, self.states = Board(), {}, {}
-                summary = self._summary(problem)
-                if summary != self.summary:
-                    self.summary = summary
-                return Delta(removed=removed, summary=self.summary)
-            if dirty is None or monotonic >= self._next_full_read:
-                self.board = read_board(self.layout)
-                self._next_full_read = monotonic + FULL_READ_S
-                dirty = set(self.board.snapshots) | set(self.rows)
-            else:
-                for task_id in dirty:
-                    if os.path.lexists(self.layout.task_file(task_id)):
-                        self.board.snapshots[task_id] = read_snapshot(self.layout, task_id)
-                    else:
-                        self.board.snapshots.pop(task_id, None)
-            return self._derive(dirty)
+            delta = self._read(dirty, monotonic)
+            seq = self.published.seq
+            if not delta.empty or delta.summary is not self.published.summary:
+                seq += 1
+                self.published = Published(seq, self.rows, self.summary)
+            delta.seq = seq
+            return delta
+
+    def _read(self, dirty: set[str] | None, monotonic: float) -> Delta:
+        problem = root_problem(self.layout)
+        if problem is not None:
+            removed = list(self.rows)
+            self.board, self.rows, self.states = Board(), {}, {}
+            summary = self._summary(problem)
+            if summary != self.summary:
+                self.summary = summary
+            return Delta(removed=removed, summary=self.summary)
+        if dirty is None or monotonic >= self._next_full_read:
+            self.board = read_board(self.layout)
+            self._next_full_read = monotonic + FULL_READ_S
+            dirty = set(self.board.snapshots) | set(self.rows)
+        else:
+            for task_id in dirty:
+                if os.path.lexists(self.layout.task_file(task_id)):
+                    self.board.snapshots[task_id] = read_snapshot(self.layout, task_id)
+                else:
+                    self.board.snapshots.pop(task_id, None)
+        return self._derive(dirty)
 
     def _derive(self, dirty: set[str]) -> Delta:
         now = utc_now()
@@ -231,15 +262,44 @@ class BoardModel:
             "problems": board_problems(self.board, self.priorities) if problem is None else [],
         }
 
-    def ordered_rows(self) -> list[dict[str, Any]]:
-        """Every row in the queue's order (as ``orchestrator status`` orders them: the highest
-        priority first, then the oldest). Never waits for a refresh: it reads the rows a refresh
-        last swapped in whole."""
-        rows = list(self.rows.values())
-        return sorted(
-            rows, key=lambda row: (-(row["priority"] or 0), row["created_at"] or "", row["id"])
-        )
+    def view(self, published: Published, state: str | None, needle: str) -> View:
+        """The rows of one view at one version, ordered for the page (kept for the next page's
+        request: ordering ten thousand rows is the costly part)."""
+        key = (published.seq, state, needle)
+        with self._views_lock:
+            found = self._views.get(key)
+            if found is not None:
+                self._views.move_to_end(key)
+                return found
+            base = self._views.get((published.seq, None, ""))
+        ordered = base.rows if base is not None else page_order(list(published.rows.values()))
+        if base is None and (state is not None or needle):
+            self._keep((published.seq, None, ""), View(ordered, None, ""))
+        made = View(ordered, state, needle)
+        self._keep(key, made)
+        return made
 
-    def board_message(self) -> dict[str, Any]:
-        """The whole board: what the page gets first, and what ``/api/board`` answers."""
-        return {"type": "board", "rows": self.ordered_rows(), "summary": self.summary}
+    def _keep(self, key: tuple[int, str | None, str], view: View) -> None:
+        with self._views_lock:
+            self._views[key] = view
+            while len(self._views) > VIEWS_KEPT:
+                self._views.popitem(last=False)
+
+    def window(self, query: WindowQuery | None = None) -> dict[str, Any]:
+        """What ``/api/board`` answers, and the page gets first: the view's rows from
+        ``offset`` (at most ``limit``), how many the view holds, its timeline, the summary, and
+        the version (``seq``) they are of. Never waits for a refresh: it reads the version a
+        refresh last swapped in whole."""
+        query = query or WindowQuery()
+        published = self.published
+        state = query.state.value if query.state else None
+        view = self.view(published, state, query.needle)
+        return {
+            "type": "board",
+            "seq": published.seq,
+            "offset": query.offset,
+            "total": len(view.rows),
+            "rows": view.rows[query.offset : query.offset + query.limit],
+            "timeline": view.lanes,
+            "summary": published.summary,
+        }

@@ -1,6 +1,7 @@
 """Pushing changes to the page: the protocol's watcher drives a :class:`BoardHub`, which keeps
 the :class:`~dashboard.board.BoardModel` current and hands every subscriber (one per open page)
-the rows that changed.
+the rows that changed: a page gets the first rows of the board, then every change as a delta
+(never the whole board again).
 
 The watcher runs in its own threads (inotify through watchdog, or polling on network
 filesystems); its callback only hands the task id to the event loop. The hub's pump collects the
@@ -149,15 +150,13 @@ class BoardHub:
             if first:
                 first = False
                 self.ready.set()
-            elif not delta.empty or delta.summary is not self._last_summary:
+            elif delta.seq != self.seq:
                 self._publish(delta)
-            self._last_summary = delta.summary
+            self.seq = delta.seq
             timeout = TIMER_S if watching else ROOT_RETRY_S
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
                 await asyncio.sleep(DEBOUNCE_S)
-
-    _last_summary: Any = None
 
     def _take_dirty(self) -> set[str]:
         self._wake.clear()
@@ -168,11 +167,10 @@ class BoardHub:
         return self.model.refresh(dirty, monotonic=time.monotonic())
 
     def _publish(self, delta: Delta) -> None:
-        self.seq += 1
         self._broadcast(
             {
                 "type": "delta",
-                "seq": self.seq,
+                "seq": delta.seq,
                 "rows": delta.rows,
                 "removed": delta.removed,
                 "summary": delta.summary,
@@ -187,17 +185,19 @@ class BoardHub:
     # --- subscribers -------------------------------------------------------------------------
 
     async def messages(self) -> AsyncIterator[dict[str, Any]]:
-        """The whole board, then every delta, for one page, until it goes away."""
+        """The first page of the board, then every delta, for one page, until it goes away. A
+        delta the first page already holds (its ``seq`` is not newer) is left out."""
         subscription = Subscription()
         await self.ready.wait()
         self.subscribers.add(subscription)
         try:
-            yield self.model.board_message()
+            first = await to_thread.run_sync(self.model.window)
+            yield first
             while True:
                 message = await subscription.queue.get()
                 if message is None or message.get("type") == "bye":
                     return
-                if message.get("type") != "board":  # a page that subscribed late has it already
+                if message.get("type") == "delta" and message["seq"] > first["seq"]:
                     yield message
         finally:
             self.subscribers.discard(subscription)

@@ -1,14 +1,30 @@
-// The fleet dashboard's page. No framework and no build step: the server pushes the board as
-// server-sent events (/api/events: "board" first, then "delta"), and this script keeps the
-// table, the timeline and the open task current. Everything from the volume (prompts, logs,
-// patches, errors) is written by agents that may be hostile: it is only ever set as text
-// (textContent), never parsed as HTML.
+// The fleet dashboard's page. No framework and no build step: the server pushes the first rows of
+// the board and then every change as server-sent events (/api/events: "board" first, then
+// "delta"), and this script keeps the table, the timeline and the open task current. A board may
+// hold 100,000 tasks: the page holds only the first rows of its view (every task, one state, or
+// a search), fetches more from /api/board as the table is scrolled, and keeps what it holds the
+// first rows of the view by ordering and filtering exactly as the server does
+// (dashboard/window.py). Everything from the volume (prompts, logs, patches, errors) is written
+// by agents that may be hostile: it is only ever set as text (textContent), never parsed as HTML.
 
 const STATES = ["running", "pending", "blocked", "lost", "failed", "timeout", "cancelled", "invalid", "success"];
-const ACTIVE = new Set(["running", "pending", "blocked", "lost"]);
-const TIMELINE_ROWS = 40;
+const WAITING = new Set(["pending", "blocked", "lost"]);
+const PAGE_ROWS = 100; // dashboard/window.py's PAGE_ROWS
+const TIMELINE_LANES = 40; // and its TIMELINE_LANES
 
-const model = { rows: new Map(), summary: null, selected: null, filter: null, search: "" };
+const model = {
+  rows: [], // the first rows of the view, in the page's order
+  complete: false, // rows holds every row of the view
+  total: 0, // rows in the view
+  lanes: [], // the timeline: the view's tasks whose first attempt started last, latest first
+  lanesComplete: false,
+  summary: null,
+  seq: 0, // the version of the board the rows are of
+  wanted: PAGE_ROWS, // rows the table wants: more as it is scrolled to its end
+  fetching: null, // the deltas that arrived while a window was being fetched
+  again: false, // fetch the window again when this fetch is done
+  selected: null, filter: null, search: "",
+};
 const $ = (id) => document.getElementById(id);
 
 // --- small helpers -------------------------------------------------------------------------
@@ -65,11 +81,6 @@ function stateBadge(state, cls = "state") {
   return h("span", { class: `${cls} s-${state}` }, h("span", { class: "dot" }), state);
 }
 
-function firstStart(row) {
-  const spans = row.attempts || [];
-  return spans.length ? ms(spans[0].started_at) : NaN;
-}
-
 function rowTime(row) {
   // running: how long this attempt has run; finished: how long it took; else: age
   const spans = row.attempts || [];
@@ -93,28 +104,153 @@ function connect() {
   source.addEventListener("board", (event) => {
     performance.mark("board-received");
     const message = JSON.parse(event.data);
-    model.rows = new Map(message.rows.map((row) => [row.id, row]));
-    model.summary = message.summary;
-    renderAll();
+    if (defaultView() && model.wanted <= PAGE_ROWS) takeWindow(message);
+    else { model.seq = message.seq; model.summary = message.summary; renderSummary(); loadWindow(); }
     setConn("live", "live");
     performance.mark("board-rendered");
   });
-  source.addEventListener("delta", (event) => {
-    const message = JSON.parse(event.data);
-    let reorder = false;
-    for (const id of message.removed) { model.rows.delete(id); reorder = true; }
-    for (const row of message.rows) {
-      if (!model.rows.has(row.id)) reorder = true;
-      model.rows.set(row.id, row);
-    }
-    model.summary = message.summary;
-    renderSummary();
-    if (reorder) renderTable(); else message.rows.forEach((row) => updateRow(row, true));
-    renderTimeline();
-    scheduleEgress();
-    const touched = message.rows.some((row) => row.id === model.selected) || message.removed.includes(model.selected);
-    if (touched) scheduleDetail();
-  });
+  source.addEventListener("delta", (event) => applyDelta(JSON.parse(event.data)));
+}
+
+// --- the view: which rows the page holds ------------------------------------------------------
+
+const defaultView = () => !model.filter && !model.search;
+
+function viewQuery(offset, limit) {
+  const query = new URLSearchParams({ offset: String(offset), limit: String(limit) });
+  if (model.filter) query.set("state", model.filter);
+  if (model.search) query.set("q", model.search);
+  return query.toString();
+}
+
+const rank = (row) => (row.state === "running" ? 0 : WAITING.has(row.state) ? 1 : 2);
+const compare = (a, b) => (a < b ? -1 : a > b ? 1 : 0); // code points, as Python compares
+
+function pageOrder(a, b) {
+  // what needs attention first: running (newest first), then waiting (in the queue's order: the
+  // highest priority first, then the oldest), then the rest (newest first); ties by id
+  return rank(a) - rank(b)
+    || (rank(a) === 1
+      ? (b.priority || 0) - (a.priority || 0) || compare(a.created_at || "", b.created_at || "")
+      : compare(b.created_at || "", a.created_at || ""))
+    || compare(a.id, b.id);
+}
+
+function firstStart(row) {
+  const spans = row.attempts || [];
+  return spans.length && spans[0].started_at ? ms(spans[0].started_at) : NaN;
+}
+
+const laneOrder = (a, b) => firstStart(b) - firstStart(a) || compare(a.id, b.id);
+
+function inView(row) {
+  if (model.filter && row.state !== model.filter) return false;
+  if (!model.search) return true;
+  const needle = model.search.toLowerCase();
+  return row.id.toLowerCase().includes(needle) || (row.prompt || "").toLowerCase().includes(needle);
+}
+
+function viewTotal() {
+  const summary = model.summary || { counts: {}, tasks: 0 };
+  if (model.search) return model.total; // known only to the server: fetched again on changes
+  return model.filter ? summary.counts[model.filter] || 0 : summary.tasks || 0;
+}
+
+function merged(items, complete, changed, removed, order, belongs) {
+  // items are the first rows of an ordered view; after the change they still are: the changed
+  // rows leave, and come back where they now sort if they still belong there (before the last
+  // row kept, unless every row of the view is held)
+  const gone = new Set(removed);
+  for (const row of changed) gone.add(row.id);
+  const kept = items.filter((row) => !gone.has(row.id));
+  const last = kept[kept.length - 1];
+  const entering = changed.filter((row) => belongs(row) && (complete || (last && order(row, last) < 0)));
+  return entering.length ? kept.concat(entering).sort(order) : kept;
+}
+
+function takeWindow(message) {
+  model.seq = message.seq;
+  model.summary = message.summary;
+  model.rows = message.rows;
+  model.total = message.total;
+  model.complete = message.offset + message.rows.length >= message.total;
+  model.lanes = message.timeline;
+  model.lanesComplete = message.timeline.length < TIMELINE_LANES;
+  renderAll();
+}
+
+function applyDelta(message) {
+  if (model.fetching) model.fetching.push(message);
+  if (message.seq <= model.seq) return; // the rows held have it already
+  model.seq = message.seq;
+  model.summary = message.summary;
+  const held = new Set(model.rows.map((row) => row.id));
+  model.rows = merged(model.rows, model.complete, message.rows, message.removed, pageOrder, inView);
+  if (model.rows.length > model.wanted + PAGE_ROWS) { model.rows = model.rows.slice(0, model.wanted); model.complete = false; }
+  const lanes = merged(model.lanes, model.lanesComplete, message.rows, message.removed, laneOrder,
+    (row) => inView(row) && !Number.isNaN(firstStart(row)));
+  model.lanes = lanes.slice(0, TIMELINE_LANES);
+  model.lanesComplete = model.lanesComplete && lanes.length <= TIMELINE_LANES;
+  if (model.search && message.rows.some((row) => inView(row) || held.has(row.id))) scheduleWindow(300);
+  model.total = viewTotal();
+  if (!model.complete && model.rows.length < Math.min(model.wanted, model.total) * 0.9) scheduleWindow(100);
+  renderSummary();
+  renderTable();
+  renderTimeline();
+  scheduleEgress();
+  const touched = message.rows.some((row) => row.id === model.selected) || message.removed.includes(model.selected);
+  if (touched) scheduleDetail();
+}
+
+let windowTimer = null;
+function scheduleWindow(delay) { clearTimeout(windowTimer); windowTimer = setTimeout(loadWindow, delay); }
+
+async function fetchWindow(offset, limit) {
+  // one answer of /api/board for the view, and the deltas that arrived meanwhile; null when the
+  // view changed or the fetch failed
+  if (model.fetching) { model.again = true; return null; }
+  const asked = viewQuery(0, 0);
+  model.fetching = [];
+  try {
+    const message = await getJSON(`/api/board?${viewQuery(offset, limit)}`);
+    return asked === viewQuery(0, 0) ? { message, missed: model.fetching } : null;
+  } catch (error) {
+    $("more-text").textContent = error.message;
+    return null;
+  } finally {
+    model.fetching = null;
+    if (model.again) { model.again = false; scheduleWindow(0); }
+  }
+}
+
+async function loadWindow() {
+  // the view's first rows, as many as the table wants, fetched again
+  const found = await fetchWindow(0, model.wanted);
+  if (!found) return;
+  takeWindow(found.message);
+  for (const delta of found.missed) applyDelta(delta);
+}
+
+async function loadMore() {
+  // the next page of the view, asked for as the table is scrolled to its end
+  if (model.complete || model.fetching) return;
+  const seq = model.seq;
+  model.wanted = model.rows.length + PAGE_ROWS;
+  const found = await fetchWindow(model.rows.length, PAGE_ROWS);
+  if (!found) return;
+  const { message, missed } = found;
+  if (message.seq !== seq || model.seq !== seq || missed.length) { scheduleWindow(0); return; }
+  const fresh = new Set(message.rows.map((row) => row.id));
+  model.rows = model.rows.filter((row) => !fresh.has(row.id)).concat(message.rows);
+  model.total = message.total;
+  model.complete = message.offset + message.rows.length >= message.total;
+  renderTable();
+}
+
+function changeView() {
+  model.wanted = PAGE_ROWS;
+  $("tasks-wrap").scrollTop = 0;
+  scheduleWindow(model.search ? 150 : 0);
 }
 
 // --- summary ---------------------------------------------------------------------------------
@@ -131,7 +267,7 @@ function renderSummary() {
     ...STATES.filter((state) => summary.counts[state]).map((state) =>
       h("button", {
         class: `chip s-${state}`, "aria-pressed": String(model.filter === state), title: `show only ${state} tasks`,
-        onclick: () => { model.filter = model.filter === state ? null : state; renderSummary(); applyFilter(); renderTimeline(); },
+        onclick: () => { model.filter = model.filter === state ? null : state; renderSummary(); changeView(); },
       }, h("span", { class: "dot" }), h("span", { class: "n", text: summary.counts[state] }), state)),
   );
   // the tab's title says what needs looking at, for a page kept open in the background
@@ -155,22 +291,6 @@ function renderSummary() {
 
 // --- the table -------------------------------------------------------------------------------
 
-function sortedRows() {
-  // what needs attention first: running, then waiting (in the queue's order: the highest
-  // priority first, then the oldest), then the rest, newest first
-  const rank = (row) => (row.state === "running" ? 0 : ACTIVE.has(row.state) ? 1 : 2);
-  const queued = (a, b) => (b.priority || 0) - (a.priority || 0) || (a.created_at || "").localeCompare(b.created_at || "");
-  return [...model.rows.values()].sort((a, b) =>
-    rank(a) - rank(b) || (rank(a) === 1 ? queued(a, b) : (b.created_at || "").localeCompare(a.created_at || "")) || a.id.localeCompare(b.id));
-}
-
-function visible(row) {
-  if (model.filter && row.state !== model.filter) return false;
-  if (!model.search) return true;
-  const needle = model.search.toLowerCase();
-  return row.id.toLowerCase().includes(needle) || (row.prompt || "").toLowerCase().includes(needle);
-}
-
 function roundNote(row) {
   // rounds (run, check, repair, resolve) and the check of the task's branch, as text
   const parts = [];
@@ -184,7 +304,7 @@ function rowElement(row) {
   const changes = row.files_changed.length
     ? [h("span", { class: "plus", text: `+${row.insertions}` }), " ", h("span", { class: "minus", text: `−${row.deletions}` }), ` · ${row.files_changed.length}f`]
     : [];
-  const tr = h("tr", { data: { id: row.id }, class: row.id === model.selected ? "selected" : "", onclick: () => select(row.id) },
+  return h("tr", { data: { id: row.id }, class: row.id === model.selected ? "selected" : "", onclick: () => select(row.id) },
     h("td", {}, stateBadge(row.state)),
     h("td", { class: "id", text: row.id + roundNote(row), title: (row.rounds || []).map((r) => `${r.number} ${r.kind}`).join(", ") }),
     row.error || row.budget_error || row.problems.length
@@ -196,43 +316,59 @@ function rowElement(row) {
     h("td", { class: "num" }, ...changes),
     h("td", { class: "num", text: money(row.cost_usd) }),
   );
-  tr.hidden = !visible(row);
-  return tr;
 }
+
+const drawn = new Map(); // id -> { row, tr }: a row unchanged keeps its element
 
 function renderTable() {
-  const rows = sortedRows();
-  $("task-rows").replaceChildren(...rows.map(rowElement));
-  $("no-tasks").hidden = rows.length > 0;
-}
-
-function updateRow(row, flash) {
-  const old = $("task-rows").querySelector(`tr[data-id="${CSS.escape(row.id)}"]`);
-  if (!old) { renderTable(); return; }
-  const stateChanged = old.querySelector(".state") && !old.querySelector(`.s-${row.state}`);
-  const fresh = rowElement(row);
-  if (flash && stateChanged) fresh.classList.add("flash");
-  old.replaceWith(fresh);
-  if (stateChanged) renderTable(); // the order follows the state
-}
-
-function applyFilter() {
-  for (const tr of $("task-rows").children) tr.hidden = !visible(model.rows.get(tr.dataset.id));
+  const body = $("task-rows");
+  const wanted = model.rows.map((row) => {
+    const before = drawn.get(row.id);
+    if (before && before.row === row) return before.tr;
+    const tr = rowElement(row);
+    if (before && before.row.state !== row.state) tr.classList.add("flash");
+    drawn.set(row.id, { row, tr });
+    return tr;
+  });
+  // move only what moved: a table scrolled far down stays where it is
+  let cursor = body.firstChild;
+  for (const tr of wanted) {
+    if (tr === cursor) cursor = cursor.nextSibling;
+    else body.insertBefore(tr, cursor);
+  }
+  while (cursor) { const next = cursor.nextSibling; cursor.remove(); cursor = next; }
+  if (drawn.size > wanted.length) {
+    const held = new Set(model.rows.map((row) => row.id));
+    for (const id of drawn.keys()) if (!held.has(id)) drawn.delete(id);
+  }
+  const tasks = (model.summary && model.summary.tasks) || 0;
+  $("no-tasks").hidden = tasks > 0;
+  $("no-match").hidden = tasks === 0 || model.rows.length > 0;
+  const more = $("more");
+  more.hidden = model.complete || model.rows.length === 0;
+  $("more-text").textContent = `${model.rows.length.toLocaleString()} of ${model.total.toLocaleString()} shown`;
 }
 
 function renderFilters() {
-  $("search").addEventListener("input", (event) => { model.search = event.target.value.trim(); applyFilter(); renderTimeline(); });
+  $("search").addEventListener("input", (event) => {
+    const search = event.target.value.trim();
+    if (search === model.search) return;
+    model.search = search;
+    changeView();
+  });
+  $("more-button").addEventListener("click", loadMore);
+  // the next page is fetched as the end of the table comes into sight
+  new IntersectionObserver((entries) => { if (entries.some((entry) => entry.isIntersecting)) loadMore(); },
+    { root: $("tasks-wrap"), rootMargin: "200px" }).observe($("more"));
 }
 
 // --- the timeline -----------------------------------------------------------------------------
 
 function renderTimeline() {
   const box = $("timeline");
-  const lanes = [...model.rows.values()].filter((row) => visible(row) && (row.attempts || []).some((a) => a.started_at));
-  lanes.sort((a, b) => firstStart(b) - firstStart(a));
-  const shown = lanes.slice(0, TIMELINE_ROWS).reverse();
-  $("timeline-hint").textContent = lanes.length > shown.length
-    ? `latest ${shown.length} of ${lanes.length} tasks that ran` : lanes.length ? `${lanes.length} tasks that ran` : "";
+  const shown = model.lanes.slice().reverse();
+  $("timeline-hint").textContent = !shown.length ? ""
+    : model.lanesComplete ? `${shown.length} tasks that ran` : `the latest ${shown.length} tasks that ran`;
   if (!shown.length) {
     box.replaceChildren(h("p", { class: "empty", text: "Attempts appear here as workers claim tasks: one bar per attempt, coloured by how it ended." }));
     return;
@@ -586,11 +722,12 @@ function fromHash() {
 
 function tick() {
   // times that move by themselves: the running tasks' clocks and the timeline's "now"
-  for (const tr of $("task-rows").children) {
-    const row = model.rows.get(tr.dataset.id);
-    if (row && row.state === "running") tr.querySelector(".time").textContent = duration(rowTime(row));
+  for (const row of model.rows) {
+    if (row.state !== "running") continue;
+    const shown = drawn.get(row.id);
+    if (shown) shown.tr.querySelector(".time").textContent = duration(rowTime(row));
   }
-  if ([...model.rows.values()].some((row) => row.state === "running")) renderTimeline();
+  if (model.lanes.some((row) => row.state === "running")) renderTimeline();
 }
 
 renderLegend();
