@@ -30,6 +30,7 @@ from orchestration_protocol import (
     read_snapshot,
     utc_now,
 )
+from orchestration_protocol.paths import is_hidden, task_id_from_filename
 from orchestration_protocol.priorities import Priorities, read_priorities
 from orchestration_views.ledger import LedgerCache, LedgerSummary, fleet_budget_view
 from orchestration_views.rows import board_problems, root_problem, task_row
@@ -38,8 +39,13 @@ from .window import View, WindowQuery, page_order
 
 PROMPT_IN_ROW = 300
 """Characters of a prompt in the board's rows (a thousand long prompts would weigh megabytes)."""
-FULL_READ_S = 120.0
-"""How often the whole volume is read again (stray files in ``tasks/`` raise no event)."""
+SWEEP_S = 120.0
+"""Every task is read again within this long, a few at each refresh: a removed file, a cost the
+ledger added late and a file the watcher missed raise no event. ``tasks/`` is listed again at
+the end of each round (a task that came or went, a stray file there)."""
+SWEEP_BATCH = 500
+"""The most tasks one refresh reads again for the sweep (on a board so large that the round
+would need more, it takes longer than ``SWEEP_S``): a change waits for no more."""
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -175,7 +181,11 @@ class BoardModel:
         self.summary: dict[str, Any] = {}
         self.priorities = Priorities()
         self.published = Published()
-        self._next_full_read = 0.0
+        self._sweep: list[str] = []
+        """The tasks still to read again in this round of the sweep, the next one last."""
+        self._swept_at = 0.0
+        self._next_listing = 0.0
+        self._strays: list[str] = []
         self._lock = threading.Lock()
         self._views: OrderedDict[tuple[int, str | None, str], View] = OrderedDict()
         self._views_lock = threading.Lock()
@@ -201,17 +211,55 @@ class BoardModel:
             if summary != self.summary:
                 self.summary = summary
             return Delta(removed=removed, summary=self.summary)
-        if dirty is None or monotonic >= self._next_full_read:
+        swept = self._swept(monotonic) if dirty is not None else None
+        if dirty is None or swept is None:
             self.board = read_board(self.layout)
-            self._next_full_read = monotonic + FULL_READ_S
+            self._strays = sorted(str(problem.path) for problem in self.board.stray_files)
+            self._start_sweep(monotonic)
             dirty = set(self.board.snapshots) | set(self.rows)
         else:
+            dirty = dirty | swept
             for task_id in dirty:
                 if os.path.lexists(self.layout.task_file(task_id)):
                     self.board.snapshots[task_id] = read_snapshot(self.layout, task_id)
                 else:
                     self.board.snapshots.pop(task_id, None)
         return self._derive(dirty)
+
+    def _start_sweep(self, monotonic: float) -> None:
+        self._sweep = sorted(self.board.snapshots, reverse=True)
+        self._swept_at = monotonic
+        self._next_listing = monotonic + SWEEP_S
+
+    def _swept(self, monotonic: float) -> set[str] | None:
+        """The tasks the sweep reads again now: its share of the time since the last refresh,
+        or, at the end of a round, the tasks that came or went since ``tasks/`` was listed.
+        None when the stray files there changed (the whole volume is read again, as at start:
+        they are rare)."""
+        if self._sweep:
+            rate = len(self.board.snapshots) / SWEEP_S
+            due = min(SWEEP_BATCH, int((monotonic - self._swept_at) * rate))
+            if due <= 0:
+                return set()
+            self._swept_at = monotonic
+            taken = self._sweep[-due:]
+            del self._sweep[-due:]
+            return set(taken)
+        if monotonic < self._next_listing:
+            return set()
+        try:
+            names = [name for name in os.listdir(self.layout.tasks_dir) if not is_hidden(name)]
+        except FileNotFoundError:
+            names = []
+        ids = {task_id for name in names if (task_id := task_id_from_filename(name))}
+        strays = sorted(
+            str(self.layout.tasks_dir / name) for name in names if not task_id_from_filename(name)
+        )
+        if strays != self._strays:
+            return None
+        came_or_went = ids ^ set(self.board.snapshots)
+        self._start_sweep(monotonic)
+        return came_or_went
 
     def _derive(self, dirty: set[str]) -> Delta:
         now = utc_now()

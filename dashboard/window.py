@@ -116,7 +116,9 @@ def first_start_ms(row: Row) -> int | None:
 
 def timeline_lanes(rows: list[Row], lanes: int = TIMELINE_LANES) -> list[Row]:
     """The ``lanes`` rows whose first attempt started last, latest first (ties by id)."""
-    started = [(start, row["id"], row) for row in rows if (start := first_start_ms(row)) is not None]
+    started = [
+        (start, row["id"], row) for row in rows if (start := first_start_ms(row)) is not None
+    ]
     latest = heapq.nsmallest(lanes, started, key=lambda entry: (-entry[0], entry[1]))
     return [row for _start, _id, row in latest]
 

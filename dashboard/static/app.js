@@ -229,6 +229,7 @@ async function loadWindow() {
   if (!found) return;
   takeWindow(found.message);
   for (const delta of found.missed) applyDelta(delta);
+  if (model.wanted > PAGE_ROWS) moreIfInSight();
 }
 
 async function loadMore() {
@@ -245,6 +246,16 @@ async function loadMore() {
   model.total = message.total;
   model.complete = message.offset + message.rows.length >= message.total;
   renderTable();
+  moreIfInSight();
+}
+
+function moreIfInSight() {
+  // the end of the table may still be in sight after a page came (a tall window, a short
+  // page): the observer says nothing until it leaves sight and comes back, so ask again
+  requestAnimationFrame(() => {
+    const wrap = $("tasks-wrap").getBoundingClientRect(), more = $("more");
+    if (!more.hidden && more.getBoundingClientRect().top < wrap.bottom + 200) loadMore();
+  });
 }
 
 function changeView() {

@@ -15,9 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dashboard.window import PAGE_ROWS
 from manager.cli import main
 from orchestration_protocol import Layout, Task, request_cancel, write_task
 from orchestration_protocol.gateway import EgressEntry, append_line, egress_file
+from tests.dashboard.boards import counts, large_board, ordered_ids
 from tests.dashboard_helpers import finished_task, free_port, served, tree
 
 pytestmark = pytest.mark.usefixtures("cli_process")
@@ -80,6 +82,40 @@ def test_the_board_api_shows_every_task_with_its_state_attempts_and_cost(layout:
     assert rows["waiting"]["state"] == "blocked" and rows["waiting"]["attempts"] == []
     assert board["summary"]["counts"] == {"blocked": 1, "failed": 1, "success": 1}
     assert board["summary"]["total_cost_usd"] == 0.25 and board["summary"]["problems"] == []
+
+
+def test_the_board_api_answers_a_view_a_page_at_a_time_in_the_pages_order(
+    tmp_path: Path,
+) -> None:
+    """A board of hundreds of tasks: the first page holds the waiting tasks first, pages follow
+    one another without a gap or a repeat, a state and a search narrow the view, and a bad
+    parameter is one sentence."""
+    layout = large_board(Layout(tmp_path / "root"), 450)
+    with served(layout.root) as url:
+        first = httpx.get(f"{url}/api/board").json()
+        pages = [
+            httpx.get(f"{url}/api/board", params={"offset": offset, "limit": 100}).json()
+            for offset in range(0, 450, 100)
+        ]
+        failed = httpx.get(f"{url}/api/board", params={"state": "failed"}).json()
+        found = httpx.get(f"{url}/api/board", params={"q": "TASK-00044"}).json()
+        bad = [
+            httpx.get(f"{url}/api/board", params=params)
+            for params in ({"state": "sleeping"}, {"limit": "0"}, {"offset": "-3"}, {"limit": "many"})
+        ]
+    assert first["total"] == 450 and len(first["rows"]) == PAGE_ROWS
+    assert first["summary"]["counts"] == counts(450) and first["summary"]["tasks"] == 450
+    assert [row["id"] for page in pages for row in page["rows"]] == ordered_ids(450)
+    assert len(first["timeline"]) == 40 and {row["state"] for row in first["timeline"]} != {"pending"}
+    assert failed["total"] == counts(450)["failed"] and {r["state"] for r in failed["rows"]} == {"failed"}
+    assert [row["id"] for row in found["rows"]] == [
+        task for task in ordered_ids(450) if task.startswith("task-00044")
+    ]
+    assert len(found["rows"]) == 10 and found["rows"][5]["id"] == "task-000446"  # the one failed
+    assert [response.status_code for response in bad] == [400, 400, 400, 400]
+    errors = [response.json()["error"] for response in bad]
+    assert errors[0].startswith("state must be one of invalid, pending") and "limit must" in errors[1]
+    assert "offset must" in errors[2] and "limit must" in errors[3]
 
 
 def test_a_task_in_full_with_its_patch_log_and_egress(layout: Layout) -> None:

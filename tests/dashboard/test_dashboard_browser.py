@@ -11,9 +11,7 @@ the page follow without a reload. Screenshots of the board and of a task are kep
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,15 +19,12 @@ import pytest
 
 from orchestration_protocol import Layout, Task, request_cancel, utc_now, write_task
 from orchestration_protocol.gateway import EgressEntry, append_line, egress_file
-from tests.conftest import require
+from tests.dashboard.browsing import ARTIFACTS, console_errors, open_board, row_state, wait_for
 from tests.dashboard_helpers import VENV_BIN, served
 from tests.gitrepo import make_remote
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 PUSH_DEADLINE_S = 1.0
 """The issue's promise: a file change shows on the page within a second."""
 
@@ -74,66 +69,6 @@ def dashboard(run_env: tuple[Layout, dict[str, str]]) -> Iterator[str]:
     layout, _ = run_env
     with served(layout.root) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    require(shutil.which(CHROMIUM) is not None or Path(CHROMIUM).exists(),
-            f"no Chromium at {CHROMIUM}; apt-get install chromium chromium-driver")
-    require(Path(CHROMEDRIVER).exists(), f"no chromedriver at {CHROMEDRIVER}; apt-get install chromium-driver")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        require(False, "selenium is not installed; pip install -e '.[dev]'")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1600,1000", "--force-device-scale-factor=1",
-                     "--disable-extensions", "--no-first-run"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_script_timeout(10)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def console_errors(driver, allowed: tuple[str, ...] = ()) -> list[str]:
-    entries = driver.get_log("browser")
-    return [
-        entry["message"] for entry in entries
-        if entry["level"] == "SEVERE" and not any(part in entry["message"] for part in allowed)
-    ]
-
-
-def wait_for(condition, timeout: float, what: str, step: float = 0.01) -> float:
-    """Seconds until ``condition()`` held; AssertionError naming ``what`` after ``timeout``."""
-    started = time.monotonic()
-    while True:
-        if condition():
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(step)
-
-
-def row_state(driver, task_id: str) -> str | None:
-    return driver.execute_script(
-        "const tr = document.querySelector(`#task-rows tr[data-id='${arguments[0]}']`);"
-        "return tr ? tr.querySelector('.state').textContent : null;",
-        task_id,
-    )
-
-
-def open_board(driver, url: str) -> None:
-    driver.get(url + "/")
-    wait_for(lambda: driver.execute_script(
-        "return document.getElementById('conn').dataset.state") == "live", 10, "the live stream")
-    driver.execute_script("window.__notReloaded = true;")
 
 
 def test_the_board_shows_a_real_simulated_run(browser, dashboard: str, run_env) -> None:
