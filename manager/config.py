@@ -58,6 +58,8 @@ GATEWAY_PASSED_ENV = (
 )
 """Forwarded to the gateway this manager starts: the cloud region and upstreams, and how long
 it waits idle before it stops itself."""
+GATEWAY_SIMULATION_ENV = ("GATEWAY_IDLE_STOP_S",)
+"""Of those, forwarded in simulation too (where the upstream is the scripted model)."""
 MODEL_SWITCHES = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "ANTHROPIC_BASE_URL")
 """Settings by which Claude Code reaches a model without a token or key of its own."""
 DEFAULT_VOLUME = "orchestration-volume"
