@@ -14,17 +14,17 @@ import pytest
 from orchestration_protocol import Layout
 from orchestration_protocol.pool import PoolWorkerState, read_pool_workers
 from tests.conftest import docker_scope, docker_worker
-from tests.manager.test_manager_docker import (  # noqa: F401 - engine: the fixture
+from tests.manager.test_manager_docker import (
     engine,
     orchestrator,
     running_tasks,
     start,
     wait_until,
 )
-from tests.manager.test_scoped_names_docker import roots, root_env  # noqa: F401 - fixtures
+from tests.manager.test_scoped_names_docker import root_env, roots
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
-__all__ = ["engine", "roots", "root_env"]
+__all__ = ["engine", "root_env", "roots"]
 
 
 def doctor_views(env: dict[str, str]) -> dict[str, dict]:
@@ -38,7 +38,7 @@ def label(layout: Layout) -> str:
 
 
 def test_doctor_lists_each_roots_gateway_workers_and_stop_command(
-    roots: tuple[dict[str, str], dict[str, str]],  # noqa: F811
+    roots: tuple[dict[str, str], dict[str, str]],
 ) -> None:
     a, b = roots
     b["GATEWAY_IDLE_STOP_S"] = "3600"
