@@ -33,7 +33,7 @@ DISPATCHER_LOCK = ".dispatcher.lock"
 DEFAULT_IDLE_STOP_S = float(GatewaySettings.model_fields["idle_stop_s"].default)
 
 
-WorkerState = Literal["running", "idle", "busy"]
+WorkerState = Literal["running", "idle", "busy", "unknown"]
 
 
 class _Model(BaseModel):
@@ -69,8 +69,8 @@ class WorkerView(_Model):
     pool: str | None
     """Its warm pool (a pool worker)."""
     state: WorkerState
-    """``running`` (a task's worker), ``idle`` (a pool worker waiting) or ``busy`` (a pool
-    worker on a task)."""
+    """``running`` (a task's worker), ``idle`` (a pool worker waiting), ``busy`` (a pool
+    worker on a task), or ``unknown`` (a pool worker whose record is not seen here)."""
     started_at: datetime | None
     """When it started."""
     age_s: float | None
@@ -169,9 +169,11 @@ def worker_view(thing: RunningThing, layout: Layout | None, now: datetime) -> Wo
     state: WorkerState = "running"
     if thing.pool is not None:
         record = read_pool_worker(layout, thing.pool, thing.name) if layout is not None else None
-        busy = record is not None and record.state == PoolWorkerState.BUSY
-        task_id = record.task_id if busy and record is not None else None
-        state = "busy" if busy else "idle"
+        task_id = record.task_id if record is not None else None
+        if record is None:
+            state = "unknown"
+        else:
+            state = "busy" if record.state == PoolWorkerState.BUSY else "idle"
     age = (now - thing.started_at).total_seconds() if thing.started_at is not None else None
     return WorkerView(
         name=thing.name, task_id=task_id, pool=thing.pool, state=state,
@@ -242,10 +244,10 @@ def _render_root(view: RootView, now: datetime) -> list[str]:
     if view.scripted_model is not None:
         lines.append(f"    scripted model {view.scripted_model}")
     for worker in view.workers:
-        doing = worker.task_id or "no task"
         pool = f"pool {worker.pool}, " if worker.pool else ""
-        lines.append(f"    worker {worker.name}: {pool}{worker.state}, {doing}, "
-                     f"age {_duration(worker.age_s)}")
+        doing = worker.task_id or ("state unknown" if worker.state == "unknown" else "idle")
+        state = "" if worker.state in ("idle", "unknown") else f"{worker.state}, "
+        lines.append(f"    worker {worker.name}: {pool}{state}{doing}, age {_duration(worker.age_s)}")
     lines += [f"    process {process}" for process in view.processes]
     lines += [f"    container {other}" for other in view.others]
     if view.processes:

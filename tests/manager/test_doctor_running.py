@@ -89,6 +89,7 @@ def test_pool_workers_are_idle_or_busy_by_their_records_and_beating_pools_are_li
               for name in ("pool-p-1", "pool-p-2")]  # fmt: skip
     views = [worker_view(thing, layout, now) for thing in things]
     assert [(view.state, view.task_id) for view in views] == [("idle", None), ("busy", "t1")]
+    assert worker_view(things[0], None, now).state == "unknown"  # its record is not seen here
     assert manager_processes(layout, now) == []
     write_pool_heartbeat(layout, PoolHeartbeat(pool="p", profile="default", size=2, heartbeat_at=now,
                                                   stale_after_s=30))

@@ -6,6 +6,7 @@ its stop command, and a root whose things are stopped leaves the list."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from orchestration_protocol import Layout
 from orchestration_protocol.pool import PoolWorkerState, read_pool_workers
 from tests.conftest import docker_scope, docker_worker
 from tests.manager.test_manager_docker import (
+    WORKER_IMAGE,
     engine,
     orchestrator,
     running_tasks,
@@ -88,3 +90,24 @@ def test_doctor_lists_each_roots_gateway_workers_and_stop_command(
     finally:
         pool.send_signal(signal.SIGTERM)
         pool.communicate(timeout=60)
+
+
+def test_a_container_with_a_root_mounted_counts_for_that_root_with_its_compose_stop(
+    roots: tuple[dict[str, str], dict[str, str]], engine,
+) -> None:
+    a, _ = roots
+    layout = Layout(Path(a["ORCHESTRATION_DIR"]))
+    project = f"doctor{os.getpid()}"
+    container = engine.containers.run(
+        WORKER_IMAGE, entrypoint=["sleep", "300"], detach=True, name=f"{project}_dispatcher_1",
+        labels={"com.docker.compose.project": project, "com.docker.compose.service": "dispatcher"},
+        volumes={str(layout.root.resolve()): {"bind": "/orchestration", "mode": "ro"}},
+        network_mode="none",
+    )
+    try:
+        view = doctor_views(a)[label(layout)]
+        assert view["others"] == [f"{project}_dispatcher_1 (compose {project}/dispatcher)"]
+        assert view["gateway"] is None and view["workers"] == []
+        assert view["stop_hint"].endswith(f"; docker-compose -p {project} stop")
+    finally:
+        container.remove(force=True)
