@@ -19,7 +19,6 @@ from ..errors import (
     BadInput,
 )
 from ..output import emit_json
-from ..run.preflight import doctor
 from ..views.workers import cleanup_workers
 from .common import (
     IdsArg,
@@ -133,6 +132,8 @@ def doctor_command(
     ctx: typer.Context, simulate: SimulateOpt = False, as_json: JsonOpt = False
 ) -> None:
     """Check Docker, images, the volume, profiles and credentials; exit 3 if any fails."""
+    from ..run.preflight import doctor
+
     settings = settings_of(ctx, simulate=simulate)
     checks = doctor(settings, simulate=settings.simulate)
     failed = [check for check in checks if not check.ok]
