@@ -114,7 +114,7 @@ class WorkerRecord:
     """False for a worker that was created but never started."""
     pool: str | None = None
     """The warm pool it belongs to; its ``task_id`` is empty until the manager resolves it
-    from the pool's records (``manager.pool.with_pool_tasks``)."""
+    from the pool's records (``manager.run.pool_workers.with_pool_tasks``)."""
 
     @classmethod
     def idle_started(cls, request: IdleSpawnRequest) -> WorkerRecord:

@@ -19,8 +19,6 @@ from ..errors import (
     BadInput,
 )
 from ..output import emit_json
-from ..run.preflight import doctor
-from ..views.running import render
 from ..views.workers import cleanup_workers
 from .common import (
     IdsArg,
@@ -136,6 +134,9 @@ def doctor_command(
     """Check Docker, images, the volume, profiles and credentials (exit 3 if any fails), and list
     what runs on the engine for every root: gateways (and when each stops itself when idle),
     workers, scripted models, dispatchers, pools, Compose services, each root's stop command."""
+    from ..run.preflight import doctor
+    from ..views.running import render
+
     settings = settings_of(ctx, simulate=simulate)
     report = doctor(settings, simulate=settings.simulate)
     if as_json:
