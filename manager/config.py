@@ -53,9 +53,13 @@ WORKER_FORWARDED_ENV = ("GIT_USER_NAME", "GIT_USER_EMAIL", *contract.LIMIT_ENV)
 """Forwarded to workers beside the model settings: the identity of their commits and the
 limits on what an attempt may write (change size, log and output bytes)."""
 GATEWAY_PASSED_ENV = (
-    "AWS_REGION", "AWS_DEFAULT_REGION", "GATEWAY_BEDROCK_UPSTREAM", "GATEWAY_VERTEX_UPSTREAM"
+    "AWS_REGION", "AWS_DEFAULT_REGION", "GATEWAY_BEDROCK_UPSTREAM", "GATEWAY_VERTEX_UPSTREAM",
+    "GATEWAY_IDLE_STOP_S",
 )
-"""Forwarded to the gateway this manager starts: the cloud region and upstreams."""
+"""Forwarded to the gateway this manager starts: the cloud region and upstreams, and how long
+it waits idle before it stops itself."""
+GATEWAY_SIMULATION_ENV = ("GATEWAY_IDLE_STOP_S",)
+"""Of those, forwarded in simulation too (where the upstream is the scripted model)."""
 MODEL_SWITCHES = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "ANTHROPIC_BASE_URL")
 """Settings by which Claude Code reaches a model without a token or key of its own."""
 DEFAULT_VOLUME = "orchestration-volume"

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from .board_cache import FileCache, cache_for, save_cache
@@ -113,7 +114,10 @@ class TaskSnapshot:
 
     def round_for(self, attempt: int) -> RoundRequest | None:
         """The round request that attempt ``attempt`` runs, or None (a first run or a retry)."""
-        return next((request for request in self.rounds if request.attempt == attempt), None)
+        for request in self.rounds:  # most tasks have none: no generator made for them
+            if request.attempt == attempt:
+                return request
+        return None
 
     @property
     def attempt(self) -> int:
@@ -218,13 +222,13 @@ def read_snapshot(
     layout: Layout,
     task_id: str,
     cache: FileCache | None = None,
-    with_rounds: frozenset[str] | None = None,
+    listing: BoardListing | None = None,
 ) -> TaskSnapshot:
     """Read every file about one task; unreadable parts become problems, never exceptions.
-    With a ``cache``, a file whose signature is unchanged is not read again; ``with_rounds``,
-    the tasks that have a ``rounds/`` folder (a board lists it once), spares the others a look."""
+    With a ``cache``, a file whose signature is unchanged is not read again; a ``listing`` (what
+    a board lists once) spares a look at the files a task does not have."""
     if cache is not None:
-        return _cached_snapshot(layout, task_id, cache, with_rounds)
+        return _cached_snapshot(layout, task_id, cache, listing)
     problems: list[ProtocolError] = []
     read = read_model_if_exists
     task = _read_part(lambda: read(layout.task_file(task_id), Task, task_id), problems)
@@ -237,29 +241,48 @@ def read_snapshot(
     status = _read_part(lambda: read(layout.status_file(task_id), WorkerStatus, task_id), problems)
     result = _read_part(lambda: read(layout.result_file(task_id), Result, task_id), problems)
     cancel = _read_part(lambda: read(layout.cancel_file(task_id), CancelRequest, task_id), problems)
-    rounds, round_problems = _rounds_of(layout, task_id, with_rounds)
+    rounds, round_problems = read_rounds(layout, task_id)
     problems.extend(round_problems)
     return _snapshot(task_id, task, claim, status, result, cancel, rounds, problems)
 
 
-def _rounds_of(
-    layout: Layout, task_id: str, with_rounds: frozenset[str] | None
-) -> tuple[list[RoundRequest], list[InvalidFile]]:
-    if with_rounds is not None and task_id not in with_rounds:
-        return [], []
-    return read_rounds(layout, task_id)
+@dataclass(frozen=True)
+class BoardListing:
+    """The names in each per-task directory of the root, listed once for a whole board: a task
+    that has no claim, heartbeat, result, cancel request or rounds is not looked for there
+    (half the tasks of a large root are pending, and each look that fails costs an exception)."""
+
+    claims: frozenset[str]
+    """``claims/``: a folder per claimed task."""
+    status: frozenset[str]
+    """``status/``: ``<id>.json`` per heartbeat."""
+    results: frozenset[str]
+    """``results/``: ``<id>.json`` per result (and ``<id>/`` folders beside them)."""
+    control: frozenset[str]
+    """``control/``: ``<id>.cancel`` per cancel request."""
+    rounds: frozenset[str]
+    """``rounds/``: a folder per task that was asked for another round."""
+
+    @classmethod
+    def of(cls, layout: Layout) -> BoardListing:
+        return cls(
+            claims=_names(layout.claims_dir),
+            status=_names(layout.status_dir),
+            results=_names(layout.results_dir),
+            control=_names(layout.control_dir),
+            rounds=_names(layout.root / ROUNDS_DIR),
+        )
 
 
-def _round_folders(layout: Layout) -> frozenset[str]:
-    """The tasks with a ``rounds/<id>/`` folder: one listing for a whole board."""
+def _names(directory: Path) -> frozenset[str]:
     try:
-        return frozenset(os.listdir(layout.root / ROUNDS_DIR))
+        return frozenset(os.listdir(directory))
     except (FileNotFoundError, NotADirectoryError):
         return frozenset()
 
 
 def _cached_snapshot(
-    layout: Layout, task_id: str, cache: FileCache, with_rounds: frozenset[str] | None = None
+    layout: Layout, task_id: str, cache: FileCache, listing: BoardListing | None = None
 ) -> TaskSnapshot:
     """:func:`read_snapshot` through ``cache``, with the paths as strings (a board of 10,000
     tasks made 135,000 ``Path`` objects, most of its time)."""
@@ -268,17 +291,24 @@ def _cached_snapshot(
     problems: list[ProtocolError] = []
     read = cache.model
 
-    def part(relative: str, model: type[Any]) -> Any:
+    def part(relative: str, model: type[Any], listed: frozenset[str] | None = None) -> Any:
+        """The model of ``root/relative``; None without a look when ``listed`` (its directory's
+        names) does not name it."""
+        if listed is not None and relative.rpartition("/")[2] not in listed:
+            return None
         return _read_part(lambda: read(f"{root}/{relative}", model, task_id), problems)
 
-    task = part(f"tasks/{task_id}.json", Task)
-    attempt = cache.latest_attempt(f"{root}/claims/{task_id}")
-    claim = part(f"claims/{task_id}/{attempt}.json", Claim) if attempt else None
-    status = part(f"status/{task_id}.json", WorkerStatus)
-    result = part(f"results/{task_id}.json", Result)
-    cancel = part(f"control/{task_id}.cancel", CancelRequest)
-    rounds, round_problems = _rounds_of(layout, task_id, with_rounds)
-    problems.extend(round_problems)
+    task = part(f"tasks/{task_id}{JSON_SUFFIX}", Task)
+    claimed = listing is None or task_id in listing.claims
+    attempt = cache.latest_attempt(f"{root}/claims/{task_id}") if claimed else 0
+    claim = part(f"claims/{task_id}/{attempt}{JSON_SUFFIX}", Claim) if attempt else None
+    status = part(f"status/{task_id}{JSON_SUFFIX}", WorkerStatus, listing.status if listing else None)
+    result = part(f"results/{task_id}{JSON_SUFFIX}", Result, listing.results if listing else None)
+    cancel = part(f"control/{task_id}.cancel", CancelRequest, listing.control if listing else None)
+    rounds: list[RoundRequest] = []
+    if listing is None or task_id in listing.rounds:
+        rounds, round_problems = read_rounds(layout, task_id)
+        problems.extend(round_problems)
     return _snapshot(task_id, task, claim, status, result, cancel, rounds, problems)
 
 
@@ -382,7 +412,7 @@ def _read_board(layout: Layout, cache: FileCache | None) -> Board:
         names = sorted(os.listdir(layout.tasks_dir))
     except FileNotFoundError:
         return board
-    with_rounds = _round_folders(layout)
+    listing = BoardListing.of(layout)
     for name in names:
         if is_hidden(name):
             continue
@@ -395,5 +425,5 @@ def _read_board(layout: Layout, cache: FileCache | None) -> Board:
                 )
             )
             continue
-        board.snapshots[task_id] = read_snapshot(layout, task_id, cache, with_rounds)
+        board.snapshots[task_id] = read_snapshot(layout, task_id, cache, listing)
     return board

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,25 +92,39 @@ class LedgerCache:
         self._listing: tuple[tuple[int, int], frozenset[str]] | None = None
         self._listed_at = 0.0
 
-    def _has_ledger(self, task_id: str) -> bool:
-        """Whether the ledger directory lists the task: one listing per change of the directory
-        (files are added and removed there, and appended to), not one ``stat`` per task."""
+    def _listed(self) -> frozenset[str]:
+        """The ledger directory's file names: one listing per change of the directory (files are
+        added and removed there, and appended to), not one ``stat`` per task."""
         directory = self.layout.root / LEDGER_DIR
         signature = _signature(directory)
         if signature is None:
-            return False
+            return frozenset()
         now = time.monotonic()
         if self._listing is None or self._listing[0] != signature or now - self._listed_at > 1:
             self._listing = (signature, frozenset(os.listdir(directory)))  # (coarse mtimes:
             self._listed_at = now  # listed again every second whatever the signature says)
-        return f"{task_id}.jsonl" in self._listing[1]
+        return self._listing[1]
 
     def summary(self, task_id: str) -> LedgerSummary | None:
         """The task's ledger, or None when it has no entry."""
-        if not self._has_ledger(task_id):
-            with self._lock:
-                self._known.pop(task_id, None)
-            return None
+        return self.summaries([task_id]).get(task_id)
+
+    def summaries(self, task_ids: Iterable[str]) -> dict[str, LedgerSummary]:
+        """The ledgers of those of ``task_ids`` that have an entry: the directory is looked at
+        once, and only the tasks it lists are looked at again."""
+        listed = self._listed()
+        found: dict[str, LedgerSummary] = {}
+        for task_id in task_ids:
+            if f"{task_id}{LEDGER_SUFFIX}" not in listed:
+                with self._lock:
+                    self._known.pop(task_id, None)
+                continue
+            summary = self._read(task_id)
+            if summary is not None:
+                found[task_id] = summary
+        return found
+
+    def _read(self, task_id: str) -> LedgerSummary | None:
         path = ledger_file(self.layout, task_id)
         signature = _signature(path)
         if signature is None or signature[1] == 0:

@@ -170,12 +170,8 @@ def status_rows(
     chosen = [
         i for i in (ids if ids is not None else list(board.snapshots)) if i in board.snapshots
     ]
-    rows = [
-        task_row(
-            board.snapshots[i], states[i], now, ledgers.summary(i) if ledgers else None, priorities
-        )
-        for i in chosen
-    ]
+    costs = ledgers.summaries(chosen) if ledgers else {}
+    rows = [task_row(board.snapshots[i], states[i], now, costs.get(i), priorities) for i in chosen]
     return sorted(
         rows, key=lambda row: (-(row["priority"] or 0), row["created_at"] or "", row["id"])
     )

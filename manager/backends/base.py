@@ -14,11 +14,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from orchestration_protocol import Layout
 
 from ..profiles import Profile
 from .services import Check, GatewaySpec, Simulation
+
+if TYPE_CHECKING:
+    from .running import EngineRoot
 
 ROLE_WORKER = "worker"
 LABEL_TASK = "orchestrator.task"
@@ -110,7 +114,7 @@ class WorkerRecord:
     """False for a worker that was created but never started."""
     pool: str | None = None
     """The warm pool it belongs to; its ``task_id`` is empty until the manager resolves it
-    from the pool's records (``manager.pool.with_pool_tasks``)."""
+    from the pool's records (``manager.run.pool_workers.with_pool_tasks``)."""
 
     @classmethod
     def idle_started(cls, request: IdleSpawnRequest) -> WorkerRecord:
@@ -233,6 +237,11 @@ class Doctor(ABC):
 
     def prepare_root(self, layout: Layout) -> None:  # noqa: B027 - nothing to do by default
         """Make the root usable by this engine's workers (modes for another uid, say)."""
+
+    def running(self) -> list[EngineRoot]:
+        """What runs on this engine for each root it shows (every root with a container, service
+        or job here, not only this one): gateways, scripted models, workers, other services."""
+        return []
 
 
 class Names:

@@ -7,9 +7,7 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_TASKS_FAILED, BadInput
-from ..git.mirror import fast_forward_from_origin
 from ..output import emit_json
-from ..run.check import check_lines, check_tasks, integration_target, task_target
 from .common import JsonOpt, ProfileOpt, SimulateOpt, app, handled, spawning
 
 CheckIdsArg = Annotated[
@@ -36,6 +34,9 @@ def check(
     branch and/or on orchestrator/integration; exit 1 unless every check passed."""
     if not ids and not integration:
         raise BadInput("Name a TASK whose branch to check, or give --integration.")
+    from ..git.mirror import fast_forward_from_origin
+    from ..run.check import check_lines, check_tasks, integration_target, task_target
+
     context = spawning(ctx, simulate=simulate)
     layout = context.settings.layout
     targets = [task_target(layout, task_id) for task_id in ids or []]

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -19,7 +19,6 @@ from orchestration_protocol.gateway import write_fleet_budget
 from orchestration_views.progress import Progress
 from orchestration_views.rows import cost_lines, rows_total_cost
 
-from ..backends import Backend, make_backend
 from ..config import ManagerSettings, resolve_settings
 from ..errors import (
     EXIT_INTERRUPTED,
@@ -29,8 +28,11 @@ from ..errors import (
     ManagerError,
 )
 from ..output import console, emit_json, emit_json_line, report_error
-from ..run.spawn import SpawnContext, prepare_spawning
 from ..views.table import status_table
+
+if TYPE_CHECKING:  # the engines and the spawn path load only for the commands that spawn
+    from ..backends import Backend
+    from ..run.spawn import SpawnContext
 
 HELP = """Run many headless Claude Code workers in containers, coordinated through a shared
 volume. Typical flow: `orchestrator run "prompt one" "prompt two" --max-workers 4`, or
@@ -240,6 +242,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def backend_for(ctx: typer.Context, settings: ManagerSettings) -> Backend:
     """The settings' backend, closed when the command ends."""
+    from ..backends import make_backend
+
     if ctx.obj is None:
         ctx.obj = Globals()
     backend = make_backend(settings.engine_config())
@@ -275,6 +279,8 @@ def finish(progress: Progress) -> None:
 
 
 def spawning(ctx: typer.Context, **extra: Any) -> SpawnContext:
+    from ..run.spawn import prepare_spawning
+
     settings = settings_of(ctx, **extra)
     return prepare_spawning(settings, backend_for(ctx, settings))
 

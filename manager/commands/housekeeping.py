@@ -19,7 +19,6 @@ from ..errors import (
     BadInput,
 )
 from ..output import emit_json
-from ..run.preflight import doctor
 from ..views.workers import cleanup_workers
 from .common import (
     IdsArg,
@@ -132,16 +131,30 @@ def cleanup(
 def doctor_command(
     ctx: typer.Context, simulate: SimulateOpt = False, as_json: JsonOpt = False
 ) -> None:
-    """Check Docker, images, the volume, profiles and credentials; exit 3 if any fails."""
+    """Check Docker, images, the volume, profiles and credentials (exit 3 if any fails), and list
+    what runs on the engine for every root: gateways (and when each stops itself when idle),
+    workers, scripted models, dispatchers, pools, Compose services, each root's stop command."""
+    from ..run.preflight import doctor
+    from ..views.running import render
+
     settings = settings_of(ctx, simulate=simulate)
-    checks = doctor(settings, simulate=settings.simulate)
-    failed = [check for check in checks if not check.ok]
+    report = doctor(settings, simulate=settings.simulate)
     if as_json:
-        emit_json({"ok": not failed, "checks": [check.__dict__ for check in checks]})
+        running = None if report.running is None else [
+            view.model_dump(mode="json") for view in report.running
+        ]
+        emit_json({
+            "ok": report.ok, "checks": [check.__dict__ for check in report.checks],
+            "running": running, "running_problem": report.running_problem,
+        })
     else:
-        for check in checks:
+        for check in report.checks:
             typer.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.message}")
-    raise typer.Exit(EXIT_ENVIRONMENT if failed else EXIT_OK)
+        if report.running is None:
+            typer.echo(f"running: not known ({report.running_problem})")
+        else:
+            typer.echo("\n".join(render(report.running)))
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_ENVIRONMENT)
 
 
 @app.command("schema")

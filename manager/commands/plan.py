@@ -11,8 +11,6 @@ from orchestration_protocol import Task
 
 from ..git.check_config import applicable_check, describe_applicable
 from ..output import emit_json
-from ..planning.planner import save_plan
-from ..run.pipeline import make_plan, plan_lines, repository_for
 from .common import (
     BranchOpt,
     JsonOpt,
@@ -66,6 +64,9 @@ def plan(
     tasks with prompts, owned files and dependencies, a complexity estimate, an executor budget,
     a strategy and notes; the plan is checked for cycles, unknown dependencies, duplicate ids
     and files owned twice (predicted merge conflicts)."""
+    from ..planning.planner import save_plan
+    from ..run.pipeline import make_plan, plan_lines, repository_for
+
     text = " ".join(request)
     context = spawning(ctx, simulate=simulate, repo_url=repo, repo_branch=branch)
     repository = repository_for(context, text, shared_empty=True)

@@ -6,14 +6,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import BadInput
 from ..output import emit_json_line
-from ..run.pool import PoolTick, WarmPool
-from ..run.spawn import prepare_spawning
 from .common import (
     BranchOpt,
     JsonOpt,
@@ -26,6 +24,9 @@ from .common import (
     handled,
     settings_of,
 )
+
+if TYPE_CHECKING:  # the pool's machinery loads only when a pool runs (a faster CLI)
+    from ..run.pool import PoolTick
 
 SizeOpt = Annotated[
     int, typer.Option("-n", "--size", metavar="N", min=1, help="How many idle workers to keep.")
@@ -52,6 +53,9 @@ def pool(
     """Warm pool: keep N idle workers of a profile that claim a task the moment its file
     appears, each replaced as it finishes or dies; runs until SIGTERM or Ctrl-C, then stops
     every worker and removes its container."""
+    from ..run.pool import WarmPool
+    from ..run.spawn import prepare_spawning
+
     settings = settings_of(ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount)
     backend = backend_for(ctx, settings)
     if not backend.workers.keeps_warm_pools:

@@ -17,7 +17,6 @@ from ..errors import (
 )
 from ..git.check_config import applicable_check, describe_applicable
 from ..output import emit_json
-from ..run.retry import retry_task
 from ..tasks import create as task_files
 from ..tasks.operations import cancel_task, task_details
 from .common import (
@@ -229,6 +228,8 @@ def task_retry(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a failed, timed-out or cancelled task again (beyond max_attempts if need be)."""
+    from ..run.retry import retry_task
+
     context = spawning(ctx, simulate=simulate, repo_url=repo, repo_branch=branch)
     attempt, worker = retry_task(context, task_id, profile)
     if as_json:

@@ -12,6 +12,7 @@ from orchestration_protocol.archive import layout_of
 from orchestration_protocol.priorities import read_priorities
 from orchestration_protocol.untrusted import escape_line, fence
 from orchestration_views.ledger import fleet_budget_view, ledger_cache
+from orchestration_views.pools import pool_summaries
 from orchestration_views.rows import (
     board_problems,
     branch_checks,
@@ -29,7 +30,6 @@ from ..errors import (
 )
 from ..git.check_config import applicable_check, describe_applicable
 from ..output import console, emit_json
-from ..run.pool import pool_summaries, with_pool_tasks
 from ..tasks.operations import current_result
 from ..views.monitor import View, check_scope, follow
 from ..views.table import result_text, status_table
@@ -122,6 +122,8 @@ def print_status(document: dict[str, Any]) -> None:
 
 def containers_alive(ctx: typer.Context, settings: ManagerSettings) -> dict[str, bool] | None:
     """Which tasks have a live worker, when the backend answers at once; None otherwise."""
+    from ..run.pool_workers import with_pool_tasks
+
     try:
         workers = with_pool_tasks(settings.layout, backend_for(ctx, settings).workers.all())
     except Exception:  # status must work without Docker; it then trusts the heartbeats alone
@@ -214,7 +216,7 @@ def logs(
 
     require_task(settings.layout, task_id)
     if worker:
-        from ..run.pool import worker_of_task
+        from ..run.pool_workers import worker_of_task
 
         backend = backend_for(ctx, settings)
         name = worker_of_task(settings.layout, backend, task_id, backend.names.worker(task_id))

@@ -6,7 +6,7 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,12 +15,8 @@ from ..errors import (
     EXIT_TASKS_FAILED,
     BadInput,
 )
-from ..git.greenfield import check_output_dir
 from ..output import emit_json
-from ..run.dispatch import Dispatcher, Tick
 from ..run.health import touch_alive
-from ..run.pipeline import RunRequest, quiet, run_tasks
-from ..run.spawn import SpawnContext, spawn_task
 from .common import (
     AgentOpt,
     AttemptTimeoutOpt,
@@ -53,8 +49,14 @@ from .common import (
     task_fields,
 )
 
+if TYPE_CHECKING:  # the run path loads only for the commands that start work (a faster CLI)
+    from ..run.dispatch import Tick
+    from ..run.spawn import SpawnContext
+
 
 def _spawn(ctx: typer.Context, profile: str, task_id: str, as_json: bool, **extra: Any) -> None:
+    from ..run.spawn import spawn_task
+
     context = spawning(ctx, **extra)
     worker = spawn_task(context, task_id, profile)
     if as_json:
@@ -194,6 +196,9 @@ def run(
     if not prompts:
         raise BadInput("Give at least one PROMPT (with --plan: the request); see 'orchestrator run --help'.")
     positive_usd(max_budget, "--max-budget")
+    from ..git.greenfield import check_output_dir
+    from ..run.pipeline import RunRequest, quiet, run_tasks
+
     if output_dir is not None:
         check_output_dir(output_dir)
     context = spawning(
@@ -239,6 +244,8 @@ def dispatch(
 ) -> None:
     """Queue mode: keep up to N workers busy on tasks whose dependencies succeeded (only IDS,
     when given)."""
+    from ..run.dispatch import Dispatcher
+
     context = spawning(
         ctx, simulate=simulate, repo_url=repo, repo_branch=branch, mounts=mount, budget_usd=budget
     )

@@ -49,7 +49,7 @@ from ..errors import (
 from ..polling import poll_until
 from ..views.monitor import LiveBoard
 from .pool import GRACE_S as POOL_GRACE_S
-from .pool import idle_pool_workers, with_pool_tasks
+from .pool_workers import idle_pool_workers, with_pool_tasks
 from .reaper import EndedAt, remove_ended_workers
 from .recovery import Recovery, fail_unstartable, recover_ended_worker, recover_lost_task
 from .rounds import RoundAsked, request_repairs

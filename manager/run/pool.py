@@ -10,7 +10,7 @@ the pool stops or ``orchestrator cleanup``). The pool beats in
 pool whose manager was killed does not keep idle containers for ever.
 
 Which task a pool worker runs is in its record (``pool/<pool>/workers/<name>.json``), checked
-against the claim it names: :func:`with_pool_tasks` gives every view (status, logs, dispatch,
+against the claim it names: :func:`~manager.run.pool_workers.with_pool_tasks` gives every view (status, logs, dispatch,
 recovery) the same records as for a task's own worker.
 """
 
@@ -21,24 +21,19 @@ import dataclasses
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from orchestration_protocol import (
-    Claim,
-    InvalidFile,
     Layout,
     TaskState,
     is_valid_task_id,
-    read_model_if_exists,
     utc_now,
 )
 from orchestration_protocol.contract import ENV_POOL, ENV_POOL_PROFILE
 from orchestration_protocol.pool import (
     PoolHeartbeat,
-    PoolWorkerState,
-    read_pool_worker,
     remove_pool_heartbeat,
     remove_pool_worker,
     task_profile,
@@ -58,6 +53,7 @@ from ..errors import (
 from ..polling import poll_until
 from ..profiles import Profile
 from ..views.monitor import LiveBoard
+from .pool_workers import idle_pool_workers, with_pool_tasks
 from .recovery import Recovery, fail_unstartable, recover_ended_worker, recover_lost_task
 from .spawn import SpawnContext, worker_env_named
 
@@ -74,101 +70,6 @@ TASK_ERRORS = (UnknownProfile, ImageMissing, MirrorUnavailable, BranchMissing)
 """Errors that concern one task's repository: they fail that task only."""
 GRACE_S = 5.0
 """How long ``dispatch``/``run`` leave a ready task to an idle pool worker before a cold spawn."""
-
-
-# --- which task a pool worker runs ---------------------------------------------------------------
-
-
-def claim_holder(layout: Layout, task_id: str, attempt: int) -> str | None:
-    """Who holds the claim of that attempt (None when there is none, or it is unreadable)."""
-    try:
-        claim = read_model_if_exists(layout.claim_file(task_id, attempt), Claim, task_id)
-    except (InvalidFile, ValueError):
-        return None
-    return claim.worker_id if claim is not None else None
-
-
-def with_pool_tasks(layout: Layout, workers: Iterable[WorkerRecord]) -> list[WorkerRecord]:
-    """``workers`` with each busy pool worker's task and attempt filled in from its record, when
-    the claim it names agrees; idle pool workers keep an empty ``task_id``."""
-    resolved = []
-    for worker in workers:
-        if worker.pool is not None and not worker.task_id:
-            record = read_pool_worker(layout, worker.pool, worker.name)
-            if (
-                record is not None
-                and record.state == PoolWorkerState.BUSY
-                and record.task_id
-                and record.attempt
-                and claim_holder(layout, record.task_id, record.attempt) == worker.name
-            ):
-                worker = dataclasses.replace(
-                    worker, task_id=record.task_id, attempt=record.attempt
-                )
-        resolved.append(worker)
-    return resolved
-
-
-def idle_pool_workers(layout: Layout, workers: Iterable[WorkerRecord]) -> dict[str, int]:
-    """How many running pool workers wait idle, per profile (resolved ``workers``)."""
-    idle: dict[str, int] = {}
-    for worker in workers:
-        if worker.pool is None or worker.task_id or not worker.running:
-            continue
-        record = read_pool_worker(layout, worker.pool, worker.name)
-        if record is not None and record.state == PoolWorkerState.IDLE:
-            idle[record.profile] = idle.get(record.profile, 0) + 1
-    return idle
-
-
-def worker_of_task(layout: Layout, backend: Backend, task_id: str, default: str) -> str:
-    """The name of the worker that runs (or ran) a task's current attempt: its own container,
-    or the pool worker that claimed it; ``default`` when none is known."""
-    from orchestration_protocol import read_snapshot
-
-    snapshot = read_snapshot(layout, task_id)
-    names = {worker.name for worker in backend.workers.all()}
-    status = snapshot.current_status
-    for name in (status.container if status else None, snapshot.claim.worker_id if snapshot.claim else None):
-        if name and name in names:
-            return name
-    return default
-
-
-def pool_summaries(layout: Layout) -> list[dict[str, object]]:
-    """Every pool that beats on the volume, from its files alone (no engine asked): name,
-    profile, size, and how many of its workers wait idle or run a task now."""
-    from orchestration_protocol import read_snapshot
-    from orchestration_protocol.pool import pools_dir, read_pool_heartbeat, read_pool_workers
-
-    records = read_pool_workers(layout)
-    summaries: list[dict[str, object]] = []
-    for directory in sorted(pools_dir(layout).glob("*/manager.json")):
-        try:
-            heartbeat = read_pool_heartbeat(layout, directory.parent.name)
-        except ValueError:
-            continue
-        if heartbeat is None or heartbeat.is_stale():
-            continue
-        mine = [record for record in records if record.pool == heartbeat.pool]
-        busy = sum(
-            1
-            for record in mine
-            if record.state == PoolWorkerState.BUSY
-            and record.task_id
-            and read_snapshot(layout, record.task_id).current_result is None
-        )
-        idle = sum(1 for record in mine if record.state == PoolWorkerState.IDLE)
-        summaries.append(
-            {
-                "pool": heartbeat.pool,
-                "profile": heartbeat.profile,
-                "size": heartbeat.size,
-                "idle": idle,
-                "busy": busy,
-            }
-        )
-    return summaries
 
 
 # --- the pool ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ own checks (engine, images, volume) are the backend's (``backend.doctor.checks``
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestration_protocol import Layout
@@ -16,8 +17,9 @@ from ..backends import Backend, make_backend
 from ..backends.services import Check, run_check
 from ..config import ManagerSettings
 from ..credentials import collect_secrets, require_model_credentials
-from ..errors import VolumeNotWritable
+from ..errors import ManagerError, VolumeNotWritable
 from ..profiles import load_profiles
+from ..views.running import RootView, running_roots
 
 
 def prepare_root(settings: ManagerSettings, backend: Backend) -> Layout:
@@ -39,23 +41,48 @@ def prepare_root(settings: ManagerSettings, backend: Backend) -> Layout:
     return layout
 
 
-def doctor(settings: ManagerSettings, *, simulate: bool = False) -> list[Check]:
+@dataclass(frozen=True)
+class DoctorReport:
+    """What ``orchestrator doctor`` found."""
+
+    checks: list[Check]
     """Every check the spawning commands make, each reported."""
+    running: list[RootView] | None
+    """What runs on the engine, per root; None when the engine could not be asked."""
+    running_problem: str | None = None
+    """Why the engine could not be asked."""
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+
+def doctor(settings: ManagerSettings, *, simulate: bool = False) -> DoctorReport:
+    """Every check, and what runs on the engine for every root."""
     backend = make_backend(settings.engine_config())
     try:
-        checks = [run_check("root", _check_root, settings, backend)]
-        profiles = run_check("profiles", _check_profiles, settings)
-        checks.append(profiles)
-        images: dict[str, bool] = {}
-        if profiles.ok:
-            loaded = load_profiles(settings.root, settings.profiles_path)
-            default_image = loaded["default"].image
-            images = {profile.image: profile.image == default_image for profile in loaded.values()}
-        checks += backend.doctor.checks(images)
-        checks.append(run_check("credentials", _check_credentials, settings, simulate))
-        return checks
+        checks = _checks(settings, backend, simulate)
+        try:
+            return DoctorReport(checks, running_roots(backend, settings.root))
+        except ManagerError as error:
+            return DoctorReport(checks, None, str(error))
     finally:
         backend.close()
+
+
+def _checks(settings: ManagerSettings, backend: Backend, simulate: bool) -> list[Check]:
+    """Every check the spawning commands make, each reported."""
+    checks = [run_check("root", _check_root, settings, backend)]
+    profiles = run_check("profiles", _check_profiles, settings)
+    checks.append(profiles)
+    images: dict[str, bool] = {}
+    if profiles.ok:
+        loaded = load_profiles(settings.root, settings.profiles_path)
+        default_image = loaded["default"].image
+        images = {profile.image: profile.image == default_image for profile in loaded.values()}
+    checks += backend.doctor.checks(images)
+    checks.append(run_check("credentials", _check_credentials, settings, simulate))
+    return checks
 
 
 def _check_root(settings: ManagerSettings, backend: Backend) -> str:

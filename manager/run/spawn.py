@@ -30,7 +30,7 @@ from orchestration_protocol.gateway import api_socket, connect_unix
 
 from ..backends import Backend, WorkerRecord
 from ..backends.services import DEFAULT_UPSTREAM, GatewaySpec, require_external_gateway
-from ..config import ManagerSettings
+from ..config import GATEWAY_SIMULATION_ENV, ManagerSettings
 from ..credentials import (
     MODEL_SECRETS,
     collect_secrets,
@@ -153,6 +153,7 @@ def prepare_spawning(settings: ManagerSettings, backend: Backend) -> SpawnContex
             upstream=simulation.upstream,
             credentials=simulation.credentials,
             networks=tuple(dict.fromkeys([*networks, *filter(None, [simulation.network])])),
+            env={k: v for k, v in settings.gateway_env.items() if k in GATEWAY_SIMULATION_ENV},
         )
     else:
         spec = GatewaySpec(

@@ -21,6 +21,7 @@ from manager.backends.base import (
     WorkerRecord,
     Workers,
 )
+from manager.backends.config import StubConfig
 from manager.backends.docker.engine import describe_docker_failure, find_volume, secrets_archive
 from manager.backends.stub import StubDoctor, StubServices
 from manager.config import resolve_settings
@@ -185,7 +186,8 @@ def test_a_dependency_cycle_does_not_hang_wait(layout: Layout) -> None:
 
 def FakeBackend(exit_code: int | None, logs: str = "", oom: bool = False) -> Backend:
     """A backend whose workers answer only what recovery asks: exit info and log tails."""
-    return Backend("fake", FakeWorkers(exit_code, logs, oom), StubServices(), StubDoctor())
+    doctor = StubDoctor(StubConfig(root=Path(".")))
+    return Backend("fake", FakeWorkers(exit_code, logs, oom), StubServices(), doctor)
 
 
 class FakeWorkers(Workers):

@@ -13,8 +13,10 @@ from orchestration_protocol.contract import ENV_AGENT_USER, ENV_CONTAINER
 from ...errors import EnvironmentNotReady, VolumeNotWritable
 from ...profiles import WORKER_UID, Profile
 from ..base import LABEL_ROLE, LABEL_ROOT, Doctor, Names
+from ..running import EngineRoot
 from ..services import Check, run_check
 from .connection import DockerConnection
+from .running import running_roots
 
 ROLE_DOCTOR = "doctor"
 """The role of the doctor's probe container (``orchestrator-doctor-<root>-<pid>``)."""
@@ -84,6 +86,9 @@ class DockerDoctor(Doctor):
             "'docker swarm leave' or an engine restart; the next 'orchestrator run' or 'spawn' "
             "reconnects it, or remove it with 'orchestrator cleanup --gateway --simulation'."
         ))
+
+    def running(self) -> list[EngineRoot]:
+        return running_roots(self.docker)
 
     def engine_summary(self) -> str:
         version = self.docker.client.version()

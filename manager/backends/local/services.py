@@ -11,6 +11,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from ...errors import SpawnFailed
 from ...polling import poll_until
 from ..base import Services
 from ..config import LocalConfig
+from ..running import Kind, RunningThing
 from ..services import (
     READY_TIMEOUT_S,
     SIMULATED_API_KEY,
@@ -28,6 +30,8 @@ from ..services import (
     wait_until_answering,
 )
 from .processes import RECORDS_DIR, process_start_ticks, start_detached
+
+IDLE_STOP_ENV = "GATEWAY_IDLE_STOP_S"
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
@@ -128,7 +132,10 @@ def start_gateway(settings: LocalConfig, spec: GatewaySpec) -> None:
     command = [_gateway_command(), "--root", str(settings.root), "--upstream", spec.upstream]
     pid = start_detached(command, output=records / "gateway.out", env=env, secrets_dir=secrets_dir)
     _gateway_record(settings).write_text(
-        json.dumps({"pid": pid, "start_ticks": process_start_ticks(pid), "config": fingerprint})
+        json.dumps({
+            "pid": pid, "start_ticks": process_start_ticks(pid), "config": fingerprint,
+            "idle_stop_s": env.get(IDLE_STOP_ENV),
+        })
     )
     wait_until_answering(
         Layout(settings.root),
@@ -138,6 +145,25 @@ def start_gateway(settings: LocalConfig, spec: GatewaySpec) -> None:
 
 def stop_gateway(settings: LocalConfig) -> bool:
     return _stop(_gateway_record(settings))
+
+
+def running_services(settings: LocalConfig) -> list[RunningThing]:
+    """The root's gateway and scripted model while their processes run (started when their
+    records were written)."""
+    found = []
+    for kind, path in ((Kind.GATEWAY, _gateway_record(settings)),
+                       (Kind.SCRIPTED_MODEL, _model_record(settings))):
+        record = _read_record(path)
+        if record is None:
+            continue
+        with contextlib.suppress(OSError):
+            started = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            idle = record.get("idle_stop_s")
+            found.append(RunningThing(
+                kind=kind, name=f"{kind.value} (pid {record['pid']})", started_at=started,
+                idle_stop_s=float(idle) if kind is Kind.GATEWAY and idle else None,
+            ))
+    return found
 
 
 def _gateway_command() -> str:

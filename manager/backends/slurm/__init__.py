@@ -23,7 +23,9 @@ from ..config import SlurmConfig
 from ..docker.connection import DockerConnection
 from ..docker.doctor import DockerDoctor, DockerNames
 from ..docker.engine import build_hint
+from ..docker.running import running_roots
 from ..docker.services import DockerServices
+from ..running import EngineRoot
 from ..services import Check, run_check
 from . import cluster
 from .cluster import SlurmUnavailable
@@ -69,6 +71,10 @@ class SlurmDoctor(Doctor):
                 f"Podman has no image localhost/{image}; load it from Docker with "
                 f"'docker save {image} | podman load' (build it first with '{build_hint(image)}')."
             )
+
+    def running(self) -> list[EngineRoot]:
+        """This host's containers (the gateway, and the workers of jobs placed on this node)."""
+        return running_roots(self.docker, "slurm")
 
     def checks(self, images: dict[str, bool]) -> list[Check]:
         checks = self.docker_doctor.checks(images)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ...profiles import Profile
 from ..base import Backend, Doctor, Services
 from ..config import StubConfig
+from ..running import EngineRoot, cleanup_hint, worker_things
 from ..services import Check, GatewaySpec, Simulation
 from .workers import KILLED, StubWorkers, fleet_of
 
@@ -28,7 +29,10 @@ class StubServices(Services):
 
 
 class StubDoctor(Doctor):
-    """Stub workers can always run."""
+    """Stub workers can always run; what runs is this process's table of them."""
+
+    def __init__(self, config: StubConfig) -> None:
+        self.config = config
 
     def preflight(self, profile: Profile) -> None:
         pass
@@ -36,11 +40,21 @@ class StubDoctor(Doctor):
     def checks(self, images: dict[str, bool]) -> list[Check]:
         return [Check("engine", True, "stub workers run as threads of this process")]
 
+    def running(self) -> list[EngineRoot]:
+        root = self.config.root
+        things = worker_things(StubWorkers(self.config).all())
+        if not things:
+            return []
+        return [EngineRoot(
+            root=str(root), scope="", files=root, current=True, things=things,
+            stop_hint=cleanup_hint(root, "stub"),
+        )]
+
 
 def make_stub(config: StubConfig) -> Backend:
     """The stub engine for ``config``'s root."""
     return Backend(
-        name="stub", workers=StubWorkers(config), services=StubServices(), doctor=StubDoctor()
+        name="stub", workers=StubWorkers(config), services=StubServices(), doctor=StubDoctor(config)
     )
 
 

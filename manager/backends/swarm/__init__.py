@@ -13,6 +13,8 @@ from ..base import Backend, Doctor
 from ..config import SwarmConfig
 from ..docker.connection import DockerConnection
 from ..docker.doctor import DockerDoctor, DockerNames
+from ..docker.running import running_roots
+from ..running import EngineRoot
 from ..services import Check, run_check
 from .images import missing_sentence, probe_images
 from .services import SwarmServices
@@ -39,6 +41,10 @@ class SwarmDoctor(Doctor):
     def preflight(self, profile: Profile) -> None:
         self.swarm.check()
         self.docker_doctor.preflight(profile)
+
+    def running(self) -> list[EngineRoot]:
+        """The manager's node's containers (the gateway, and the workers' tasks placed here)."""
+        return running_roots(self.docker_doctor.docker, "swarm")
 
     def checks(self, images: dict[str, bool]) -> list[Check]:
         checks = self.docker_doctor.checks(images)
