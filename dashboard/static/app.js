@@ -275,11 +275,11 @@ function renderSummary() {
   banner.textContent = summary.root_problem || "";
   const counts = $("counts");
   counts.replaceChildren(
-    ...STATES.filter((state) => summary.counts[state]).map((state) =>
+    ...STATES.filter((state) => summary.counts[state] || model.filter === state).map((state) =>
       h("button", {
         class: `chip s-${state}`, "aria-pressed": String(model.filter === state), title: `show only ${state} tasks`,
         onclick: () => { model.filter = model.filter === state ? null : state; renderSummary(); changeView(); },
-      }, h("span", { class: "dot" }), h("span", { class: "n", text: summary.counts[state] }), state)),
+      }, h("span", { class: "dot" }), h("span", { class: "n", text: summary.counts[state] || 0 }), state)),
   );
   // the tab's title says what needs looking at, for a page kept open in the background
   const running = summary.counts.running || 0, failed = (summary.counts.failed || 0) + (summary.counts.timeout || 0) + (summary.counts.lost || 0);

@@ -1,24 +1,42 @@
-"""Benchmark of the dashboard: how fast a file change reaches the page, how fast a board of
-1,000 tasks loads, and what the dashboard costs while it is open and idle.
+"""Benchmark of the dashboard: how fast a file change reaches the page, how fast boards of 1,000
+to 100,000 tasks paint and follow a change, and what the dashboard costs while it is open.
 
 Run by hand (needs Debian's chromium and chromium-driver, and selenium from the dev extras)::
 
-    .venv/bin/python scripts/bench/dashboard.py [--tasks 1000] [--changes 50] [--idle 30] [--quick]
+    .venv/bin/python scripts/bench/dashboard.py [--tasks 1000,10000[,100000]] [--changes 50]
+        [--state-changes 10] [--rounds 5] [--idle 20] [--skip-small] [--quick]
 
-It prints markdown tables for the README's Performance section:
+It prints markdown tables for docs/performance.md, with the load average at the start, after
+each root is made, and at the end:
 
-1. File change -> browser update. The bench stamps the moment it starts writing a task file
-   (``write_task``: temp file, fsync, link into place); in the page, a MutationObserver stamps the
-   moment the task's row was put into the table. Both stamps are wall-clock milliseconds of the
-   same machine (``time.time()`` and ``performance.timeOrigin + performance.now()``). Baseline
-   in the same run: the protocol watcher's own callback (inotify), i.e. what the server, the
-   event stream and the page add on top of noticing the file at all; and what a page that polls
-   ``/api/board`` every second would see on average (half the interval plus one fetch).
-2. Page load with N finished tasks: from navigation start to the N-th row in the table, in the
-   page's own clock; beside it ``GET /api/board`` and ``orchestrator status --json`` on the same
-   root (the CLI's whole view of the volume).
-3. The dashboard's memory (RSS) and CPU while idle with N tasks, with one page open and
-   following; beside it ``orchestrator watch --json`` on the same root.
+1. File change -> browser update, on a small root. The bench stamps the moment it starts writing
+   a task file (``write_task``: temp file, fsync, link into place); in the page, a
+   MutationObserver stamps the moment the task's row was put into the table. Both stamps are
+   wall-clock milliseconds of the same machine (``time.time()`` and ``performance.timeOrigin +
+   performance.now()``). Baseline in the same run: the protocol watcher's own callback
+   (inotify), and what a page polling ``/api/board`` every second would see on average.
+2. Boards of each ``--tasks`` size, made by ``scripts/bench/read_model.py``'s ``make_root``
+   (half ended with a result, one in ten of those failed; half pending), each served by its own
+   ``orchestrator dashboard``:
+
+   - baseline: ``orchestrator status --json`` on the same root (wall and CPU seconds, bytes);
+   - the dashboard's start (its full read) and ``GET /api/board`` (median ms, bytes);
+   - **first paint of the table**: from navigation start (``performance.timeOrigin``) to the
+     frame after the moment both the table's first row (``#task-rows tr``) and the counts
+     header (``#counts .chip``) are in the DOM; a probe put into the page before its own script
+     (``Page.addScriptToEvaluateOnNewDocument``) watches the DOM with a MutationObserver and
+     stamps ``requestAnimationFrame`` then ``setTimeout`` (the frame that shows them is done);
+   - **complete board**: navigation start to the same kind of frame after the page's
+     ``board-rendered`` mark (everything the first message holds is drawn: counts, timeline,
+     the first page of rows; a page that draws every row draws them all first);
+   - **a state change on the page**: a pending task (in the first page) is claimed and its first
+     heartbeat written, as a worker starts (``try_claim_attempt``, ``heartbeat``), until its row
+     shows ``running``; then its result (``publish_result``), until the success count is one
+     more and no row shows the task in another state; stamps as in 1;
+   - a task far down: its id typed into the filter box until its row shows, and the table
+     scrolled to its end until more rows show (a page that holds every row skips these);
+   - idle with one page open: the dashboard's CPU and RSS; baseline ``orchestrator watch
+     --json`` on the same root.
 """
 
 from __future__ import annotations
