@@ -30,6 +30,7 @@ from orchestration_protocol import (
     read_snapshot,
     utc_now,
 )
+from orchestration_protocol.board_cache import cache_for
 from orchestration_protocol.paths import is_hidden, task_id_from_filename
 from orchestration_protocol.priorities import Priorities, read_priorities
 from orchestration_views.ledger import LedgerCache, LedgerSummary, fleet_budget_view
@@ -218,13 +219,26 @@ class BoardModel:
             self._start_sweep(monotonic)
             dirty = set(self.board.snapshots) | set(self.rows)
         else:
-            dirty = dirty | swept
-            for task_id in dirty:
-                if os.path.lexists(self.layout.task_file(task_id)):
-                    self.board.snapshots[task_id] = read_snapshot(self.layout, task_id)
-                else:
-                    self.board.snapshots.pop(task_id, None)
+            dirty = self._read_again(dirty | swept) | swept
         return self._derive(dirty)
+
+    def _read_again(self, dirty: set[str]) -> set[str]:
+        """Read the tasks the watcher named again (a file unchanged since the last read is not
+        read: the board cache checks its signature); those whose snapshot is the same are left
+        out. The watcher's first scan names every file once, right after the start's full read
+        read them all: this keeps it from costing a second full read."""
+        cache = cache_for(self.layout.root)
+        changed = set()
+        for task_id in dirty:
+            if not os.path.lexists(self.layout.task_file(task_id)):
+                if self.board.snapshots.pop(task_id, None) is not None:
+                    changed.add(task_id)
+                continue
+            snapshot = read_snapshot(self.layout, task_id, cache)
+            if snapshot != self.board.snapshots.get(task_id):
+                self.board.snapshots[task_id] = snapshot
+                changed.add(task_id)
+        return changed
 
     def _start_sweep(self, monotonic: float) -> None:
         self._sweep = sorted(self.board.snapshots, reverse=True)

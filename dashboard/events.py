@@ -36,6 +36,10 @@ TIMER_S = 5.0
 ROOT_RETRY_S = 2.0
 """How often a root that is missing (or not yet an orchestration root) is looked at again."""
 RESCAN_S = 30.0
+SETTLE_S = 0.2
+"""At start, the watcher's first scan is over once no event came for this long."""
+SETTLE_MAX_S = 30.0
+"""The longest the start waits for that (a busy volume never falls quiet)."""
 QUEUE_LIMIT = 256
 """Messages a slow page may fall behind by; past that it is dropped and reconnects afresh."""
 WATCHED: tuple[WatchKind, ...] = ("task", "status", "result", "cancel", "log", "priorities")
@@ -145,6 +149,8 @@ class BoardHub:
                 watching = await to_thread.run_sync(self._start_watcher) if not watching else True
             except Exception as error:  # inotify limits, permissions: show it, try again
                 logger.warning("cannot watch %s: %s", self.layout.root, error)
+            if first and watching:
+                await self._settle()
             dirty: set[str] | None = self._take_dirty() if watching and not first else None
             delta = await to_thread.run_sync(self._refresh, dirty)
             if first:
@@ -157,6 +163,20 @@ class BoardHub:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
                 await asyncio.sleep(DEBOUNCE_S)
+
+    async def _settle(self) -> None:
+        """Wait until the watcher's first scan has named every file (no event for
+        ``SETTLE_S``, at most ``SETTLE_MAX_S``), then forget the names: the full read that
+        follows reads every file after its event, and a second pass over 10,000 tasks would hold
+        up the first change shown. A change after this is an event again."""
+        deadline = time.monotonic() + SETTLE_MAX_S
+        while time.monotonic() < deadline:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), SETTLE_S)
+            except TimeoutError:
+                break
+        self._take_dirty()
 
     def _take_dirty(self) -> set[str]:
         self._wake.clear()
