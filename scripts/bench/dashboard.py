@@ -244,8 +244,27 @@ class LargeBoard:
     ended: list[float] = field(default_factory=list)
     searched: list[float] = field(default_factory=list)
     scrolled: list[float] = field(default_factory=list)
+    page_cpu_ms: list[float] = field(default_factory=list)
+    """The renderer's main thread, CPU ms per page load (Chromium's ``ThreadTime``)."""
+    load_server_cpu_ms: list[float] = field(default_factory=list)
+    """The dashboard process, CPU ms per page load."""
+    nodes: int = 0
+    """DOM nodes of the loaded page."""
+    change_server_cpu_ms: float = 0.0
+    """The dashboard process, CPU ms per state change (its idle share included)."""
     idle: tuple[float, float] = (0.0, 0.0)
     watch: tuple[float, float] = (0.0, 0.0)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def page_metrics(driver) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    metrics = driver.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]
+    return {metric["name"]: metric["value"] for metric in metrics}
 
 
 def timed_status(root: Path, board: LargeBoard) -> None:
@@ -362,8 +381,11 @@ def large_board(directory: Path, tasks: int, rounds: int, changes: int, idle_s: 
         driver = browser()
         try:
             driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": PAINT_PROBE})
+            driver.execute_cdp_cmd("Performance.enable", {})
             for _ in range(rounds):
-                driver.get("about:blank")
+                driver.get(url + "/healthz")  # the same site: the same renderer, whose CPU counts on
+                before = page_metrics(driver)
+                server_before = cpu_seconds(pid)
                 driver.get(url + "/")
                 deadline = time.monotonic() + 120
                 while True:
@@ -377,10 +399,16 @@ def large_board(directory: Path, tasks: int, rounds: int, changes: int, idle_s: 
                     time.sleep(0.01)
                 board.first_paint.append(paint)
                 board.complete.append(rendered)
+                after = page_metrics(driver)
+                board.page_cpu_ms.append((after["ThreadTime"] - before["ThreadTime"]) * 1000)
+                board.load_server_cpu_ms.append((cpu_seconds(pid) - server_before) * 1000)
+                board.nodes = int(after["Nodes"])
             wait_live(driver, url)
             time.sleep(1)
             pending = [f"task-{index:06d}" for index in range(1, 2 * changes, 2)]
+            server_before = cpu_seconds(pid)
             state_changes(driver, layout, pending, board)
+            board.change_server_cpu_ms = (cpu_seconds(pid) - server_before) * 1000 / (2 * len(pending))
             far_down(driver, tasks, board, min(rounds, 5))
             time.sleep(2)
             board.idle = process_cost(pid, idle_s)
@@ -424,10 +452,26 @@ def print_large(boards: list[LargeBoard]) -> None:
          [statistics.median(b.first_paint) for b in boards])
     line("navigation -> complete board (median)", [ms_cell(b.complete) for b in boards],
          [statistics.median(b.complete) for b in boards])
+    line(
+        "page load: the renderer's main thread, CPU (median)",
+        [ms_cell(b.page_cpu_ms) for b in boards],
+        [statistics.median(b.page_cpu_ms) for b in boards],
+    )
+    line(
+        "page load: the dashboard process, CPU (median)",
+        [ms_cell(b.load_server_cpu_ms) for b in boards],
+        [statistics.median(b.load_server_cpu_ms) for b in boards],
+    )
+    line("DOM nodes of the loaded page", [f"{b.nodes:,}" for b in boards], [b.nodes for b in boards])
     line("claim written -> row shown running (p50)", [ms_cell(b.claimed) for b in boards])
     line("claim written -> row shown running (max)", [ms_cell(b.claimed, 1) for b in boards])
     line("result written -> counts and row show it ended (p50)", [ms_cell(b.ended) for b in boards])
     line("result written -> counts and row show it ended (max)", [ms_cell(b.ended, 1) for b in boards])
+    line(
+        "state change: the dashboard process, CPU per change (idle share included)",
+        [f"{b.change_server_cpu_ms:,.0f} ms" for b in boards],
+        [b.change_server_cpu_ms for b in boards],
+    )
     line("id typed into the search -> that far-down row shown (p50)", [ms_cell(b.searched) for b in boards])
     line("table scrolled to its end -> the next rows shown (p50)", [ms_cell(b.scrolled) for b in boards])
     line("idle, one page open: dashboard CPU / RSS",
