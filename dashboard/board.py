@@ -1,10 +1,11 @@
 """What the dashboard shows, read from the volume through the protocol and orchestration_views.
 
 :class:`BoardModel` holds the board between changes: it reads the whole volume once, then only
-the tasks the watcher names, and turns what changed into rows (one JSON object per task, with
-its attempts for the timeline) and a summary (counts by state, total cost, fleet budget,
-unusable files), each version numbered (``seq``); :mod:`dashboard.window` cuts the part a page
-shows out of a version. Everything here only reads; nothing writes to the volume.
+the tasks the watcher names and a share of the rest (the sweep), and turns what changed into
+rows (one JSON object per task, with its attempts for the timeline) and a summary (counts by
+state, total cost, fleet budget, unusable files), each version numbered (``seq``);
+:mod:`dashboard.window` cuts the part a page shows out of a version. Everything here only
+reads; nothing writes to the volume.
 """
 
 from __future__ import annotations
@@ -192,8 +193,9 @@ class BoardModel:
         self._views_lock = threading.Lock()
 
     def refresh(self, dirty: set[str] | None, *, monotonic: float) -> Delta:
-        """Read the tasks in ``dirty`` again (everything when None, or when a full read is
-        due), derive every state, and return the rows whose task or state changed."""
+        """Read the tasks in ``dirty`` again with the sweep's share (everything when None, or
+        when the stray files in ``tasks/`` changed), derive every state, and return the rows
+        whose task or state changed; the board's version goes up when anything did."""
         with self._lock:
             delta = self._read(dirty, monotonic)
             seq = self.published.seq
