@@ -113,7 +113,10 @@ class Sampler:
     interval_s: float = 0.02
     containers: dict[str, float] = field(default_factory=dict)
     shims: dict[str, float] = field(default_factory=dict)
+    fuse: dict[str, float] = field(default_factory=dict)
+    """fuse-overlayfs processes (the storage driver's, one per running container) by mount."""
     _shim_pids: dict[int, str] = field(default_factory=dict)
+    _fuse_pids: dict[int, str] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -139,18 +142,27 @@ class Sampler:
                     if match:
                         self._shim_pids[pid] = match.group(1).decode()
 
+    def _find_fuse(self) -> None:
+        for pid in pids_named("fuse-overlayfs"):
+            if pid not in self._fuse_pids:
+                with contextlib.suppress(OSError, IndexError):
+                    arguments = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\x00")
+                    self._fuse_pids[pid] = arguments.split(b"\x00")[-1].decode()
+
     def _shims(self) -> None:
-        for pid, container in list(self._shim_pids.items()):
-            used = process_cpu_s(pid, children=False)
-            if used is None:
-                del self._shim_pids[pid]
-            else:
-                self.shims[container] = used
+        for pids, into in ((self._shim_pids, self.shims), (self._fuse_pids, self.fuse)):
+            for pid, key in list(pids.items()):
+                used = process_cpu_s(pid, children=False)
+                if used is None:
+                    del pids[pid]
+                else:
+                    into[key] = used
 
     def sample(self, find_shims: bool = True) -> None:
         self._containers()
         if find_shims:
             self._find_shims()
+            self._find_fuse()
         self._shims()
 
     def _run(self) -> None:
@@ -172,8 +184,10 @@ class Sampler:
         self.sample()
 
     def snapshot(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Containers' and their shims' CPU seconds by container id, the shims' entries under
+        the id and the fuse-overlayfs ones under the mount path."""
         self.sample()
-        return dict(self.containers), dict(self.shims)
+        return dict(self.containers), {**self.shims, **self.fuse}
 
 
 def engine_cpu_s() -> float:
@@ -191,6 +205,12 @@ def ours(client: docker.DockerClient, root: Path) -> dict[str, dict[str, str]]:
     return found
 
 
+def merged_dir(client: docker.DockerClient, container_id: str) -> str:
+    """Where the storage driver mounts the container's root (its fuse-overlayfs key)."""
+    data = client.api.inspect_container(container_id).get("GraphDriver", {}).get("Data") or {}
+    return str(data.get("MergedDir", ""))
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
@@ -200,7 +220,9 @@ def median(values: list[float]) -> float:
 
 def bare_docker_run(sampler: Sampler, reps: int) -> dict[str, float]:
     """CPU seconds of a bare ``docker run --rm --entrypoint true``: its container, shim, CLI."""
-    rows: dict[str, list[float]] = {"container": [], "shim": [], "docker CLI": [], "engine": []}
+    rows: dict[str, list[float]] = {
+        "container": [], "shim": [], "fuse": [], "docker CLI": [], "engine": []
+    }
     for _ in range(reps):
         before_c, before_s = sampler.snapshot()
         engine = engine_cpu_s()
@@ -213,7 +235,9 @@ def bare_docker_run(sampler: Sampler, reps: int) -> dict[str, float]:
         after_c, after_s = sampler.snapshot()
         rows["engine"].append(engine_cpu_s() - engine)
         rows["container"].append(sum(v for k, v in after_c.items() if k not in before_c))
-        rows["shim"].append(sum(v for k, v in after_s.items() if k not in before_s))
+        fresh = [k for k in after_s if k not in before_s]
+        rows["shim"].append(sum(after_s[k] for k in fresh if not k.startswith("/")))
+        rows["fuse"].append(sum(after_s[k] for k in fresh if k.startswith("/")))
     return {name: median(values) for name, values in rows.items()}
 
 
@@ -257,6 +281,8 @@ class FanoutCpu:
     workers: float = 0.0
     """Worker containers that ran a task, while ``run`` ran (a pool's: not its start and wait)."""
     shims: float = 0.0
+    fuse: float = 0.0
+    """The fuse-overlayfs processes of the workers' roots (where that is the storage driver)."""
     run: float = 0.0
     """The ``orchestrator run`` process and its children."""
     pool: float = 0.0
@@ -271,7 +297,10 @@ class FanoutCpu:
 
     @property
     def total(self) -> float:
-        return self.workers + self.replacements + self.shims + self.run + self.pool + self.gateway
+        return (
+            self.workers + self.replacements + self.shims + self.fuse + self.run + self.pool
+            + self.gateway
+        )
 
 
 def start_pool(env: dict[str, str], layout: Layout, size: int) -> subprocess.Popen[bytes]:
@@ -350,6 +379,8 @@ def fanout(
                 figures.gateway += used
                 continue
             figures.shims += shims.get(cid, 0.0) - before_shims.get(cid, 0.0)
+            mount = merged_dir(client, cid)
+            figures.fuse += shims.get(mount, 0.0) - before_shims.get(mount, 0.0)
             if warm and labels["state"] == "running":
                 figures.replacements += used
             else:
@@ -367,26 +398,28 @@ def fanout(
 
 def per_task_table(runs: list[FanoutCpu], bare: dict[str, float]) -> list[str]:
     lines = [
-        "| tasks | pool | worker containers | pool's new workers | shims | `run` | `pool` | gateway "
+        "| tasks | pool | worker containers | pool's new workers | shims | fuse-overlayfs | `run` "
+        "| `pool` | gateway "
         "| **total per task** "
         "| dockerd+containerd (shared) | makespan (load-skewed) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
         n = r.count
         lines.append(
             f"| {n} | {'yes' if r.warm else 'no'} | {r.workers / n:.3f} s "
-            f"| {r.replacements / n:.3f} s | {r.shims / n:.3f} s "
+            f"| {r.replacements / n:.3f} s | {r.shims / n:.3f} s | {r.fuse / n:.3f} s "
             f"| {r.run / n:.3f} s | {r.pool / n:.3f} s | {r.gateway / n:.3f} s "
             f"| **{r.total / n:.3f} s** | {r.engine / n:.3f} s | {r.makespan_s:.1f} s |"
         )
-    container = bare["container"] + bare["shim"] + bare["docker CLI"]
+    container = bare["container"] + bare["shim"] + bare["fuse"] + bare["docker CLI"]
     lines.append(
         f"| bare `docker run --rm --entrypoint true` | | {bare['container']:.3f} s | | {bare['shim']:.3f} s "
+        f"| {bare['fuse']:.3f} s "
         f"| {bare['docker CLI']:.3f} s (CLI) | | | **{container:.3f} s** | {bare['engine']:.3f} s | |"
     )
     for name in BARE_PYTHON:
-        lines.append(f"| bare `{name}` in the image | | {bare[name]:.3f} s | | | | | | | | |")
+        lines.append(f"| bare `{name}` in the image | | {bare[name]:.3f} s | | | | | | | | | |")
     return lines
 
 
