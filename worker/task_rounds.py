@@ -308,7 +308,7 @@ class TaskRounds:
             task_check=self.task.check,
             task_timeout_s=self.task.check_timeout_s,
             profile=profile,
-            pytest_installed=pytest_installed(env),
+            pytest_installed=lambda: pytest_installed(env),
         )
 
     def run_check(
