@@ -268,3 +268,31 @@ def test_a_cold_worker_that_lost_the_race_to_a_pool_worker_is_not_recovered(
     cold = WorkerRecord(name="worker-t", task_id="t", attempt=1, running=False, exit_code=3)
     assert recover_ended_worker(layout, FakeBackend(3), cold, {}) is None
     assert not layout.result_file("t").exists()
+
+
+def test_pool_records_are_parsed_again_only_when_their_file_changed(layout: Layout) -> None:
+    """The dispatcher and the pool look at every pool worker's record on every tick: an
+    unchanged file is not read again, a rewritten or removed one is."""
+    from manager.run.pool import ChangedFiles, pool_record
+    from orchestration_protocol.pool import PoolWorker, worker_record_file, write_pool_worker
+
+    record = PoolWorker(
+        name="w1", pool=POOL, profile="default", state=PoolWorkerState.IDLE, since=utc_now()
+    )
+    write_pool_worker(layout, record)
+    assert pool_record(layout, POOL, "w1") == record
+    busy = record.model_copy(update={"state": PoolWorkerState.BUSY, "task_id": "t1", "attempt": 1})
+    write_pool_worker(layout, busy)
+    assert pool_record(layout, POOL, "w1") == busy
+    worker_record_file(layout, POOL, "w1").unlink()
+    assert pool_record(layout, POOL, "w1") is None
+
+    reads: list[int] = []
+    files: ChangedFiles[int] = ChangedFiles()
+    path = layout.root / "some.json"
+    path.write_text("1")
+    for _ in range(3):
+        assert files.read(path, lambda: reads.append(1) or len(reads), 0) == 1
+    path.write_text("22")
+    assert files.read(path, lambda: reads.append(1) or len(reads), 0) == 2
+    assert len(reads) == 2
