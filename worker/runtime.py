@@ -528,7 +528,9 @@ class Attempt:
     def _end_agent(self, agent: Agent, claude: bool) -> None:
         """Stop checkpointing, save the session; log what went wrong with either."""
         assert self.rounds is not None
-        note = self.rounds.end_agent(agent.transcript)
+        env = check_environment(self._agent_env(self.rounds.workspace, {}))
+        keep_tree = self.rounds.has_check(self.settings.check_profile, env)
+        note = self.rounds.end_agent(agent.transcript, keep_tree=keep_tree)
         problems = [*dict.fromkeys(self.rounds.problems), *([note] if note and claude else [])]
         for problem in problems[:10]:
             self.log.write(f"-- {self.log.mask(problem)}")
