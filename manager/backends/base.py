@@ -190,10 +190,6 @@ class Workers(ABC):
     def tidy(self) -> None:  # noqa: B027 - most engines leave nothing behind
         """Remove what this root's workers leave besides themselves (``cleanup``)."""
 
-    def took_task(self, name: str) -> None:  # noqa: B027 - most engines weigh all workers alike
-        """The warm pool worker ``name`` claimed a task: give it a busy worker's share of the
-        CPU (an engine may start idle ones with less, see ``spawn_idle``)."""
-
 
 class Services(ABC):
     """What runs beside the workers: the scripted model (simulation) and the gateway."""

@@ -258,8 +258,6 @@ class WarmPool:
                 "'-', starting with a letter or digit."
             )
         self._handled: set[str] = set()
-        self._weighed: set[str] = set()
-        """Workers given a busy worker's share of the CPU (``Workers.took_task``)."""
         self._live: LiveBoard | None = None
         self._stopping = threading.Event()
 
@@ -292,10 +290,6 @@ class WarmPool:
             if not worker.running:
                 self._retire(worker, tick)
         running = [worker for worker in members if worker.running]
-        for worker in running:
-            if worker.task_id and worker.name not in self._weighed:
-                self.backend.workers.took_task(worker.name)
-                self._weighed.add(worker.name)
         tick.busy = sum(1 for worker in running if worker.task_id)
         tick.idle = len(running) - tick.busy
         self._prepare_tasks(tick, workers)
@@ -322,7 +316,6 @@ class WarmPool:
             if recovery is not None:
                 logger.warning("%s", recovery.error)
                 tick.recovered.append(recovery)
-        self._weighed.discard(worker.name)
         if remove or not worker.task_id:
             self.backend.workers.remove(worker.name)
             remove_pool_worker(self.layout, self.name, worker.name)

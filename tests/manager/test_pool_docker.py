@@ -102,27 +102,6 @@ def test_a_pool_takes_tasks_as_their_files_appear_once_each_and_refills(
     assert logs.returncode == 0 and "claimed t0 attempt 1" in logs.stdout
 
 
-def test_an_idle_pool_worker_waits_with_a_small_cpu_share_and_gets_a_full_one_with_a_task(
-    env: dict[str, str], layout: Layout, engine, pool
-) -> None:
-    """A pool refilled while its other workers finish their tasks must not take CPU from them:
-    an idle worker's weight is small, a busy one's Docker's default."""
-    from manager.backends.docker.workers import BUSY_CPU_SHARES, IDLE_CPU_SHARES
-
-    pool(1)
-    (waiting,) = pool_containers(engine, layout, running_only=True)
-    assert waiting.attrs["HostConfig"]["CpuShares"] == IDLE_CPU_SHARES
-    create(env, "t1", "sleep 4")
-
-    def shares() -> int:
-        waiting.reload()
-        return int(waiting.attrs["HostConfig"]["CpuShares"])
-
-    wait_until(lambda: shares() == BUSY_CPU_SHARES, timeout=30, what="a busy worker's share")
-    wait_until(lambda: layout.result_file("t1").exists(), timeout=60, what="t1's result")
-    assert result_of(layout, "t1").worker_id == waiting.name
-
-
 def test_a_pool_worker_killed_mid_task_is_recovered_and_the_task_retried(
     env: dict[str, str], layout: Layout, engine, pool
 ) -> None:

@@ -49,12 +49,6 @@ TMP_BYTES = 2 * 1024**3
 """Size of a worker's ``/tmp`` tmpfs (clone, home, temporary files), at most half its memory."""
 WORKER_LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 """Docker's json-file log of a worker container: rotated, so it cannot fill the host's disk."""
-IDLE_CPU_SHARES = 64
-"""An idle pool worker's CPU weight (a busy one has Docker's default, 1024): a pool refilled
-while its other workers finish their tasks starts its new ones (interpreter, imports) mostly
-with what CPU the busy ones leave, not a share equal to each of theirs. The price: where other
-containers keep the CPUs busy, a pool fills more slowly."""
-BUSY_CPU_SHARES = 1024
 FINISHING_S = 5
 """How long a spawn waits for the previous container of the task to exit."""
 EXITED = re.compile(r"Exited \((-?\d+)\)")
@@ -260,18 +254,17 @@ class DockerWorkers(Workers):
 
     def spawn_idle(self, request: IdleSpawnRequest) -> WorkerRecord:
         labels = {LABEL_POOL: request.pool}
-        kwargs = self._hardened(
-            request.name, request.profile, request.env, request.mounts, labels, request.worker_args
+        self._create_and_start(
+            self._hardened(
+                request.name,
+                request.profile,
+                request.env,
+                request.mounts,
+                labels,
+                request.worker_args,
+            )
         )
-        self._create_and_start({**kwargs, "cpu_shares": IDLE_CPU_SHARES})
         return WorkerRecord.idle_started(request)
-
-    def took_task(self, name: str) -> None:
-        from docker.errors import APIError
-        from requests.exceptions import RequestException
-
-        with contextlib.suppress(APIError, RequestException):  # ended meanwhile, or busy engine
-            self.client.api.update_container(name, cpu_shares=BUSY_CPU_SHARES)
 
     def all(self) -> list[WorkerRecord]:
         summaries = self.client.api.containers(all=True, filters=self.docker.filters())
