@@ -10,9 +10,12 @@ see containers, recovers those), a cancelled one, or one of another profile.
 
 When many tasks appear at once (a fan-out onto a pool), every idle worker is told of all of
 them. Each tries the tasks in the queue's order, but starting at a place of its own among the
-first ``size`` of them (the pool's size): together they take the same tasks as they would one
-by one, without all racing for the first and reading every other task's files after each lost
-race. A task's file is read once (it is never rewritten); its state only when it is tried.
+first ``size`` of them (the pool's size) of the highest priority: together they take the tasks
+they would take one by one (the oldest first among equal priorities, give or take the pool's
+size), without all racing for the first. A task another worker has claimed is seen as such
+from the claim's and result's names alone (a task trickling in is claimed by the first worker
+to wake, and the others read none of its files); a task's file is read once (it is never
+rewritten), its state only when it is tried.
 
 While idle it holds no claim and no caller token (that is minted by :class:`Attempt` after the
 claim, as for a cold worker) and runs nothing but this loop, which reads nothing between
@@ -23,6 +26,7 @@ pool's heartbeat is gone or stale (its manager stopped or died).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -44,6 +48,7 @@ from orchestration_protocol import (
 )
 from orchestration_protocol.contract import WorkerExit
 from orchestration_protocol.mirrors import mirror_dir
+from orchestration_protocol.paths import is_hidden
 from orchestration_protocol.pool import (
     PoolHeartbeat,
     PoolWorker,
@@ -116,10 +121,25 @@ class OpenTasks:
         url = task.repo or self.settings.repo_url
         return not url or (mirror_dir(self.layout, url) / "HEAD").is_file()
 
+    def _taken(self, task_id: str) -> bool:
+        """Whether an attempt of the task is claimed and has no result yet (it runs, or was
+        lost, which the manager recovers: either way a result event brings it back). Two
+        system calls, before any of the task's files is read: of many idle workers told of a
+        task at once, one claims it and the others see this."""
+        try:
+            claims = os.listdir(self.layout.claim_dir(task_id))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        claimed = any(not is_hidden(name) for name in claims)
+        return claimed and not os.path.lexists(self.layout.result_file(task_id))
+
     def _task(self, task_id: str) -> Task | None:
-        """The task (read once), or None when it is unreadable or of another profile."""
+        """The task (read once, unless it is taken already), or None when it is taken,
+        unreadable or of another profile."""
         task = self.tasks.get(task_id)
         if task is None:
+            if self._taken(task_id):
+                return None
             try:
                 task = read_task(self.layout, task_id)
             except (ProtocolError, ValueError):
@@ -127,9 +147,10 @@ class OpenTasks:
             self.tasks[task_id] = task
         return task if task_profile(task) == self.profile else None
 
-    def queue(self) -> list[Task]:
+    def queue(self) -> tuple[list[Task], int]:
         """The tasks still to look at, in the queue's order (priorities.csv, then the tasks' own
-        priority, then the oldest); drops those it never may take."""
+        priority, then the oldest), and how many of the first ones share the first's priority;
+        drops those it never may take."""
         with self.lock:
             ids = sorted(self.ids)
         found = []
@@ -139,11 +160,22 @@ class OpenTasks:
                 self._drop(task_id)
             else:
                 found.append(task)
-        return ordered(found, read_priorities(self.layout.root)) if found else []
+        if not found:
+            return [], 0
+        priorities = read_priorities(self.layout.root)
+        queue = ordered(found, priorities)
+        first = priorities.priority_of(queue[0])
+        ties = next(
+            (n for n, task in enumerate(queue) if priorities.priority_of(task) != first), len(queue)
+        )
+        return queue, ties
 
     def _may_claim(self, task: Task) -> bool:
         """Whether ``task`` is one to claim now; drops it when it never will be (running, ended
         or cancelled: a result event brings it back)."""
+        if self._taken(task.id):
+            self._drop(task.id)
+            return False
         try:
             snapshot, state = read_task_state(self.layout, task.id, now=utc_now())
         except (ProtocolError, ValueError):
@@ -161,9 +193,10 @@ class OpenTasks:
 
     def claim(self, window: int = 1) -> tuple[Task, ClaimHandle] | None:
         """Claim the first task this worker may take, trying the queue as :func:`spread` says
-        for a pool of ``window`` workers."""
+        for a pool of ``window`` workers, among the first tasks of the highest priority."""
         self.waiting_for_mirror = False
-        for task in spread(self.queue(), window, self.start):
+        queue, ties = self.queue()
+        for task in spread(queue, min(window, ties), self.start):
             if not self._may_claim(task):
                 continue
             handle = claim_task(

@@ -193,7 +193,8 @@ def test_workers_of_one_pool_try_the_first_tasks_from_places_of_their_own(
     layout: Layout, remote: Path
 ) -> None:
     """Tasks that appear at once are tried by each idle worker from its own place among the
-    first ``size`` of them, so the pool takes the same tasks without all racing for the first."""
+    first ``size`` of them not yet taken, so the pool takes them without all racing for the
+    first; a task of a higher priority is tried first by all."""
     tasks = [command_task(f"t{n}", "true", remote) for n in range(4)]
     for task in tasks:
         write_task(layout, task)
@@ -209,7 +210,14 @@ def test_workers_of_one_pool_try_the_first_tasks_from_places_of_their_own(
         claimed = open_tasks.claim(window=3)
         assert claimed is not None
         taken.append(claimed[0].id)
-    assert taken == ["t0", "t2", "t1"]  # each its own first try: no race lost
+    assert taken == ["t0", "t3", "t2"]  # each its own first try among the tasks not yet taken
+    urgent = command_task("urgent", "true", remote, priority=5)
+    write_task(layout, urgent)
+    open_tasks = OpenTasks(layout, resolve_worker_settings(layout.root, "pool-d", env={}), "default")
+    for task_id in ("t1", "urgent"):
+        open_tasks.note(task_id)
+    claimed = open_tasks.claim(window=3)
+    assert claimed is not None and claimed[0].id == "urgent"  # its place (1) is among equals only
 
 
 def test_orchestrator_pool_on_the_local_backend_serves_run_and_stops_clean(
