@@ -17,6 +17,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .docstrings import describe_fields
+
 
 class Blame(StrEnum):
     """What the re-checks found."""
@@ -34,7 +36,7 @@ class Blame(StrEnum):
 class Attribution(BaseModel):
     """The outcome of the re-checks."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=describe_fields, defer_build=True)
 
     blame: Blame
     """none, branch, pair or combination."""

@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .docstrings import describe_fields
 from .errors import ProtocolError
 
 REPOSITORY_CONFIG = ".orchestrator.yaml"
@@ -50,7 +50,7 @@ class CheckConfigInvalid(ProtocolError, ValueError):
 class RepositoryConfig(BaseModel):
     """The content of ``.orchestrator.yaml``."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=describe_fields, defer_build=True)
 
     check: list[str] | None = None
     """The commands that check the repository (one string is one command)."""
@@ -73,7 +73,7 @@ class RepositoryConfig(BaseModel):
 class ResolvedCheck(BaseModel):
     """The check that applies to a task, and where it came from."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=describe_fields, defer_build=True)
 
     commands: list[str]
     """The commands, in order; empty when the repository has no check."""
@@ -168,6 +168,8 @@ def read_repository_config(tree: TreeView, where: str = REPOSITORY_CONFIG) -> Re
         raise CheckConfigInvalid(
             f"{where} is over {MAX_CONFIG_BYTES // 1024} KiB; keep it to a few settings."
         )
+    import yaml  # only a repository with a config file needs it (about 30 ms to import)
+
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -199,7 +201,12 @@ def _reason(error: object) -> str:
     return f"is wrong ({message[:1].lower()}{message[1:]})"
 
 
-def detect_check(tree: TreeView, *, pytest_installed: bool) -> ResolvedCheck:
+PytestInstalled = bool | Callable[[], bool]
+"""Whether pytest runs in the check's environment, or how to find out (asked only when a detected
+Python check needs the answer: finding out starts a Python)."""
+
+
+def detect_check(tree: TreeView, *, pytest_installed: PytestInstalled) -> ResolvedCheck:
     """The default check for a tree without a configured one (``none: ...`` when nothing fits)."""
     paths = set(tree.paths())
     makefile = next((name for name in ("Makefile", "makefile", "GNUmakefile") if name in paths), None)
@@ -225,11 +232,13 @@ def _npm_has_tests(text: str) -> bool:
     return isinstance(test, str) and bool(test.strip()) and NPM_PLACEHOLDER_TEST not in test
 
 
-def _python_check(tree: TreeView, paths: set[str], pytest_installed: bool) -> ResolvedCheck:
+def _python_check(
+    tree: TreeView, paths: set[str], pytest_installed: PytestInstalled
+) -> ResolvedCheck:
     configured = any(marker in paths for marker in PYTEST_MARKERS) or (
         "pyproject.toml" in paths and "[tool.pytest" in (tree.read_text("pyproject.toml") or "")
     )
-    if pytest_installed:
+    if pytest_installed() if callable(pytest_installed) else pytest_installed:
         return ResolvedCheck(commands=["python3 -m pytest"], source="detected: Python tests, pytest installed")
     if configured:
         return ResolvedCheck(
@@ -247,7 +256,7 @@ def resolve_check(
     task_check: Sequence[str] | None = None,
     task_timeout_s: float | None = None,
     profile: tuple[str, Sequence[str] | None] | None = None,
-    pytest_installed: bool = False,
+    pytest_installed: PytestInstalled = False,
     where: str = REPOSITORY_CONFIG,
 ) -> ResolvedCheck:
     """The check for a task: the task's, the repository's ``.orchestrator.yaml``, the profile's

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from .docstrings import describe_fields
 from .outcomes import CheckOutcome, RoundReport
 from .paths import validate_task_id
 
@@ -70,7 +71,7 @@ class ProtocolModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         validate_assignment=True,
-        use_attribute_docstrings=True,
+        json_schema_extra=describe_fields,  # docstrings read for a schema only (see docstrings)
         defer_build=True,  # built on first use: a process pays only for the models it uses
     )
 

@@ -13,6 +13,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .docstrings import describe_fields
+
 MAX_EXCERPT_CHARS = 8000
 """Most characters of the check's output kept in a result (its end: where runners summarize)."""
 MAX_FAILING_TESTS = 50
@@ -25,7 +27,10 @@ class OutcomePart(BaseModel):
     """Common settings of these parts: unknown fields are errors, values validated on assignment."""
 
     model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, use_attribute_docstrings=True
+        extra="forbid",
+        validate_assignment=True,
+        json_schema_extra=describe_fields,
+        defer_build=True,
     )
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .docstrings import describe_fields
+
 MiB = 1024 * 1024
 GITLINK_MODE = "160000"
 DEFAULT_MAX_FILE_BYTES = 100 * MiB
@@ -30,7 +32,9 @@ spawner) for workers."""
 class ChangeLimits(BaseModel):
     """The caps on one task's change, on its uncompressed content."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra=describe_fields, defer_build=True
+    )
 
     max_file_bytes: int = Field(default=DEFAULT_MAX_FILE_BYTES, gt=0)
     """Largest single file the change may add or change."""

@@ -8,7 +8,6 @@ bounded, and nothing is trusted beyond being counted.
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ElementTree
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -66,6 +65,8 @@ def add_name(names: list[str], name: str) -> None:
 
 def parse_junit(data: bytes) -> Parsed | None:
     """Counts and failing tests of a JUnit XML report; None when it is not one."""
+    import xml.etree.ElementTree as ElementTree  # only a check with a JUnit report needs it
+
     try:
         root = ElementTree.fromstring(data)
     except ElementTree.ParseError:

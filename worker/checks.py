@@ -19,7 +19,12 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from orchestration_protocol.checkconfig import GitTree, ResolvedCheck, resolve_check
+from orchestration_protocol.checkconfig import (
+    GitTree,
+    PytestInstalled,
+    ResolvedCheck,
+    resolve_check,
+)
 from orchestration_protocol.outcomes import CheckCounts, CheckOutcome
 
 from . import repo
@@ -73,7 +78,7 @@ def resolve_for_workspace(
     task_check: list[str] | None,
     task_timeout_s: float | None,
     profile: tuple[str, list[str] | None] | None = None,
-    pytest_installed: bool = False,
+    pytest_installed: PytestInstalled = False,
 ) -> ResolvedCheck:
     """The task's check, read from ``revision`` (the base commit: never the agent's tree) of the
     runtime's private repository with the runtime's git."""

@@ -32,7 +32,6 @@ from orchestration_protocol.contract import ENV_POOL, ENV_POOL_PROFILE, WorkerEx
 from orchestration_protocol.pool import DEFAULT_PROFILE
 
 from .costs import StepClock
-from .pool import run_warm
 from .runtime import Attempt, StopFlag
 from .settings import WorkerSettings, resolve_worker_settings
 
@@ -191,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return RET_USAGE
+            from .pool import run_warm  # a cold worker never waits: not imported at its start
+
             profile = args.profile or settings.pool_profile or DEFAULT_PROFILE
             return run_warm(settings, stop, pool, profile)
         return run_one(settings, args.task, stop, force=args.force, clock=clock)

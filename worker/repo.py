@@ -40,6 +40,9 @@ MAX_LINK_HOPS = 40
 """Most links one path may go through (the kernel's limit)."""
 CREDENTIAL_IN_URL = re.compile(r"(?<=://)[^/@\s]+@")
 MiB = 1024 * 1024
+NO_TEMPLATE = "--template="
+"""Every repository the runtime makes starts empty: no sample hooks, description or excludes
+copied from git's templates (files read through the image's filesystem at every task)."""
 RUNTIME_GIT_CONFIG = """\
 [core]
 \thooksPath = /dev/null
@@ -177,7 +180,7 @@ def prepare(
     pick = ["--branch", branch] if branch else []
     try:
         git(["clone", "--quiet", "--no-tags", "--single-branch", *pick, "--shared", "--bare",
-             str(mirror), str(workspace.git_dir)], env)  # fmt: skip
+             NO_TEMPLATE, str(mirror), str(workspace.git_dir)], env)  # fmt: skip
     except GitFailed as error:
         where = f"branch {branch!r} of " if branch else ""
         raise GitFailed(
@@ -210,7 +213,7 @@ def _publish_base(workspace: Workspace, name: str, base: str) -> None:
     base_repo = workspace.base_repo
     plain = workspace.env(work_tree=False)
     plain.pop("GIT_DIR", None)
-    git(["init", "--quiet", "--bare", str(base_repo)], plain)
+    git(["init", "--quiet", "--bare", NO_TEMPLATE, str(base_repo)], plain)
     pack = subprocess.run(
         ["git", "pack-objects", "--quiet", "--revs", str(base_repo / "objects/pack/pack")],
         input=f"{base}\n",
@@ -251,7 +254,8 @@ def _agent_tree(workspace: Workspace, name: str, agent_owner: tuple[int, int] | 
         "GIT_TERMINAL_PROMPT": "0",
     }
     command = [
-        "git", "-c", "core.hooksPath=/dev/null", "clone", "--quiet", "--shared", "--branch", name,
+        "git", "-c", "core.hooksPath=/dev/null", "clone", "--quiet", "--shared", NO_TEMPLATE,
+        "--branch", name,
         "--config", f"user.name={workspace.author_name}",
         "--config", f"user.email={workspace.author_email}",
         str(workspace.base_repo), str(workspace.work_tree),

@@ -54,7 +54,7 @@ from orchestration_protocol.mirrors import mirror_dir
 from orchestration_protocol.outcomes import CheckOutcome
 from orchestration_protocol.untrusted import escape_controls
 
-from . import repo, resolve
+from . import repo
 from .agents import Agent, agent_for
 from .checks import check_environment
 from .costs import StepClock
@@ -365,6 +365,8 @@ class Attempt:
         )
         conflicted = None
         if self.task.kind == TaskKind.RESOLVE and self.task.merge_branch:
+            from . import resolve  # a resolver's alone
+
             conflicted = resolve.start_merge(
                 workspace, mirror, self.task.merge_branch, self.settings.agent_user
             )
@@ -526,7 +528,9 @@ class Attempt:
     def _end_agent(self, agent: Agent, claude: bool) -> None:
         """Stop checkpointing, save the session; log what went wrong with either."""
         assert self.rounds is not None
-        note = self.rounds.end_agent(agent.transcript)
+        env = check_environment(self._agent_env(self.rounds.workspace, {}))
+        keep_tree = self.rounds.has_check(self.settings.check_profile, env)
+        note = self.rounds.end_agent(agent.transcript, keep_tree=keep_tree)
         problems = [*dict.fromkeys(self.rounds.problems), *([note] if note and claude else [])]
         for problem in problems[:10]:
             self.log.write(f"-- {self.log.mask(problem)}")
@@ -546,6 +550,8 @@ class Attempt:
         repo.check_work_tree(workspace, self.settings.limits)
         message = f"{self.task.id}: {self.task.prompt.splitlines()[0][:60]}"
         if self.task.kind == TaskKind.RESOLVE and self.result.status == ResultStatus.SUCCESS:
+            from . import resolve
+
             resolve.commit_merge(workspace, branch, message, self.settings.limits)
         summary = repo.commit_all(workspace, message, base)
         repo.check_change(workspace, base, summary.head_commit, self.settings.limits)

@@ -31,6 +31,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestration_protocol import Layout, atomic_write_bytes, utc_now
+from orchestration_protocol.docstrings import describe_fields
 
 SESSION_FOLDER = "session"
 """Folder of ``results/<id>/`` holding the task's saved session."""
@@ -45,7 +46,7 @@ _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
 class SessionRecord(BaseModel):
     """``results/<id>/session/session.json``: which session of which attempt is kept."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=describe_fields, defer_build=True)
 
     task_id: str
     """The task the session belongs to."""

@@ -48,7 +48,7 @@ Provider = Literal["anthropic", "bedrock", "vertex"]
 class WorkerSettings(BaseModel):
     """Everything a worker process needs besides the task file."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")  # no schema is made: its docstrings are not read
 
     root: Path
     """The orchestration root (the shared volume)."""

@@ -34,7 +34,7 @@ from orchestration_protocol import (
     TaskKind,
     read_model,
 )
-from orchestration_protocol.checkconfig import ResolvedCheck
+from orchestration_protocol.checkconfig import CheckConfigInvalid, ResolvedCheck
 from orchestration_protocol.claims import attempt_result
 from orchestration_protocol.mirrors import task_branch
 from orchestration_protocol.models import DEFAULT_MAX_REPAIRS
@@ -150,6 +150,7 @@ class TaskRounds:
         """Checkpoints or session saves that failed while the agent ran (for the log)."""
         self.agent_running = False
         """Whether the agent may be changing the tree (a checkpoint then freezes it)."""
+        self._check: ResolvedCheck | None = None
 
     @property
     def max_repairs(self) -> int:
@@ -285,13 +286,16 @@ class TaskRounds:
         if event.get("type") in TURN_END_TYPES:
             self.checkpointer.poke()
 
-    def end_agent(self, transcript: list[str]) -> str | None:
-        """The agent ended: stop checkpointing and save its session; None, or why not saved."""
+    def end_agent(self, transcript: list[str], *, keep_tree: bool = True) -> str | None:
+        """The agent ended: stop checkpointing and save its session; None, or why not saved.
+        ``keep_tree``: checkpoint the tree as the agent left it, for the time until the task's
+        branch holds it (worth it when a check runs first; else the push follows at once)."""
         self.agent_running = False
         if self.checkpointer is not None:
             if self.checkpointer.is_alive():
                 self.checkpointer.stop()
-            self.checkpointer.checkpoint_now()  # the tree as the agent left it
+            if keep_tree:
+                self.checkpointer.checkpoint_now()
         session = session_id_of(transcript)
         self.plan.report.session_id = session
         if session is None and not transcript:
@@ -301,15 +305,25 @@ class TaskRounds:
         )
 
     def resolve(self, profile: tuple[str, list[str] | None] | None, env: Mapping[str, str]) -> ResolvedCheck:
-        """The task's check, read from the base commit."""
-        return resolve_for_workspace(
-            self.workspace,
-            self.base or "HEAD",
-            task_check=self.task.check,
-            task_timeout_s=self.task.check_timeout_s,
-            profile=profile,
-            pytest_installed=pytest_installed(env),
-        )
+        """The task's check, read from the base commit (once per attempt)."""
+        if self._check is None:
+            self._check = resolve_for_workspace(
+                self.workspace,
+                self.base or "HEAD",
+                task_check=self.task.check,
+                task_timeout_s=self.task.check_timeout_s,
+                profile=profile,
+                pytest_installed=lambda: pytest_installed(env),
+            )
+        return self._check
+
+    def has_check(self, profile: tuple[str, list[str] | None] | None, env: Mapping[str, str]) -> bool:
+        """Whether the round runs a check after its commit (True when that cannot be told yet:
+        a config the check step will name as unusable)."""
+        try:
+            return bool(self.resolve(profile, env).commands)
+        except (CheckConfigInvalid, OSError):  # said by the check step, which fails the round
+            return True
 
     def run_check(
         self,
@@ -346,5 +360,8 @@ class TaskRounds:
         )
 
     def finish(self) -> str | None:
-        """The task's branch is pushed: drop its WIP branch; None, or why not."""
+        """The task's branch is pushed: drop its WIP branch; None, or why not. A first attempt
+        that pushed no checkpoint has none to drop (only this task's attempts make one)."""
+        if self.attempt == 1 and (self.checkpointer is None or self.checkpointer.count == 0):
+            return None
         return drop_checkpoint(self.workspace, self.mirror, self.task.id)

@@ -35,6 +35,8 @@ from orchestration_protocol.pool import (
     write_pool_heartbeat,
 )
 from tests.gitrepo import git, make_remote
+from worker.pool import IDLE_CHECK_S, OpenTasks, spread
+from worker.settings import resolve_worker_settings
 
 POOL = "test-pool"
 
@@ -155,12 +157,67 @@ def test_an_idle_worker_ends_at_once_on_sigterm_and_when_its_pool_stops(
     assert w1.wait(timeout=5) == 0 and time.monotonic() - sent < 2
     wait_until(lambda: "w1" not in idle_names(layout), what="w1's record to go")
     beat(layout, age_s=60, stale_after_s=15)  # the pool's manager died
-    assert w2.wait(timeout=5) == 0 and w3.wait(timeout=5) == 0
+    seen = IDLE_CHECK_S + 5  # an idle worker looks at its pool's heartbeat this often
+    assert w2.wait(timeout=seen) == 0 and w3.wait(timeout=seen) == 0
     beat(layout)
     (w4,) = warm("w4")
     remove_pool_heartbeat(layout, POOL)  # the pool stopped
-    assert w4.wait(timeout=5) == 0
+    assert w4.wait(timeout=seen) == 0
     assert idle_names(layout) == set()
+
+
+def read_calls(worker: subprocess.Popen[bytes]) -> int:
+    """How many read(2) calls the process has made (``/proc/<pid>/io``)."""
+    for line in Path(f"/proc/{worker.pid}/io").read_text().splitlines():
+        if line.startswith("syscr:"):
+            return int(line.split()[1])
+    raise AssertionError("no syscr in /proc/<pid>/io")
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs /proc/<pid>/io (Linux)")
+def test_an_idle_worker_reads_nothing_while_nothing_happens(layout: Layout, warm) -> None:
+    """Between events an idle worker only looks at its pool's heartbeat, every IDLE_CHECK_S:
+    over a few quiet seconds it makes no more reads than one such look (a worker that polled the
+    volume every second made about ten a second)."""
+    (worker,) = warm("w1")
+    time.sleep(1)
+    before = read_calls(worker)
+    for _ in range(3):
+        time.sleep(1)
+        beat(layout)  # the pool beats meanwhile, as it does every 2 s
+    assert read_calls(worker) - before <= 3
+    assert worker.poll() is None
+
+
+def test_workers_of_one_pool_try_the_first_tasks_from_places_of_their_own(
+    layout: Layout, remote: Path
+) -> None:
+    """Tasks that appear at once are tried by each idle worker from its own place among the
+    first ``size`` of them not yet taken, so the pool takes them without all racing for the
+    first; a task of a higher priority is tried first by all."""
+    tasks = [command_task(f"t{n}", "true", remote) for n in range(4)]
+    for task in tasks:
+        write_task(layout, task)
+    assert [t.id for t in spread(tasks, 3, 4)] == ["t1", "t2", "t0", "t3"]
+    assert [t.id for t in spread(tasks, 1, 4)] == ["t0", "t1", "t2", "t3"]
+    assert [t.id for t in spread(tasks[:2], 3, 3)] == ["t1", "t0"]
+    taken = []
+    for name in ("pool-a", "pool-b", "pool-d"):  # places 0, 2 and 1 among the first three
+        settings = resolve_worker_settings(layout.root, name, env={})
+        open_tasks = OpenTasks(layout, settings, "default")
+        for task in tasks:
+            open_tasks.note(task.id)
+        claimed = open_tasks.claim(window=3)
+        assert claimed is not None
+        taken.append(claimed[0].id)
+    assert taken == ["t0", "t3", "t2"]  # each its own first try among the tasks not yet taken
+    urgent = command_task("urgent", "true", remote, priority=5)
+    write_task(layout, urgent)
+    open_tasks = OpenTasks(layout, resolve_worker_settings(layout.root, "pool-d", env={}), "default")
+    for task_id in ("t1", "urgent"):
+        open_tasks.note(task_id)
+    claimed = open_tasks.claim(window=3)
+    assert claimed is not None and claimed[0].id == "urgent"  # its place (1) is among equals only
 
 
 def test_orchestrator_pool_on_the_local_backend_serves_run_and_stops_clean(
@@ -219,3 +276,31 @@ def test_a_cold_worker_that_lost_the_race_to_a_pool_worker_is_not_recovered(
     cold = WorkerRecord(name="worker-t", task_id="t", attempt=1, running=False, exit_code=3)
     assert recover_ended_worker(layout, FakeBackend(3), cold, {}) is None
     assert not layout.result_file("t").exists()
+
+
+def test_pool_records_are_parsed_again_only_when_their_file_changed(layout: Layout) -> None:
+    """The dispatcher and the pool look at every pool worker's record on every tick: an
+    unchanged file is not read again, a rewritten or removed one is."""
+    from manager.run.pool_workers import ChangedFiles, pool_record
+    from orchestration_protocol.pool import PoolWorker, worker_record_file, write_pool_worker
+
+    record = PoolWorker(
+        name="w1", pool=POOL, profile="default", state=PoolWorkerState.IDLE, since=utc_now()
+    )
+    write_pool_worker(layout, record)
+    assert pool_record(layout, POOL, "w1") == record
+    busy = record.model_copy(update={"state": PoolWorkerState.BUSY, "task_id": "t1", "attempt": 1})
+    write_pool_worker(layout, busy)
+    assert pool_record(layout, POOL, "w1") == busy
+    worker_record_file(layout, POOL, "w1").unlink()
+    assert pool_record(layout, POOL, "w1") is None
+
+    reads: list[int] = []
+    files: ChangedFiles[int] = ChangedFiles()
+    path = layout.root / "some.json"
+    path.write_text("1")
+    for _ in range(3):
+        assert files.read(path, lambda: reads.append(1) or len(reads), 0) == 1
+    path.write_text("22")
+    assert files.read(path, lambda: reads.append(1) or len(reads), 0) == 2
+    assert len(reads) == 2

@@ -254,3 +254,29 @@ def test_the_agents_own_figures_are_dropped_unless_they_are_numbers() -> None:
     assert (report.output, report.cost_usd, report.num_turns) == ("ok", None, None)
     agent.render(json.dumps({**line, "total_cost_usd": 0.5, "num_turns": 4}))
     assert (agent.report(0).cost_usd, agent.report(0).num_turns) == (0.5, 4)
+
+
+def commit_subjects(repository: Path) -> set[str]:
+    """The subject of every commit object in ``repository``, reachable or not."""
+    objects = git("cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objecttype)",
+                  cwd=repository)  # fmt: skip
+    commits = [line.split()[0] for line in objects.splitlines() if line.endswith(" commit")]
+    return set(git("log", "--no-walk", "--format=%s", *commits, cwd=repository).splitlines())
+
+
+def test_the_tree_is_checkpointed_after_the_agent_only_when_a_check_runs_before_the_push(
+    layout: Layout, remote: Path
+) -> None:
+    """Without a check the task's branch is pushed right after the agent: no work-in-progress
+    commit is pushed (nor one dropped) on the way. With one, the tree is kept as a checkpoint
+    while the check runs."""
+    write_task(layout, command_task("plain", "echo x > x.txt", remote))
+    write_task(layout, command_task("checked", "echo y > y.txt", remote, check=["true"]))
+    for task_id in ("plain", "checked"):
+        assert main(["--task", task_id, "--root", str(layout.root)]) == RET_OK
+        assert result_of(layout, task_id).status == "success"
+    mirror = mirror_dir(layout, str(remote))
+    subjects = commit_subjects(mirror)
+    assert "checked: work in progress (checkpoint)" in subjects
+    assert not any(subject.startswith("plain: work in progress") for subject in subjects)
+    assert not [branch for branch in branches(mirror) if branch.endswith(".wip")]

@@ -195,13 +195,31 @@ class DockerWorkers(Workers):
             root_label=self.docker.root_label,
         )
 
-    def _create_and_start(self, kwargs: dict[str, Any]) -> None:
+    def _create(self, kwargs: dict[str, Any], task_id: str | None) -> str:
+        """Create the container; its id. A name still taken by the task's previous container
+        (a later attempt) is made free first (:meth:`_archive_previous`), only then: the first
+        attempt of a task costs no look-up."""
+        from docker.errors import APIError
+        from docker.models.containers import _create_container_args
+
+        arguments = _create_container_args({**kwargs, "version": self.client.api._version})
+        try:
+            return str(self.client.api.create_container(**arguments)["Id"])
+        except APIError as error:
+            if error.status_code != 409 or task_id is None:
+                raise
+        self._archive_previous(kwargs["name"], task_id)
+        return str(self.client.api.create_container(**arguments)["Id"])
+
+    def _create_and_start(self, kwargs: dict[str, Any], task_id: str | None = None) -> None:
+        """Two calls to the engine, create and start (docker-py's ``containers.create`` would
+        inspect the new container in between)."""
         from docker.errors import APIError
         from requests.exceptions import RequestException
 
         name = kwargs["name"]
         try:
-            container = self.client.containers.create(**kwargs)
+            container = self._create(kwargs, task_id)
         except RequestException as error:  # an overloaded engine: not this task's fault
             raise EngineBusy(
                 f"The Docker engine did not answer while creating {name} ({type(error).__name__}); "
@@ -219,20 +237,19 @@ class DockerWorkers(Workers):
                 "profile's settings."
             ) from error
         try:
-            container.start()
+            self.client.api.start(container)
         except RequestException:  # the engine got the request and may still start it: the
             return  # worker claims its task, or its container stays created and is replaced
         except APIError as error:
             with contextlib.suppress(APIError):
-                container.remove(force=True)
+                self.client.api.remove_container(container, force=True)
             raise SpawnFailed(
                 f"Docker could not start {name}: {error.explanation}; check the "
                 "profile's image, network and mounts."
             ) from error
 
     def spawn(self, request: SpawnRequest) -> WorkerRecord:
-        self._archive_previous(request.name, request.task_id)
-        self._create_and_start(self._run_kwargs(request))
+        self._create_and_start(self._run_kwargs(request), request.task_id)
         return WorkerRecord.just_started(request)
 
     def spawn_idle(self, request: IdleSpawnRequest) -> WorkerRecord:
