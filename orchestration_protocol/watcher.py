@@ -135,18 +135,18 @@ class DirectoryMarks:
     directory whose last change was within :data:`RACY_S` of the look counts as changed."""
 
     def __init__(self) -> None:
-        self._marks: dict[Path, tuple[tuple[int, int, int], bool]] = {}
+        self._marks: dict[Path, tuple[tuple[int, int, int] | None, bool]] = {}
 
     def changed(self, directory: Path) -> bool:
-        """Whether ``directory`` changed (or may have) since the last call for it; a directory
-        never looked at, or missing, has changed."""
+        """Whether ``directory`` changed (or may have) since the last call for it; one never
+        looked at has changed, and one that is missing has when it was not before."""
         try:
             info = os.stat(directory)
         except OSError:
-            self._marks.pop(directory, None)
-            return True
-        signature = (info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
-        racy = time.time_ns() - max(info.st_mtime_ns, info.st_ctime_ns) < RACY_S * 1e9
+            signature, racy = None, False
+        else:
+            signature = (info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
+            racy = time.time_ns() - max(info.st_mtime_ns, info.st_ctime_ns) < RACY_S * 1e9
         known = self._marks.get(directory)
         self._marks[directory] = (signature, racy)
         return known is None or known[0] != signature or known[1]
@@ -219,7 +219,8 @@ class ProtocolWatcher:
         self.poll_interval_s = poll_interval_s
         self.report_existing = report_existing
         self._pending: queue.SimpleQueue[Path | str | None] = queue.SimpleQueue()
-        self._seen: dict[Path, Signature] = {}
+        self._seen: dict[str, Signature] = {}
+        """Per path, the signature it had when last reported."""
         self._marks = DirectoryMarks()
         self._stop = threading.Event()
         self._lost = threading.Event()
@@ -280,7 +281,7 @@ class ProtocolWatcher:
                         if not is_hidden(entry.name) and self._classify(Path(entry.path)):
                             with contextlib.suppress(FileNotFoundError):
                                 info = entry.stat(follow_symlinks=False)
-                                self._seen[Path(entry.path)] = _signature(info)
+                                self._seen[entry.path] = _signature(info)
             except FileNotFoundError:
                 continue
 
@@ -302,19 +303,27 @@ class ProtocolWatcher:
         self.stop()
 
     def rescan(self, *, everything: bool = False) -> None:
-        """Queue every protocol file of each directory that changed since its last scan (of
-        every directory with ``everything``); those already reported in this version are
-        skipped."""
+        """Queue the protocol files of each directory that changed since its last scan; those
+        already reported in this version are skipped. A file replaced atomically gets a new
+        inode, which the listing itself shows, so only a file whose inode is new is looked at
+        (except in ``logs/``, whose files grow in place). ``everything`` (after lost events):
+        every directory, every file."""
         if everything:
             self._marks.forget()
-        for directory, _, _ in self._watched_dirs():
+        seen = self._seen
+        for directory, kind, _ in self._watched_dirs():
             if not self._marks.changed(directory):
                 continue
+            by_inode = not everything and kind not in ("log", "priorities")
             try:
                 with os.scandir(directory) as entries:
                     for entry in entries:
-                        if not is_hidden(entry.name):
-                            self._pending.put(Path(entry.path))
+                        if is_hidden(entry.name):
+                            continue
+                        known = seen.get(entry.path)
+                        if by_inode and known is not None and known[0] == entry.inode():
+                            continue
+                        self._pending.put(Path(entry.path))
             except FileNotFoundError:
                 continue
 
@@ -367,10 +376,10 @@ class ProtocolWatcher:
                 info = os.lstat(path)
             except FileNotFoundError:
                 continue
-            signature = _signature(info)
-            if self._seen.get(path) == signature:
+            signature, key = _signature(info), str(path)
+            if self._seen.get(key) == signature:
                 continue
-            self._seen[path] = signature
+            self._seen[key] = signature
             try:
                 self.callback(event)
             except Exception:

@@ -131,12 +131,14 @@ def start(name: str, command: list[str], env: dict[str, str], log: Path | None) 
     return Running(name, process, log, 0 if log else process.pid)
 
 
-def child_of(pid: int) -> int:
+def traced_pid(log: Path) -> int:
+    """The process strace runs (the first pid in its log; 0 before it wrote one)."""
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
+        with open(log) as handle:
+            first = handle.readline().split(maxsplit=1)
+    except FileNotFoundError:
         return 0
-    return int(children[0]) if children else 0
+    return int(first[0]) if first and first[0].isdigit() else 0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -160,8 +162,8 @@ def settle(running: list[Running], timeout_s: float = 300) -> float:
         for item in running:
             if item.process.poll() is not None:
                 raise SystemExit(f"{item.name} exited with {item.process.returncode} at start-up")
-            if not item.pid:
-                item.pid = child_of(item.process.pid)
+            if not item.pid and item.log is not None:
+                item.pid = traced_pid(item.log)
             if not item.pid:
                 continue
             now = cpu_seconds(item.pid)
