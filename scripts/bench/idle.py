@@ -12,14 +12,15 @@ by a worker elsewhere whose lease runs for a day: so the dispatcher (local engin
 it can start, and ``wait`` (on one pending task) and ``watch`` have nothing settled to stop on.
 
 Two passes per root, the processes started together and left to finish their start-up (until
-their CPU time stops growing):
+their CPU time stops growing for 5 s):
 
 1. CPU and memory: CPU seconds (``/proc/<pid>/stat``, user + system) over an idle window,
    as a percentage of the window, and the resident set at its end.
-2. Touches: every process under ``strace -f``, counting ``openat``/``stat``-family calls and
-   directory listings (``getdents64``) per idle minute and, after one heartbeat of ``gate``
-   (its status file replaced, as a worker does), within the following window; split into the
-   changed task's files, other tasks' files, and the rest (directories, the process's own).
+2. Touches: ``strace -f`` attached to every process after its start-up, counting
+   ``openat``/``stat``-family calls and directory listings (``getdents64``) per idle minute
+   and, after one heartbeat of ``gate`` (its status file replaced, as a worker does), within the
+   following window; split into the changed task's files, other tasks' files, and the rest
+   (directories, the process's own files).
 
 The load average is printed beside the figures: the counts do not depend on it, the CPU
 percentages a little.
@@ -117,28 +118,28 @@ class Running:
     name: str
     process: subprocess.Popen[bytes]
     log: Path | None = None
-    pid: int = 0
-    """The measured process (strace's child when traced)."""
+    tracer: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
 
-def start(name: str, command: list[str], env: dict[str, str], log: Path | None) -> Running:
-    if log is not None:
-        command = ["strace", "-f", "-qq", "-ttt", "-e", f"trace={TRACED}", "-o", str(log), *command]
+def start(name: str, command: list[str], env: dict[str, str]) -> Running:
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    return Running(name, process, log, 0 if log else process.pid)
+    return Running(name, process)
 
 
-def traced_pid(log: Path) -> int:
-    """The process strace runs (the first pid in its log; 0 before it wrote one)."""
-    try:
-        with open(log) as handle:
-            first = handle.readline().split(maxsplit=1)
-    except FileNotFoundError:
-        return 0
-    return int(first[0]) if first and first[0].isdigit() else 0
+def trace(item: Running, log: Path) -> None:
+    """Attach strace to the process, all its threads and what it starts from now on."""
+    item.log = log
+    item.tracer = subprocess.Popen(
+        ["strace", "-f", "-qq", "-ttt", "-e", f"trace={TRACED}", "-o", str(log), "-p", str(item.pid)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -153,29 +154,36 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def settle(running: list[Running], timeout_s: float = 300) -> float:
-    """Wait until every process's CPU time stops growing (3 quiet seconds); seconds taken."""
+def settle(running: list[Running], timeout_s: float = 300) -> dict[str, float]:
+    """Wait until each process's CPU time stopped growing for 5 seconds once (its start-up
+    done), then 5 s more; per process, the seconds to its quiet."""
     started = time.monotonic()
     quiet: dict[str, int] = {}
     last: dict[str, float] = {}
-    while time.monotonic() - started < timeout_s:
+    took: dict[str, float] = {}
+    while len(took) < len(running):
+        if time.monotonic() - started > timeout_s:
+            raise SystemExit(f"the processes did not settle within {timeout_s:.0f} s")
         for item in running:
             if item.process.poll() is not None:
                 raise SystemExit(f"{item.name} exited with {item.process.returncode} at start-up")
-            if not item.pid and item.log is not None:
-                item.pid = traced_pid(item.log)
-            if not item.pid:
+            if item.name in took:
                 continue
             now = cpu_seconds(item.pid)
             quiet[item.name] = quiet.get(item.name, 0) + 1 if now - last.get(item.name, -1) < 0.03 else 0
             last[item.name] = now
-        if len(quiet) == len(running) and all(count >= 3 for count in quiet.values()):
-            return time.monotonic() - started
+            if quiet[item.name] >= 5:
+                took[item.name] = time.monotonic() - started - 5
         time.sleep(1)
-    raise SystemExit(f"the processes did not settle within {timeout_s:.0f} s")
+    time.sleep(5)
+    return took
 
 
 def stop(running: list[Running]) -> None:
+    for item in running:
+        if item.tracer is not None:  # detach first: the log ends before the process does
+            item.tracer.send_signal(signal.SIGINT)
+            item.tracer.wait(timeout=20)
     for item in running:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(item.process.pid, signal.SIGTERM)
@@ -256,13 +264,13 @@ def environment(root: Path, directory: Path) -> dict[str, str]:
 
 def cpu_pass(root: Path, env: dict[str, str], window: float, dashboard: bool) -> list[tuple[str, float, float, float]]:
     """Per process: (name, start-up s, idle CPU %, RSS MB)."""
-    running = [start(name, command, env, None) for name, command in commands(root, dashboard).items()]
+    running = [start(name, command, env) for name, command in commands(root, dashboard).items()]
     try:
         took = settle(running)
         before = {item.name: cpu_seconds(item.pid) for item in running}
         time.sleep(window)
         return [
-            (item.name, took, 100 * (cpu_seconds(item.pid) - before[item.name]) / window, rss_mb(item.pid))
+            (item.name, took[item.name], 100 * (cpu_seconds(item.pid) - before[item.name]) / window, rss_mb(item.pid))
             for item in running
         ]
     finally:
@@ -272,15 +280,16 @@ def cpu_pass(root: Path, env: dict[str, str], window: float, dashboard: bool) ->
 def touch_pass(
     root: Path, env: dict[str, str], directory: Path, window: float, after_change: float, dashboard: bool
 ) -> list[tuple[str, Touches, Touches]]:
-    """Per process: (name, touches in the idle window, touches after one heartbeat of gate)."""
+    """Per process: (name, touches in the idle window, touches after one heartbeat of gate),
+    strace attached once the process's start-up is done."""
     logs = directory / "strace"
     logs.mkdir(exist_ok=True)
-    running = [
-        start(name, command, env, logs / f"{index}.log")
-        for index, (name, command) in enumerate(commands(root, dashboard).items())
-    ]
+    running = [start(name, command, env) for name, command in commands(root, dashboard).items()]
     try:
         settle(running)
+        for index, item in enumerate(running):
+            trace(item, logs / f"{index}.log")
+        time.sleep(2)  # attached
         idle_from = time.time()
         time.sleep(window)
         changed_at = time.time()
