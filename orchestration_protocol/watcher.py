@@ -3,12 +3,13 @@
 The watcher starts its observer first and scans second, so a file made while it starts is seen
 by one or the other (watchdog #1010), and a file seen by both is reported once: each path is
 reported when its signature (inode, size, mtime) is new. When the kernel's inotify queue
-overflows (watchdog reports it as ``events_lost`` since 7.0; older versions dropped it silently,
-#654) the directories are scanned again at once, and a periodic rescan reconciles the view
-besides; both look only into a directory whose own signature changed since it was last scanned
-(one ``stat`` of each directory), so following an idle root costs nothing per task. Where inotify cannot see writes
-(NFS, other network filesystems, macOS bind mounts through FUSE) it polls instead, by option,
-by ``$ORCHESTRATION_POLLING``, or when it detects such a filesystem or inotify fails to start.
+overflows (watchdog 7 reports it as ``events_lost``; older versions dropped it silently, #654)
+every directory is scanned again at once, file by file. A periodic rescan reconciles the view
+besides, but looks only into a directory whose own signature changed since its last scan (one
+``stat`` of each directory), and there only at files whose inode is new, so following an idle
+root costs nothing per task. Where inotify cannot see writes (NFS, other network filesystems,
+macOS bind mounts through FUSE) it polls instead, by option, by ``$ORCHESTRATION_POLLING``, or
+when it detects such a filesystem or inotify fails to start.
 """
 
 from __future__ import annotations

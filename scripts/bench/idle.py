@@ -12,7 +12,7 @@ by a worker elsewhere whose lease runs for a day: so the dispatcher (local engin
 it can start, and ``wait`` (on one pending task) and ``watch`` have nothing settled to stop on.
 
 Two passes per root, the processes started together and left to finish their start-up (until
-their CPU time stops growing for 5 s):
+each uses less than 10 % of a CPU over 5 s):
 
 1. CPU and memory: CPU seconds (``/proc/<pid>/stat``, user + system) over an idle window,
    as a percentage of the window, and the resident set at its end.
@@ -155,11 +155,11 @@ def rss_mb(pid: int) -> float:
 
 
 def settle(running: list[Running], timeout_s: float = 300) -> dict[str, float]:
-    """Wait until each process's CPU time stopped growing for 5 seconds once (its start-up
-    done), then 5 s more; per process, the seconds to its quiet."""
+    """Wait until each process's start-up is done: under 10 % of a CPU over 5 seconds (a
+    follower that rescans every few seconds never has 5 quiet ones), then 5 s more; per
+    process, the seconds that took."""
     started = time.monotonic()
-    quiet: dict[str, int] = {}
-    last: dict[str, float] = {}
+    samples: dict[str, list[float]] = {item.name: [] for item in running}
     took: dict[str, float] = {}
     while len(took) < len(running):
         if time.monotonic() - started > timeout_s:
@@ -169,10 +169,9 @@ def settle(running: list[Running], timeout_s: float = 300) -> dict[str, float]:
                 raise SystemExit(f"{item.name} exited with {item.process.returncode} at start-up")
             if item.name in took:
                 continue
-            now = cpu_seconds(item.pid)
-            quiet[item.name] = quiet.get(item.name, 0) + 1 if now - last.get(item.name, -1) < 0.03 else 0
-            last[item.name] = now
-            if quiet[item.name] >= 5:
+            seen = samples[item.name]
+            seen.append(cpu_seconds(item.pid))
+            if len(seen) > 5 and seen[-1] - seen[-6] < 0.5:
                 took[item.name] = time.monotonic() - started - 5
         time.sleep(1)
     time.sleep(5)
