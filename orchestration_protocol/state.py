@@ -418,12 +418,13 @@ def _read_board(layout: Layout, cache: FileCache | None) -> Board:
             continue
         task_id = task_id_from_filename(name)
         if task_id is None:
-            path = layout.tasks_dir / name
-            board.stray_files.append(
-                InvalidFile(
-                    f"{path} is not named <id>.json with a valid id; rename or remove it.", path
-                )
-            )
+            board.stray_files.append(stray_file(layout, name))
             continue
         board.snapshots[task_id] = read_snapshot(layout, task_id, cache, listing)
     return board
+
+
+def stray_file(layout: Layout, name: str) -> InvalidFile:
+    """The problem of a file in ``tasks/`` whose name is not ``<valid id>.json``."""
+    path = layout.tasks_dir / name
+    return InvalidFile(f"{path} is not named <id>.json with a valid id; rename or remove it.", path)

@@ -149,7 +149,7 @@ def wait(
 ) -> None:
     """Wait until the tasks are settled; exit 0 only if every one succeeded."""
     layout = settings_of(ctx).layout
-    scope = check_scope(read_board(layout), ids) if ids else None
+    scope = list(ids) if ids else None  # follow checks them against its first read
     report = state_printer(as_json=False)
 
     def on_view(view: View) -> bool:
@@ -177,7 +177,7 @@ def watch(
     from ..views.live import watch_live
 
     layout = settings_of(ctx).layout
-    scope = check_scope(read_board(layout), ids) if ids else None
+    scope = list(ids) if ids else None  # follow checks them against its first read
     if as_json:
         report = state_printer(as_json=True)
 

@@ -6,7 +6,8 @@ It holds no state of its own that matters: it starts from the volume and the bac
 whose worker still runs is not started again, one whose worker died while no dispatcher watched
 is recovered. Ticks are driven by the protocol watcher (tasks, results, cancel requests; the
 board is kept current through :class:`LiveBoard`), by the backend's exit events, and by a timer
-for leases that run out.
+for leases that run out. A timer tick after a pass that did nothing, with no file changed, the
+same workers and no lease run out, is that pass again: it looks at the workers, not the tasks.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ class Tick:
     repairs: list[RoundAsked] = field(default_factory=list)
     """Repair rounds asked for in this pass (a failing check, rounds left)."""
     running: int = 0
+    quiet: bool = False
+    """Nothing was done and nothing is left to do: unless a file, a worker or a lease changes,
+    the next pass would do the same."""
 
 
 class Dispatcher:
@@ -110,6 +114,10 @@ class Dispatcher:
         """When ended attempts ended, read once from their results (for the reaper)."""
         self._offered: dict[tuple[str, int], float] = {}
         """Ready tasks left to idle pool workers, and since when (monotonic)."""
+        self._last: tuple[Tick, list[WorkerRecord]] | None = None
+        """The last pass and the workers it saw."""
+        self._lost_left = False
+        """The last pass saw a lost task it did not recover."""
 
     # --- one pass ------------------------------------------------------------------------------
 
@@ -128,35 +136,59 @@ class Dispatcher:
         recovered = self._recover_ended(workers)
         now = now or utc_now()
         board = self._read(recovered)
-        states = self._states(board, workers, now)
+        states, changed = self._states(board, workers, now)
+        if not changed and not recovered and self._last is not None:
+            last, seen = self._last
+            if last.quiet and workers == seen:
+                return self._quiet_tick(last, workers, now)
         lost = self._recover_lost(board, states)
         stopped = self._stop_hung(board, states, workers, now)
         recovered += lost
         if lost:
             board = self._read(lost)
-            states = self._states(board, workers, now)
+            states, _ = self._states(board, workers, now)
         repairs = request_repairs(
             self.layout, board, states, default_max=self.settings.max_repairs, scope=self.scope
         )
         if repairs:
             board = self._reread(asked.task_id for asked in repairs)
-            states = self._states(board, workers, now)
+            states, _ = self._states(board, workers, now)
         tick = Tick(board, states, assess(board, states, self.scope), recovered=recovered)
         tick.stopped, tick.repairs = stopped, repairs
-        self._spawn_ready(tick, workers)
+        started = self._spawn_ready(tick, workers)
+        tick.quiet = not (
+            recovered or stopped or repairs or started or self._offered or self._lost_left
+        )
+        self._remove_ended(workers, now)
+        self._last = (tick, workers)
+        return tick
+
+    def _quiet_tick(self, last: Tick, workers: list[WorkerRecord], now: datetime) -> Tick:
+        """The last pass again (nothing changed since it did nothing): only the workers are
+        looked at, for one that hangs and for ended ones to remove."""
+        tick = Tick(last.board, last.states, last.progress, running=last.running, quiet=True)
+        tick.stopped = self._stop_hung(last.board, last.states, workers, now)
+        tick.quiet = not tick.stopped
+        self._remove_ended(workers, now)
+        self._last = (tick, workers)
+        return tick
+
+    def _remove_ended(self, workers: list[WorkerRecord], now: datetime) -> None:
         remove_ended_workers(
             self.layout, self.backend, workers, now, self.settings.remove_ended_after_s,
             self._ended_at,
         )
-        return tick
 
     def _states(
         self, board: Board, workers: list[WorkerRecord], now: datetime
-    ) -> dict[str, TaskState]:
+    ) -> tuple[dict[str, TaskState], bool]:
+        """Every task's state, and whether it may differ from the last pass's."""
         alive: dict[str, bool] = {}
         for worker in workers:
             alive[worker.task_id] = alive.get(worker.task_id, False) or worker.running
-        return board.states(now=now, container_alive=alive)
+        if self._live is None:
+            return board.states(now=now, container_alive=alive), True
+        return self._live.states(now=now, container_alive=alive)
 
     def _recover_ended(self, workers: list[WorkerRecord]) -> list[Recovery]:
         recovered = []
@@ -173,6 +205,7 @@ class Dispatcher:
 
     def _recover_lost(self, board: Board, states: dict[str, TaskState]) -> list[Recovery]:
         recovered = []
+        self._lost_left = False
         for task_id, state in states.items():
             if state == TaskState.LOST:
                 recovery = recover_lost_task(
@@ -180,6 +213,8 @@ class Dispatcher:
                 )
                 if recovery is not None:
                     recovered.append(recovery)
+                else:
+                    self._lost_left = True
         return recovered
 
     def _stop_hung(
@@ -218,10 +253,11 @@ class Dispatcher:
         queue = ordered_by(ready, read_priorities(self.layout.root), lambda pair: pair[0])
         return [(task.id, attempt) for task, attempt in queue]  # the highest, then the oldest
 
-    def _spawn_ready(self, tick: Tick, workers: list[WorkerRecord]) -> None:
+    def _spawn_ready(self, tick: Tick, workers: list[WorkerRecord]) -> bool:
         """Start the ready tasks that fit under ``max_workers``, a few at a time in parallel
         (most of a spawn is waiting for the engine); leave to idle pool workers what they will
-        claim (for :data:`POOL_GRACE_S`, then start a worker of its own)."""
+        claim (for :data:`POOL_GRACE_S`, then start a worker of its own). True when there was
+        one to start (started or not)."""
         busy = {worker.task_id for worker in workers if worker.running and worker.task_id}
         free = max(0, self.max_workers - len(busy))
         candidates = self._leave_to_pool(tick, self._candidates(tick, busy), workers)
@@ -243,6 +279,7 @@ class Dispatcher:
             except EngineBusy as error:  # still pending: the next tick tries again
                 logger.warning("%s", error)
         tick.running = len(busy) + len(tick.spawned)
+        return bool(tasks)
 
     def _leave_to_pool(
         self, tick: Tick, candidates: list[tuple[str, int]], workers: list[WorkerRecord]

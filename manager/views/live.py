@@ -12,6 +12,7 @@ from rich.text import Text
 
 from orchestration_protocol import Layout
 from orchestration_protocol.priorities import Priorities, read_priorities
+from orchestration_protocol.watcher import WatchKind
 from orchestration_views.ledger import LedgerCache, fleet_budget_view, ledger_cache
 from orchestration_views.rows import board_problems, cost_lines, status_rows
 
@@ -57,4 +58,5 @@ def watch_live(layout: Layout, scope: list[str] | None, *, until_done: bool) -> 
             live.update(render(view, scope, ledgers, priorities), refresh=True)
             return until_done and view.progress.done
 
-        follow(layout, scope, on_view, kinds=("task", "status", "result", "cancel", "priorities"))
+        kinds: tuple[WatchKind, ...] = ("task", "status", "result", "cancel", "priorities")
+        follow(layout, scope, on_view, kinds=kinds, every_timer=True)  # ages move on
