@@ -20,6 +20,7 @@ from orchestration_protocol.contract import (
     ENV_ROOT,
     ENV_SECRETS_DIR,
 )
+from orchestration_protocol.docstrings import describe_fields
 
 from .errors import BadSetting
 
@@ -63,7 +64,7 @@ ENV_NAMES: dict[str, str] = {
 class GatewaySettings(BaseModel):
     """Everything the gateway process needs besides its credential."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=describe_fields, defer_build=True, frozen=True)
 
     root: Path
     """The orchestration root (the shared volume): sockets, callers, ledger, egress log."""

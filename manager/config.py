@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal, cast, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestration_protocol import Layout, contract, default_root
+from orchestration_protocol.docstrings import describe_fields
 from orchestration_protocol.models import DEFAULT_MAX_REPAIRS
 
 from .errors import BadInput
@@ -70,7 +71,7 @@ CONTAINER_ROOT = Path("/orchestration")
 class ManagerSettings(BaseModel):
     """Everything commands need besides their own arguments."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=describe_fields, defer_build=True)
 
     root: Path
     """The orchestration root as this process sees it."""

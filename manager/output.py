@@ -96,6 +96,8 @@ def emit_json(data: Any) -> None:
 
 LONG_LIST = 50
 """From this many items on, a list prints one compact item per line."""
+COMPACT = json.JSONEncoder(default=str)
+"""The encoder of those lines, made once (``json.dumps`` with an option makes one per call)."""
 
 
 def readable_json(data: Any, depth: int = 0) -> str:
@@ -106,7 +108,7 @@ def readable_json(data: Any, depth: int = 0) -> str:
         items = (f"{inner}{json.dumps(str(k))}: {readable_json(v, depth + 1)}" for k, v in data.items())
         return "{\n" + ",\n".join(items) + f"\n{pad}}}"
     if isinstance(data, list) and len(data) >= LONG_LIST:
-        compact = (f"{inner}{json.dumps(item, default=str)}" for item in data)
+        compact = (f"{inner}{COMPACT.encode(item)}" for item in data)
         return "[\n" + ",\n".join(compact) + f"\n{pad}]"
     if isinstance(data, list) and data:
         items = (f"{inner}{readable_json(item, depth + 1)}" for item in data)

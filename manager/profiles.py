@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestration_protocol import AgentKind
+from orchestration_protocol.docstrings import describe_fields
 from orchestration_protocol.gateway import DOMAIN_PATTERN
 from orchestration_protocol.models import refuse_secret_names
 
@@ -65,7 +66,7 @@ def parse_bind_mount(spec: str) -> BindMount:
 class Profile(BaseModel):
     """How to run the workers of one kind of task."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=describe_fields, defer_build=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     """The profile's name, as given to ``spawn PROFILE`` and ``task create --profile``."""

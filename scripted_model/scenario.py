@@ -34,6 +34,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from orchestration_protocol.docstrings import describe_fields
+
 from .exceptions import ScenarioFileError
 
 SCENARIOS_ENV = "SCRIPTED_MODEL_SCENARIOS"
@@ -45,7 +47,7 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class ScenarioModel(BaseModel):
     """Common settings: unknown fields are errors; field docstrings become descriptions."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=describe_fields, defer_build=True, frozen=True)
 
 
 class ToolUse(ScenarioModel):

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestration_protocol.docstrings import describe_fields
+
 StubBehaviour = Literal["succeed", "fail", "crash", "oom", "slow", "check_fail", "check_pass"]
 """What a stub worker does with its task: publish success, publish a failed result, die without
 a result (exit 137, as ``docker kill``), die as the kernel's OOM killer ends it (137, OOM),
@@ -17,7 +19,7 @@ pass, as a real worker's) or passing (a success with a passed ``check``)."""
 
 
 class _EngineConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=describe_fields, defer_build=True, frozen=True)
 
     root: Path
     """The orchestration root as this process sees it."""

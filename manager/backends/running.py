@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from orchestration_protocol.docstrings import describe_fields
+
 from .base import WorkerRecord
 
 
@@ -29,7 +31,7 @@ class Kind(StrEnum):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=describe_fields, defer_build=True, frozen=True)
 
 
 class RunningThing(_Model):

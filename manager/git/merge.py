@@ -30,6 +30,7 @@ from orchestration_protocol import (
     TaskState,
     read_board,
 )
+from orchestration_protocol.docstrings import describe_fields
 from orchestration_protocol.mirrors import mirror_dir, task_ref
 from orchestration_protocol.tree_limits import change_limits, change_problem
 
@@ -74,7 +75,7 @@ class MergeOutcome(StrEnum):
 class TaskMerge(BaseModel):
     """The outcome for one task."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=describe_fields, defer_build=True)
 
     task_id: str
     """The task."""
@@ -96,7 +97,7 @@ class TaskMerge(BaseModel):
 class MergeReport(BaseModel):
     """What :func:`merge_tasks` did, task by task."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=describe_fields, defer_build=True)
 
     integration_branch: str
     """The branch the tasks were merged into."""

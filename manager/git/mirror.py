@@ -19,6 +19,7 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict
 
 from orchestration_protocol import Layout, Task, read_board
+from orchestration_protocol.docstrings import describe_fields
 from orchestration_protocol.mirrors import (
     TASK_BRANCH_PREFIX,
     mirror_dir,
@@ -161,7 +162,7 @@ class PushOutcome(StrEnum):
 class BranchPush(BaseModel):
     """The outcome for one task."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=describe_fields, defer_build=True)
 
     task_id: str
     """The task."""
@@ -180,7 +181,7 @@ class BranchPush(BaseModel):
 class PushReport(BaseModel):
     """What :func:`push_task_branches` did, task by task."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=describe_fields, defer_build=True)
 
     tasks: list[BranchPush] = []
     """One entry per task, in id order."""

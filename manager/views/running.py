@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from gateway.idle import IDLE_POLL_S, last_needed
 from gateway.settings import GatewaySettings
 from orchestration_protocol import Layout
+from orchestration_protocol.docstrings import describe_fields
 from orchestration_protocol.gateway import callers_dir
 from orchestration_protocol.pool import (
     PoolWorkerState,
@@ -37,7 +38,7 @@ WorkerState = Literal["running", "idle", "busy", "unknown"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=describe_fields, defer_build=True)
 
 
 class GatewayView(_Model):
