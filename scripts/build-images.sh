@@ -22,7 +22,9 @@ DEBIAN_SUITE=bookworm
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 # What the offline base carries; keep python3 (>= 3.11) and python3-venv: the Dockerfiles need them.
-BASE_PACKAGES=python3,python3-venv,git,ca-certificates,openssh-client
+# binutils only builds (its strip takes the debug symbols out of the venv's compiled extensions);
+# the worker's run-time tree leaves it out like apt, dpkg and perl (scripts/slim-rootfs.sh).
+BASE_PACKAGES=python3,python3-venv,git,ca-certificates,openssh-client,binutils
 PULL_TIMEOUT_S=${PULL_TIMEOUT_S:-20}
 
 CLI_DOCKERFILE=scripts/claude-cli.Dockerfile
