@@ -16,7 +16,8 @@
 set -eu
 
 # Packages whose files go (those not installed are skipped). Their maintainer scripts are not run:
-# they would need perl and dpkg, which go with them.
+# they would need perl and dpkg, which go with them. The libraries of block devices, mounts, udev,
+# the journal and hardware keys go with the programs that link them (below).
 DROP_PACKAGES="
     apt libapt-pkg6.0 gpgv debian-archive-keyring
     dpkg debconf debconf-i18n init-system-helpers usrmerge adduser passwd
@@ -28,6 +29,10 @@ DROP_PACKAGES="
     git-man
     binutils binutils-common binutils-x86-64-linux-gnu binutils-aarch64-linux-gnu
     libbinutils libctf0 libctf-nobfd0 libgprofng0 libjansson4
+    libstdc++6 libsemanage2 libsemanage-common libsepol2 libseccomp2 libxxhash0
+    libgdbm6 libgdbm-compat4
+    libmount1 mount libblkid1 libsmartcols1 libudev1 libsystemd0 libgcrypt20 libgpg-error0
+    liblz4-1 libfido2-1 libcbor0.8
 "
 
 say() { printf 'slim-rootfs: %s\n' "$*"; }
@@ -83,6 +88,17 @@ for name in git-daemon git-http-backend git-http-fetch git-http-push git-imap-se
             git-cvsserver git-send-email git-svn; do
     rm -f "/usr/lib/git-core/$name" "/usr/bin/$name"
 done
+# OpenSSH's client stays (git's transport; ssh-keygen for signatures): its agent, file copy,
+# key scan and hardware-key helpers go, the setuid ssh-keysign with them.
+rm -f /usr/bin/ssh-add /usr/bin/ssh-agent /usr/bin/ssh-keyscan /usr/bin/scp /usr/bin/sftp \
+    /usr/bin/ssh-argv0 /usr/bin/ssh-copy-id
+rm -rf /usr/lib/openssh
+# What builds locales and iconv's cache at install time (ldconfig stays: ctypes.util asks it),
+# the openssl command (the library and its configuration stay), a maths library no program here
+# links (libmvec), Brotli's encoder (curl only decodes), the leap-second time zones.
+rm -f /usr/bin/localedef /usr/sbin/iconvconfig /usr/bin/openssl \
+    /usr/lib/*-linux-gnu/libmvec.so.* /usr/lib/*-linux-gnu/libbrotlienc.so.*
+rm -rf /usr/share/zoneinfo/right /usr/lib/ssl/misc
 # Debian ships git twice (/usr/bin/git and /usr/lib/git-core/git): one file, two names.
 if cmp -s /usr/bin/git /usr/lib/git-core/git; then ln -f /usr/bin/git /usr/lib/git-core/git; fi
 # iconv modules: the Unicode and Latin ones stay (git re-encodes commit messages with them).
@@ -92,13 +108,14 @@ for gconv in /usr/lib/*-linux-gnu/gconv; do
         ! -name 'ISO8859-*' ! -name 'CP125*' -delete
     rm -rf "$gconv"/gconv-modules.cache
 done
-# The standard library: what no program imports at run time. Then every module compiled once
-# (python:3.11-slim ships none, and a read-only root cannot cache them later).
+# The standard library: what no program imports at run time.
 stdlib=$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')
 for name in test idlelib tkinter turtledemo lib2to3 distutils ensurepip pydoc_data \
             turtle.py config-3.11-x86_64-linux-gnu config-3.11-aarch64-linux-gnu; do
     rm -rf "${stdlib:?}/$name"
 done
+rm -f "$stdlib"/lib-dynload/_test*.so "$stdlib"/lib-dynload/_ctypes_test.*.so \
+    "$stdlib"/lib-dynload/_xxtestfuzz.*.so "$stdlib"/lib-dynload/xxlimited*.so
 # python:3.11-slim's own pip, setuptools and wheel (the venv has its own packages).
 purelib=$(python3 -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 for name in pip setuptools wheel _distutils_hack pkg_resources; do
@@ -106,23 +123,44 @@ for name in pip setuptools wheel _distutils_hack pkg_resources; do
 done
 rm -f "$purelib/distutils-precedence.pth" /usr/local/bin/pip* /usr/local/bin/wheel \
     /usr/local/bin/idle* /usr/local/bin/pydoc* /usr/local/bin/2to3*
-find "$stdlib" -name '__pycache__' -type d -prune -exec rm -rf {} +
-python3 -m compileall -q -j 0 "$stdlib" >/dev/null
+# Then every module as bytecode compiled once (bytecode-only.py, beside this script); os.py stays
+# as the landmark by which Python finds its standard library.
+python3 "$(dirname "$0")/bytecode-only.py" --keep os.py "$stdlib"
 # Links that pointed at what went (alternatives of dropped tools, for example).
 find /etc /usr -xdev -type l ! -exec test -e {} \; -delete
 rm -rf /tmp/* /var/tmp/* /root/.cache
 
 # --- checks ------------------------------------------------------------------------------------
-missing=$(find / -xdev \( -path /proc -o -path /sys -o -path /dev \) -prune -o -type f \
-              \( -perm -u+x -o -name '*.so' -o -name '*.so.*' \) -print \
-          | while IFS= read -r file; do
-                [ "$(head -c 4 "$file" | od -An -c | tr -d ' ')" = '177ELF' ] || continue
-                ldd "$file" 2>/dev/null | sed -n "s|^[[:space:]]*\([^ ]*\) => not found|$file: \1|p"
-            done)
+# Every ELF file must find its libraries. A program that needs one of the libraries dropped on
+# purpose (mount, lsblk, swapon, logger...: none works in an unprivileged container) goes too.
+elf_files() {
+    find / -xdev \( -path /proc -o -path /sys -o -path /dev \) -prune -o -type f \
+        \( -perm -u+x -o -name '*.so' -o -name '*.so.*' \) -print \
+    | while IFS= read -r file; do
+          [ "$(head -c 4 "$file" | od -An -c | tr -d ' ')" = '177ELF' ] && printf '%s\n' "$file"
+      done
+}
+DROPPED_LIBRARIES="libmount.so.1 libblkid.so.1 libsmartcols.so.1 libudev.so.1 libsystemd.so.0
+    libgcrypt.so.20 libgpg-error.so.0 liblz4.so.1 libfido2.so.1 libcbor.so.0.8"
+went="" missing=""
+for file in $(elf_files); do
+    needs=$(ldd "$file" 2>/dev/null | sed -n 's/^[[:space:]]*\([^ ]*\) => not found.*/\1/p')
+    [ -n "$needs" ] || continue
+    for library in $needs; do
+        case " $(echo $DROPPED_LIBRARIES) " in
+            *" $library "*) ;;
+            *) missing="$missing
+$file: $library" ;;
+        esac
+    done
+    went="$went ${file##*/}"
+    rm -f "$file"
+done
 if [ -n "$missing" ]; then
-    printf 'slim-rootfs: error: libraries are missing:\n%s\n' "$missing" >&2
+    printf 'slim-rootfs: error: libraries are missing:%s\n' "$missing" >&2
     exit 1
 fi
+say "programs that needed a dropped library:$went"
 git --version >/dev/null
 ssh -V 2>/dev/null
 bash -c true
