@@ -184,16 +184,18 @@ def image_names() -> list[str]:
     worker = os.environ.get("WORKER_IMAGE") or "claude-worker"
     manager = os.environ.get("MANAGER_IMAGE") or "claude-orchestrator"
     cli = os.environ.get("CLI_IMAGE") or cli_image_name(REPO_ROOT)
-    base = os.environ.get("OFFLINE_BASE_IMAGE") or "claude-orchestrator-base:bookworm"
+    bases = [os.environ.get("OFFLINE_BASE_IMAGE") or "claude-orchestrator-base:bookworm"]
     if image_exists(worker):  # the base the worker was built on, from its label
         label = '{{index .Config.Labels "org.opencontainers.image.base.name"}}'
-        base = docker("image", "inspect", "--format", label, worker).strip() or base
+        built_on = docker("image", "inspect", "--format", label, worker).strip()
+        if built_on and built_on not in bases:
+            bases.insert(0, built_on)
     profiles = [
         f"claude-{p.name}"
         for p in sorted((REPO_ROOT / "worker" / "profiles").glob("*"))
         if (p / "Dockerfile").is_file()
     ]
-    return [base, cli, worker, manager, *profiles]
+    return [*bases, cli, worker, manager, *profiles]
 
 
 @dataclass(frozen=True)
@@ -344,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     for what, value in times:
         print(f"| {what} | {value} |")
     print()
+    images += [name for name in image_names() if name not in images]  # a base named anew
     print("\n".join(size_table(images, before)))
     return 0
 
