@@ -1,14 +1,17 @@
 #!/bin/sh
 # Cut a Debian-based image's tree down to what the worker and the manager run, in the `rootfs`
-# stage of worker/Dockerfile (whose final stage copies the result onto an empty image). Works on
-# the offline base (claude-orchestrator-base) and on python:3.11-slim-bookworm alike.
+# stage of worker/Dockerfile (whose final stage copies the result onto an empty image). Made for
+# the offline base (claude-orchestrator-base) and for python:3.11-slim-bookworm (its Python lives
+# in /usr/local; paths are asked of Python and of dpkg, not assumed).
 #
-# Gone: the tools that only install or build (apt, dpkg, debconf, perl, adduser/useradd, binutils, pip,
-# setuptools and ensurepip's wheels, the venv module's pip), documentation, translations, the
-# parts of the standard library a program never imports (test, idlelib, tkinter, lib2to3,
-# distutils, pydoc's topics), git's servers (daemon, http-backend, shell, imap-send, scalar) and the
-# iconv modules of charsets other than Unicode and the Latin ones. Git itself keeps every command
-# the project runs: only its Perl commands (send-email, svn, cvs, the old add -i) stop working.
+# Gone: the tools that only install or build (apt, dpkg, debconf, perl, useradd, binutils, the
+# wheels of pip and setuptools), documentation and translations, the parts of the standard
+# library no program imports (test, idlelib, tkinter, lib2to3, distutils, ensurepip, pydoc's
+# topics), git's servers and Perl commands, OpenSSH's agent, scp, sftp and key helpers, the tools
+# of disks, mounts and the journal with the libraries only they link, and the iconv modules of
+# charsets other than Unicode and the Latin ones. The standard library stays whole otherwise, as
+# bytecode only (bytecode-only.py, beside this script). Git keeps every command the project and
+# Claude Code run: only its Perl commands (send-email, svn, cvs) are gone.
 # /var/lib/dpkg/status stays, listing the packages that remain, for image scanners.
 #
 # Then it checks what is left: every ELF file finds its libraries, and git, python3, ssh, bash
@@ -83,9 +86,9 @@ if [ -d /usr/share/locale ]; then
 fi
 # Git's servers, its Perl commands and git-http-fetch (only fetched packfile URIs, which a client
 # asks for only when fetch.uriProtocols is set) go; every client command stays.
-for name in git-daemon git-http-backend git-http-fetch git-http-push git-imap-send git-shell scalar \
-            git-add--interactive git-instaweb git-archimport git-cvsexportcommit git-cvsimport \
-            git-cvsserver git-send-email git-svn; do
+for name in git-daemon git-http-backend git-http-fetch git-http-push git-imap-send git-shell \
+            scalar git-add--interactive git-instaweb git-archimport git-cvsexportcommit \
+            git-cvsimport git-cvsserver git-send-email git-svn; do
     rm -f "/usr/lib/git-core/$name" "/usr/bin/$name"
 done
 # OpenSSH's client stays (git's transport; ssh-keygen for signatures): its agent, file copy,
@@ -164,5 +167,6 @@ say "programs that needed a dropped library:$went"
 git --version >/dev/null
 ssh -V 2>/dev/null
 bash -c true
-python3 -c 'import ssl, sqlite3, zoneinfo, venv, json, asyncio, multiprocessing, ctypes, lzma, bz2, zlib, unittest'
+python3 -c 'import ssl, sqlite3, zoneinfo, venv, json, asyncio, multiprocessing
+import ctypes, lzma, bz2, zlib, unittest'
 say "done: $(du -sxm / 2>/dev/null | cut -f1) MB left"
