@@ -8,7 +8,9 @@
 #                            167 MB wheel is fetched once per machine, worker and manager copy from it
 #   claude-worker            worker/Dockerfile
 #   claude-orchestrator      manager/Dockerfile (the manager)
-#   claude-<profile>         worker/profiles/<profile>/Dockerfile, only with --profile NAME or --all
+#   claude-<profile>         worker/profiles/<profile>/Dockerfile, only with --profile NAME or --all,
+#                            FROM claude-worker-debian (the worker on the whole Debian system, apt
+#                            included: worker/Dockerfile with WORKER_ROOT=debian)
 #
 # The base and the CLI image are made only when missing, so a rebuild with nothing changed takes
 # seconds. Run with --help for the options.
@@ -22,12 +24,22 @@ DEBIAN_SUITE=bookworm
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 # What the offline base carries; keep python3 (>= 3.11) and python3-venv: the Dockerfiles need them.
-BASE_PACKAGES=python3,python3-venv,git,ca-certificates,openssh-client
+# binutils only builds (its strip takes the debug symbols out of the venv's compiled extensions);
+# the worker's run-time tree leaves it out like apt, dpkg and perl (scripts/slim-rootfs.sh).
+BASE_PACKAGES=python3,python3-venv,git,ca-certificates,openssh-client,binutils
 PULL_TIMEOUT_S=${PULL_TIMEOUT_S:-20}
 
 CLI_DOCKERFILE=scripts/claude-cli.Dockerfile
 WORKER_IMAGE=${WORKER_IMAGE:-claude-worker}
 MANAGER_IMAGE=${MANAGER_IMAGE:-claude-orchestrator}
+# The worker on the whole Debian system, apt included (worker/Dockerfile with WORKER_ROOT=debian):
+# what profile images build on. Named after WORKER_IMAGE: claude-worker:TAG -> claude-worker-debian:TAG.
+debian_variant() {  # IMAGE
+    local name=$1 tag=""
+    if [[ ${name##*/} == *:* ]]; then tag=:${name##*:}; name=${name%:*}; fi
+    printf '%s-debian%s' "$name" "$tag"
+}
+WORKER_DEBIAN_IMAGE=${WORKER_DEBIAN_IMAGE:-$(debian_variant "$WORKER_IMAGE")}
 
 usage() {
     cat <<'EOF'
@@ -60,7 +72,8 @@ Options:
 Environment: PUBLIC_BASE_IMAGE, OFFLINE_BASE_IMAGE, DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR,
 PULL_TIMEOUT_S (default 20), DOCKER_BUILDKIT (default: BuildKit when buildx is installed, else the
 legacy builder); the image names CLI_IMAGE (default claude-orchestrator-cli:<Claude Code version>),
-WORKER_IMAGE (claude-worker) and MANAGER_IMAGE (claude-orchestrator).
+WORKER_IMAGE (claude-worker), MANAGER_IMAGE (claude-orchestrator) and WORKER_DEBIAN_IMAGE (the
+profiles' base: WORKER_IMAGE with -debian after its name).
 
 Examples:
   scripts/build-images.sh --offline            # what CI runs
@@ -307,16 +320,17 @@ build_cli() {
     docker image prune --force --filter label=claude-orchestrator.build-stage=cli-fetch >/dev/null
 }
 
-build_project_image() {  # NAME DOCKERFILE
-    local previous; previous=$(image_id "$1")
-    say "building $1 ($2)"
+build_project_image() {  # NAME DOCKERFILE [DOCKER-BUILD-OPTION...]
+    local name=$1 dockerfile=$2 previous; shift 2
+    previous=$(image_id "$name")
+    say "building $name ($dockerfile${*:+ $*})"
     docker_build "${no_cache[@]+"${no_cache[@]}"}" \
         --build-arg BASE_IMAGE="$BASE_IMAGE" \
         --build-arg CLAUDE_CLI_IMAGE="$CLI_IMAGE" \
         --build-arg EXTRA_CA_CERTS="$EXTRA_CA_CERTS" \
-        -f "$REPO_ROOT/$2" -t "$1" "$REPO_ROOT" \
-        || die "building $1 failed (see the build output above)."
-    drop_replaced "$1" "$previous"
+        "$@" -f "$REPO_ROOT/$dockerfile" -t "$name" "$REPO_ROOT" \
+        || die "building $name failed (see the build output above)."
+    drop_replaced "$name" "$previous"
 }
 
 build_manager() {
@@ -331,11 +345,13 @@ build_manager() {
 
 build_profile() {  # NAME
     local dir="$REPO_ROOT/worker/profiles/$1"
-    image_exists "$WORKER_IMAGE" || build_project_image "$WORKER_IMAGE" worker/Dockerfile
+    # Profiles install Debian packages: they build on the worker with the whole Debian system
+    # (every stage but the last is the worker's own, from the cache).
+    build_project_image "$WORKER_DEBIAN_IMAGE" worker/Dockerfile --build-arg WORKER_ROOT=debian
     local previous; previous=$(image_id "claude-$1")
-    say "building claude-$1 (worker/profiles/$1/Dockerfile)"
+    say "building claude-$1 (worker/profiles/$1/Dockerfile, FROM $WORKER_DEBIAN_IMAGE)"
     docker_build "${no_cache[@]+"${no_cache[@]}"}" \
-        --build-arg WORKER_IMAGE="$WORKER_IMAGE" --build-arg EXTRA_CA_CERTS="$EXTRA_CA_CERTS" \
+        --build-arg WORKER_IMAGE="$WORKER_DEBIAN_IMAGE" --build-arg EXTRA_CA_CERTS="$EXTRA_CA_CERTS" \
         -t "claude-$1" "$dir" \
         || die "building claude-$1 failed (see the build output above; profiles may need more of the internet than PyPI and Debian)."
     drop_replaced "claude-$1" "$previous"

@@ -14,8 +14,15 @@ tables (ready for the README):
    images in use are touched. ``--cold`` adds a first build from nothing (a new base from
    mmdebstrap, the claude-agent-sdk wheel downloaded again, no layer cache), also under temporary
    names, removed afterwards; it needs Debian's mirror and PyPI and takes minutes.
-2. Image sizes: each image's size, the bytes only it holds among the images listed, and the disk
-   all of them take together (layers shared between images counted once).
+2. Image sizes: each image uncompressed (what it takes on a node's disk) and as ``docker save
+   IMAGE | gzip -c`` (what a registry or a copy to another node moves), beside the same figures
+   of the images the names pointed at before this run (the previous build) and of the base; the
+   bytes only it holds among the images listed, and the disk all of them take together (layers
+   shared between images counted once).
+
+The image names are build-images.sh's: WORKER_IMAGE, MANAGER_IMAGE, OFFLINE_BASE_IMAGE and
+CLI_IMAGE from the environment, or their defaults. To compare against another build, tag it with
+those names before the run: the catch-up build then replaces them, and the table shows both.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -171,8 +179,83 @@ def history_layers(image: str) -> list[tuple[str, int]]:
     return layers
 
 
-def size_table(images: list[str]) -> list[str]:
-    present = [name for name in images if image_exists(name)]
+def image_names() -> list[str]:
+    """The images build-images.sh makes, named as it names them (same environment variables)."""
+    worker = os.environ.get("WORKER_IMAGE") or "claude-worker"
+    manager = os.environ.get("MANAGER_IMAGE") or "claude-orchestrator"
+    cli = os.environ.get("CLI_IMAGE") or cli_image_name(REPO_ROOT)
+    bases = [os.environ.get("OFFLINE_BASE_IMAGE") or "claude-orchestrator-base:bookworm"]
+    if image_exists(worker):  # the base the worker was built on, from its label
+        label = '{{index .Config.Labels "org.opencontainers.image.base.name"}}'
+        built_on = docker("image", "inspect", "--format", label, worker).strip()
+        if built_on and built_on not in bases:
+            bases.insert(0, built_on)
+    profiles = [
+        f"claude-{p.name}"
+        for p in sorted((REPO_ROOT / "worker" / "profiles").glob("*"))
+        if (p / "Dockerfile").is_file()
+    ]
+    return [*bases, cli, worker, manager, *profiles]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What one image takes, in bytes."""
+
+    image_id: str
+    uncompressed: int
+    """On a node's disk: ``docker image inspect --format {{.Size}}``."""
+    gzipped: int
+    """``docker save IMAGE | gzip -c | wc -c``: what a registry or a copy to a node moves."""
+
+
+_GZIPPED: dict[str, int] = {}
+"""The gzipped size of each image id measured in this run: an unchanged image is measured once."""
+
+
+def gzipped_bytes(image_id: str) -> int:
+    if image_id not in _GZIPPED:
+        save = subprocess.Popen(["docker", "save", image_id], stdout=subprocess.PIPE)
+        gzip = subprocess.Popen(["gzip", "-c"], stdin=save.stdout, stdout=subprocess.PIPE)
+        assert save.stdout is not None and gzip.stdout is not None
+        save.stdout.close()  # gzip holds the pipe now
+        total = 0
+        while chunk := gzip.stdout.read(1 << 20):
+            total += len(chunk)
+        if gzip.wait() != 0 or save.wait() != 0:
+            raise SystemExit(f"docker save {image_id} | gzip -c failed")
+        _GZIPPED[image_id] = total
+    return _GZIPPED[image_id]
+
+
+def measure_sizes(images: list[str]) -> dict[str, Sizes]:
+    """The sizes of the images among ``images`` that exist, by name."""
+    sizes = {}
+    for name in images:
+        if image_exists(name):
+            image_id, size = docker(
+                "image", "inspect", "--format", "{{.Id}} {{.Size}}", name
+            ).split()
+            sizes[name] = Sizes(image_id, int(size), gzipped_bytes(image_id))
+    return sizes
+
+
+def megabytes(sizes: Sizes) -> str:
+    return f"{sizes.uncompressed / 1e6:.0f} MB / {sizes.gzipped / 1e6:.0f} MB"
+
+
+def before_column(now: Sizes, before: Sizes | None) -> str:
+    if before is None:
+        return "(not built)"
+    if before.image_id == now.image_id:
+        return "unchanged"
+    ratio = now.uncompressed / before.uncompressed
+    return f"{megabytes(before)} (now {ratio:.2f}x)"
+
+
+def size_table(images: list[str], before: dict[str, Sizes]) -> list[str]:
+    now = measure_sizes(images)
+    present = list(now)
     layers = {name: history_layers(name) for name in present}
     owners: dict[str, set[str]] = {}
     sizes: dict[str, int] = {}
@@ -180,18 +263,24 @@ def size_table(images: list[str]) -> list[str]:
         for key, size in steps:
             owners.setdefault(key, set()).add(name)
             sizes[key] = size
-    lines = ["| image | size | only in this image | layers |", "|---|---:|---:|---:|"]
+    lines = [
+        "| image | uncompressed / `docker save \\| gzip -c` | before this run |"
+        " only in this image | layers |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name in present:
-        total = int(docker("image", "inspect", "--format", "{{.Size}}", name).strip())
         own = sum(size for key, size in layers[name] if owners[key] == {name})
         count = len(
             json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", name))
         )
-        lines.append(f"| {name} | {total / 1e6:.0f} MB | {own / 1e6:.0f} MB | {count} |")
-    lines.append(f"| **all of them on disk** | **{sum(sizes.values()) / 1e6:.0f} MB** | | |")
+        lines.append(
+            f"| {name} | {megabytes(now[name])} | {before_column(now[name], before.get(name))}"
+            f" | {own / 1e6:.0f} MB | {count} |"
+        )
+    lines.append(f"| **all of them on disk** | **{sum(sizes.values()) / 1e6:.0f} MB** | | | |")
     for name in images:
         if name not in present:
-            lines.append(f"| {name} | (not built) | | |")
+            lines.append(f"| {name} | (not built) | | | |")
     return lines
 
 
@@ -220,9 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     engine = docker("version", "--format", "{{.Server.Version}}").strip()
     storage = docker("info", "--format", "{{.Driver}}").strip()
     print(
-        f"Docker engine {engine}, storage driver {storage}, {os.cpu_count()} CPUs; "
+        f"Docker engine {engine}, storage driver {storage}, {os.cpu_count()} CPUs, load "
+        f"{' '.join(f'{load:.2f}' for load in os.getloadavg())}; "
         f"build-images.sh {' '.join(build_args)}\n"
     )
+    images = image_names()
+    before = measure_sizes(images)  # the previous build, before this run replaces it
 
     times: list[tuple[str, str]] = []
     if options.cold:
@@ -254,25 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     for what, value in times:
         print(f"| {what} | {value} |")
     print()
-    base = "claude-orchestrator-base:bookworm"
-    if image_exists("claude-worker"):  # the base the worker was built on, from its label
-        base = (
-            docker(
-                "image",
-                "inspect",
-                "--format",
-                '{{index .Config.Labels "org.opencontainers.image.base.name"}}',
-                "claude-worker",
-            ).strip()
-            or base
-        )
-    images = [base, cli_image_name(REPO_ROOT), "claude-worker", "claude-orchestrator"]
-    images += [
-        f"claude-{p.name}"
-        for p in sorted((REPO_ROOT / "worker" / "profiles").glob("*"))
-        if (p / "Dockerfile").is_file()
-    ]
-    print("\n".join(size_table(images)))
+    images += [name for name in image_names() if name not in images]  # a base named anew
+    print("\n".join(size_table(images, before)))
     return 0
 
 
