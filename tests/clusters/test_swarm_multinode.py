@@ -99,21 +99,34 @@ def cluster(swarm_nodes: SwarmNodes, tmp_path: Path) -> Iterator[Cluster]:
             swarm_nodes.docker(swarm_nodes.manager, "service", "rm", service, check=False)
         for node in (swarm_nodes.manager, swarm_nodes.worker):  # what a manager cannot reach
             wait_for("the root's networks and volumes gone",
-                     lambda node=node: pruned(swarm_nodes, node, label), 90)
+                     lambda node=node: pruned(swarm_nodes, node, label), 180)
 
 
 def pruned(nodes: SwarmNodes, node: SwarmNode, label: str) -> bool:
     """Whether ``node`` holds no network or volume of the root any more (removing the ended
     containers Swarm keeps of removed services, then pruning what is left)."""
     left = False
-    for volume in nodes.docker(node, "volume", "ls", "-q", "--filter", label).split():
-        for container in nodes.docker(node, "ps", "-aq", "--filter", f"volume={volume}").split():
-            nodes.docker(node, "rm", "-f", container, check=False)
+    for kind in ("volume", "network"):  # a removed service's task may still be ending here
+        for name in nodes.docker(node, kind, "ls", "-q", "--filter", label).split():
+            for container in nodes.docker(node, "ps", "-aq", "--filter", f"{kind}={name}").split():
+                nodes.docker(node, "rm", "-f", container, check=False)
     for kind in ("network", "volume"):
-        if nodes.docker(node, kind, "ls", "-q", "--filter", label).strip():
+        names = nodes.docker(node, kind, "ls", "-q", "--filter", label).split()
+        if kind == "network":
+            names = [name for name in names if not only_load_balancer(nodes, node, name)]
+        if names:
             nodes.docker(node, kind, "prune", "-f", "--filter", label, check=False)
             left = True
     return not left
+
+
+def only_load_balancer(nodes: SwarmNodes, node: SwarmNode, network: str) -> bool:
+    """Whether a removed service's overlay network is held on ``node`` only by the engine's own
+    load-balancer endpoint: a worker node keeps that until the swarm tidies it, and cannot
+    remove it itself (no container of ours is on it)."""
+    found = nodes.docker(node, "network", "inspect", network, "--format",
+                         "{{range $k, $v := .Containers}}{{$k}} {{end}}", check=False).split()
+    return bool(found) and all(name.startswith("lb-") for name in found)
 
 
 HOSTILE = """
