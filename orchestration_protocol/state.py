@@ -266,15 +266,16 @@ class BoardListing:
     @classmethod
     def of(cls, layout: Layout) -> BoardListing:
         return cls(
-            claims=_names(layout.claims_dir),
-            status=_names(layout.status_dir),
-            results=_names(layout.results_dir),
-            control=_names(layout.control_dir),
-            rounds=_names(layout.root / ROUNDS_DIR),
+            claims=directory_names(layout.claims_dir),
+            status=directory_names(layout.status_dir),
+            results=directory_names(layout.results_dir),
+            control=directory_names(layout.control_dir),
+            rounds=directory_names(layout.root / ROUNDS_DIR),
         )
 
 
-def _names(directory: Path) -> frozenset[str]:
+def directory_names(directory: Path) -> frozenset[str]:
+    """The names in ``directory``; none when it is missing or not a directory."""
     try:
         return frozenset(os.listdir(directory))
     except (FileNotFoundError, NotADirectoryError):

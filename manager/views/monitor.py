@@ -33,7 +33,7 @@ from orchestration_protocol import (
 from orchestration_protocol.board_cache import cache_for
 from orchestration_protocol.paths import task_id_from_filename
 from orchestration_protocol.rounds import ROUNDS_DIR
-from orchestration_protocol.state import stray_file
+from orchestration_protocol.state import directory_names, stray_file
 from orchestration_protocol.watcher import ALL_KINDS, DirectoryMarks, WatchKind
 from orchestration_views.progress import Progress, assess
 
@@ -142,10 +142,7 @@ class LiveBoard:
             directory = self.layout.root / name
             if not self._marks.changed(directory):
                 continue
-            try:
-                names = frozenset(os.listdir(directory))
-            except (FileNotFoundError, NotADirectoryError):
-                names = frozenset()
+            names = directory_names(directory)
             before, self._listed[name] = self._listed.get(name), names
             if before is None:
                 continue  # the first look: the board is read whole next
